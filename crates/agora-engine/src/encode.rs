@@ -1,0 +1,256 @@
+//! Streaming result encoders. Each record batch is encoded and handed on as soon as it
+//! arrives, so memory use does not grow with the size of the result.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::csv::{Writer as CsvWriter, WriterBuilder as CsvWriterBuilder};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::json::writer::{JsonArray, LineDelimited, WriterBuilder as JsonWriterBuilder};
+use datafusion::arrow::json::Writer as JsonWriter;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::{Stream, StreamExt};
+
+use crate::EngineError;
+
+/// How query results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// A JSON array of row objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// CSV with a header line.
+    Csv,
+    /// The Arrow IPC streaming format.
+    ArrowIpc,
+}
+
+impl OutputFormat {
+    pub const ALL: [OutputFormat; 4] = [Self::Json, Self::Ndjson, Self::Csv, Self::ArrowIpc];
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Ndjson => "application/x-ndjson",
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::ArrowIpc => "application/vnd.apache.arrow.stream",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Ndjson => "ndjson",
+            Self::Csv => "csv",
+            Self::ArrowIpc => "arrow",
+        }
+    }
+    /// The format for a media type of an `Accept` header, if it names one.
+    pub fn from_media_type(m: &str) -> Option<Self> {
+        let m = m.split(';').next().unwrap_or("").trim();
+        Self::ALL
+            .into_iter()
+            .find(|f| f.content_type().split(';').next() == Some(m))
+    }
+}
+
+impl FromStr for OutputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "ndjson" | "jsonl" => Ok(Self::Ndjson),
+            "csv" => Ok(Self::Csv),
+            "arrow" | "arrow-ipc" | "ipc" => Ok(Self::ArrowIpc),
+            other => Err(format!(
+                "unknown result format {other:?}: use json, ndjson, csv or arrow"
+            )),
+        }
+    }
+}
+
+pub type EncodedStream = Pin<Box<dyn Stream<Item = Result<Bytes, EngineError>> + Send>>;
+
+/// A `Write` whose bytes can be taken out between batches.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn take(&self) -> Bytes {
+        Bytes::from(std::mem::take(&mut *self.0.lock().expect("lock")))
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Encoder {
+    Json(JsonWriter<SharedBuf, JsonArray>),
+    Ndjson(JsonWriter<SharedBuf, LineDelimited>),
+    Csv(CsvWriter<SharedBuf>),
+    Ipc(StreamWriter<SharedBuf>),
+}
+
+impl Encoder {
+    fn new(format: OutputFormat, schema: &SchemaRef, buf: &SharedBuf) -> Result<Self, EngineError> {
+        let enc = |e: datafusion::arrow::error::ArrowError| EngineError::Encode(e.to_string());
+        Ok(match format {
+            OutputFormat::Json => Self::Json(
+                JsonWriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(buf.clone()),
+            ),
+            OutputFormat::Ndjson => Self::Ndjson(
+                JsonWriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(buf.clone()),
+            ),
+            OutputFormat::Csv => Self::Csv(CsvWriterBuilder::new().with_header(true).build(buf.clone())),
+            OutputFormat::ArrowIpc => Self::Ipc(StreamWriter::try_new(buf.clone(), schema).map_err(enc)?),
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        let r = match self {
+            Self::Json(w) => w.write(batch),
+            Self::Ndjson(w) => w.write(batch),
+            Self::Csv(w) => w.write(batch),
+            Self::Ipc(w) => w.write(batch),
+        };
+        r.map_err(|e| EngineError::Encode(e.to_string()))
+    }
+
+    fn finish(&mut self) -> Result<(), EngineError> {
+        let r = match self {
+            Self::Json(w) => w.finish(),
+            Self::Ndjson(w) => w.finish(),
+            Self::Csv(_) => Ok(()),
+            Self::Ipc(w) => w.finish(),
+        };
+        r.map_err(|e| EngineError::Encode(e.to_string()))
+    }
+}
+
+struct State {
+    input: SendableRecordBatchStream,
+    buf: SharedBuf,
+    encoder: Encoder,
+    rows: u64,
+    done: bool,
+}
+
+pub(crate) fn encode(input: SendableRecordBatchStream, format: OutputFormat) -> EncodedStream {
+    let buf = SharedBuf::default();
+    let schema = input.schema();
+    let encoder = match Encoder::new(format, &schema, &buf) {
+        Ok(e) => e,
+        Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
+    };
+    let state = State {
+        input,
+        buf,
+        encoder,
+        rows: 0,
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match st.input.next().await {
+                Some(Ok(batch)) => {
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    st.rows += batch.num_rows() as u64;
+                    if let Err(e) = st.encoder.write(&batch) {
+                        st.done = true;
+                        return Some((Err(e), st));
+                    }
+                    let bytes = st.buf.take();
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(bytes), st));
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    return Some((Err(EngineError::from_df(e)), st));
+                }
+                None => {
+                    st.done = true;
+                    // Empty results still need their header / brackets.
+                    if st.rows == 0
+                        && let Encoder::Csv(w) = &mut st.encoder
+                    {
+                        let empty = RecordBatch::new_empty(st.input.schema());
+                        if let Err(e) = w.write(&empty) {
+                            return Some((Err(EngineError::Encode(e.to_string())), st));
+                        }
+                    }
+                    let r = st.encoder.finish().map(|_| st.buf.take());
+                    return match r {
+                        Ok(b) if b.is_empty() => None,
+                        other => Some((other, st)),
+                    };
+                }
+            }
+        }
+    }))
+}
+
+pub(crate) async fn text_table(
+    mut input: SendableRecordBatchStream,
+    max_rows: usize,
+) -> Result<(String, u64), EngineError> {
+    let mut kept: Vec<RecordBatch> = Vec::new();
+    let mut kept_rows = 0usize;
+    let mut total = 0u64;
+    while let Some(batch) = input.next().await {
+        let batch = batch.map_err(EngineError::from_df)?;
+        total += batch.num_rows() as u64;
+        if kept_rows < max_rows {
+            let take = (max_rows - kept_rows).min(batch.num_rows());
+            kept.push(batch.slice(0, take));
+            kept_rows += take;
+        }
+    }
+    if kept.is_empty() {
+        kept.push(RecordBatch::new_empty(input.schema()));
+    }
+    let table = pretty_format_batches(&kept)
+        .map_err(|e| EngineError::Encode(e.to_string()))?
+        .to_string();
+    Ok((table, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_and_map_media_types() {
+        assert_eq!("csv".parse::<OutputFormat>().unwrap(), OutputFormat::Csv);
+        assert!("xml".parse::<OutputFormat>().is_err());
+        assert_eq!(
+            OutputFormat::from_media_type("application/vnd.apache.arrow.stream"),
+            Some(OutputFormat::ArrowIpc)
+        );
+        assert_eq!(OutputFormat::from_media_type("text/csv"), Some(OutputFormat::Csv));
+        assert_eq!(OutputFormat::from_media_type("*/*"), None);
+    }
+}

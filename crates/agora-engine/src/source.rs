@@ -1,0 +1,192 @@
+//! Data sources as DataFusion listing tables.
+
+use std::sync::Arc;
+
+use agora_model::{ColumnSchema, DataSource, SourceFormat};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::SessionContext;
+use url::Url;
+
+use crate::EngineError;
+
+/// Rows read to infer a CSV schema.
+const CSV_INFER_ROWS: usize = 10_000;
+
+fn source_error(source: &DataSource, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Source {
+        location: display_location(&source.location),
+        message: crate::tidy(&e.to_string()),
+    }
+}
+
+/// `file:///a/b.csv` is shown as `/a/b.csv`.
+pub fn display_location(location: &str) -> String {
+    location
+        .strip_prefix("file://")
+        .unwrap_or(location)
+        .to_owned()
+}
+
+fn compression_of(location: &str) -> FileCompressionType {
+    let l = location.to_ascii_lowercase();
+    if l.ends_with(".gz") {
+        FileCompressionType::GZIP
+    } else if l.ends_with(".bz2") {
+        FileCompressionType::BZIP2
+    } else if l.ends_with(".xz") {
+        FileCompressionType::XZ
+    } else if l.ends_with(".zst") {
+        FileCompressionType::ZSTD
+    } else {
+        FileCompressionType::UNCOMPRESSED
+    }
+}
+
+/// Registers the object store for a non-local URL with the session's runtime, configured
+/// from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+fn ensure_object_store(ctx: &SessionContext, source: &DataSource) -> Result<(), EngineError> {
+    if source.is_local() {
+        return Ok(());
+    }
+    let url = Url::parse(&source.location).map_err(|e| source_error(source, e))?;
+    let base = Url::parse(&format!("{}://{}", url.scheme(), url.authority()))
+        .map_err(|e| source_error(source, e))?;
+    let runtime = ctx.runtime_env();
+    if runtime.object_store(&base).is_ok() {
+        return Ok(());
+    }
+    let opts = std::env::vars().filter_map(|(k, v)| {
+        let lk = k.to_ascii_lowercase();
+        (lk.starts_with("aws_") || lk.starts_with("google_") || lk.starts_with("azure_"))
+            .then_some((lk, v))
+    });
+    let (store, _) =
+        object_store::parse_url_opts(&url, opts).map_err(|e| source_error(source, e))?;
+    runtime.register_object_store(&base, Arc::from(store));
+    Ok(())
+}
+
+/// Builds a listing table over the source, inferring its schema from the data.
+pub async fn listing_table(
+    ctx: &SessionContext,
+    source: &DataSource,
+) -> Result<Arc<dyn TableProvider>, EngineError> {
+    ensure_object_store(ctx, source)?;
+    let table_url = ListingTableUrl::parse(&source.location).map_err(|e| source_error(source, e))?;
+    let is_dir = table_url.is_collection();
+    let compression = if is_dir {
+        FileCompressionType::UNCOMPRESSED
+    } else {
+        compression_of(&source.location)
+    };
+    let (format, ext): (Arc<dyn FileFormat>, String) = match source.format {
+        SourceFormat::Csv => (
+            Arc::new(
+                CsvFormat::default()
+                    .with_delimiter(source.delimiter)
+                    .with_has_header(source.has_header)
+                    .with_schema_infer_max_rec(CSV_INFER_ROWS)
+                    .with_file_compression_type(compression),
+            ),
+            if is_dir {
+                ".csv".to_owned()
+            } else {
+                // A single file is taken whatever its extension (.csv, .tsv, .txt).
+                String::new()
+            },
+        ),
+        SourceFormat::Parquet => (
+            Arc::new(ParquetFormat::default()),
+            if is_dir {
+                ".parquet".to_owned()
+            } else {
+                String::new()
+            },
+        ),
+    };
+    let options = ListingOptions::new(format)
+        .with_file_extension(ext);
+    // Fail early, with a clear message, when there is nothing to read.
+    let state = ctx.state();
+    let store = state
+        .runtime_env()
+        .object_store(&table_url)
+        .map_err(|e| source_error(source, e))?;
+    let files = {
+        use futures::TryStreamExt;
+        table_url
+            .list_all_files(&state, store.as_ref(), &options.file_extension)
+            .await
+            .map_err(|e| source_error(source, e))?
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| source_error(source, e))?
+    };
+    if files.is_empty() {
+        return Err(source_error(
+            source,
+            format!(
+                "no {} files found{}",
+                source.format,
+                if is_dir { " in this folder" } else { "" }
+            ),
+        ));
+    }
+    let config = ListingTableConfig::new(table_url)
+        .with_listing_options(options)
+        .infer_schema(&state)
+        .await
+        .map_err(|e| source_error(source, e.find_root()))?;
+    let table = ListingTable::try_new(config).map_err(|e| source_error(source, e))?;
+    if table.schema().fields().is_empty() {
+        return Err(source_error(source, "the data has no columns"));
+    }
+    Ok(Arc::new(table))
+}
+
+/// Column descriptions of an Arrow schema.
+pub fn columns(schema: &Schema) -> Vec<ColumnSchema> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ColumnSchema::new(f.name(), f.data_type().to_string(), f.is_nullable()))
+        .collect()
+}
+
+/// Compares the registered schema with the one found in the data now.
+pub fn check_drift(
+    product: &str,
+    source: &DataSource,
+    registered: &[ColumnSchema],
+    found: &[ColumnSchema],
+) -> Result<(), EngineError> {
+    let drift = |detail: String| EngineError::SchemaDrift {
+        product: product.to_owned(),
+        location: display_location(&source.location),
+        detail,
+    };
+    for r in registered {
+        match found.iter().find(|f| f.name == r.name) {
+            None => return Err(drift(format!("column {:?} is missing", r.name))),
+            Some(f) if f.data_type != r.data_type => {
+                return Err(drift(format!(
+                    "column {:?} is now {} instead of {}",
+                    r.name, f.data_type, r.data_type
+                )));
+            }
+            _ => {}
+        }
+    }
+    if let Some(extra) = found.iter().find(|f| !registered.iter().any(|r| r.name == f.name)) {
+        return Err(drift(format!("column {:?} is new", extra.name)));
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! The Agora domain model: members, data products, their metadata and profiles.
+//!
+//! This crate does no I/O. Everything here is plain data with validation rules,
+//! so that every other layer (store, engine, server, CLI) agrees on what a valid
+//! product looks like.
+
+mod ids;
+mod metadata;
+mod person_id;
+mod product;
+mod retention;
+mod sidecar;
+
+pub use ids::{IdError, MemberId, ProductName};
+pub use metadata::{
+    Classification, ColumnAnnotation, ColumnRole, MetadataError, MetadataPatch, ProductMetadata,
+    Theme, UpdateFrequency,
+};
+pub use person_id::{person_id_check_digit, person_id_is_valid};
+pub use product::{
+    ColumnProfile, ColumnSchema, DataSource, Page, PageRequest, Product, ProductProfile,
+    SearchHit, SourceFormat, SourceError,
+};
+pub use retention::{Retention, RetentionError};
+pub use sidecar::{Sidecar, SidecarError, SidecarSource};
+
+/// The purposes vocabulary of the ecosystem: every access request names one.
+pub const PURPOSES: &[&str] = &[
+    "job_matching",
+    "fraud_prevention",
+    "debt_recovery",
+    "public_health_research",
+    "official_statistics",
+    "welfare_targeting",
+    "emergency_response",
+    "service_delivery",
+];

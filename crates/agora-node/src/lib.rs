@@ -1,0 +1,286 @@
+//! The node's application layer: what an Agora node can do, independent of how it is asked
+//! (HTTP in `agora-server`, the command line in `agora`). It ties the metadata store and the
+//! query engine together and owns the workflows: registering a product all-or-nothing,
+//! keeping the catalog, answering SQL.
+
+mod register;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agora_engine::{Engine, EngineConfig, QueryResult, TableBinding};
+use agora_model::{
+    IdError, MemberId, MetadataError, MetadataPatch, Page, PageRequest, Product, ProductName,
+    SearchHit, SidecarError, SourceError,
+};
+use agora_store::{NodeRecord, Store, StoreError};
+
+pub use agora_engine::{EngineError, OutputFormat, ProfileProgress};
+pub use agora_store::{ApiRole, NewToken, StoreError, TokenInfo};
+pub use register::RegisterRequest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(
+        "the data directory {0} is not initialised: run `agora node init --data-dir {0} --member MEMBER-ID` first"
+    )]
+    NotInitialised(String),
+    #[error("the data directory {path} is not writable: {source}")]
+    DataDirNotWritable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Metadata(#[from] MetadataError),
+    #[error("{0}")]
+    Sidecar(#[from] SidecarError),
+    #[error("{0}")]
+    Id(#[from] IdError),
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("cannot register {path}: {reason}")]
+    BadLocation { path: String, reason: String },
+    #[error(
+        "this node belongs to member {node:?}, but the metadata names {given:?} as owner: a node registers only its own member's products"
+    )]
+    ForeignOwner { node: String, given: String },
+}
+
+impl NodeError {
+    /// True when the error is the caller's fault and retrying the same request won't help.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Engine(e) => e.is_user_error() || matches!(e, EngineError::Source { .. }),
+            Self::Store(e) => matches!(
+                e,
+                StoreError::DuplicateProduct(_)
+                    | StoreError::ProductNotFound(_)
+                    | StoreError::Conflict(_)
+                    | StoreError::TokenNotFound(_)
+                    | StoreError::AlreadyInitialised(_)
+            ),
+            Self::Metadata(_)
+            | Self::Sidecar(_)
+            | Self::Id(_)
+            | Self::Source(_)
+            | Self::BadLocation { .. }
+            | Self::ForeignOwner { .. } => true,
+            Self::NotInitialised(_) | Self::DataDirNotWritable { .. } => false,
+        }
+    }
+}
+
+/// Where a node keeps its state.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// A `postgres://` URL; by default the SQLite file `agora.db` in the data directory.
+    pub store_url: Option<String>,
+    pub engine: EngineConfig,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            store_url: None,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// A running node: its identity, metadata store and query engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    identity: NodeRecord,
+    store: Store,
+    engine: Engine,
+    data_dir: PathBuf,
+}
+
+fn check_writable(dir: &Path) -> Result<(), NodeError> {
+    let not_writable = |source| NodeError::DataDirNotWritable {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(not_writable)?;
+    let probe = dir.join(format!(".agora-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(not_writable)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+async fn open_store(cfg: &NodeConfig) -> Result<Store, NodeError> {
+    check_writable(&cfg.data_dir)?;
+    Ok(match &cfg.store_url {
+        Some(url) => Store::open(url).await?,
+        None => Store::open_in_dir(&cfg.data_dir).await?,
+    })
+}
+
+impl Node {
+    /// Initialises a new node for `member`, returning it and its first administrator
+    /// token (whose secret is not stored and cannot be shown again).
+    pub async fn init(
+        cfg: &NodeConfig,
+        member: &MemberId,
+        name: &str,
+    ) -> Result<(Node, NewToken), NodeError> {
+        let store = open_store(cfg).await?;
+        let (identity, token) = store.init_node(member, name).await?;
+        Ok((Self::assemble(cfg, store, identity), token))
+    }
+
+    /// Opens an initialised node.
+    pub async fn open(cfg: &NodeConfig) -> Result<Node, NodeError> {
+        let store = open_store(cfg).await?;
+        let identity = store
+            .node()
+            .await?
+            .ok_or_else(|| NodeError::NotInitialised(cfg.data_dir.display().to_string()))?;
+        Ok(Self::assemble(cfg, store, identity))
+    }
+
+    /// Opens the node, initialising it first if the data directory is new.
+    pub async fn open_or_init(
+        cfg: &NodeConfig,
+        member: &MemberId,
+        name: &str,
+    ) -> Result<(Node, Option<NewToken>), NodeError> {
+        let store = open_store(cfg).await?;
+        match store.node().await? {
+            Some(identity) => Ok((Self::assemble(cfg, store, identity), None)),
+            None => {
+                let (identity, token) = store.init_node(member, name).await?;
+                Ok((Self::assemble(cfg, store, identity), Some(token)))
+            }
+        }
+    }
+
+    fn assemble(cfg: &NodeConfig, store: Store, identity: NodeRecord) -> Node {
+        Node {
+            inner: Arc::new(Inner {
+                identity,
+                store,
+                engine: Engine::new(cfg.engine.clone()),
+                data_dir: cfg.data_dir.clone(),
+            }),
+        }
+    }
+
+    pub fn member(&self) -> &MemberId {
+        &self.inner.identity.member_id
+    }
+    pub fn name(&self) -> &str {
+        &self.inner.identity.name
+    }
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Readiness: the store answers.
+    pub async fn ready(&self) -> Result<(), NodeError> {
+        Ok(self.inner.store.ping().await?)
+    }
+
+    // ---- products ----
+
+    /// Registers a product in place: infers its schema, validates its metadata, profiles
+    /// it, and records it in one transaction. Nothing is stored unless every step succeeds.
+    pub async fn register(
+        &self,
+        req: RegisterRequest,
+        progress: &(dyn Fn(ProfileProgress) + Send + Sync),
+    ) -> Result<Product, NodeError> {
+        register::register(self, req, progress).await
+    }
+
+    pub async fn products(&self, page: PageRequest) -> Result<Page<Product>, NodeError> {
+        Ok(self.inner.store.list_products(page).await?)
+    }
+
+    pub async fn product(&self, name: &str) -> Result<Product, NodeError> {
+        self.inner
+            .store
+            .get_product(name)
+            .await?
+            .ok_or_else(|| StoreError::ProductNotFound(name.to_owned()).into())
+    }
+
+    /// Changes a product's metadata. The result is validated against the schema first.
+    pub async fn update_metadata(
+        &self,
+        name: &str,
+        patch: MetadataPatch,
+    ) -> Result<Product, NodeError> {
+        let current = self.product(name).await?;
+        let mut metadata = current.metadata.clone();
+        metadata.apply(patch);
+        metadata.validate(&current.schema)?;
+        let name = ProductName::parse(name)?;
+        Ok(self
+            .inner
+            .store
+            .update_metadata(&name, &metadata, current.version)
+            .await?)
+    }
+
+    /// Removes a product's registration. The data itself is not touched.
+    pub async fn remove(&self, name: &str) -> Result<(), NodeError> {
+        self.inner.store.delete_product(name).await?;
+        self.inner.engine.forget(name);
+        Ok(())
+    }
+
+    pub async fn search(&self, q: &str, page: PageRequest) -> Result<Page<SearchHit>, NodeError> {
+        Ok(self.inner.store.search(q, page).await?)
+    }
+
+    // ---- queries ----
+
+    /// Runs the owner's read-only SQL over this node's products.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, NodeError> {
+        let products = self.inner.store.all_products().await?;
+        let bindings: Vec<TableBinding> = products
+            .into_iter()
+            .map(|p| TableBinding {
+                name: p.name.to_string(),
+                version: format!("{}:{}", p.id, p.version),
+                source: p.source,
+                schema: p.schema,
+            })
+            .collect();
+        Ok(self.inner.engine.query(&bindings, sql).await?)
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    // ---- tokens ----
+
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>, NodeError> {
+        Ok(self.inner.store.authenticate(secret).await?)
+    }
+    pub async fn create_token(&self, label: &str, role: ApiRole) -> Result<NewToken, NodeError> {
+        Ok(self.inner.store.create_token(label, role).await?)
+    }
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, NodeError> {
+        Ok(self.inner.store.list_tokens().await?)
+    }
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, NodeError> {
+        Ok(self.inner.store.revoke_token(id).await?)
+    }
+}

@@ -1,0 +1,285 @@
+//! Registration of a data product: resolve, read sidecar, infer, validate, profile, store.
+
+use std::path::{Path, PathBuf};
+
+use agora_model::{
+    DataSource, MetadataPatch, Product, ProductName, Sidecar, SourceFormat,
+};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::{Node, NodeError, ProfileProgress};
+
+/// What to register. Only `location` is required; the rest falls back to the sidecar file
+/// next to the data, then to defaults.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// A local path (file or folder) or an object store URL.
+    pub location: String,
+    /// Product name (also its SQL table name); by default derived from the file name.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub format: Option<SourceFormat>,
+    /// CSV delimiter, e.g. ";" or "\t".
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    #[serde(default)]
+    pub has_header: Option<bool>,
+    /// Metadata given with the request; overrides the sidecar field by field.
+    #[serde(default)]
+    pub metadata: MetadataPatch,
+}
+
+/// A resolved location: URL for the engine, plus the local path when there is one.
+struct Resolved {
+    url: String,
+    local: Option<PathBuf>,
+    is_dir: bool,
+}
+
+fn bad(path: &str, reason: impl Into<String>) -> NodeError {
+    NodeError::BadLocation {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn resolve(location: &str) -> Result<Resolved, NodeError> {
+    let location = location.trim();
+    if location.is_empty() {
+        return Err(bad(location, "the location is empty"));
+    }
+    if let Some(path) = location.strip_prefix("file://") {
+        return resolve(path);
+    }
+    if location.contains("://") {
+        // Validated by DataSource::new; object stores are read by the engine.
+        return Ok(Resolved {
+            url: location.to_owned(),
+            local: None,
+            is_dir: location.ends_with('/'),
+        });
+    }
+    let path = Path::new(location);
+    let canonical = std::fs::canonicalize(path).map_err(|e| {
+        bad(
+            location,
+            match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or folder".to_owned(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+                _ => e.to_string(),
+            },
+        )
+    })?;
+    let meta = std::fs::metadata(&canonical).map_err(|e| bad(location, e.to_string()))?;
+    let is_dir = meta.is_dir();
+    if !is_dir {
+        std::fs::File::open(&canonical).map_err(|e| bad(location, format!("cannot read: {e}")))?;
+    }
+    let s = canonical.to_str().ok_or_else(|| bad(location, "the path is not valid UTF-8"))?;
+    let url = if is_dir {
+        format!("file://{}/", s.trim_end_matches('/'))
+    } else {
+        format!("file://{s}")
+    };
+    Ok(Resolved {
+        url,
+        local: Some(canonical),
+        is_dir,
+    })
+}
+
+/// The sidecar for a local file or folder, if there is one: `(path, text)`.
+fn find_sidecar(local: &Path, is_dir: bool) -> Result<Option<(PathBuf, String)>, NodeError> {
+    let candidates: Vec<PathBuf> = if is_dir {
+        vec![local.join("agora.toml")]
+    } else {
+        let file_name = local.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let stem = file_name.split('.').next().unwrap_or(file_name);
+        vec![
+            local.with_file_name(format!("{file_name}.agora.toml")),
+            local.with_file_name(format!("{stem}.agora.toml")),
+        ]
+    };
+    for c in candidates {
+        match std::fs::read_to_string(&c) {
+            Ok(text) => return Ok(Some((c, text))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(bad(
+                    &c.display().to_string(),
+                    format!("cannot read the sidecar: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Guesses the format of a folder from the files in it.
+fn folder_format(dir: &Path) -> Option<SourceFormat> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names.iter().find_map(|n| SourceFormat::from_file_name(n))
+}
+
+fn default_name(location: &str, local: Option<&Path>) -> String {
+    let base = match local {
+        Some(p) => p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned(),
+        None => location
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    base.split('.').next().unwrap_or_default().to_owned()
+}
+
+fn humanise(name: &str) -> String {
+    let s = name.replace('_', " ");
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => s,
+    }
+}
+
+pub(crate) async fn register(
+    node: &Node,
+    req: RegisterRequest,
+    progress: &(dyn Fn(ProfileProgress) + Send + Sync),
+) -> Result<Product, NodeError> {
+    let resolved = resolve(&req.location)?;
+    let sidecar_found = match &resolved.local {
+        Some(p) => find_sidecar(p, resolved.is_dir)?,
+        None => None,
+    };
+    let (sidecar_path, sidecar) = match &sidecar_found {
+        Some((p, text)) => {
+            let path = p.display().to_string();
+            (Some(path.clone()), Sidecar::parse(text, &path)?)
+        }
+        None => (None, Sidecar::default()),
+    };
+
+    // Format: request, sidecar, file extension, folder contents.
+    let format = req
+        .format
+        .or(sidecar.source.format)
+        .or_else(|| {
+            if resolved.is_dir {
+                resolved.local.as_deref().and_then(folder_format)
+            } else {
+                SourceFormat::from_file_name(&resolved.url)
+            }
+        })
+        .ok_or_else(|| {
+            bad(
+                &req.location,
+                "cannot tell the format from the name: give --format csv or --format parquet",
+            )
+        })?;
+    let mut source = DataSource::new(resolved.url.clone(), format)?;
+    if let Some(d) = req.delimiter.as_deref().or(sidecar.source.delimiter.as_deref()) {
+        source.delimiter = DataSource::parse_delimiter(d)?;
+    } else if resolved.url.to_ascii_lowercase().contains(".tsv") {
+        source.delimiter = b'\t';
+    }
+    if let Some(h) = req.has_header.or(sidecar.source.has_header) {
+        source.has_header = h;
+    }
+
+    let name_str = req
+        .name
+        .clone()
+        .or_else(|| sidecar.name.clone())
+        .unwrap_or_else(|| default_name(&req.location, resolved.local.as_deref()));
+    let name = if req.name.is_some() || sidecar.name.is_some() {
+        ProductName::parse(&name_str)?
+    } else {
+        ProductName::derive_from(&name_str)?
+    };
+    if node.store().get_product(name.as_str()).await?.is_some() {
+        return Err(agora_store::StoreError::DuplicateProduct(name.to_string()).into());
+    }
+
+    let schema = node.engine().inspect(&source).await?;
+    if let Some(path) = &sidecar_path {
+        sidecar.check_schema(&schema, path)?;
+    }
+    let mut metadata = sidecar.to_metadata(node.member(), &humanise(name.as_str()));
+    metadata.apply(req.metadata.clone());
+    if &metadata.owner != node.member() {
+        return Err(NodeError::ForeignOwner {
+            node: node.member().to_string(),
+            given: metadata.owner.to_string(),
+        });
+    }
+    metadata.validate(&schema)?;
+
+    let profile = node.engine().profile(&source, progress).await?;
+    let now = Utc::now();
+    let product = Product {
+        id: uuid_like(),
+        name,
+        source,
+        schema,
+        metadata,
+        profile,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    node.store().insert_product(&product).await?;
+    tracing::info!(
+        product = %product.name,
+        rows = product.profile.row_count,
+        location = %product.source.location,
+        "data product registered"
+    );
+    Ok(product)
+}
+
+/// A random 128-bit identifier in hex.
+fn uuid_like() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_titles() {
+        assert_eq!(default_name("/x/job_seekers.csv.gz", None), "job_seekers");
+        assert_eq!(default_name("s3://b/data/income/", None), "income");
+        assert_eq!(humanise("annual_income"), "Annual income");
+    }
+
+    #[test]
+    fn missing_paths_are_named() {
+        let err = resolve("/definitely/not/here.csv").err().unwrap();
+        assert!(err.to_string().contains("no such file or folder"), "{err}");
+        assert!(resolve("").is_err());
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let a = uuid_like();
+        let b = uuid_like();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,98 @@
+//! The node's HTTP interface: the only crate that knows HTTP.
+//!
+//! REST API under `/api/v1` (documented by the OpenAPI 3.1 document it serves at
+//! `/api/v1/openapi.json`, generated from the same handlers that serve the routes),
+//! `/healthz` and `/readyz`. Every API route needs a bearer token; roles decide what a
+//! token may do (analyst < steward < admin).
+
+mod auth;
+mod error;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agora_node::Node;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Local folders whose files may be registered as products through the API. Empty
+    /// means none: API clients can then register only object-store URLs, and local files
+    /// are registered by the operator with the CLI.
+    pub allowed_roots: Vec<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            allowed_roots: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub node: Node,
+    pub config: Arc<ServerConfig>,
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::api_router().split_for_parts().1
+}
+
+/// The complete HTTP application for a node.
+pub fn app(node: Node, config: ServerConfig) -> Router {
+    let body_limit = config.body_limit;
+    let state = AppState {
+        node,
+        config: Arc::new(config),
+    };
+    let (api, doc) = routes::api_router().split_for_parts();
+    let doc = Arc::new(doc);
+    let api = api.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
+    Router::new()
+        .merge(api)
+        .merge(routes::public_router(doc))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+}
+
+/// Serves the node on `listener` until `shutdown` completes, then drains open requests.
+pub async fn serve(
+    node: Node,
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, member = %node.member(), "node listening");
+    axum::serve(listener, app(node, config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

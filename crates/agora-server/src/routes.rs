@@ -1,0 +1,378 @@
+//! Handlers and their OpenAPI descriptions.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use agora_model::{
+    MetadataPatch, Page, PageRequest, Product, SearchHit,
+};
+use agora_node::{ApiRole, OutputFormat, RegisterRequest, TokenInfo};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Caller;
+use crate::error::{ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::{ApiError, AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Agora node API",
+        description = "Data products, catalog and SQL of one Agora node. Every route under /api/v1 (except this document) needs `Authorization: Bearer <token>`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Routes that need a token (the auth layer is added by `app`).
+pub(crate) fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(node_info))
+        .routes(routes!(list_products, register_product))
+        .routes(routes!(get_product, update_product, delete_product))
+        .routes(routes!(search_catalog))
+        .routes(routes!(run_query))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+}
+
+/// Routes anyone may call.
+pub(crate) fn public_router(doc: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /api/v1/openapi.json for the API")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method; see /api/v1/openapi.json",
+    )
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.node.ready().await {
+        Ok(()) => Json(serde_json::json!({"status": "ready", "member": state.node.member()}))
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not_ready", "reason": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct NodeInfo {
+    member_id: String,
+    name: String,
+    version: String,
+}
+
+/// Who this node is.
+#[utoipa::path(get, path = "/api/v1/node", tag = "node",
+    responses((status = 200, body = NodeInfo), (status = 401, body = ErrorBody)))]
+async fn node_info(State(state): State<AppState>) -> Json<NodeInfo> {
+    Json(NodeInfo {
+        member_id: state.node.member().to_string(),
+        name: state.node.name().to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct Paging {
+    /// Page number, from 1.
+    page: Option<u32>,
+    /// Items per page (1–200, default 20).
+    per_page: Option<u32>,
+}
+
+/// Lists this node's data products, by name.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(Paging),
+    responses((status = 200, body = Page<Product>), (status = 401, body = ErrorBody)))]
+async fn list_products(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<Paging>,
+) -> Result<Json<Page<Product>>, ApiError> {
+    Ok(Json(
+        state
+            .node
+            .products(PageRequest::new(p.page, p.per_page))
+            .await?,
+    ))
+}
+
+/// Registers a data product in place (the data is not copied). Local paths must lie in a
+/// folder the node's operator allowed with `--allow-path`.
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = RegisterRequest,
+    responses((status = 201, body = Product), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn register_product(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<Product>), ApiError> {
+    caller.require(ApiRole::Steward)?;
+    check_allowed_location(&state, &req.location)?;
+    let product = state.node.register(req, &|_| {}).await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+fn check_allowed_location(state: &AppState, location: &str) -> Result<(), ApiError> {
+    let local = match location.strip_prefix("file://") {
+        Some(p) => p,
+        None if location.contains("://") => return Ok(()),
+        None => location,
+    };
+    let refused = || {
+        ApiError::forbidden(format!(
+            "{local} is outside the folders this node may read for API clients; ask the node's operator to allow it (agora node start --allow-path DIR) or register it with the CLI"
+        ))
+    };
+    // Resolve symlinks and `..` before comparing; a missing path is reported by the node.
+    let Ok(canonical) = std::fs::canonicalize(Path::new(local)) else {
+        return if state.config.allowed_roots.is_empty() {
+            Err(refused())
+        } else {
+            Ok(())
+        };
+    };
+    let allowed = state.config.allowed_roots.iter().any(|root| {
+        std::fs::canonicalize(root).is_ok_and(|r| canonical.starts_with(r))
+    });
+    if allowed { Ok(()) } else { Err(refused()) }
+}
+
+/// One data product: source, schema, metadata and profile.
+#[utoipa::path(get, path = "/api/v1/products/{name}", tag = "products",
+    params(("name" = String, Path, description = "Product name")),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody)))]
+async fn get_product(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Product>, ApiError> {
+    Ok(Json(state.node.product(&name).await?))
+}
+
+/// Changes a product's metadata; fields left out stay as they are.
+#[utoipa::path(patch, path = "/api/v1/products/{name}", tag = "products",
+    params(("name" = String, Path, description = "Product name")),
+    request_body = MetadataPatch,
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_product(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(patch): ApiJson<MetadataPatch>,
+) -> Result<Json<Product>, ApiError> {
+    caller.require(ApiRole::Steward)?;
+    Ok(Json(state.node.update_metadata(&name, patch).await?))
+}
+
+/// Removes a product's registration (the data itself is not touched).
+#[utoipa::path(delete, path = "/api/v1/products/{name}", tag = "products",
+    params(("name" = String, Path, description = "Product name")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_product(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(ApiRole::Steward)?;
+    state.node.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    /// Words to look for in titles, descriptions, keywords, themes and column names.
+    /// Every word must match (as a prefix). Empty lists everything.
+    q: Option<String>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+/// Full-text search of the catalog.
+#[utoipa::path(get, path = "/api/v1/catalog/search", tag = "catalog", params(SearchParams),
+    responses((status = 200, body = Page<SearchHit>), (status = 401, body = ErrorBody)))]
+async fn search_catalog(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<SearchParams>,
+) -> Result<Json<Page<SearchHit>>, ApiError> {
+    let q = p.q.unwrap_or_default();
+    if q.len() > 500 {
+        return Err(ApiError::bad_request("the search text is longer than 500 characters"));
+    }
+    Ok(Json(
+        state
+            .node
+            .search(&q, PageRequest::new(p.page, p.per_page))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    /// A read-only SQL query over this node's products.
+    sql: String,
+    /// `json` (default), `ndjson`, `csv` or `arrow`; or send an `Accept` header.
+    format: Option<String>,
+}
+
+/// Runs SQL over this node's products. The result streams: JSON array of objects, NDJSON,
+/// CSV or an Arrow IPC stream.
+#[utoipa::path(post, path = "/api/v1/query", tag = "query", request_body = QueryRequest,
+    responses(
+        (status = 200, description = "Query result", content(
+            (serde_json::Value = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.apache.arrow.stream"))),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn run_query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<QueryRequest>,
+) -> Result<Response, ApiError> {
+    let format = match req.format.as_deref() {
+        Some(f) => f.parse::<OutputFormat>().map_err(ApiError::bad_request)?,
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|accept| accept.split(',').find_map(OutputFormat::from_media_type))
+            .unwrap_or(OutputFormat::Json),
+    };
+    let started = std::time::Instant::now();
+    let result = state.node.query(&req.sql).await?;
+    let mut stream = result.encode(format);
+    // Wait for the first chunk so that errors at the start get a proper status.
+    let first = match stream.next().await {
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => return Err(agora_node::NodeError::from(e).into()),
+        None => None,
+    };
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, format = format.as_str(), "query started streaming");
+    let body = futures::stream::iter(first.map(Ok))
+        .chain(stream.map(|r| {
+            r.map_err(|e| {
+                tracing::error!(error = %e, "query failed while streaming");
+                std::io::Error::other(e.to_string())
+            })
+        }));
+    Ok((
+        [(header::CONTENT_TYPE, format.content_type())],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Lists API tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, body = Vec<TokenInfo>), (status = 403, body = ErrorBody)))]
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    caller.require(ApiRole::Admin)?;
+    Ok(Json(state.node.tokens().await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateTokenRequest {
+    /// What the token is for, e.g. "reporting job".
+    label: String,
+    role: ApiRole,
+}
+
+#[derive(Serialize, ToSchema)]
+struct CreatedToken {
+    /// The secret: shown this once, stored only as a hash.
+    token: String,
+    info: TokenInfo,
+}
+
+/// Issues a new API token.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<CreateTokenRequest>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    caller.require(ApiRole::Admin)?;
+    let label = req.label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err(ApiError::bad_request("the label must have 1 to 100 characters"));
+    }
+    let t = state.node.create_token(label, req.role).await?;
+    tracing::info!(token = %t.info.id, role = %t.info.role, by = %caller.0.id, "api token issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: t.secret,
+            info: t.info,
+        }),
+    ))
+}
+
+/// Revokes an API token at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, body = TokenInfo), (status = 404, body = ErrorBody)))]
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<TokenInfo>, ApiError> {
+    caller.require(ApiRole::Admin)?;
+    let t = state.node.revoke_token(&id).await?;
+    tracing::info!(token = %t.id, by = %caller.0.id, "api token revoked");
+    Ok(Json(t))
+}

@@ -1,0 +1,195 @@
+//! Portable full-text search: a weighted term index in `product_terms`, queried with
+//! prefix matches; every query term must match (AND), ranked by the summed field weights.
+
+use std::collections::BTreeMap;
+
+use agora_model::{Page, PageRequest, Product, SearchHit};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+
+use crate::{StoreError, classification, json};
+
+const W_NAME: i64 = 6;
+const W_TITLE: i64 = 5;
+const W_KEYWORD: i64 = 4;
+const W_THEME: i64 = 3;
+const W_COLUMN: i64 = 3;
+const W_DESCRIPTION: i64 = 1;
+const MAX_QUERY_TERMS: usize = 8;
+
+/// Lower-cased alphanumeric words with a light plural folding (`skills` → `skill`).
+pub fn tokenize(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| fold(&w.to_lowercase()))
+        .collect()
+}
+
+fn fold(w: &str) -> String {
+    let n = w.chars().count();
+    if n > 4 && w.ends_with("ies") {
+        format!("{}y", &w[..w.len() - 3])
+    } else if n > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") {
+        w[..w.len() - 1].to_owned()
+    } else {
+        w.to_owned()
+    }
+}
+
+fn terms_of(p: &Product) -> BTreeMap<String, i64> {
+    let mut terms: BTreeMap<String, i64> = BTreeMap::new();
+    let mut add = |text: &str, w: i64| {
+        for t in tokenize(text) {
+            let e = terms.entry(t).or_insert(0);
+            *e = (*e).max(w);
+        }
+    };
+    add(p.name.as_str(), W_NAME);
+    add(&p.metadata.title, W_TITLE);
+    for k in &p.metadata.keywords {
+        add(k, W_KEYWORD);
+    }
+    for t in &p.metadata.themes {
+        add(t.code(), W_THEME);
+        add(t.label(), W_THEME);
+    }
+    for c in &p.schema {
+        add(&c.name, W_COLUMN);
+    }
+    add(&p.metadata.description, W_DESCRIPTION);
+    terms
+}
+
+pub(crate) async fn insert_terms(
+    tx: &mut Transaction<'_, Any>,
+    p: &Product,
+) -> Result<(), StoreError> {
+    for (term, weight) in terms_of(p) {
+        sqlx::query("INSERT INTO product_terms (product_id, term, weight) VALUES ($1, $2, $3)")
+            .bind(&p.id)
+            .bind(term)
+            .bind(weight)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete_terms(
+    tx: &mut Transaction<'_, Any>,
+    product_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM product_terms WHERE product_id = $1")
+        .bind(product_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn search(
+    pool: &AnyPool,
+    query: &str,
+    page: PageRequest,
+) -> Result<Page<SearchHit>, StoreError> {
+    let mut q: Vec<String> = tokenize(query);
+    q.sort();
+    q.dedup();
+    q.truncate(MAX_QUERY_TERMS);
+
+    // One sub-select per query term: the best weight of a matching term per product.
+    // With no terms, every product matches with score 0 (plain listing).
+    let matches = if q.is_empty() {
+        "SELECT id AS product_id, 0 AS score FROM products".to_owned()
+    } else {
+        let parts: Vec<String> = (0..q.len())
+            .map(|i| {
+                format!(
+                    "SELECT product_id, MAX(weight) AS w FROM product_terms \
+                     WHERE term LIKE ${} GROUP BY product_id",
+                    i + 1
+                )
+            })
+            .collect();
+        format!(
+            "SELECT product_id, SUM(w) AS score FROM ({}) AS m GROUP BY product_id HAVING COUNT(*) = {}",
+            parts.join(" UNION ALL "),
+            q.len()
+        )
+    };
+    let n = q.len();
+    let count_sql = format!("SELECT COUNT(*) FROM ({matches}) AS c");
+    let page_sql = format!(
+        "SELECT p.name, p.title, p.owner, p.classification, p.metadata_json, h.score \
+         FROM ({matches}) AS h JOIN products p ON p.id = h.product_id \
+         ORDER BY h.score DESC, p.name LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+
+    let mut count = sqlx::query(AssertSqlSafe(count_sql));
+    for t in &q {
+        count = count.bind(format!("{t}%"));
+    }
+    let total: i64 = count.fetch_one(pool).await?.try_get(0)?;
+
+    let mut rows = sqlx::query(AssertSqlSafe(page_sql));
+    for t in &q {
+        rows = rows.bind(format!("{t}%"));
+    }
+    let rows = rows
+        .bind(i64::from(page.per_page))
+        .bind(page.offset() as i64)
+        .fetch_all(pool)
+        .await?;
+
+    let mut items = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name: String = r.try_get(0)?;
+        let metadata: agora_model::ProductMetadata =
+            json(&r.try_get::<String, _>(4)?, &format!("product {name}"))?;
+        items.push(SearchHit {
+            name: agora_model::ProductName::parse(&name).map_err(|e| StoreError::Corrupt {
+                what: format!("product {name}"),
+                message: e.to_string(),
+            })?,
+            title: r.try_get(1)?,
+            owner: r.try_get(2)?,
+            classification: classification(&r.try_get::<String, _>(3)?)?,
+            description: metadata.description,
+            keywords: metadata.keywords,
+            themes: metadata.themes,
+            score: r.try_get(5)?,
+        });
+    }
+    Ok(Page {
+        items,
+        page: page.page,
+        per_page: page.per_page,
+        total: total as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn tokenizes_and_folds() {
+        assert_eq!(
+            tokenize("Job-seekers' Skills, incl. 3 categories!"),
+            vec!["job", "seeker", "skill", "incl", "3", "category"]
+        );
+        assert_eq!(tokenize("Mägi"), vec!["mägi"]);
+        assert_eq!(tokenize("status"), vec!["status"]);
+    }
+
+    proptest! {
+        #[test]
+        fn tokens_are_like_safe(s in "\\PC{0,64}") {
+            for t in tokenize(&s) {
+                prop_assert!(!t.is_empty());
+                prop_assert!(!t.contains('%') && !t.contains('_'));
+            }
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! Commands that act on one node's data directory.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agora_model::{
+    Classification, ColumnAnnotation, ColumnRole, MemberId, MetadataPatch, PageRequest,
+    Retention, SourceFormat, Theme, UpdateFrequency,
+};
+use agora_node::{ApiRole, Node, NodeConfig, OutputFormat, ProfileProgress, RegisterRequest};
+use agora_server::ServerConfig;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::NodeDir;
+use crate::output;
+
+pub fn node_config(dir: &NodeDir) -> NodeConfig {
+    let mut cfg = NodeConfig::new(&dir.data_dir);
+    cfg.store_url = dir.store_url.clone();
+    cfg
+}
+
+async fn open(dir: &NodeDir) -> Result<Node> {
+    Ok(Node::open(&node_config(dir)).await?)
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Logs to stderr; `AGORA_LOG` (e.g. `debug`, `agora_server=debug`) overrides the level.
+pub fn init_tracing(format: LogFormat, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AGORA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+// ---------------- node ----------------
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Initialise a data directory for a member; prints the administrator token once.
+    Init {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The member id this node belongs to, e.g. employment-agency.
+        #[arg(long)]
+        member: String,
+        /// The organisation's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run the node's API server until Ctrl-C or SIGTERM.
+    Start {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: SocketAddr,
+        /// Initialise the data directory for this member if it is new.
+        #[arg(long)]
+        member: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// A local folder whose files API clients may register (repeatable).
+        #[arg(long = "allow-path")]
+        allow_paths: Vec<PathBuf>,
+        /// Largest request body, in bytes.
+        #[arg(long, default_value_t = 1024 * 1024)]
+        body_limit: usize,
+        #[arg(long, value_enum, default_value = "json")]
+        log_format: LogFormat,
+    },
+}
+
+pub async fn node(cmd: NodeCmd) -> Result<()> {
+    match cmd {
+        NodeCmd::Init { dir, member, name } => {
+            let member = MemberId::parse(&member)?;
+            let name = name.unwrap_or_else(|| member.to_string());
+            let (node, token) = Node::init(&node_config(&dir), &member, &name).await?;
+            println!(
+                "Initialised node for member {} in {}.",
+                node.member(),
+                dir.data_dir.display()
+            );
+            print_new_token(&token.secret);
+            Ok(())
+        }
+        NodeCmd::Start {
+            dir,
+            listen,
+            member,
+            name,
+            allow_paths,
+            body_limit,
+            log_format,
+        } => {
+            init_tracing(log_format, "info");
+            let cfg = node_config(&dir);
+            let node = match member {
+                Some(m) => {
+                    let member = MemberId::parse(&m)?;
+                    let name = name.unwrap_or_else(|| member.to_string());
+                    let (node, token) = Node::open_or_init(&cfg, &member, &name).await?;
+                    if let Some(t) = token {
+                        print_new_token(&t.secret);
+                    }
+                    node
+                }
+                None => Node::open(&cfg).await?,
+            };
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            eprintln!(
+                "Agora node {} listening on http://{}",
+                node.member(),
+                listener.local_addr()?
+            );
+            let config = ServerConfig {
+                body_limit,
+                allowed_roots: allow_paths,
+            };
+            agora_server::serve(node, listener, config, shutdown_signal()).await?;
+            eprintln!("Node stopped.");
+            Ok(())
+        }
+    }
+}
+
+fn print_new_token(secret: &str) {
+    println!("Administrator API token (shown only now; store it safely):");
+    println!("  {secret}");
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+// ---------------- products ----------------
+
+#[derive(Args, Default, Debug)]
+pub struct MetaArgs {
+    /// Title shown in the catalog.
+    #[arg(long)]
+    title: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// Contact address for questions about the product.
+    #[arg(long)]
+    contact: Option<String>,
+    /// A keyword (repeatable).
+    #[arg(long = "keyword")]
+    keywords: Vec<String>,
+    /// A DCAT-AP data theme code such as ECON, SOCI, HEAL (repeatable).
+    #[arg(long = "theme")]
+    themes: Vec<String>,
+    /// open, internal, personal or sensitive.
+    #[arg(long)]
+    classification: Option<String>,
+    /// The role of a column, as COLUMN=ROLE (repeatable); roles: subject_id,
+    /// direct_identifier, quasi_identifier, sensitive, none.
+    #[arg(long = "role", value_name = "COLUMN=ROLE")]
+    roles: Vec<String>,
+    /// Legal basis for holding and sharing the data.
+    #[arg(long)]
+    legal_basis: Option<String>,
+    /// Retention period as an ISO 8601 duration, e.g. P10Y.
+    #[arg(long)]
+    retention: Option<String>,
+    /// continuous, hourly, daily, weekly, monthly, quarterly, annual, irregular or never.
+    #[arg(long)]
+    update_frequency: Option<String>,
+}
+
+impl MetaArgs {
+    fn into_patch(self) -> Result<MetadataPatch> {
+        let mut columns = BTreeMap::new();
+        for r in &self.roles {
+            let (col, role) = r
+                .split_once('=')
+                .with_context(|| format!("--role {r:?}: write it as COLUMN=ROLE"))?;
+            columns.insert(
+                col.trim().to_owned(),
+                ColumnAnnotation {
+                    role: role.trim().parse::<ColumnRole>()?,
+                    description: None,
+                },
+            );
+        }
+        Ok(MetadataPatch {
+            title: self.title,
+            description: self.description,
+            contact: self.contact,
+            keywords: (!self.keywords.is_empty()).then_some(self.keywords),
+            themes: if self.themes.is_empty() {
+                None
+            } else {
+                Some(
+                    self.themes
+                        .iter()
+                        .map(|t| t.parse::<Theme>())
+                        .collect::<Result<_, _>>()?,
+                )
+            },
+            classification: self
+                .classification
+                .map(|c| c.parse::<Classification>())
+                .transpose()?,
+            columns: (!columns.is_empty()).then_some(columns),
+            legal_basis: self.legal_basis,
+            retention: self.retention.map(|r| r.parse::<Retention>()).transpose()?,
+            update_frequency: self
+                .update_frequency
+                .map(|f| f.parse::<UpdateFrequency>())
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ProductCmd {
+    /// Register a CSV or Parquet file or folder (or object-store URL) in place.
+    Add {
+        /// Path or URL of the data.
+        location: String,
+        /// Product name (SQL table name); default: from the file name.
+        #[arg(long)]
+        name: Option<String>,
+        /// csv or parquet; default: from the file name.
+        #[arg(long)]
+        format: Option<String>,
+        /// CSV delimiter, e.g. ';' or '\t'.
+        #[arg(long)]
+        delimiter: Option<String>,
+        /// The CSV file has no header line.
+        #[arg(long)]
+        no_header: bool,
+        #[command(flatten)]
+        meta: MetaArgs,
+        #[command(flatten)]
+        dir: NodeDir,
+        /// Print the registered product as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List this node's products.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one product: metadata, schema and profile.
+    Show {
+        name: String,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a product's metadata.
+    Update {
+        name: String,
+        #[command(flatten)]
+        meta: MetaArgs,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Remove a product's registration (the data is not touched).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PageArgs {
+    #[arg(long, default_value_t = 1)]
+    page: u32,
+    #[arg(long, default_value_t = 20)]
+    per_page: u32,
+}
+
+impl PageArgs {
+    fn request(&self) -> PageRequest {
+        PageRequest::new(Some(self.page), Some(self.per_page))
+    }
+}
+
+/// A progress bar for profiling: a bar when the row count is known, a spinner otherwise.
+pub fn profile_bar(label: &str) -> (ProgressBar, impl Fn(ProfileProgress) + Send + Sync + use<>) {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} {human_pos} rows {msg}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(label.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let b = bar.clone();
+    let f = move |p: ProfileProgress| {
+        if let Some(total) = p.rows_total
+            && b.length() != Some(total)
+        {
+            b.set_length(total);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {human_pos}/{human_len} rows ({eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+        }
+        b.set_position(p.rows_done);
+    };
+    (bar, f)
+}
+
+pub async fn product(cmd: ProductCmd) -> Result<()> {
+    match cmd {
+        ProductCmd::Add {
+            location,
+            name,
+            format,
+            delimiter,
+            no_header,
+            meta,
+            dir,
+            json,
+        } => {
+            let node = open(&dir).await?;
+            let req = RegisterRequest {
+                location: location.clone(),
+                name,
+                format: format.map(|f| f.parse::<SourceFormat>()).transpose()?,
+                delimiter,
+                has_header: no_header.then_some(false),
+                metadata: meta.into_patch()?,
+            };
+            let (bar, progress) = profile_bar("profiling");
+            let res = node.register(req, &progress).await;
+            bar.finish_and_clear();
+            let p = res.with_context(|| format!("cannot register {location}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                println!(
+                    "Registered {} ({} rows, {} columns) from {}.",
+                    p.name,
+                    p.profile.row_count,
+                    p.schema.len(),
+                    p.source.location
+                );
+            }
+            Ok(())
+        }
+        ProductCmd::List { page, dir, json } => {
+            let node = open(&dir).await?;
+            let p = node.products(page.request()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                output::products_table(&p);
+            }
+            Ok(())
+        }
+        ProductCmd::Show { name, dir, json } => {
+            let node = open(&dir).await?;
+            let p = node.product(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                output::product_details(&p);
+            }
+            Ok(())
+        }
+        ProductCmd::Update { name, meta, dir } => {
+            let node = open(&dir).await?;
+            let p = node.update_metadata(&name, meta.into_patch()?).await?;
+            println!("Updated {} (version {}).", p.name, p.version);
+            Ok(())
+        }
+        ProductCmd::Remove { name, dir } => {
+            let node = open(&dir).await?;
+            node.remove(&name).await?;
+            println!("Removed {name}. Its data was not touched.");
+            Ok(())
+        }
+    }
+}
+
+// ---------------- catalog ----------------
+
+#[derive(Subcommand)]
+pub enum CatalogCmd {
+    /// Search titles, descriptions, keywords, themes and column names.
+    Search {
+        /// Words to look for (every word must match).
+        query: Vec<String>,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the catalog (same as `product list`).
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one entry (same as `product show`).
+    Show {
+        name: String,
+        #[command(flatten)]
+        dir: NodeDir,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn catalog(cmd: CatalogCmd) -> Result<()> {
+    match cmd {
+        CatalogCmd::Search {
+            query,
+            page,
+            dir,
+            json,
+        } => {
+            let node = open(&dir).await?;
+            let hits = node.search(&query.join(" "), page.request()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else {
+                output::search_table(&hits);
+            }
+            Ok(())
+        }
+        CatalogCmd::List { page, dir, json } => {
+            product(ProductCmd::List { page, dir, json }).await
+        }
+        CatalogCmd::Show { name, dir, json } => {
+            product(ProductCmd::Show { name, dir, json }).await
+        }
+    }
+}
+
+// ---------------- sql ----------------
+
+#[derive(Args)]
+pub struct SqlArgs {
+    /// The query, e.g. "SELECT municipality, count(*) FROM job_seekers GROUP BY 1".
+    query: String,
+    /// table, json, ndjson, csv or arrow (Arrow IPC stream; redirect to a file).
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Rows shown in table format.
+    #[arg(long, default_value_t = 1000)]
+    max_rows: usize,
+    #[command(flatten)]
+    dir: NodeDir,
+}
+
+pub async fn sql(args: SqlArgs) -> Result<()> {
+    let node = open(&args.dir).await?;
+    let result = node.query(&args.query).await?;
+    if args.format == "table" {
+        let (table, total) = result.to_text_table(args.max_rows).await?;
+        println!("{table}");
+        if total as usize > args.max_rows {
+            println!(
+                "({} rows; first {} shown — use --format csv for all)",
+                total, args.max_rows
+            );
+        } else {
+            println!("({total} rows)");
+        }
+        return Ok(());
+    }
+    let format: OutputFormat = args.format.parse().map_err(anyhow::Error::msg)?;
+    let mut stream = result.encode(format);
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk?)?;
+    }
+    if matches!(format, OutputFormat::Json) {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+// ---------------- tokens ----------------
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Issue a token; its secret is printed once.
+    Create {
+        #[arg(long)]
+        label: String,
+        /// analyst, steward or admin.
+        #[arg(long, default_value = "analyst")]
+        role: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+}
+
+pub async fn token(cmd: TokenCmd) -> Result<()> {
+    match cmd {
+        TokenCmd::Create { label, role, dir } => {
+            let role: ApiRole = role.parse().map_err(anyhow::Error::msg)?;
+            if label.trim().is_empty() {
+                bail!("the label must not be empty");
+            }
+            let node = open(&dir).await?;
+            let t = node.create_token(label.trim(), role).await?;
+            println!("Token {} ({}), shown only now:", t.info.id, t.info.role);
+            println!("  {}", t.secret);
+            Ok(())
+        }
+        TokenCmd::List { dir } => {
+            let node = open(&dir).await?;
+            output::tokens_table(&node.tokens().await?);
+            Ok(())
+        }
+        TokenCmd::Revoke { id, dir } => {
+            let node = open(&dir).await?;
+            let t = node.revoke_token(&id).await?;
+            println!("Revoked token {} ({}).", t.id, t.label);
+            Ok(())
+        }
+    }
+}
+
+// ---------------- demo data ----------------
+
+#[derive(Args)]
+pub struct DemoDataArgs {
+    /// Number of residents.
+    #[arg(long, default_value_t = 100_000)]
+    scale: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output directory (replaced).
+    #[arg(long)]
+    out: PathBuf,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+pub fn demo_data(args: DemoDataArgs) -> Result<()> {
+    let summary = generate_with_bar(args.scale, args.seed, &args.out, args.threads)?;
+    output::gen_summary(&summary);
+    Ok(())
+}
+
+pub fn generate_with_bar(
+    scale: u64,
+    seed: u64,
+    out: &std::path::Path,
+    threads: usize,
+) -> Result<agora_datagen::GenSummary> {
+    let bar = ProgressBar::new(scale);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "generating [{bar:30}] {human_pos}/{human_len} residents ({per_sec}, {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let b = bar.clone();
+    let summary = agora_datagen::generate(
+        &agora_datagen::GenOptions {
+            residents: scale,
+            seed,
+            out: out.to_owned(),
+            threads,
+        },
+        &move |done| b.set_position(done),
+    );
+    bar.finish_and_clear();
+    Ok(summary?)
+}

@@ -1,0 +1,87 @@
+//! `agora`: node, command-line client and demo in one binary.
+
+mod cmd;
+mod demo;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "agora",
+    version,
+    about = "Share public-sector data securely, lawfully and with privacy built in.",
+    long_about = None,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the node keeps its state.
+#[derive(Args, Clone, Debug)]
+pub struct NodeDir {
+    /// The node's data directory.
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data", global = true)]
+    pub data_dir: PathBuf,
+    /// Metadata store URL (postgres://...); by default SQLite in the data directory.
+    #[arg(long = "store", env = "AGORA_STORE_URL", global = true, hide_env_values = true)]
+    pub store_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Set up and run a node.
+    #[command(subcommand)]
+    Node(cmd::NodeCmd),
+    /// Register, list, show, update and remove this node's data products.
+    #[command(subcommand)]
+    Product(cmd::ProductCmd),
+    /// Browse and search the catalog.
+    #[command(subcommand)]
+    Catalog(cmd::CatalogCmd),
+    /// Run SQL over this node's products.
+    Sql(cmd::SqlArgs),
+    /// Issue, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(cmd::TokenCmd),
+    /// Generate the demo ecosystem's data as Parquet.
+    DemoData(cmd::DemoDataArgs),
+    /// Start the whole demo ecosystem on this machine.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(c) => cmd::node(c).await,
+            Command::Product(c) => cmd::product(c).await,
+            Command::Catalog(c) => cmd::catalog(c).await,
+            Command::Sql(a) => cmd::sql(a).await,
+            Command::Token(c) => cmd::token(c).await,
+            Command::DemoData(a) => cmd::demo_data(a),
+            Command::Demo(a) => demo::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
