@@ -497,19 +497,19 @@ pub fn generate_chunk(
         if let Some((months, true)) = seeker {
             let amount = (0.6 * base_income / 12.0).clamp(650.0, 2_400.0).round();
             for k in 0..(months + 1).min(12) {
-                pay("unemployment_allowance", y2026 - 7 - 30 * k, amount, &mut ben);
+                pay(BENEFIT_TYPES[0], y2026 - 7 - 30 * k, amount, &mut ben);
             }
         }
         if age >= 18 && income_2025.unwrap_or(0.0) < 16_000.0 && rng.random_bool(0.3) {
             let amount = f64::from(rng.random_range(15..45) * 10);
             for k in 0..12 {
-                pay("housing_benefit", y2026 - 3 - 30 * k, amount, &mut ben);
+                pay(BENEFIT_TYPES[1], y2026 - 3 - 30 * k, amount, &mut ben);
             }
         }
         if (24..=46).contains(&age) && rng.random_bool(0.3) {
             let amount = f64::from(rng.random_range(1..=3) * 100);
             for k in 0..12 {
-                pay("child_benefit", y2026 - 20 - 30 * k, amount, &mut ben);
+                pay(BENEFIT_TYPES[2], y2026 - 20 - 30 * k, amount, &mut ben);
             }
         }
 
@@ -752,7 +752,7 @@ pub(crate) fn write_parquet(path: &Path, batch: &RecordBatch, table: &str) -> Re
     let file = File::create(path).map_err(|e| GenError::io(path, e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_size(1 << 20)
+        .set_max_row_group_row_count(Some(1 << 20))
         .build();
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(enc)?;
     writer.write(batch).map_err(enc)?;

@@ -60,6 +60,20 @@ pub struct GenOptions {
     pub out: PathBuf,
     /// Worker threads; 0 means one per available core.
     pub threads: usize,
+    /// Residents per chunk (and so per Parquet part). Part of what determines the output.
+    pub chunk_residents: u64,
+}
+
+impl GenOptions {
+    pub fn new(residents: u64, seed: u64, out: impl Into<PathBuf>) -> Self {
+        Self {
+            residents,
+            seed,
+            out: out.into(),
+            threads: 0,
+            chunk_residents: CHUNK_RESIDENTS,
+        }
+    }
 }
 
 /// Rows written per (member, table).
@@ -107,7 +121,8 @@ pub fn generate(
         fs::create_dir_all(&dir).map_err(|e| GenError::io(&dir, e))?;
     }
 
-    let n_chunks = opts.residents.div_ceil(CHUNK_RESIDENTS) as usize;
+    let chunk_size = opts.chunk_residents.max(1);
+    let n_chunks = opts.residents.div_ceil(chunk_size) as usize;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -128,8 +143,8 @@ pub fn generate(
                     if c >= n_chunks || first_error.lock().expect("lock").is_some() {
                         break;
                     }
-                    let lo = c as u64 * CHUNK_RESIDENTS;
-                    let hi = (lo + CHUNK_RESIDENTS).min(opts.residents);
+                    let lo = c as u64 * chunk_size;
+                    let hi = (lo + chunk_size).min(opts.residents);
                     match chunk::generate_chunk(opts.seed, c as u64, lo, hi, &partial) {
                         Ok(rows) => {
                             let mut counts = counts.lock().expect("lock");
@@ -190,14 +205,17 @@ pub fn generate(
     })
 }
 
-/// True when `out` holds complete data generated with this scale, seed and generator version.
-pub fn is_complete(out: &Path, residents: u64, seed: u64) -> bool {
-    let Ok(text) = fs::read_to_string(out.join("MANIFEST.json")) else {
-        return false;
-    };
-    text.contains(&format!("\"generator_version\": {GENERATOR_VERSION},"))
-        && text.contains(&format!("\"residents\": {residents},"))
-        && text.contains(&format!("\"seed\": {seed},"))
+/// True when `out` holds complete data generated with these options and this generator.
+pub fn is_complete(opts: &GenOptions) -> bool {
+    fs::read_to_string(opts.out.join("MANIFEST.json"))
+        .is_ok_and(|text| text.starts_with(&manifest_head(opts)))
+}
+
+fn manifest_head(opts: &GenOptions) -> String {
+    format!(
+        "{{\n  \"generator_version\": {GENERATOR_VERSION},\n  \"residents\": {},\n  \"seed\": {},\n  \"chunk_residents\": {},\n",
+        opts.residents, opts.seed, opts.chunk_residents
+    )
 }
 
 /// Every (member, table) directory the generator writes, including the census sample.
@@ -214,10 +232,8 @@ fn partial_dir(out: &Path) -> PathBuf {
 }
 
 fn manifest_json(opts: &GenOptions, tables: &[TableSummary]) -> String {
-    let mut s = format!(
-        "{{\n  \"generator_version\": {GENERATOR_VERSION},\n  \"residents\": {},\n  \"seed\": {},\n  \"tables\": [\n",
-        opts.residents, opts.seed
-    );
+    let mut s = manifest_head(opts);
+    s.push_str("  \"tables\": [\n");
     for (i, t) in tables.iter().enumerate() {
         s.push_str(&format!(
             "    {{\"member\": \"{}\", \"table\": \"{}\", \"rows\": {}}}{}\n",

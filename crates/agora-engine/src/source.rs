@@ -12,6 +12,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionContext;
 use url::Url;
 
@@ -57,7 +58,7 @@ fn ensure_object_store(ctx: &SessionContext, source: &DataSource) -> Result<(), 
         return Ok(());
     }
     let url = Url::parse(&source.location).map_err(|e| source_error(source, e))?;
-    let base = Url::parse(&format!("{}://{}", url.scheme(), url.authority()))
+    let base = ObjectStoreUrl::parse(format!("{}://{}", url.scheme(), url.authority()))
         .map_err(|e| source_error(source, e))?;
     let runtime = ctx.runtime_env();
     if runtime.object_store(&base).is_ok() {
@@ -70,7 +71,7 @@ fn ensure_object_store(ctx: &SessionContext, source: &DataSource) -> Result<(), 
     });
     let (store, _) =
         object_store::parse_url_opts(&url, opts).map_err(|e| source_error(source, e))?;
-    runtime.register_object_store(&base, Arc::from(store));
+    runtime.register_object_store(base.as_ref(), Arc::from(store));
     Ok(())
 }
 

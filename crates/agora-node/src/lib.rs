@@ -13,7 +13,7 @@ use agora_model::{
     IdError, MemberId, MetadataError, MetadataPatch, Page, PageRequest, Product, ProductName,
     SearchHit, SidecarError, SourceError,
 };
-use agora_store::{NodeRecord, Store, StoreError};
+use agora_store::{NodeRecord, Store};
 
 pub use agora_engine::{EngineError, OutputFormat, ProfileProgress};
 pub use agora_store::{ApiRole, NewToken, StoreError, TokenInfo};

@@ -17,7 +17,7 @@ use agora_model::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use sqlx::{AnyPool, Executor, Row};
 
 pub use search::tokenize;
 pub use tokens::{ApiRole, NewToken, TokenInfo};
@@ -260,7 +260,7 @@ impl Store {
     }
 
     pub async fn get_product(&self, name: &str) -> Result<Option<Product>, StoreError> {
-        let row = sqlx::query(&*PRODUCT_SELECT_BY_NAME)
+        let row = sqlx::query(PRODUCT_SELECT_BY_NAME)
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -269,7 +269,7 @@ impl Store {
 
     /// Every product, ordered by name (for the engine's table registry).
     pub async fn all_products(&self) -> Result<Vec<Product>, StoreError> {
-        let rows = sqlx::query(&*PRODUCT_SELECT_ALL)
+        let rows = sqlx::query(PRODUCT_SELECT_ALL)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(product_from_row).collect()
@@ -281,7 +281,7 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        let rows = sqlx::query(&*PRODUCT_SELECT_PAGE)
+        let rows = sqlx::query(PRODUCT_SELECT_PAGE)
             .bind(i64::from(page.per_page))
             .bind(page.offset() as i64)
             .fetch_all(&self.pool)
@@ -330,7 +330,7 @@ impl Store {
                 StoreError::ProductNotFound(name.to_string())
             });
         }
-        let row = sqlx::query(&*PRODUCT_SELECT_BY_NAME)
+        let row = sqlx::query(PRODUCT_SELECT_BY_NAME)
             .bind(name.as_str())
             .fetch_one(&mut *tx)
             .await?;
@@ -393,27 +393,19 @@ impl Store {
     }
 }
 
-const PRODUCT_COLUMNS: &str = "id, name, source_json, schema_json, metadata_json, profile_json, \
-                               created_at, updated_at, version";
+macro_rules! product_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, source_json, schema_json, metadata_json, profile_json, \
+             created_at, updated_at, version FROM products ",
+            $rest
+        )
+    };
+}
 
-static PRODUCT_SELECT_BY_NAME: std::sync::LazyLock<AssertSqlSafe<String>> =
-    std::sync::LazyLock::new(|| {
-        AssertSqlSafe(format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products WHERE name = $1"
-        ))
-    });
-static PRODUCT_SELECT_ALL: std::sync::LazyLock<AssertSqlSafe<String>> =
-    std::sync::LazyLock::new(|| {
-        AssertSqlSafe(format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY name"
-        ))
-    });
-static PRODUCT_SELECT_PAGE: std::sync::LazyLock<AssertSqlSafe<String>> =
-    std::sync::LazyLock::new(|| {
-        AssertSqlSafe(format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY name LIMIT $1 OFFSET $2"
-        ))
-    });
+const PRODUCT_SELECT_BY_NAME: &str = product_select!("WHERE name = $1");
+const PRODUCT_SELECT_ALL: &str = product_select!("ORDER BY name");
+const PRODUCT_SELECT_PAGE: &str = product_select!("ORDER BY name LIMIT $1 OFFSET $2");
 
 fn product_from_row(r: &AnyRow) -> Result<Product, StoreError> {
     let name: String = r.try_get(1)?;

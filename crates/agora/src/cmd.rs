@@ -622,15 +622,9 @@ pub fn generate_with_bar(
         .progress_chars("=> "),
     );
     let b = bar.clone();
-    let summary = agora_datagen::generate(
-        &agora_datagen::GenOptions {
-            residents: scale,
-            seed,
-            out: out.to_owned(),
-            threads,
-        },
-        &move |done| b.set_position(done),
-    );
+    let mut opts = agora_datagen::GenOptions::new(scale, seed, out);
+    opts.threads = threads;
+    let summary = agora_datagen::generate(&opts, &move |done| b.set_position(done));
     bar.finish_and_clear();
     Ok(summary?)
 }

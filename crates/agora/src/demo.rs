@@ -70,7 +70,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let generated = data_dir.join("data");
 
     // 1. Data, generated once per scale and seed.
-    if agora_datagen::is_complete(&generated, args.scale, args.seed) {
+    if agora_datagen::is_complete(&agora_datagen::GenOptions::new(
+        args.scale,
+        args.seed,
+        &generated,
+    )) {
         eprintln!("Using demo data in {}", generated.display());
     } else {
         eprintln!(

@@ -1,0 +1,289 @@
+//! Store tests. Every case runs on SQLite, and also on PostgreSQL when
+//! `AGORA_TEST_POSTGRES_URL` is set (each case then gets its own schema).
+
+use agora_model::{
+    Classification, ColumnAnnotation, ColumnProfile, ColumnRole, ColumnSchema, DataSource,
+    MemberId, PageRequest, Product, ProductMetadata, ProductName, ProductProfile, SourceFormat,
+    Theme,
+};
+use agora_store::{ApiRole, Backend, Store, StoreError};
+use chrono::Utc;
+
+struct TestStore {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    cleanup: Option<(String, String)>,
+}
+
+async fn raw_execute(url: &str, sql: String) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
+impl TestStore {
+    async fn drop_schema(self) {
+        self.store.close().await;
+        if let Some((url, schema)) = self.cleanup {
+            raw_execute(&url, format!("DROP SCHEMA {schema} CASCADE")).await;
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL too when configured.
+async fn stores() -> Vec<TestStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open_in_dir(dir.path()).await.unwrap();
+    assert_eq!(sqlite.backend(), Backend::Sqlite);
+    let mut v = vec![TestStore {
+        store: sqlite,
+        _dir: Some(dir),
+        cleanup: None,
+    }];
+    if let Ok(url) = std::env::var("AGORA_TEST_POSTGRES_URL") {
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        raw_execute(&url, format!("CREATE SCHEMA {schema}")).await;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let pg = Store::open(&scoped).await.unwrap();
+        assert_eq!(pg.backend(), Backend::Postgres);
+        v.push(TestStore {
+            store: pg,
+            _dir: None,
+            cleanup: Some((url, schema)),
+        });
+    }
+    v
+}
+
+fn product(name: &str, title: &str, keywords: &[&str]) -> Product {
+    let owner = MemberId::parse("employment-agency").unwrap();
+    let mut m = ProductMetadata::new(title, owner, Classification::Personal);
+    m.description = format!("{title} registered with the agency");
+    m.keywords = keywords.iter().map(|s| s.to_string()).collect();
+    m.themes = vec![Theme::Econ];
+    m.legal_basis = Some("Employment Services Act".into());
+    m.columns.insert(
+        "person_id".into(),
+        ColumnAnnotation {
+            role: ColumnRole::SubjectId,
+            description: None,
+        },
+    );
+    let now = Utc::now();
+    Product {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        name: ProductName::parse(name).unwrap(),
+        source: DataSource::new(format!("file:///data/{name}/"), SourceFormat::Parquet).unwrap(),
+        schema: vec![
+            ColumnSchema::new("person_id", "Utf8", false),
+            ColumnSchema::new("months_unemployed", "Int32", false),
+        ],
+        metadata: m,
+        profile: ProductProfile {
+            row_count: 10,
+            columns: vec![ColumnProfile {
+                name: "person_id".into(),
+                null_count: 0,
+                distinct_estimate: 10,
+                min: Some("1".into()),
+                max: Some("9".into()),
+            }],
+            computed_at: now,
+        },
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
+#[tokio::test]
+async fn node_identity_is_set_once_with_an_admin_token() {
+    for t in stores().await {
+        let s = &t.store;
+        assert!(s.node().await.unwrap().is_none());
+        let member = MemberId::parse("tax-office").unwrap();
+        let (rec, token) = s.init_node(&member, "Tax Office").await.unwrap();
+        assert_eq!(rec.member_id, member);
+        assert_eq!(token.info.role, ApiRole::Admin);
+        assert!(token.secret.starts_with("agora_"));
+        let again = s.init_node(&member, "Tax Office").await.unwrap_err();
+        assert!(matches!(again, StoreError::AlreadyInitialised(_)));
+        assert_eq!(s.node().await.unwrap().unwrap().name, "Tax Office");
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn products_round_trip_and_names_are_unique() {
+    for t in stores().await {
+        let s = &t.store;
+        let p = product("job_seekers", "Registered job seekers", &["unemployment"]);
+        s.insert_product(&p).await.unwrap();
+        let back = s.get_product("job_seekers").await.unwrap().unwrap();
+        assert_eq!(back.metadata, p.metadata);
+        assert_eq!(back.schema, p.schema);
+        assert_eq!(back.source, p.source);
+        assert_eq!(back.profile.row_count, 10);
+
+        let mut dup = product("job_seekers", "Other", &[]);
+        dup.id = "other-id".into();
+        let err = s.insert_product(&dup).await.unwrap_err();
+        assert!(matches!(err, StoreError::DuplicateProduct(ref n) if n == "job_seekers"), "{err}");
+        // The failed insert left nothing behind: still one product, and its search terms.
+        assert_eq!(s.list_products(PageRequest::default()).await.unwrap().total, 1);
+        assert_eq!(s.search("other", PageRequest::default()).await.unwrap().total, 0);
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn listing_pages_by_name() {
+    for t in stores().await {
+        let s = &t.store;
+        for i in 0..7 {
+            s.insert_product(&product(&format!("p{i}"), &format!("Product {i}"), &[]))
+                .await
+                .unwrap();
+        }
+        let page = s.list_products(PageRequest::new(Some(2), Some(3))).await.unwrap();
+        assert_eq!(page.total, 7);
+        assert_eq!(page.total_pages(), 3);
+        let names: Vec<&str> = page.items.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["p3", "p4", "p5"]);
+        let last = s.list_products(PageRequest::new(Some(3), Some(3))).await.unwrap();
+        assert_eq!(last.items.len(), 1);
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
+    for t in stores().await {
+        let s = &t.store;
+        s.insert_product(&product("job_seekers", "Registered job seekers", &["unemployment", "skills"]))
+            .await
+            .unwrap();
+        s.insert_product(&product("annual_income", "Declared income", &["tax"]))
+            .await
+            .unwrap();
+        let mut p = product("benefits", "Benefit payments", &["allowance"]);
+        p.metadata.description = "payments to job seekers and others".into();
+        s.insert_product(&p).await.unwrap();
+
+        let hits = s.search("job seeker", PageRequest::default()).await.unwrap();
+        let names: Vec<&str> = hits.items.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, vec!["job_seekers", "benefits"], "title match ranks first");
+        assert!(hits.items[0].score > hits.items[1].score);
+
+        // Prefix and plural folding; all words must match.
+        assert_eq!(s.search("unemploym", PageRequest::default()).await.unwrap().total, 1);
+        assert_eq!(s.search("incomes", PageRequest::default()).await.unwrap().total, 1);
+        assert_eq!(s.search("income skills", PageRequest::default()).await.unwrap().total, 0);
+        // Column names and themes are searchable.
+        assert_eq!(s.search("months", PageRequest::default()).await.unwrap().total, 3);
+        assert_eq!(s.search("economy", PageRequest::default()).await.unwrap().total, 3);
+        // Wildcards in the query are plain text, not patterns.
+        assert_eq!(s.search("%", PageRequest::default()).await.unwrap().total, 3);
+        assert_eq!(s.search("_x_", PageRequest::default()).await.unwrap().total, 0);
+        // Paging of results.
+        let p2 = s.search("", PageRequest::new(Some(2), Some(2))).await.unwrap();
+        assert_eq!((p2.total, p2.items.len()), (3, 1));
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn metadata_updates_are_versioned_and_reindexed() {
+    for t in stores().await {
+        let s = &t.store;
+        let p = product("job_seekers", "Registered job seekers", &[]);
+        s.insert_product(&p).await.unwrap();
+        let mut m = p.metadata.clone();
+        m.title = "Jobseeker register".into();
+        m.classification = Classification::Sensitive;
+        let updated = s.update_metadata(&p.name, &m, 1).await.unwrap();
+        assert_eq!(updated.version, 2);
+        assert_eq!(updated.metadata.title, "Jobseeker register");
+        assert_eq!(s.search("jobseeker", PageRequest::default()).await.unwrap().total, 1);
+        assert_eq!(s.search("registered", PageRequest::default()).await.unwrap().total, 1, "description still matches");
+        // A stale version is refused.
+        let err = s.update_metadata(&p.name, &m, 1).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        let missing = ProductName::parse("nope").unwrap();
+        let err = s.update_metadata(&missing, &m, 1).await.unwrap_err();
+        assert!(matches!(err, StoreError::ProductNotFound(_)), "{err}");
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn removal_deletes_product_and_terms() {
+    for t in stores().await {
+        let s = &t.store;
+        s.insert_product(&product("job_seekers", "Registered job seekers", &[])).await.unwrap();
+        s.delete_product("job_seekers").await.unwrap();
+        assert!(s.get_product("job_seekers").await.unwrap().is_none());
+        assert_eq!(s.search("seekers", PageRequest::default()).await.unwrap().total, 0);
+        let err = s.delete_product("job_seekers").await.unwrap_err();
+        assert!(matches!(err, StoreError::ProductNotFound(_)));
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn tokens_authenticate_until_revoked() {
+    for t in stores().await {
+        let s = &t.store;
+        let tok = s.create_token("reporting", ApiRole::Analyst).await.unwrap();
+        let info = s.authenticate(&tok.secret).await.unwrap().unwrap();
+        assert_eq!(info.role, ApiRole::Analyst);
+        assert!(s.authenticate("agora_wrong").await.unwrap().is_none());
+        assert!(s.authenticate("").await.unwrap().is_none());
+        let listed = s.list_tokens().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].last_used_at.is_some());
+        let revoked = s.revoke_token(&tok.info.id).await.unwrap();
+        assert!(revoked.revoked_at.is_some());
+        assert!(s.authenticate(&tok.secret).await.unwrap().is_none());
+        assert!(matches!(
+            s.revoke_token("missing").await.unwrap_err(),
+            StoreError::TokenNotFound(_)
+        ));
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_store_uses_wal_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open_in_dir(dir.path()).await.unwrap();
+        s.insert_product(&product("job_seekers", "Registered job seekers", &[])).await.unwrap();
+        s.close().await;
+    }
+    // WAL mode is recorded in the database file itself.
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", dir.path().join("agora.db").display());
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let mode: String = sqlx::Row::get(
+        &sqlx::query("PRAGMA journal_mode").fetch_one(&pool).await.unwrap(),
+        0,
+    );
+    assert_eq!(mode, "wal");
+    pool.close().await;
+    let s = Store::open_in_dir(dir.path()).await.unwrap();
+    assert!(s.get_product("job_seekers").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn unsupported_urls_and_unwritable_places_are_named() {
+    let err = Store::open("mysql://x").await.unwrap_err();
+    assert!(err.to_string().contains("unsupported store URL"), "{err}");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Store::open_in_dir(&file.join("sub")).await.unwrap_err();
+    assert!(err.to_string().contains("cannot create the data directory"), "{err}");
+}
