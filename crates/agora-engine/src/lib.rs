@@ -56,7 +56,11 @@ impl EngineError {
     pub(crate) fn from_df(e: DataFusionError) -> Self {
         let root = e.find_root();
         match root {
-            DataFusionError::SQL(p, _) => Self::Syntax(p.to_string()),
+            DataFusionError::SQL(p, _) => Self::Syntax(
+                p.to_string()
+                    .trim_start_matches("sql parser error: ")
+                    .to_owned(),
+            ),
             DataFusionError::Plan(m) => Self::Plan(tidy(m)),
             DataFusionError::SchemaError(s, _) => Self::Plan(tidy(&s.to_string())),
             DataFusionError::NotImplemented(m) => Self::Plan(format!("not supported: {}", tidy(m))),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use agora_model::{ColumnSchema, DataSource, SourceFormat};
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -153,12 +153,22 @@ pub async fn listing_table(
     Ok(Arc::new(table))
 }
 
+/// The logical type name shown to people: view and large variants of strings and binaries
+/// are physical choices of the reader, not properties of the data.
+pub fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => "Utf8".to_owned(),
+        DataType::BinaryView | DataType::LargeBinary => "Binary".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// Column descriptions of an Arrow schema.
 pub fn columns(schema: &Schema) -> Vec<ColumnSchema> {
     schema
         .fields()
         .iter()
-        .map(|f| ColumnSchema::new(f.name(), f.data_type().to_string(), f.is_nullable()))
+        .map(|f| ColumnSchema::new(f.name(), type_name(f.data_type()), f.is_nullable()))
         .collect()
 }
 

@@ -77,11 +77,24 @@ pub struct DataSource {
     pub location: String,
     pub format: SourceFormat,
     /// For CSV: the field delimiter (default `,`).
-    #[serde(default = "default_delimiter")]
+    #[serde(default = "default_delimiter", with = "delimiter_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = ","))]
     pub delimiter: u8,
     /// For CSV: whether the first line holds column names (default true).
     #[serde(default = "default_true")]
     pub has_header: bool,
+}
+
+mod delimiter_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &u8, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&char::from(*d).to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        let s = String::deserialize(d)?;
+        super::DataSource::parse_delimiter(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_delimiter() -> u8 {

@@ -1,0 +1,511 @@
+//! Integration tests: a real node on an ephemeral loopback port, driven over HTTP.
+
+use std::path::{Path, PathBuf};
+
+use agora_model::MemberId;
+use agora_node::{Node, NodeConfig};
+use agora_server::ServerConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct TestNode {
+    url: String,
+    token: String,
+    dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    http: reqwest::Client,
+}
+
+impl TestNode {
+    async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = NodeConfig::new(dir.path().join("node"));
+        let member = MemberId::parse("employment-agency").unwrap();
+        let (node, token) = Node::init(&cfg, &member, "National Employment Agency").await.unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut config = ServerConfig {
+            allowed_roots: vec![data],
+            ..Default::default()
+        };
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(agora_server::serve(node, listener, config, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            url,
+            token: token.secret,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.req(reqwest::Method::GET, path)
+    }
+    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
+        self.req(reqwest::Method::POST, path).json(&body)
+    }
+
+    async fn register(&self, body: Value) -> (StatusCode, Value) {
+        let r = self.post("/api/v1/products", body).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn sql(&self, sql: &str, format: &str) -> (StatusCode, String) {
+        let r = self
+            .post("/api/v1/query", json!({"sql": sql, "format": format}))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {v}"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+const JOBS_CSV: &str = "person_id,municipality,months_unemployed\n37605030299,Northport,3\n49403136526,Eastbridge,14\n38001085718,Northport,7\n";
+
+#[tokio::test]
+async fn health_is_public_and_the_api_is_not() {
+    let n = TestNode::start().await;
+    let r = reqwest::get(format!("{}/healthz", n.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = reqwest::get(format!("{}/readyz", n.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["member"], "employment-agency");
+
+    let r = reqwest::get(format!("{}/api/v1/products", n.url)).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("www-authenticate").is_some());
+    assert_eq!(error_code(&r.json().await.unwrap()), "unauthenticated");
+
+    let r = n
+        .http
+        .get(format!("{}/api/v1/products", n.url))
+        .bearer_auth("agora_0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = n
+        .http
+        .get(format!("{}/api/v1/products", n.url))
+        .header("Authorization", "Basic YWRtaW46YWRtaW4=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let r = n.get("/api/v1/node").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["member_id"], "employment-agency");
+
+    let r = n.get("/api/v1/nothing-here").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(&r.json().await.unwrap()), "not_found");
+    let r = n.req(reqwest::Method::PUT, "/api/v1/products").send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(error_code(&r.json().await.unwrap()), "method_not_allowed");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let n = TestNode::start().await;
+    let doc: Value = reqwest::get(format!("{}/api/v1/openapi.json", n.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/node",
+        "/api/v1/products",
+        "/api/v1/products/{name}",
+        "/api/v1/catalog/search",
+        "/api/v1/query",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+    ] {
+        assert!(paths.contains_key(p), "{p} is not documented");
+    }
+    // Every documented operation exists: the server never answers "no such route" or 405.
+    for (path, ops) in paths {
+        let concrete = path.replace("{name}", "nope").replace("{id}", "nope");
+        for method in ops.as_object().unwrap().keys() {
+            let m: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let r = n
+                .req(m.clone(), &concrete)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert_ne!(status, 405, "{method} {path}");
+            assert!(!body.contains("no such route"), "{method} {path} is documented but not served");
+        }
+    }
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn registration_catalog_and_metadata_lifecycle() {
+    let n = TestNode::start().await;
+    let path = write(&n.data(), "job_seekers.csv", JOBS_CSV);
+    write(
+        &n.data(),
+        "job_seekers.agora.toml",
+        r#"
+title = "Registered job seekers"
+description = "People looking for work."
+classification = "personal"
+legal_basis = "Employment Services Act, section 7"
+keywords = ["unemployment"]
+themes = ["ECON"]
+retention = "P10Y"
+[columns.person_id]
+role = "subject_id"
+"#,
+    );
+    let (status, p) = n.register(json!({"location": path})).await;
+    assert_eq!(status, 201, "{p}");
+    assert_eq!(p["name"], "job_seekers");
+    assert_eq!(p["metadata"]["owner"], "employment-agency");
+    assert_eq!(p["metadata"]["columns"]["person_id"]["role"], "subject_id");
+    assert_eq!(p["profile"]["row_count"], 3);
+    assert_eq!(p["source"]["format"], "csv");
+
+    // Request metadata overrides the sidecar; the API returns the stored product.
+    let (status, _) = n
+        .register(json!({"location": path, "name": "jobs_copy", "metadata": {"title": "Copy", "classification": "internal"}}))
+        .await;
+    assert_eq!(status, 201);
+    let copy: Value = n.get("/api/v1/products/jobs_copy").send().await.unwrap().json().await.unwrap();
+    assert_eq!(copy["metadata"]["title"], "Copy");
+    assert_eq!(copy["metadata"]["classification"], "internal");
+
+    // Listing and paging.
+    let page: Value = n.get("/api/v1/products?per_page=1&page=2").send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["items"][0]["name"], "job_seekers");
+
+    // Search.
+    let hits: Value = n.get("/api/v1/catalog/search?q=unemployment").send().await.unwrap().json().await.unwrap();
+    assert_eq!(hits["total"], 1);
+    assert_eq!(hits["items"][0]["name"], "job_seekers");
+    let hits: Value = n.get("/api/v1/catalog/search?q=municipality").send().await.unwrap().json().await.unwrap();
+    assert_eq!(hits["total"], 2, "column names are searchable");
+    let r = n.get("/api/v1/catalog/search?page=x").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json().await.unwrap()), "invalid_query_string");
+
+    // Update.
+    let r = n
+        .req(reqwest::Method::PATCH, "/api/v1/products/job_seekers")
+        .json(&json!({"keywords": ["jobs", "skills"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let updated: Value = r.json().await.unwrap();
+    assert_eq!(updated["version"], 2);
+    assert_eq!(updated["metadata"]["title"], "Registered job seekers");
+    let hits: Value = n.get("/api/v1/catalog/search?q=skills").send().await.unwrap().json().await.unwrap();
+    assert_eq!(hits["total"], 1);
+    let r = n
+        .req(reqwest::Method::PATCH, "/api/v1/products/job_seekers")
+        .json(&json!({"columns": {"salary": {"role": "sensitive"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("salary"));
+
+    // Removal.
+    let r = n.req(reqwest::Method::DELETE, "/api/v1/products/jobs_copy").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = n.get("/api/v1/products/jobs_copy").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(Path::new(&path).exists(), "the data itself is never touched");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn bad_registrations_leave_the_catalog_unchanged() {
+    let n = TestNode::start().await;
+    let good = write(&n.data(), "jobs.csv", JOBS_CSV);
+    assert_eq!(n.register(json!({"location": good})).await.0, 201);
+
+    let cases: Vec<(Value, StatusCode, &str, &str)> = vec![
+        (json!({"location": good}), StatusCode::CONFLICT, "already_exists", "already exists"),
+        (
+            json!({"location": n.data().join("missing.csv")}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "no such file",
+        ),
+        (
+            json!({"location": "/etc/passwd", "format": "csv"}),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "outside the folders",
+        ),
+        (
+            json!({"location": write(&n.data(), "x.parquet", "not parquet at all")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unreadable_data",
+            "x.parquet",
+        ),
+        (
+            json!({"location": write(&n.data(), "noext", "a\n1\n")}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "--format",
+        ),
+        (
+            json!({"location": good, "name": "Bad Name"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid product name",
+        ),
+        (
+            json!({"location": good, "name": "jobs2", "metadata": {"classification": "personal"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_metadata",
+            "legal basis",
+        ),
+        (json!({"location": good, "colour": "blue"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_json", "colour"),
+    ];
+    for (body, status, code, text) in cases {
+        let (s, v) = n.register(body.clone()).await;
+        assert_eq!(s, status, "{body} → {v}");
+        assert_eq!(error_code(&v), code, "{body} → {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(text), "{body} → {v}");
+    }
+
+    // A sidecar naming an unknown column, and one contradicting the schema.
+    let with_sidecar = |name: &str, sidecar: &str| {
+        let p = write(&n.data(), &format!("{name}.csv"), JOBS_CSV);
+        write(&n.data(), &format!("{name}.agora.toml"), sidecar);
+        p
+    };
+    let p = with_sidecar("s1", "[columns.salary]\nrole = \"sensitive\"\n");
+    let (s, v) = n.register(json!({"location": p})).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("salary"));
+    let p = with_sidecar("s2", "[columns.months_unemployed]\ntype = \"Utf8\"\n");
+    let (s, v) = n.register(json!({"location": p})).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("Int64"), "{v}");
+    let p = with_sidecar("s3", "title = [\n");
+    let (s, v) = n.register(json!({"location": p})).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("s3.agora.toml"), "{v}");
+
+    // Malformed JSON and a wrong content type.
+    let r = n
+        .req(reqwest::Method::POST, "/api/v1/products")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json().await.unwrap()), "invalid_json");
+    let r = n.req(reqwest::Method::POST, "/api/v1/products").body("x").send().await.unwrap();
+    assert_eq!(r.status(), 415);
+
+    let page: Value = n.get("/api/v1/products").send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["total"], 1, "nothing was half-registered: {page}");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused() {
+    let n = TestNode::start_with(|c| c.body_limit = 4096).await;
+    let big = "x".repeat(10_000);
+    let r = n.post("/api/v1/query", json!({"sql": big})).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(error_code(&r.json().await.unwrap()), "payload_too_large");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn sql_over_http_in_every_format() {
+    let n = TestNode::start().await;
+    let path = write(&n.data(), "jobs.csv", JOBS_CSV);
+    assert_eq!(n.register(json!({"location": path})).await.0, 201);
+
+    let sql = "SELECT municipality, count(*) AS n FROM jobs GROUP BY municipality ORDER BY municipality";
+    let (s, body) = n.sql(sql, "json").await;
+    assert_eq!(s, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v, json!([{"municipality": "Eastbridge", "n": 1}, {"municipality": "Northport", "n": 2}]));
+
+    let (s, body) = n.sql(sql, "csv").await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "municipality,n\nEastbridge,1\nNorthport,2\n"));
+
+    let (s, body) = n.sql(sql, "ndjson").await;
+    assert_eq!(s, 200);
+    assert_eq!(body.lines().count(), 2);
+
+    // The Accept header chooses the format when the body does not.
+    let r = n
+        .post("/api/v1/query", json!({"sql": sql}))
+        .header("accept", "application/vnd.apache.arrow.stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/vnd.apache.arrow.stream");
+    let bytes = r.bytes().await.unwrap();
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 2);
+
+    for (sql, status, code) in [
+        ("SELEC 1", 400, "invalid_sql"),
+        ("SELECT * FROM nowhere", 400, "invalid_sql"),
+        ("SELECT nope FROM jobs", 400, "invalid_sql"),
+        ("DROP TABLE jobs", 403, "read_only"),
+        ("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", 403, "read_only"),
+    ] {
+        let (s, body) = n.sql(sql, "json").await;
+        assert_eq!(s.as_u16(), status, "{sql}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(error_code(&v), code, "{sql}");
+    }
+    let (s, body) = n.sql("SELECT 1", "xml").await;
+    assert_eq!(s, 400);
+    assert!(body.contains("unknown result format"));
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn roles_limit_what_tokens_may_do_and_revocation_is_immediate() {
+    let n = TestNode::start().await;
+    let path = write(&n.data(), "jobs.csv", JOBS_CSV);
+
+    let r = n
+        .post("/api/v1/tokens", json!({"label": "analyst at the ministry", "role": "analyst"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let analyst = created["token"].as_str().unwrap().to_owned();
+    let id = created["info"]["id"].as_str().unwrap().to_owned();
+    let as_analyst = |m: reqwest::Method, p: &str| {
+        n.http.request(m, format!("{}{p}", n.url)).bearer_auth(&analyst)
+    };
+
+    // Analysts may not register, change or remove products, nor manage tokens.
+    let r = as_analyst(reqwest::Method::POST, "/api/v1/products")
+        .json(&json!({"location": path}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("role steward"));
+    let r = as_analyst(reqwest::Method::GET, "/api/v1/tokens").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    // They may search and query.
+    assert_eq!(n.register(json!({"location": path})).await.0, 201);
+    let r = as_analyst(reqwest::Method::POST, "/api/v1/query")
+        .json(&json!({"sql": "SELECT count(*) AS n FROM jobs"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!([{"n": 3}]));
+
+    // Listing tokens never shows secrets.
+    let list = n.get("/api/v1/tokens").send().await.unwrap().text().await.unwrap();
+    assert!(!list.contains(&analyst) && !list.contains(&n.token));
+    assert!(list.contains("analyst at the ministry"));
+
+    let r = n.req(reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = as_analyst(reqwest::Method::GET, "/api/v1/products").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = n.req(reqwest::Method::DELETE, "/api/v1/tokens/unknown").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn product_payload_snapshot() {
+    let n = TestNode::start().await;
+    let path = write(&n.data(), "jobs.csv", JOBS_CSV);
+    let (s, p) = n
+        .register(json!({
+            "location": path,
+            "metadata": {
+                "title": "Registered job seekers",
+                "description": "People looking for work.",
+                "classification": "personal",
+                "legal_basis": "Employment Services Act, section 7",
+                "keywords": ["unemployment"],
+                "themes": ["ECON", "SOCI"],
+                "retention": "P10Y",
+                "update_frequency": "daily",
+                "columns": {"person_id": {"role": "subject_id"}, "municipality": {"role": "quasi_identifier"}}
+            }
+        }))
+        .await;
+    assert_eq!(s, 201);
+    insta::assert_json_snapshot!(p, {
+        ".id" => "[id]",
+        ".source.location" => "[location]",
+        ".created_at" => "[time]",
+        ".updated_at" => "[time]",
+        ".profile.computed_at" => "[time]",
+    });
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_and_frees_the_port() {
+    let n = TestNode::start().await;
+    let url = n.url.clone();
+    n.stop().await;
+    assert!(reqwest::get(format!("{url}/healthz")).await.is_err());
+}
