@@ -53,7 +53,8 @@ const ID_SPACE: u64 = 9_000_000_000;
 /// The person_id of resident number `i`: 10 digits (first non-zero) and a check digit.
 pub fn person_id(seed: u64, i: u64, out: &mut String) {
     let offset = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) % ID_SPACE;
-    let base = 1_000_000_000 + ((i as u128 * ID_MULTIPLIER as u128 + offset as u128) % ID_SPACE as u128) as u64;
+    let base = 1_000_000_000
+        + ((i as u128 * ID_MULTIPLIER as u128 + offset as u128) % ID_SPACE as u128) as u64;
     let mut digits = [0u8; 10];
     let mut n = base;
     for d in digits.iter_mut().rev() {
@@ -566,8 +567,16 @@ pub fn generate_chunk(
             // A few records were keyed in by hand: misspelt names and no person_id.
             if rng.random_bool(0.04) {
                 a.person_id.append_null();
-                let g = if rng.random_bool(0.6) { typo(&mut rng, given) } else { given.to_owned() };
-                let f = if rng.random_bool(0.7) { typo(&mut rng, family) } else { family.to_owned() };
+                let g = if rng.random_bool(0.6) {
+                    typo(&mut rng, given)
+                } else {
+                    given.to_owned()
+                };
+                let f = if rng.random_bool(0.7) {
+                    typo(&mut rng, family)
+                } else {
+                    family.to_owned()
+                };
                 a.given.append_value(g);
                 a.family.append_value(f);
             } else {
@@ -609,8 +618,11 @@ pub fn generate_chunk(
         vac.occupation.append_value(occupation);
         pick_skills(&mut rng, skills, 2, 3, &mut buf);
         vac.skills.append_value(&buf);
-        vac.municipality
-            .append_value(if rng.random_bool(0.8) { "Northport" } else { "Eastbridge" });
+        vac.municipality.append_value(if rng.random_bool(0.8) {
+            "Northport"
+        } else {
+            "Eastbridge"
+        });
         vac.posted.append_value(today - rng.random_range(1..180));
         vac.open.append_value(rng.random_bool(0.7));
     }

@@ -11,8 +11,10 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::csv::{Writer as CsvWriter, WriterBuilder as CsvWriterBuilder};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use datafusion::arrow::json::writer::{JsonArray, LineDelimited, WriterBuilder as JsonWriterBuilder};
 use datafusion::arrow::json::Writer as JsonWriter;
+use datafusion::arrow::json::writer::{
+    JsonArray, LineDelimited, WriterBuilder as JsonWriterBuilder,
+};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::{Stream, StreamExt};
@@ -100,7 +102,7 @@ impl Write for SharedBuf {
 enum Encoder {
     Json(JsonWriter<SharedBuf, JsonArray>),
     Ndjson(JsonWriter<SharedBuf, LineDelimited>),
-    Csv(CsvWriter<SharedBuf>),
+    Csv(Box<CsvWriter<SharedBuf>>),
     Ipc(StreamWriter<SharedBuf>),
 }
 
@@ -118,8 +120,12 @@ impl Encoder {
                     .with_explicit_nulls(true)
                     .build(buf.clone()),
             ),
-            OutputFormat::Csv => Self::Csv(CsvWriterBuilder::new().with_header(true).build(buf.clone())),
-            OutputFormat::ArrowIpc => Self::Ipc(StreamWriter::try_new(buf.clone(), schema).map_err(enc)?),
+            OutputFormat::Csv => Self::Csv(Box::new(
+                CsvWriterBuilder::new().with_header(true).build(buf.clone()),
+            )),
+            OutputFormat::ArrowIpc => {
+                Self::Ipc(StreamWriter::try_new(buf.clone(), schema).map_err(enc)?)
+            }
         })
     }
 
@@ -250,7 +256,10 @@ mod tests {
             OutputFormat::from_media_type("application/vnd.apache.arrow.stream"),
             Some(OutputFormat::ArrowIpc)
         );
-        assert_eq!(OutputFormat::from_media_type("text/csv"), Some(OutputFormat::Csv));
+        assert_eq!(
+            OutputFormat::from_media_type("text/csv"),
+            Some(OutputFormat::Csv)
+        );
         assert_eq!(OutputFormat::from_media_type("*/*"), None);
     }
 }

@@ -13,12 +13,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use agora_model::{ColumnSchema, DataSource};
+use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::catalog::TableProvider;
 
 pub use encode::{EncodedStream, OutputFormat};
 pub use profile::ProfileProgress;

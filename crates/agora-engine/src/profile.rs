@@ -51,12 +51,16 @@ fn int_at(batch: &RecordBatch, i: usize) -> Result<u64, EngineError> {
     let col: ArrayRef = cast(batch.column(i), &DataType::Int64)
         .map_err(|e| EngineError::Execution(e.to_string()))?;
     let a = col.as_primitive::<Int64Type>();
-    Ok(if a.is_null(0) { 0 } else { a.value(0).max(0) as u64 })
+    Ok(if a.is_null(0) {
+        0
+    } else {
+        a.value(0).max(0) as u64
+    })
 }
 
 fn text_at(batch: &RecordBatch, i: usize) -> Result<Option<String>, EngineError> {
-    let col: ArrayRef =
-        cast(batch.column(i), &DataType::Utf8).map_err(|e| EngineError::Execution(e.to_string()))?;
+    let col: ArrayRef = cast(batch.column(i), &DataType::Utf8)
+        .map_err(|e| EngineError::Execution(e.to_string()))?;
     let a = col.as_string::<i32>();
     Ok((!a.is_null(0)).then(|| {
         let v = a.value(0);

@@ -81,7 +81,8 @@ pub async fn listing_table(
     source: &DataSource,
 ) -> Result<Arc<dyn TableProvider>, EngineError> {
     ensure_object_store(ctx, source)?;
-    let table_url = ListingTableUrl::parse(&source.location).map_err(|e| source_error(source, e))?;
+    let table_url =
+        ListingTableUrl::parse(&source.location).map_err(|e| source_error(source, e))?;
     let is_dir = table_url.is_collection();
     let compression = if is_dir {
         FileCompressionType::UNCOMPRESSED
@@ -113,8 +114,7 @@ pub async fn listing_table(
             },
         ),
     };
-    let options = ListingOptions::new(format)
-        .with_file_extension(ext);
+    let options = ListingOptions::new(format).with_file_extension(ext);
     // Fail early, with a clear message, when there is nothing to read.
     let state = ctx.state();
     let store = state
@@ -196,7 +196,10 @@ pub fn check_drift(
             _ => {}
         }
     }
-    if let Some(extra) = found.iter().find(|f| !registered.iter().any(|r| r.name == f.name)) {
+    if let Some(extra) = found
+        .iter()
+        .find(|f| !registered.iter().any(|r| r.name == f.name))
+    {
         return Err(drift(format!("column {:?} is new", extra.name)));
     }
     Ok(())

@@ -133,10 +133,15 @@ mod tests {
     #[test]
     fn product_names_derive() {
         assert_eq!(
-            ProductName::derive_from("Job Seekers-2024").unwrap().as_str(),
+            ProductName::derive_from("Job Seekers-2024")
+                .unwrap()
+                .as_str(),
             "job_seekers_2024"
         );
-        assert_eq!(ProductName::derive_from("2024 data").unwrap().as_str(), "t_2024_data");
+        assert_eq!(
+            ProductName::derive_from("2024 data").unwrap().as_str(),
+            "t_2024_data"
+        );
         assert!(ProductName::derive_from("---").is_err());
     }
 

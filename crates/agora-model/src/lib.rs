@@ -18,8 +18,8 @@ pub use metadata::{
 };
 pub use person_id::{person_id_check_digit, person_id_is_valid};
 pub use product::{
-    ColumnProfile, ColumnSchema, DataSource, Page, PageRequest, Product, ProductProfile,
-    SearchHit, SourceFormat, SourceError,
+    ColumnProfile, ColumnSchema, DataSource, Page, PageRequest, Product, ProductProfile, SearchHit,
+    SourceError, SourceFormat,
 };
 pub use retention::{Retention, RetentionError};
 pub use sidecar::{Sidecar, SidecarError, SidecarSource};

@@ -18,7 +18,8 @@ pub enum Classification {
 }
 
 impl Classification {
-    pub const ALL: [Classification; 4] = [Self::Open, Self::Internal, Self::Personal, Self::Sensitive];
+    pub const ALL: [Classification; 4] =
+        [Self::Open, Self::Internal, Self::Personal, Self::Sensitive];
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",

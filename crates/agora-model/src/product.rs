@@ -263,8 +263,14 @@ mod tests {
 
     #[test]
     fn formats_from_names() {
-        assert_eq!(SourceFormat::from_file_name("a.CSV"), Some(SourceFormat::Csv));
-        assert_eq!(SourceFormat::from_file_name("a.csv.gz"), Some(SourceFormat::Csv));
+        assert_eq!(
+            SourceFormat::from_file_name("a.CSV"),
+            Some(SourceFormat::Csv)
+        );
+        assert_eq!(
+            SourceFormat::from_file_name("a.csv.gz"),
+            Some(SourceFormat::Csv)
+        );
         assert_eq!(
             SourceFormat::from_file_name("part-0.parquet"),
             Some(SourceFormat::Parquet)

@@ -137,7 +137,17 @@ mod tests {
         assert_eq!("P10Y".parse::<Retention>().unwrap().years, 10);
         let r: Retention = "P1Y6M".parse().unwrap();
         assert_eq!((r.years, r.months), (1, 6));
-        for bad in ["", "P", "10Y", "PY", "P1M1Y", "P1Y1Y", "P1H", "P1", "P1234567D"] {
+        for bad in [
+            "",
+            "P",
+            "10Y",
+            "PY",
+            "P1M1Y",
+            "P1Y1Y",
+            "P1H",
+            "P1",
+            "P1234567D",
+        ] {
             assert!(bad.parse::<Retention>().is_err(), "{bad}");
         }
     }

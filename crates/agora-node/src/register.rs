@@ -2,9 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use agora_model::{
-    DataSource, MetadataPatch, Product, ProductName, Sidecar, SourceFormat,
-};
+use agora_model::{DataSource, MetadataPatch, Product, ProductName, Sidecar, SourceFormat};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
@@ -79,7 +77,9 @@ fn resolve(location: &str) -> Result<Resolved, NodeError> {
     if !is_dir {
         std::fs::File::open(&canonical).map_err(|e| bad(location, format!("cannot read: {e}")))?;
     }
-    let s = canonical.to_str().ok_or_else(|| bad(location, "the path is not valid UTF-8"))?;
+    let s = canonical
+        .to_str()
+        .ok_or_else(|| bad(location, "the path is not valid UTF-8"))?;
     let url = if is_dir {
         format!("file://{}/", s.trim_end_matches('/'))
     } else {
@@ -97,7 +97,10 @@ fn find_sidecar(local: &Path, is_dir: bool) -> Result<Option<(PathBuf, String)>,
     let candidates: Vec<PathBuf> = if is_dir {
         vec![local.join("agora.toml")]
     } else {
-        let file_name = local.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let file_name = local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let stem = file_name.split('.').next().unwrap_or(file_name);
         vec![
             local.with_file_name(format!("{file_name}.agora.toml")),
@@ -192,7 +195,11 @@ pub(crate) async fn register(
             )
         })?;
     let mut source = DataSource::new(resolved.url.clone(), format)?;
-    if let Some(d) = req.delimiter.as_deref().or(sidecar.source.delimiter.as_deref()) {
+    if let Some(d) = req
+        .delimiter
+        .as_deref()
+        .or(sidecar.source.delimiter.as_deref())
+    {
         source.delimiter = DataSource::parse_delimiter(d)?;
     } else if resolved.url.to_ascii_lowercase().contains(".tsv") {
         source.delimiter = b'\t';

@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::{AppState, ApiError};
+use crate::{ApiError, AppState};
 
 /// The authenticated caller, available to handlers as an extension.
 #[derive(Debug, Clone)]

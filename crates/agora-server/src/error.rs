@@ -1,12 +1,12 @@
 //! Structured JSON errors: `{"error": {"code": "...", "message": "..."}}`.
 
+use agora_node::{EngineError, NodeError};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use agora_node::{EngineError, NodeError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -90,9 +90,7 @@ impl From<NodeError> for ApiError {
             NodeError::Engine(EngineError::Syntax(_)) | NodeError::Engine(EngineError::Plan(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_sql")
             }
-            NodeError::Engine(EngineError::NotReadOnly(_)) => {
-                (StatusCode::FORBIDDEN, "read_only")
-            }
+            NodeError::Engine(EngineError::NotReadOnly(_)) => (StatusCode::FORBIDDEN, "read_only"),
             NodeError::Engine(EngineError::Source { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unreadable_data")
             }
@@ -168,7 +166,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 }
 
 fn query_rejection(r: QueryRejection) -> ApiError {
-    ApiError::new(r.status(), "invalid_query_string", lower_first(&r.body_text()))
+    ApiError::new(
+        r.status(),
+        "invalid_query_string",
+        lower_first(&r.body_text()),
+    )
 }
 
 /// Path extractor whose rejections are structured errors.

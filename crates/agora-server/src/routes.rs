@@ -3,9 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use agora_model::{
-    MetadataPatch, Page, PageRequest, Product, SearchHit,
-};
+use agora_model::{MetadataPatch, Page, PageRequest, Product, SearchHit};
 use agora_node::{ApiRole, OutputFormat, RegisterRequest, TokenInfo};
 use axum::body::Body;
 use axum::extract::State;
@@ -180,9 +178,11 @@ fn check_allowed_location(state: &AppState, location: &str) -> Result<(), ApiErr
             Ok(())
         };
     };
-    let allowed = state.config.allowed_roots.iter().any(|root| {
-        std::fs::canonicalize(root).is_ok_and(|r| canonical.starts_with(r))
-    });
+    let allowed = state
+        .config
+        .allowed_roots
+        .iter()
+        .any(|root| std::fs::canonicalize(root).is_ok_and(|r| canonical.starts_with(r)));
     if allowed { Ok(()) } else { Err(refused()) }
 }
 
@@ -246,7 +246,9 @@ async fn search_catalog(
 ) -> Result<Json<Page<SearchHit>>, ApiError> {
     let q = p.q.unwrap_or_default();
     if q.len() > 500 {
-        return Err(ApiError::bad_request("the search text is longer than 500 characters"));
+        return Err(ApiError::bad_request(
+            "the search text is longer than 500 characters",
+        ));
     }
     Ok(Json(
         state
@@ -297,14 +299,17 @@ async fn run_query(
         Some(Err(e)) => return Err(agora_node::NodeError::from(e).into()),
         None => None,
     };
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, format = format.as_str(), "query started streaming");
-    let body = futures::stream::iter(first.map(Ok))
-        .chain(stream.map(|r| {
-            r.map_err(|e| {
-                tracing::error!(error = %e, "query failed while streaming");
-                std::io::Error::other(e.to_string())
-            })
-        }));
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        format = format.as_str(),
+        "query started streaming"
+    );
+    let body = futures::stream::iter(first.map(Ok)).chain(stream.map(|r| {
+        r.map_err(|e| {
+            tracing::error!(error = %e, "query failed while streaming");
+            std::io::Error::other(e.to_string())
+        })
+    }));
     Ok((
         [(header::CONTENT_TYPE, format.content_type())],
         Body::from_stream(body),
@@ -349,7 +354,9 @@ async fn create_token(
     caller.require(ApiRole::Admin)?;
     let label = req.label.trim();
     if label.is_empty() || label.chars().count() > 100 {
-        return Err(ApiError::bad_request("the label must have 1 to 100 characters"));
+        return Err(ApiError::bad_request(
+            "the label must have 1 to 100 characters",
+        ));
     }
     let t = state.node.create_token(label, req.role).await?;
     tracing::info!(token = %t.info.id, role = %t.info.role, by = %caller.0.id, "api token issued");

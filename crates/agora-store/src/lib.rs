@@ -12,8 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use agora_model::{
-    Classification, MemberId, Page, PageRequest, Product, ProductMetadata, ProductName,
-    SearchHit,
+    Classification, MemberId, Page, PageRequest, Product, ProductMetadata, ProductName, SearchHit,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -46,9 +45,7 @@ pub enum StoreError {
     DuplicateProduct(String),
     #[error("no data product named {0:?}")]
     ProductNotFound(String),
-    #[error(
-        "data product {0:?} was changed by someone else meanwhile; reload it and try again"
-    )]
+    #[error("data product {0:?} was changed by someone else meanwhile; reload it and try again")]
     Conflict(String),
     #[error("the node is already initialised as member {0:?}")]
     AlreadyInitialised(String),
@@ -453,10 +450,11 @@ impl FromStr for Backend {
 
 /// Parses a stored classification (for search hits).
 pub(crate) fn classification(s: &str) -> Result<Classification, StoreError> {
-    s.parse().map_err(|e: agora_model::MetadataError| StoreError::Corrupt {
-        what: "classification".into(),
-        message: e.to_string(),
-    })
+    s.parse()
+        .map_err(|e: agora_model::MetadataError| StoreError::Corrupt {
+            what: "classification".into(),
+            message: e.to_string(),
+        })
 }
 
 #[cfg(test)]

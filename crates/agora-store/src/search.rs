@@ -98,7 +98,7 @@ pub(crate) async fn search(
     // One sub-select per query term: the best weight of a matching term per product.
     // With no terms, every product matches with score 0 (plain listing).
     let matches = if q.is_empty() {
-        "SELECT id AS product_id, 0 AS score FROM products".to_owned()
+        "SELECT id AS product_id, CAST(0 AS BIGINT) AS score FROM products".to_owned()
     } else {
         let parts: Vec<String> = (0..q.len())
             .map(|i| {
@@ -110,7 +110,7 @@ pub(crate) async fn search(
             })
             .collect();
         format!(
-            "SELECT product_id, SUM(w) AS score FROM ({}) AS m GROUP BY product_id HAVING COUNT(*) = {}",
+            "SELECT product_id, CAST(SUM(w) AS BIGINT) AS score FROM ({}) AS m GROUP BY product_id HAVING COUNT(*) = {}",
             parts.join(" UNION ALL "),
             q.len()
         )

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agora_model::{
-    Classification, ColumnAnnotation, ColumnRole, MemberId, MetadataPatch, PageRequest,
-    Retention, SourceFormat, Theme, UpdateFrequency,
+    Classification, ColumnAnnotation, ColumnRole, MemberId, MetadataPatch, PageRequest, Retention,
+    SourceFormat, Theme, UpdateFrequency,
 };
 use agora_node::{ApiRole, Node, NodeConfig, OutputFormat, ProfileProgress, RegisterRequest};
 use agora_server::ServerConfig;
@@ -476,12 +476,8 @@ pub async fn catalog(cmd: CatalogCmd) -> Result<()> {
             }
             Ok(())
         }
-        CatalogCmd::List { page, dir, json } => {
-            product(ProductCmd::List { page, dir, json }).await
-        }
-        CatalogCmd::Show { name, dir, json } => {
-            product(ProductCmd::Show { name, dir, json }).await
-        }
+        CatalogCmd::List { page, dir, json } => product(ProductCmd::List { page, dir, json }).await,
+        CatalogCmd::Show { name, dir, json } => product(ProductCmd::Show { name, dir, json }).await,
     }
 }
 

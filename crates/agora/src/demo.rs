@@ -71,9 +71,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     // 1. Data, generated once per scale and seed.
     if agora_datagen::is_complete(&agora_datagen::GenOptions::new(
-        args.scale,
-        args.seed,
-        &generated,
+        args.scale, args.seed, &generated,
     )) {
         eprintln!("Using demo data in {}", generated.display());
     } else {
@@ -179,7 +177,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     }
     write_private_json(&eco_path, &eco)?;
-    print_guide(&eco, &eco_path, started.elapsed().as_secs_f64(), args.no_serve);
+    print_guide(
+        &eco,
+        &eco_path,
+        started.elapsed().as_secs_f64(),
+        args.no_serve,
+    );
     if args.no_serve {
         return Ok(());
     }
@@ -218,7 +221,10 @@ fn write_private_json(path: &Path, value: &impl Serialize) -> Result<()> {
 
 fn print_guide(eco: &Ecosystem, eco_path: &Path, secs: f64, no_serve: bool) {
     println!();
-    println!("Agora demo ecosystem — {} residents, ready in {secs:.1} s", eco.scale);
+    println!(
+        "Agora demo ecosystem — {} residents, ready in {secs:.1} s",
+        eco.scale
+    );
     println!();
     for m in &eco.members {
         println!("  {:<20} {:<32} {}", m.id, m.name, m.base_url);

@@ -25,10 +25,20 @@ struct Cli {
 #[derive(Args, Clone, Debug)]
 pub struct NodeDir {
     /// The node's data directory.
-    #[arg(long, env = "AGORA_DATA_DIR", default_value = "agora-data", global = true)]
+    #[arg(
+        long,
+        env = "AGORA_DATA_DIR",
+        default_value = "agora-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Metadata store URL (postgres://...); by default SQLite in the data directory.
-    #[arg(long = "store", env = "AGORA_STORE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long = "store",
+        env = "AGORA_STORE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub store_url: Option<String>,
 }
 
@@ -39,7 +49,7 @@ enum Command {
     Node(cmd::NodeCmd),
     /// Register, list, show, update and remove this node's data products.
     #[command(subcommand)]
-    Product(cmd::ProductCmd),
+    Product(Box<cmd::ProductCmd>),
     /// Browse and search the catalog.
     #[command(subcommand)]
     Catalog(cmd::CatalogCmd),
@@ -56,7 +66,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -66,7 +79,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node(c) => cmd::node(c).await,
-            Command::Product(c) => cmd::product(c).await,
+            Command::Product(c) => cmd::product(*c).await,
             Command::Catalog(c) => cmd::catalog(c).await,
             Command::Sql(a) => cmd::sql(a).await,
             Command::Token(c) => cmd::token(c).await,

@@ -24,7 +24,14 @@ fn page_footer<T>(p: &Page<T>) {
 }
 
 pub fn products_table(p: &Page<Product>) {
-    let mut t = table(&["name", "title", "classification", "rows", "columns", "format"]);
+    let mut t = table(&[
+        "name",
+        "title",
+        "classification",
+        "rows",
+        "columns",
+        "format",
+    ]);
     for x in &p.items {
         t.add_row(vec![
             x.name.to_string(),
@@ -82,10 +89,21 @@ pub fn product_details(p: &Product) {
         let themes: Vec<&str> = m.themes.iter().map(|t| t.label()).collect();
         println!("themes:           {}", themes.join("; "));
     }
-    println!("source:           {} ({})", p.source.location, p.source.format);
+    println!(
+        "source:           {} ({})",
+        p.source.location, p.source.format
+    );
     println!("rows:             {}", p.profile.row_count);
     println!("version:          {} (updated {})", p.version, p.updated_at);
-    let mut t = table(&["column", "type", "role", "nulls", "distinct ≈", "min", "max"]);
+    let mut t = table(&[
+        "column",
+        "type",
+        "role",
+        "nulls",
+        "distinct ≈",
+        "min",
+        "max",
+    ]);
     for c in &p.schema {
         let prof = p.profile.columns.iter().find(|x| x.name == c.name);
         t.add_row(vec![
@@ -93,7 +111,8 @@ pub fn product_details(p: &Product) {
             c.data_type.clone(),
             m.role_of(&c.name).to_string(),
             prof.map(|x| x.null_count.to_string()).unwrap_or_default(),
-            prof.map(|x| x.distinct_estimate.to_string()).unwrap_or_default(),
+            prof.map(|x| x.distinct_estimate.to_string())
+                .unwrap_or_default(),
             prof.and_then(|x| x.min.clone()).unwrap_or_default(),
             prof.and_then(|x| x.max.clone()).unwrap_or_default(),
         ]);
@@ -123,7 +142,11 @@ pub fn tokens_table(tokens: &[TokenInfo]) {
 pub fn gen_summary(s: &GenSummary) {
     let mut t = table(&["member", "table", "rows"]);
     for x in &s.tables {
-        t.add_row(vec![x.member.to_owned(), x.table.to_owned(), x.rows.to_string()]);
+        t.add_row(vec![
+            x.member.to_owned(),
+            x.table.to_owned(),
+            x.rows.to_string(),
+        ]);
     }
     println!("{t}");
     let secs = s.elapsed.as_secs_f64().max(1e-9);

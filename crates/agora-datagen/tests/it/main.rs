@@ -59,7 +59,10 @@ fn output_is_deterministic_whatever_the_thread_count() {
     for (member, table) in all_tables() {
         let da = a.join(member).join(table);
         let db = b.join(member).join(table);
-        let mut files: Vec<_> = std::fs::read_dir(&da).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&da)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         files.sort();
         assert!(!files.is_empty(), "{member}/{table} is empty");
         for f in files {
@@ -81,18 +84,26 @@ fn identifiers_are_valid_and_shared_across_members() {
     assert_eq!(summary.residents, 6_000);
 
     let residents = read_table(&out.join("population-registry/residents"));
-    let ids: Vec<String> = strings(&residents, "person_id").into_iter().map(Option::unwrap).collect();
+    let ids: Vec<String> = strings(&residents, "person_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     assert_eq!(ids.len(), 6_000);
     assert!(ids.iter().all(|s| person_id_is_valid(s)));
     let set: HashSet<&String> = ids.iter().collect();
     assert_eq!(set.len(), ids.len(), "person ids must be unique");
 
-    for table in ["employment-agency/job_seekers", "tax-office/annual_income", "tax-office/benefit_payments"] {
+    for table in [
+        "employment-agency/job_seekers",
+        "tax-office/annual_income",
+        "tax-office/benefit_payments",
+    ] {
         let rows = read_table(&out.join(table));
         let pids = strings(&rows, "person_id");
         assert!(!pids.is_empty(), "{table} has no rows");
         assert!(
-            pids.iter().all(|p| p.as_ref().is_some_and(|p| set.contains(p))),
+            pids.iter()
+                .all(|p| p.as_ref().is_some_and(|p| set.contains(p))),
             "{table} names a person who is not a resident"
         );
     }
@@ -102,7 +113,10 @@ fn identifiers_are_valid_and_shared_across_members() {
     let pids = strings(&adm, "person_id");
     let missing = pids.iter().filter(|p| p.is_none()).count();
     assert!(missing > 0, "expected some admissions without person_id");
-    assert!(missing * 10 < pids.len(), "too many admissions without person_id");
+    assert!(
+        missing * 10 < pids.len(),
+        "too many admissions without person_id"
+    );
     assert!(pids.iter().flatten().all(|p| set.contains(p)));
 }
 
@@ -127,9 +141,18 @@ fn scenarios_find_their_signals() {
     let js = read_table(&out.join("employment-agency/job_seekers"));
     let months: Vec<i32> = js
         .iter()
-        .flat_map(|b| b.column_by_name("months_unemployed").unwrap().as_primitive::<Int32Type>().values().to_vec())
+        .flat_map(|b| {
+            b.column_by_name("months_unemployed")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec()
+        })
         .collect();
-    let seeker_ids: Vec<String> = strings(&js, "person_id").into_iter().map(Option::unwrap).collect();
+    let seeker_ids: Vec<String> = strings(&js, "person_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     let long_term: HashSet<&String> = seeker_ids
         .iter()
         .zip(&months)
@@ -139,25 +162,48 @@ fn scenarios_find_their_signals() {
     let inc = read_table(&out.join("tax-office/annual_income"));
     let years: Vec<i32> = inc
         .iter()
-        .flat_map(|b| b.column_by_name("tax_year").unwrap().as_primitive::<Int32Type>().values().to_vec())
+        .flat_map(|b| {
+            b.column_by_name("tax_year")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec()
+        })
         .collect();
     let inc_ids = strings(&inc, "person_id");
     let suspicious = inc_ids
         .iter()
         .zip(&years)
-        .filter(|(p, y)| **y == 2025 && p.as_ref().is_some_and(|p| payees.contains(p) && long_term.contains(p)))
+        .filter(|(p, y)| {
+            **y == 2025
+                && p.as_ref()
+                    .is_some_and(|p| payees.contains(p) && long_term.contains(p))
+        })
         .count();
-    assert!(suspicious > 0, "expected allowance recipients out of work all year who declare income");
+    assert!(
+        suspicious > 0,
+        "expected allowance recipients out of work all year who declare income"
+    );
 
     // Job matching: the hospital's vacancies ask for skills that job seekers have.
     let vac = read_table(&out.join("city-hospital/vacancies"));
     let wanted: HashSet<String> = strings(&vac, "required_skills")
         .into_iter()
-        .flat_map(|s| s.unwrap().split(", ").map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|s| {
+            s.unwrap()
+                .split(", ")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let offered: HashSet<String> = strings(&js, "skills")
         .into_iter()
-        .flat_map(|s| s.unwrap().split(", ").map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|s| {
+            s.unwrap()
+                .split(", ")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert!(wanted.intersection(&offered).count() >= 3);
 }
@@ -181,8 +227,12 @@ fn sidecars_describe_the_generated_schema() {
             .collect();
         sidecar.check_schema(&schema, "sidecar").unwrap();
         let meta = sidecar.to_metadata(&MemberId::parse(member).unwrap(), table);
-        meta.validate(&schema).unwrap_or_else(|e| panic!("{member}/{table}: {e}"));
-        assert!(!meta.description.is_empty(), "{member}/{table} lacks a description");
+        meta.validate(&schema)
+            .unwrap_or_else(|e| panic!("{member}/{table}: {e}"));
+        assert!(
+            !meta.description.is_empty(),
+            "{member}/{table} lacks a description"
+        );
     }
 }
 

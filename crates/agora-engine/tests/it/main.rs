@@ -55,7 +55,10 @@ async fn csv_with_exponent_numbers_is_read_and_profiled() {
     let names: Vec<&str> = schema.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["age", "sex", "educ", "race", "income", "married"]);
     let income = &schema[4];
-    assert_eq!(income.data_type, "Float64", "1e+05 makes the column numeric");
+    assert_eq!(
+        income.data_type, "Float64",
+        "1e+05 makes the column numeric"
+    );
 
     let seen = Mutex::new(Vec::new());
     let profile = e
@@ -66,7 +69,11 @@ async fn csv_with_exponent_numbers_is_read_and_profiled() {
     let age = &profile.columns[0];
     assert_eq!(age.null_count, 0);
     assert_eq!(age.min.as_deref(), Some("18"));
-    assert!((50..=90).contains(&age.distinct_estimate), "{}", age.distinct_estimate);
+    assert!(
+        (50..=90).contains(&age.distinct_estimate),
+        "{}",
+        age.distinct_estimate
+    );
     let sex = &profile.columns[1];
     assert_eq!(sex.distinct_estimate, 2);
     let last = *seen.lock().unwrap().last().unwrap();
@@ -74,7 +81,13 @@ async fn csv_with_exponent_numbers_is_read_and_profiled() {
 
     // Known truths of the sample.
     let t = binding(&e, "pums", src).await;
-    let out = collect(&e, &[t], "SELECT sum(age) AS a, sum(income) AS i FROM pums", OutputFormat::Csv).await;
+    let out = collect(
+        &e,
+        &[t],
+        "SELECT sum(age) AS a, sum(income) AS i FROM pums",
+        OutputFormat::Csv,
+    )
+    .await;
     assert_eq!(String::from_utf8(out).unwrap(), "a,i\n44797,34380084.0\n");
 }
 
@@ -94,7 +107,10 @@ async fn parquet_folders_and_joins() {
     };
     let js = binding(&e, "job_seekers", dir("employment-agency/job_seekers")).await;
     let inc = binding(&e, "annual_income", dir("tax-office/annual_income")).await;
-    assert_eq!(js.schema[0].data_type, "Utf8", "view types are shown as their logical type");
+    assert_eq!(
+        js.schema[0].data_type, "Utf8",
+        "view types are shown as their logical type"
+    );
 
     let profile = e.profile(&js.source, &|_| {}).await.unwrap();
     assert!(profile.row_count > 100);
@@ -110,8 +126,17 @@ async fn parquet_folders_and_joins() {
     assert!(v[0]["n"].as_i64().unwrap() > 0);
 
     // information_schema lists the registered tables.
-    let out = collect(&e, &[js, inc], "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1", OutputFormat::Csv).await;
-    assert_eq!(String::from_utf8(out).unwrap(), "table_name\nannual_income\njob_seekers\n");
+    let out = collect(
+        &e,
+        &[js, inc],
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+        OutputFormat::Csv,
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "table_name\nannual_income\njob_seekers\n"
+    );
 }
 
 #[tokio::test]
@@ -119,13 +144,21 @@ async fn every_output_format_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let p = write(tmp.path(), "t.csv", "id,name\n1,Anna\n2,\n3,Jan\n");
     let e = engine();
-    let t = binding(&e, "t", DataSource::new(file_url(&p), SourceFormat::Csv).unwrap()).await;
+    let t = binding(
+        &e,
+        "t",
+        DataSource::new(file_url(&p), SourceFormat::Csv).unwrap(),
+    )
+    .await;
     let tables = [t];
     let sql = "SELECT id, name FROM t ORDER BY id";
 
     let json = collect(&e, &tables, sql, OutputFormat::Json).await;
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    assert_eq!(v, serde_json::json!([{"id":1,"name":"Anna"},{"id":2,"name":null},{"id":3,"name":"Jan"}]));
+    assert_eq!(
+        v,
+        serde_json::json!([{"id":1,"name":"Anna"},{"id":2,"name":null},{"id":3,"name":"Jan"}])
+    );
 
     let nd = String::from_utf8(collect(&e, &tables, sql, OutputFormat::Ndjson).await).unwrap();
     assert_eq!(nd.lines().count(), 3);
@@ -134,19 +167,30 @@ async fn every_output_format_round_trips() {
     assert_eq!(csv, "id,name\n1,Anna\n2,\n3,Jan\n");
 
     let ipc = collect(&e, &tables, sql, OutputFormat::ArrowIpc).await;
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 3);
 
     // Empty results are still well-formed.
     let empty = "SELECT id FROM t WHERE id > 10";
     assert_eq!(collect(&e, &tables, empty, OutputFormat::Json).await, b"[]");
-    assert_eq!(collect(&e, &tables, empty, OutputFormat::Csv).await, b"id\n");
+    assert_eq!(
+        collect(&e, &tables, empty, OutputFormat::Csv).await,
+        b"id\n"
+    );
     let ipc = collect(&e, &tables, empty, OutputFormat::ArrowIpc).await;
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
     assert_eq!(reader.schema().fields().len(), 1);
 
-    let (table, total) = e.query(&tables, sql).await.unwrap().to_text_table(2).await.unwrap();
+    let (table, total) = e
+        .query(&tables, sql)
+        .await
+        .unwrap()
+        .to_text_table(2)
+        .await
+        .unwrap();
     assert_eq!(total, 3);
     assert!(table.contains("Anna") && !table.contains("Jan"), "{table}");
 }
@@ -156,7 +200,12 @@ async fn bad_sql_is_refused_with_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let p = write(tmp.path(), "t.csv", "id\n1\n");
     let e = engine();
-    let tables = [binding(&e, "t", DataSource::new(file_url(&p), SourceFormat::Csv).unwrap()).await];
+    let tables = [binding(
+        &e,
+        "t",
+        DataSource::new(file_url(&p), SourceFormat::Csv).unwrap(),
+    )
+    .await];
     let err = |sql: &'static str| {
         let e = &e;
         let tables = &tables;
@@ -165,7 +214,11 @@ async fn bad_sql_is_refused_with_clear_errors() {
 
     let syntax = err("SELEC 1").await;
     assert!(matches!(syntax, EngineError::Syntax(_)), "{syntax}");
-    assert!(syntax.to_string().starts_with("SQL syntax error: expected") || syntax.to_string().contains("SELEC"), "{syntax}");
+    assert!(
+        syntax.to_string().starts_with("SQL syntax error: expected")
+            || syntax.to_string().contains("SELEC"),
+        "{syntax}"
+    );
 
     let unknown = err("SELECT * FROM nope").await;
     assert!(matches!(unknown, EngineError::Plan(_)), "{unknown}");
@@ -205,7 +258,9 @@ async fn unreadable_and_malformed_data_is_named() {
     let empty_dir = tmp.path().join("empty");
     std::fs::create_dir(&empty_dir).unwrap();
     let err = e
-        .inspect(&DataSource::new(format!("{}/", file_url(&empty_dir)), SourceFormat::Parquet).unwrap())
+        .inspect(
+            &DataSource::new(format!("{}/", file_url(&empty_dir)), SourceFormat::Parquet).unwrap(),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no parquet files found"), "{err}");
@@ -235,7 +290,10 @@ async fn schema_drift_is_reported() {
     let t = TableBinding {
         name: "t".into(),
         source: src,
-        schema: vec![ColumnSchema::new("id", "Int64", true), ColumnSchema::new("age", "Int64", true)],
+        schema: vec![
+            ColumnSchema::new("id", "Int64", true),
+            ColumnSchema::new("age", "Int64", true),
+        ],
         version: "1".into(),
     };
     let err = e.query(&[t], "SELECT * FROM t").await.err().unwrap();
@@ -253,10 +311,16 @@ async fn streaming_results_do_not_grow_memory() {
         text.push_str(&format!("{i},resident-number-{i:06}\n"));
     }
     let p = write(tmp.path(), "people.csv", &text);
-    let mut cfg = EngineConfig::default();
-    cfg.batch_size = 8192;
-    let e = Engine::new(cfg);
-    let t = binding(&e, "people", DataSource::new(file_url(&p), SourceFormat::Csv).unwrap()).await;
+    let e = Engine::new(EngineConfig {
+        batch_size: 8192,
+        ..Default::default()
+    });
+    let t = binding(
+        &e,
+        "people",
+        DataSource::new(file_url(&p), SourceFormat::Csv).unwrap(),
+    )
+    .await;
 
     // 9 million rows, about 300 MB of CSV.
     let sql = "SELECT a.id, b.id AS other, a.name FROM people a CROSS JOIN people b";

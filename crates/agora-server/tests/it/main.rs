@@ -26,7 +26,9 @@ impl TestNode {
         let dir = tempfile::tempdir().unwrap();
         let cfg = NodeConfig::new(dir.path().join("node"));
         let member = MemberId::parse("employment-agency").unwrap();
-        let (node, token) = Node::init(&cfg, &member, "National Employment Agency").await.unwrap();
+        let (node, token) = Node::init(&cfg, &member, "National Employment Agency")
+            .await
+            .unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let mut config = ServerConfig {
@@ -88,7 +90,9 @@ impl TestNode {
 }
 
 fn error_code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {v}"))
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {v}"))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -106,9 +110,14 @@ async fn health_is_public_and_the_api_is_not() {
     assert_eq!(r.status(), 200);
     let r = reqwest::get(format!("{}/readyz", n.url)).await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["member"], "employment-agency");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["member"],
+        "employment-agency"
+    );
 
-    let r = reqwest::get(format!("{}/api/v1/products", n.url)).await.unwrap();
+    let r = reqwest::get(format!("{}/api/v1/products", n.url))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("www-authenticate").is_some());
     assert_eq!(error_code(&r.json().await.unwrap()), "unauthenticated");
@@ -132,12 +141,19 @@ async fn health_is_public_and_the_api_is_not() {
 
     let r = n.get("/api/v1/node").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["member_id"], "employment-agency");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["member_id"],
+        "employment-agency"
+    );
 
     let r = n.get("/api/v1/nothing-here").send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(&r.json().await.unwrap()), "not_found");
-    let r = n.req(reqwest::Method::PUT, "/api/v1/products").send().await.unwrap();
+    let r = n
+        .req(reqwest::Method::PUT, "/api/v1/products")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(error_code(&r.json().await.unwrap()), "method_not_allowed");
     n.stop().await;
@@ -180,7 +196,10 @@ async fn openapi_document_matches_the_routes() {
             let status = r.status();
             let body = r.text().await.unwrap();
             assert_ne!(status, 405, "{method} {path}");
-            assert!(!body.contains("no such route"), "{method} {path} is documented but not served");
+            assert!(
+                !body.contains("no such route"),
+                "{method} {path} is documented but not served"
+            );
         }
     }
     n.stop().await;
@@ -218,20 +237,51 @@ role = "subject_id"
         .register(json!({"location": path, "name": "jobs_copy", "metadata": {"title": "Copy", "classification": "internal"}}))
         .await;
     assert_eq!(status, 201);
-    let copy: Value = n.get("/api/v1/products/jobs_copy").send().await.unwrap().json().await.unwrap();
+    let copy: Value = n
+        .get("/api/v1/products/jobs_copy")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(copy["metadata"]["title"], "Copy");
     assert_eq!(copy["metadata"]["classification"], "internal");
 
     // Listing and paging.
-    let page: Value = n.get("/api/v1/products?per_page=1&page=2").send().await.unwrap().json().await.unwrap();
+    let page: Value = n
+        .get("/api/v1/products?per_page=1&page=2")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["total"], 2);
-    assert_eq!(page["items"][0]["name"], "job_seekers");
+    assert_eq!(
+        page["items"][0]["name"], "jobs_copy",
+        "ordered by name: job_seekers, jobs_copy"
+    );
 
     // Search.
-    let hits: Value = n.get("/api/v1/catalog/search?q=unemployment").send().await.unwrap().json().await.unwrap();
+    let hits: Value = n
+        .get("/api/v1/catalog/search?q=unemployment")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(hits["total"], 1);
     assert_eq!(hits["items"][0]["name"], "job_seekers");
-    let hits: Value = n.get("/api/v1/catalog/search?q=municipality").send().await.unwrap().json().await.unwrap();
+    let hits: Value = n
+        .get("/api/v1/catalog/search?q=municipality")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(hits["total"], 2, "column names are searchable");
     let r = n.get("/api/v1/catalog/search?page=x").send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -248,7 +298,14 @@ role = "subject_id"
     let updated: Value = r.json().await.unwrap();
     assert_eq!(updated["version"], 2);
     assert_eq!(updated["metadata"]["title"], "Registered job seekers");
-    let hits: Value = n.get("/api/v1/catalog/search?q=skills").send().await.unwrap().json().await.unwrap();
+    let hits: Value = n
+        .get("/api/v1/catalog/search?q=skills")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(hits["total"], 1);
     let r = n
         .req(reqwest::Method::PATCH, "/api/v1/products/job_seekers")
@@ -258,14 +315,26 @@ role = "subject_id"
         .unwrap();
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("salary"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("salary")
+    );
 
     // Removal.
-    let r = n.req(reqwest::Method::DELETE, "/api/v1/products/jobs_copy").send().await.unwrap();
+    let r = n
+        .req(reqwest::Method::DELETE, "/api/v1/products/jobs_copy")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let r = n.get("/api/v1/products/jobs_copy").send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert!(Path::new(&path).exists(), "the data itself is never touched");
+    assert!(
+        Path::new(&path).exists(),
+        "the data itself is never touched"
+    );
     n.stop().await;
 }
 
@@ -276,7 +345,12 @@ async fn bad_registrations_leave_the_catalog_unchanged() {
     assert_eq!(n.register(json!({"location": good})).await.0, 201);
 
     let cases: Vec<(Value, StatusCode, &str, &str)> = vec![
-        (json!({"location": good}), StatusCode::CONFLICT, "already_exists", "already exists"),
+        (
+            json!({"location": good}),
+            StatusCode::CONFLICT,
+            "already_exists",
+            "already exists",
+        ),
         (
             json!({"location": n.data().join("missing.csv")}),
             StatusCode::BAD_REQUEST,
@@ -313,13 +387,21 @@ async fn bad_registrations_leave_the_catalog_unchanged() {
             "invalid_metadata",
             "legal basis",
         ),
-        (json!({"location": good, "colour": "blue"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_json", "colour"),
+        (
+            json!({"location": good, "colour": "blue"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_json",
+            "colour",
+        ),
     ];
     for (body, status, code, text) in cases {
         let (s, v) = n.register(body.clone()).await;
         assert_eq!(s, status, "{body} → {v}");
         assert_eq!(error_code(&v), code, "{body} → {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains(text), "{body} → {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(text),
+            "{body} → {v}"
+        );
     }
 
     // A sidecar naming an unknown column, and one contradicting the schema.
@@ -335,11 +417,20 @@ async fn bad_registrations_leave_the_catalog_unchanged() {
     let p = with_sidecar("s2", "[columns.months_unemployed]\ntype = \"Utf8\"\n");
     let (s, v) = n.register(json!({"location": p})).await;
     assert_eq!(s, 422, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("Int64"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("Int64"),
+        "{v}"
+    );
     let p = with_sidecar("s3", "title = [\n");
     let (s, v) = n.register(json!({"location": p})).await;
     assert_eq!(s, 422, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("s3.agora.toml"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("s3.agora.toml"),
+        "{v}"
+    );
 
     // Malformed JSON and a wrong content type.
     let r = n
@@ -351,10 +442,22 @@ async fn bad_registrations_leave_the_catalog_unchanged() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(error_code(&r.json().await.unwrap()), "invalid_json");
-    let r = n.req(reqwest::Method::POST, "/api/v1/products").body("x").send().await.unwrap();
+    let r = n
+        .req(reqwest::Method::POST, "/api/v1/products")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
 
-    let page: Value = n.get("/api/v1/products").send().await.unwrap().json().await.unwrap();
+    let page: Value = n
+        .get("/api/v1/products")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["total"], 1, "nothing was half-registered: {page}");
     n.stop().await;
 }
@@ -363,7 +466,11 @@ async fn bad_registrations_leave_the_catalog_unchanged() {
 async fn oversized_requests_are_refused() {
     let n = TestNode::start_with(|c| c.body_limit = 4096).await;
     let big = "x".repeat(10_000);
-    let r = n.post("/api/v1/query", json!({"sql": big})).send().await.unwrap();
+    let r = n
+        .post("/api/v1/query", json!({"sql": big}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(error_code(&r.json().await.unwrap()), "payload_too_large");
     n.stop().await;
@@ -375,14 +482,24 @@ async fn sql_over_http_in_every_format() {
     let path = write(&n.data(), "jobs.csv", JOBS_CSV);
     assert_eq!(n.register(json!({"location": path})).await.0, 201);
 
-    let sql = "SELECT municipality, count(*) AS n FROM jobs GROUP BY municipality ORDER BY municipality";
+    let sql =
+        "SELECT municipality, count(*) AS n FROM jobs GROUP BY municipality ORDER BY municipality";
     let (s, body) = n.sql(sql, "json").await;
     assert_eq!(s, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v, json!([{"municipality": "Eastbridge", "n": 1}, {"municipality": "Northport", "n": 2}]));
+    assert_eq!(
+        v,
+        json!([{"municipality": "Eastbridge", "n": 1}, {"municipality": "Northport", "n": 2}])
+    );
 
     let (s, body) = n.sql(sql, "csv").await;
-    assert_eq!((s, body.as_str()), (StatusCode::OK, "municipality,n\nEastbridge,1\nNorthport,2\n"));
+    assert_eq!(
+        (s, body.as_str()),
+        (
+            StatusCode::OK,
+            "municipality,n\nEastbridge,1\nNorthport,2\n"
+        )
+    );
 
     let (s, body) = n.sql(sql, "ndjson").await;
     assert_eq!(s, 200);
@@ -395,9 +512,13 @@ async fn sql_over_http_in_every_format() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["content-type"], "application/vnd.apache.arrow.stream");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
     let bytes = r.bytes().await.unwrap();
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
     assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 2);
 
     for (sql, status, code) in [
@@ -405,7 +526,11 @@ async fn sql_over_http_in_every_format() {
         ("SELECT * FROM nowhere", 400, "invalid_sql"),
         ("SELECT nope FROM jobs", 400, "invalid_sql"),
         ("DROP TABLE jobs", 403, "read_only"),
-        ("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", 403, "read_only"),
+        (
+            "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
+            403,
+            "read_only",
+        ),
     ] {
         let (s, body) = n.sql(sql, "json").await;
         assert_eq!(s.as_u16(), status, "{sql}: {body}");
@@ -424,7 +549,10 @@ async fn roles_limit_what_tokens_may_do_and_revocation_is_immediate() {
     let path = write(&n.data(), "jobs.csv", JOBS_CSV);
 
     let r = n
-        .post("/api/v1/tokens", json!({"label": "analyst at the ministry", "role": "analyst"}))
+        .post(
+            "/api/v1/tokens",
+            json!({"label": "analyst at the ministry", "role": "analyst"}),
+        )
         .send()
         .await
         .unwrap();
@@ -433,7 +561,9 @@ async fn roles_limit_what_tokens_may_do_and_revocation_is_immediate() {
     let analyst = created["token"].as_str().unwrap().to_owned();
     let id = created["info"]["id"].as_str().unwrap().to_owned();
     let as_analyst = |m: reqwest::Method, p: &str| {
-        n.http.request(m, format!("{}{p}", n.url)).bearer_auth(&analyst)
+        n.http
+            .request(m, format!("{}{p}", n.url))
+            .bearer_auth(&analyst)
     };
 
     // Analysts may not register, change or remove products, nor manage tokens.
@@ -444,7 +574,10 @@ async fn roles_limit_what_tokens_may_do_and_revocation_is_immediate() {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("role steward"));
-    let r = as_analyst(reqwest::Method::GET, "/api/v1/tokens").send().await.unwrap();
+    let r = as_analyst(reqwest::Method::GET, "/api/v1/tokens")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 
     // They may search and query.
@@ -458,15 +591,33 @@ async fn roles_limit_what_tokens_may_do_and_revocation_is_immediate() {
     assert_eq!(r.json::<Value>().await.unwrap(), json!([{"n": 3}]));
 
     // Listing tokens never shows secrets.
-    let list = n.get("/api/v1/tokens").send().await.unwrap().text().await.unwrap();
+    let list = n
+        .get("/api/v1/tokens")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!list.contains(&analyst) && !list.contains(&n.token));
     assert!(list.contains("analyst at the ministry"));
 
-    let r = n.req(reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}")).send().await.unwrap();
+    let r = n
+        .req(reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = as_analyst(reqwest::Method::GET, "/api/v1/products").send().await.unwrap();
+    let r = as_analyst(reqwest::Method::GET, "/api/v1/products")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = n.req(reqwest::Method::DELETE, "/api/v1/tokens/unknown").send().await.unwrap();
+    let r = n
+        .req(reqwest::Method::DELETE, "/api/v1/tokens/unknown")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     n.stop().await;
 }

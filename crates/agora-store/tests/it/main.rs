@@ -18,7 +18,10 @@ struct TestStore {
 async fn raw_execute(url: &str, sql: String) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
 }
 
@@ -130,10 +133,22 @@ async fn products_round_trip_and_names_are_unique() {
         let mut dup = product("job_seekers", "Other", &[]);
         dup.id = "other-id".into();
         let err = s.insert_product(&dup).await.unwrap_err();
-        assert!(matches!(err, StoreError::DuplicateProduct(ref n) if n == "job_seekers"), "{err}");
+        assert!(
+            matches!(err, StoreError::DuplicateProduct(ref n) if n == "job_seekers"),
+            "{err}"
+        );
         // The failed insert left nothing behind: still one product, and its search terms.
-        assert_eq!(s.list_products(PageRequest::default()).await.unwrap().total, 1);
-        assert_eq!(s.search("other", PageRequest::default()).await.unwrap().total, 0);
+        assert_eq!(
+            s.list_products(PageRequest::default()).await.unwrap().total,
+            1
+        );
+        assert_eq!(
+            s.search("other", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            0
+        );
         t.drop_schema().await;
     }
 }
@@ -147,12 +162,18 @@ async fn listing_pages_by_name() {
                 .await
                 .unwrap();
         }
-        let page = s.list_products(PageRequest::new(Some(2), Some(3))).await.unwrap();
+        let page = s
+            .list_products(PageRequest::new(Some(2), Some(3)))
+            .await
+            .unwrap();
         assert_eq!(page.total, 7);
         assert_eq!(page.total_pages(), 3);
         let names: Vec<&str> = page.items.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, vec!["p3", "p4", "p5"]);
-        let last = s.list_products(PageRequest::new(Some(3), Some(3))).await.unwrap();
+        let last = s
+            .list_products(PageRequest::new(Some(3), Some(3)))
+            .await
+            .unwrap();
         assert_eq!(last.items.len(), 1);
         t.drop_schema().await;
     }
@@ -162,9 +183,13 @@ async fn listing_pages_by_name() {
 async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
     for t in stores().await {
         let s = &t.store;
-        s.insert_product(&product("job_seekers", "Registered job seekers", &["unemployment", "skills"]))
-            .await
-            .unwrap();
+        s.insert_product(&product(
+            "job_seekers",
+            "Registered job seekers",
+            &["unemployment", "skills"],
+        ))
+        .await
+        .unwrap();
         s.insert_product(&product("annual_income", "Declared income", &["tax"]))
             .await
             .unwrap();
@@ -172,23 +197,69 @@ async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
         p.metadata.description = "payments to job seekers and others".into();
         s.insert_product(&p).await.unwrap();
 
-        let hits = s.search("job seeker", PageRequest::default()).await.unwrap();
+        let hits = s
+            .search("job seeker", PageRequest::default())
+            .await
+            .unwrap();
         let names: Vec<&str> = hits.items.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, vec!["job_seekers", "benefits"], "title match ranks first");
+        assert_eq!(
+            names,
+            vec!["job_seekers", "benefits"],
+            "title match ranks first"
+        );
         assert!(hits.items[0].score > hits.items[1].score);
 
         // Prefix and plural folding; all words must match.
-        assert_eq!(s.search("unemploym", PageRequest::default()).await.unwrap().total, 1);
-        assert_eq!(s.search("incomes", PageRequest::default()).await.unwrap().total, 1);
-        assert_eq!(s.search("income skills", PageRequest::default()).await.unwrap().total, 0);
+        assert_eq!(
+            s.search("unemploym", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            1
+        );
+        assert_eq!(
+            s.search("incomes", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            1
+        );
+        assert_eq!(
+            s.search("income skills", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            0
+        );
         // Column names and themes are searchable.
-        assert_eq!(s.search("months", PageRequest::default()).await.unwrap().total, 3);
-        assert_eq!(s.search("economy", PageRequest::default()).await.unwrap().total, 3);
+        assert_eq!(
+            s.search("months", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            3
+        );
+        assert_eq!(
+            s.search("economy", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            3
+        );
         // Wildcards in the query are plain text, not patterns.
-        assert_eq!(s.search("%", PageRequest::default()).await.unwrap().total, 3);
-        assert_eq!(s.search("_x_", PageRequest::default()).await.unwrap().total, 0);
+        assert_eq!(
+            s.search("%", PageRequest::default()).await.unwrap().total,
+            3
+        );
+        assert_eq!(
+            s.search("_x_", PageRequest::default()).await.unwrap().total,
+            0
+        );
         // Paging of results.
-        let p2 = s.search("", PageRequest::new(Some(2), Some(2))).await.unwrap();
+        let p2 = s
+            .search("", PageRequest::new(Some(2), Some(2)))
+            .await
+            .unwrap();
         assert_eq!((p2.total, p2.items.len()), (3, 1));
         t.drop_schema().await;
     }
@@ -206,8 +277,21 @@ async fn metadata_updates_are_versioned_and_reindexed() {
         let updated = s.update_metadata(&p.name, &m, 1).await.unwrap();
         assert_eq!(updated.version, 2);
         assert_eq!(updated.metadata.title, "Jobseeker register");
-        assert_eq!(s.search("jobseeker", PageRequest::default()).await.unwrap().total, 1);
-        assert_eq!(s.search("registered", PageRequest::default()).await.unwrap().total, 1, "description still matches");
+        assert_eq!(
+            s.search("jobseeker", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            1
+        );
+        assert_eq!(
+            s.search("registered", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            1,
+            "description still matches"
+        );
         // A stale version is refused.
         let err = s.update_metadata(&p.name, &m, 1).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
@@ -222,10 +306,18 @@ async fn metadata_updates_are_versioned_and_reindexed() {
 async fn removal_deletes_product_and_terms() {
     for t in stores().await {
         let s = &t.store;
-        s.insert_product(&product("job_seekers", "Registered job seekers", &[])).await.unwrap();
+        s.insert_product(&product("job_seekers", "Registered job seekers", &[]))
+            .await
+            .unwrap();
         s.delete_product("job_seekers").await.unwrap();
         assert!(s.get_product("job_seekers").await.unwrap().is_none());
-        assert_eq!(s.search("seekers", PageRequest::default()).await.unwrap().total, 0);
+        assert_eq!(
+            s.search("seekers", PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            0
+        );
         let err = s.delete_product("job_seekers").await.unwrap_err();
         assert!(matches!(err, StoreError::ProductNotFound(_)));
         t.drop_schema().await;
@@ -260,7 +352,9 @@ async fn sqlite_store_uses_wal_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = Store::open_in_dir(dir.path()).await.unwrap();
-        s.insert_product(&product("job_seekers", "Registered job seekers", &[])).await.unwrap();
+        s.insert_product(&product("job_seekers", "Registered job seekers", &[]))
+            .await
+            .unwrap();
         s.close().await;
     }
     // WAL mode is recorded in the database file itself.
@@ -268,7 +362,10 @@ async fn sqlite_store_uses_wal_and_survives_reopen() {
     let url = format!("sqlite://{}", dir.path().join("agora.db").display());
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let mode: String = sqlx::Row::get(
-        &sqlx::query("PRAGMA journal_mode").fetch_one(&pool).await.unwrap(),
+        &sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
         0,
     );
     assert_eq!(mode, "wal");
@@ -285,5 +382,8 @@ async fn unsupported_urls_and_unwritable_places_are_named() {
     let file = tmp.path().join("f");
     std::fs::write(&file, b"x").unwrap();
     let err = Store::open_in_dir(&file.join("sub")).await.unwrap_err();
-    assert!(err.to_string().contains("cannot create the data directory"), "{err}");
+    assert!(
+        err.to_string().contains("cannot create the data directory"),
+        "{err}"
+    );
 }

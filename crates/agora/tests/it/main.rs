@@ -1,0 +1,476 @@
+//! End-to-end tests of the `agora` binary: CLI commands and the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn agora() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agora"));
+    c.env_remove("AGORA_DATA_DIR").env_remove("AGORA_STORE_URL");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    agora().args(args).output().expect("agora runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "agora {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(!o.status.success(), "agora {args:?} should have failed");
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(!err.contains("panicked"), "agora {args:?} panicked:\n{err}");
+    err
+}
+
+fn init_node(dir: &Path) -> String {
+    let out = ok(&[
+        "node",
+        "init",
+        "--data-dir",
+        s(dir),
+        "--member",
+        "employment-agency",
+    ]);
+    out.lines().last().unwrap().trim().to_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const JOBS_CSV: &str = "person_id,municipality,months_unemployed\n37605030299,Northport,3\n49403136526,Eastbridge,14\n";
+
+#[test]
+fn cli_registers_lists_searches_and_queries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tmp.path().join("node");
+    let token = init_node(&node);
+    assert!(token.starts_with("agora_"));
+    let csv = tmp.path().join("jobs.csv");
+    std::fs::write(&csv, JOBS_CSV).unwrap();
+
+    let out = ok(&[
+        "product",
+        "add",
+        s(&csv),
+        "--data-dir",
+        s(&node),
+        "--title",
+        "Registered job seekers",
+        "--classification",
+        "personal",
+        "--legal-basis",
+        "Employment Services Act",
+        "--keyword",
+        "unemployment",
+        "--theme",
+        "ECON",
+        "--role",
+        "person_id=subject_id",
+        "--retention",
+        "P10Y",
+    ]);
+    assert!(out.contains("Registered jobs (2 rows, 3 columns)"), "{out}");
+
+    let list: Value =
+        serde_json::from_str(&ok(&["product", "list", "--data-dir", s(&node), "--json"])).unwrap();
+    assert_eq!(list["total"], 1);
+    let show = ok(&["product", "show", "jobs", "--data-dir", s(&node)]);
+    assert!(
+        show.contains("subject_id") && show.contains("P10Y"),
+        "{show}"
+    );
+    let hits: Value = serde_json::from_str(&ok(&[
+        "catalog",
+        "search",
+        "unemployment",
+        "--data-dir",
+        s(&node),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(hits["items"][0]["name"], "jobs");
+
+    let csv_out = ok(&[
+        "sql",
+        "SELECT municipality FROM jobs ORDER BY 1",
+        "--format",
+        "csv",
+        "--data-dir",
+        s(&node),
+    ]);
+    assert_eq!(csv_out, "municipality\nEastbridge\nNorthport\n");
+    let table = ok(&[
+        "sql",
+        "SELECT count(*) AS n FROM jobs",
+        "--data-dir",
+        s(&node),
+    ]);
+    assert!(
+        table.contains("| 2 |") && table.contains("(1 rows)"),
+        "{table}"
+    );
+
+    ok(&[
+        "product",
+        "update",
+        "jobs",
+        "--title",
+        "Job seekers",
+        "--data-dir",
+        s(&node),
+    ]);
+    assert!(ok(&["product", "show", "jobs", "--data-dir", s(&node)]).contains("Job seekers"));
+
+    let created = ok(&[
+        "token",
+        "create",
+        "--label",
+        "reporting",
+        "--role",
+        "analyst",
+        "--data-dir",
+        s(&node),
+    ]);
+    let id = created.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(ok(&["token", "list", "--data-dir", s(&node)]).contains("reporting"));
+    ok(&["token", "revoke", &id, "--data-dir", s(&node)]);
+
+    ok(&["product", "remove", "jobs", "--data-dir", s(&node)]);
+    assert!(csv.exists());
+    let list: Value =
+        serde_json::from_str(&ok(&["product", "list", "--data-dir", s(&node), "--json"])).unwrap();
+    assert_eq!(list["total"], 0);
+}
+
+#[test]
+fn cli_bad_input_gets_clear_errors_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tmp.path().join("node");
+
+    let err = fails(&["product", "list", "--data-dir", s(&node)]);
+    assert!(err.contains("not initialised"), "{err}");
+    init_node(&node);
+    let err = fails(&[
+        "node",
+        "init",
+        "--data-dir",
+        s(&node),
+        "--member",
+        "tax-office",
+    ]);
+    assert!(err.contains("already initialised"), "{err}");
+    let err = fails(&[
+        "node",
+        "init",
+        "--data-dir",
+        s(&tmp.path().join("x")),
+        "--member",
+        "Bad Member",
+    ]);
+    assert!(err.contains("invalid member id"), "{err}");
+
+    let csv = tmp.path().join("jobs.csv");
+    std::fs::write(&csv, JOBS_CSV).unwrap();
+    ok(&["product", "add", s(&csv), "--data-dir", s(&node)]);
+
+    let err = fails(&["product", "add", s(&csv), "--data-dir", s(&node)]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(&[
+        "product",
+        "add",
+        "/no/such/file.csv",
+        "--data-dir",
+        s(&node),
+    ]);
+    assert!(err.contains("no such file or folder"), "{err}");
+    let err = fails(&[
+        "product",
+        "add",
+        s(&csv),
+        "--name",
+        "j2",
+        "--role",
+        "salary=sensitive",
+        "--data-dir",
+        s(&node),
+    ]);
+    assert!(err.contains("salary"), "{err}");
+    let err = fails(&[
+        "product",
+        "add",
+        s(&csv),
+        "--name",
+        "j3",
+        "--classification",
+        "secret",
+        "--data-dir",
+        s(&node),
+    ]);
+    assert!(err.contains("unknown classification"), "{err}");
+    let err = fails(&[
+        "product",
+        "add",
+        s(&csv),
+        "--name",
+        "j4",
+        "--retention",
+        "ten years",
+        "--data-dir",
+        s(&node),
+    ]);
+    assert!(err.contains("retention"), "{err}");
+
+    let bad_sidecar = tmp.path().join("other.csv");
+    std::fs::write(&bad_sidecar, JOBS_CSV).unwrap();
+    std::fs::write(
+        tmp.path().join("other.agora.toml"),
+        "[columns.nope]\nrole = \"none\"\n",
+    )
+    .unwrap();
+    let err = fails(&["product", "add", s(&bad_sidecar), "--data-dir", s(&node)]);
+    assert!(
+        err.contains("other.agora.toml") && err.contains("nope"),
+        "{err}"
+    );
+
+    let err = fails(&["sql", "SELEC 1", "--data-dir", s(&node)]);
+    assert!(err.contains("SQL syntax error"), "{err}");
+    let err = fails(&["sql", "SELECT * FROM missing", "--data-dir", s(&node)]);
+    assert!(err.contains("missing"), "{err}");
+    let err = fails(&["sql", "SELECT 1", "--format", "xml", "--data-dir", s(&node)]);
+    assert!(err.contains("unknown result format"), "{err}");
+
+    // A data directory that cannot be created.
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = fails(&[
+        "node",
+        "init",
+        "--data-dir",
+        s(&file.join("sub")),
+        "--member",
+        "tax-office",
+    ]);
+    assert!(err.contains("not writable"), "{err}");
+
+    let list: Value =
+        serde_json::from_str(&ok(&["product", "list", "--data-dir", s(&node), "--json"])).unwrap();
+    assert_eq!(
+        list["total"], 1,
+        "only the first registration is in the catalog"
+    );
+}
+
+/// Registration is one transaction at the end: a process killed while profiling leaves no
+/// trace in the catalog, and the node works normally afterwards.
+#[test]
+fn registration_killed_midway_leaves_the_catalog_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tmp.path().join("node");
+    init_node(&node);
+    let csv = tmp.path().join("big.csv");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+        writeln!(f, "id,name,score").unwrap();
+        for i in 0..3_000_000u64 {
+            writeln!(f, "{i},person-{},{}", i % 9973, i % 101).unwrap();
+        }
+    }
+    let mut child = agora()
+        .args(["product", "add", s(&csv), "--data-dir", s(&node)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        still_running,
+        "registration finished before it could be interrupted; make the file bigger"
+    );
+
+    let list: Value =
+        serde_json::from_str(&ok(&["product", "list", "--data-dir", s(&node), "--json"])).unwrap();
+    assert_eq!(list["total"], 0, "{list}");
+    let small = tmp.path().join("small.csv");
+    std::fs::write(&small, JOBS_CSV).unwrap();
+    ok(&["product", "add", s(&small), "--data-dir", s(&node)]);
+}
+
+struct Demo {
+    child: Child,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_file(path: &Path, child: &mut Child, limit: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            return v;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the demo exited early with {status}");
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the demo was not ready within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn get(url: &str, token: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+        r.json::<Value>().await.unwrap()
+    })
+}
+
+#[test]
+fn demo_runs_every_member_with_its_products_and_restarts_warm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("demo");
+    let eco_path = dir.join("ecosystem.json");
+    let mut demo = Demo {
+        child: agora()
+            .args([
+                "demo",
+                "--data-dir",
+                s(&dir),
+                "--scale",
+                "3000",
+                "--base-port",
+                "0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let eco = wait_for_file(&eco_path, &mut demo.child, Duration::from_secs(180));
+    let members = eco["members"].as_array().unwrap();
+    let expected = [
+        ("population-registry", vec!["residents"]),
+        ("employment-agency", vec!["job_seekers"]),
+        ("tax-office", vec!["annual_income", "benefit_payments"]),
+        ("city-hospital", vec!["admissions", "vacancies"]),
+        ("county-hospital", vec!["admissions"]),
+        ("statistics-office", vec!["census_sample"]),
+        ("city-council", vec!["incident_reports"]),
+    ];
+    assert_eq!(members.len(), expected.len());
+    for (id, products) in &expected {
+        let m = members
+            .iter()
+            .find(|m| m["id"] == *id)
+            .unwrap_or_else(|| panic!("{id} missing"));
+        let url = m["base_url"].as_str().unwrap();
+        let token = m["token"].as_str().unwrap();
+        let node = get(&format!("{url}/api/v1/node"), token);
+        assert_eq!(node["member_id"], *id);
+        let list = get(&format!("{url}/api/v1/products"), token);
+        let mut names: Vec<String> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = products.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(names, want, "{id}");
+        for p in list["items"].as_array().unwrap() {
+            assert!(!p["metadata"]["description"].as_str().unwrap().is_empty());
+            assert!(p["profile"]["row_count"].as_u64().unwrap() > 0, "{id}: {p}");
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&eco_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "ecosystem.json holds tokens");
+    }
+    let first_token = members[0]["token"].as_str().unwrap().to_owned();
+
+    // Ctrl-C stops every node cleanly.
+    let pid = demo.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = demo.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the demo did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+
+    // A second start reuses the data and the registrations.
+    let out = run(&[
+        "demo",
+        "--data-dir",
+        s(&dir),
+        "--scale",
+        "3000",
+        "--base-port",
+        "0",
+        "--no-serve",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Using demo data"), "{err}");
+    let eco2: Value = serde_json::from_str(&std::fs::read_to_string(&eco_path).unwrap()).unwrap();
+    assert_ne!(
+        eco2["members"][0]["token"].as_str().unwrap(),
+        first_token,
+        "a fresh token per run"
+    );
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command of README.md. Store tests also run against PostgreSQL when
+# AGORA_TEST_POSTGRES_URL is set (.ci/run starts one and sets it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/agora-target}
+if cargo nextest --version >/dev/null 2>&1; then
+  # One process per test: the streaming-memory test measures the whole process heap.
+  exec cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  echo "cargo-nextest not found; running cargo test one test at a time" >&2
+  exec cargo test --workspace --locked --no-fail-fast -- --test-threads=1 "$@"
+fi
