@@ -13,9 +13,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use agora_model::{ColumnSchema, DataSource};
-use datafusion::catalog::TableProvider;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider, TableProvider,
+};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::session_state::SessionState;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -118,8 +122,8 @@ struct CachedTable {
 
 /// The query engine. Cheap to share (`Arc`); caches table providers and file metadata.
 pub struct Engine {
-    config: EngineConfig,
-    runtime: Arc<RuntimeEnv>,
+    /// Built once (function registry, optimizer rules); cloned for each session.
+    base_state: SessionState,
     tables: RwLock<HashMap<String, CachedTable>>,
 }
 
@@ -131,25 +135,37 @@ pub struct QueryResult {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
-        let runtime = RuntimeEnvBuilder::new()
+        let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
             .build_arc()
             .expect("default runtime environment builds");
+        let session_config = SessionConfig::new()
+            .with_batch_size(config.batch_size)
+            .with_target_partitions(config.target_partitions)
+            .with_information_schema(true);
+        let base_state = SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
         Self {
-            config,
-            runtime,
+            base_state,
             tables: RwLock::new(HashMap::new()),
         }
     }
 
+    /// A fresh session with its own, empty catalog of tables, sharing the function
+    /// registry, the runtime and its caches. (A plain clone of a `SessionState` would share
+    /// the catalog list, and with it every table registered by other queries.)
     fn session(&self) -> SessionContext {
-        let config = SessionConfig::new()
-            .with_batch_size(self.config.batch_size)
-            .with_target_partitions(self.config.target_partitions)
-            .with_information_schema(true);
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(Arc::clone(&self.runtime))
-            .with_default_features()
+        let schema = Arc::new(MemorySchemaProvider::new());
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog
+            .register_schema("public", schema)
+            .expect("a new memory catalog accepts a schema");
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog("datafusion".to_owned(), catalog);
+        let state = SessionStateBuilder::new_from_existing(self.base_state.clone())
+            .with_catalog_list(catalogs)
             .build();
         SessionContext::new_with_state(state)
     }

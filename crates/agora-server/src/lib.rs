@@ -17,6 +17,7 @@ use std::sync::Arc;
 use agora_node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -92,6 +93,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, member = %node.member(), "node listening");
+    // Responses stream in several writes; without TCP_NODELAY, Nagle's algorithm and the
+    // client's delayed ACK add about 40 ms to every small response.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(node, config))
         .with_graceful_shutdown(shutdown)
         .await

@@ -281,6 +281,21 @@ async fn unreadable_and_malformed_data_is_named() {
     assert!(err.to_string().contains("ragged.csv"), "{err}");
 }
 
+/// Each query sees only the tables it was given, never those of earlier queries.
+#[tokio::test]
+async fn sessions_do_not_share_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write(tmp.path(), "secret.csv", "id\n1\n");
+    let e = engine();
+    let t = binding(&e, "secret", DataSource::new(file_url(&p), SourceFormat::Csv).unwrap()).await;
+    let out = collect(&e, &[t], "SELECT count(*) AS n FROM secret", OutputFormat::Csv).await;
+    assert_eq!(out, b"n\n1\n");
+    let err = e.query(&[], "SELECT * FROM secret").await.err().unwrap();
+    assert!(matches!(err, EngineError::Plan(_)), "{err}");
+    let out = collect(&e, &[], "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'secret'", OutputFormat::Csv).await;
+    assert_eq!(out, b"n\n0\n");
+}
+
 #[tokio::test]
 async fn schema_drift_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
