@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::GenError;
 
-pub const SIDECARS: &[(&str, &str, &str)] = &[
+const SIDECARS: &[(&str, &str, &str)] = &[
     (
         "population-registry",
         "residents",
@@ -113,73 +113,6 @@ role = "quasi_identifier"
     ),
     (
         "city-hospital",
-        "admissions",
-        r#"title = "Hospital admissions"
-description = "In-patient admissions to City General Hospital with diagnosis (ICD-10), length of stay and 30-day readmission. Some records keyed in by hand lack the person identifier."
-contact = "dpo@city-hospital.example"
-keywords = ["health", "hospital", "admissions", "readmission", "diagnosis"]
-themes = ["HEAL"]
-classification = "sensitive"
-legal_basis = "Health Services Act, section 41 (GDPR Art. 9(2)(h))"
-retention = "P30Y"
-update_frequency = "daily"
-
-[columns.person_id]
-role = "subject_id"
-[columns.given_name]
-role = "direct_identifier"
-[columns.family_name]
-role = "direct_identifier"
-[columns.birth_date]
-role = "quasi_identifier"
-[columns.postcode]
-role = "quasi_identifier"
-[columns.age_at_admission]
-role = "quasi_identifier"
-[columns.sex]
-role = "quasi_identifier"
-[columns.diagnosis_code]
-role = "sensitive"
-description = "ICD-10 three-character category"
-[columns.readmitted_30d]
-role = "sensitive"
-"#,
-    ),
-    (
-        "county-hospital",
-        "admissions",
-        r#"title = "Hospital admissions"
-description = "In-patient admissions to the County Hospital with diagnosis (ICD-10), length of stay and 30-day readmission. Same schema as City General Hospital's admissions."
-contact = "dpo@county-hospital.example"
-keywords = ["health", "hospital", "admissions", "readmission", "diagnosis"]
-themes = ["HEAL"]
-classification = "sensitive"
-legal_basis = "Health Services Act, section 41 (GDPR Art. 9(2)(h))"
-retention = "P30Y"
-update_frequency = "daily"
-
-[columns.person_id]
-role = "subject_id"
-[columns.given_name]
-role = "direct_identifier"
-[columns.family_name]
-role = "direct_identifier"
-[columns.birth_date]
-role = "quasi_identifier"
-[columns.postcode]
-role = "quasi_identifier"
-[columns.age_at_admission]
-role = "quasi_identifier"
-[columns.sex]
-role = "quasi_identifier"
-[columns.diagnosis_code]
-role = "sensitive"
-[columns.readmitted_30d]
-role = "sensitive"
-"#,
-    ),
-    (
-        "city-hospital",
         "vacancies",
         r#"title = "Open vacancies"
 description = "Positions the hospital is recruiting for, with the occupation, required skills and place of work."
@@ -232,8 +165,70 @@ role = "quasi_identifier"
     ),
 ];
 
+/// The two hospitals describe their admissions alike.
+fn admissions_sidecar(hospital: &str, note: &str) -> String {
+    format!(
+        r#"title = "Hospital admissions"
+description = "In-patient admissions to {hospital} with diagnosis (ICD-10), length of stay and 30-day readmission. {note}"
+contact = "dpo@{slug}.example"
+keywords = ["health", "hospital", "admissions", "readmission", "diagnosis"]
+themes = ["HEAL"]
+classification = "sensitive"
+legal_basis = "Health Services Act, section 41 (GDPR Art. 9(2)(h))"
+retention = "P30Y"
+update_frequency = "daily"
+
+[columns.person_id]
+role = "subject_id"
+[columns.given_name]
+role = "direct_identifier"
+[columns.family_name]
+role = "direct_identifier"
+[columns.birth_date]
+role = "quasi_identifier"
+[columns.postcode]
+role = "quasi_identifier"
+[columns.age_at_admission]
+role = "quasi_identifier"
+[columns.sex]
+role = "quasi_identifier"
+[columns.diagnosis_code]
+role = "sensitive"
+description = "ICD-10 three-character category"
+[columns.readmitted_30d]
+role = "sensitive"
+"#,
+        slug = hospital.to_lowercase().replace(' ', "-"),
+    )
+}
+
+/// Every sidecar: (member, table, TOML text).
+pub fn sidecars() -> Vec<(&'static str, &'static str, String)> {
+    let mut v: Vec<_> = SIDECARS
+        .iter()
+        .map(|(m, t, text)| (*m, *t, (*text).to_owned()))
+        .collect();
+    v.push((
+        "city-hospital",
+        "admissions",
+        admissions_sidecar(
+            "City General Hospital",
+            "Some records keyed in by hand lack the person identifier.",
+        ),
+    ));
+    v.push((
+        "county-hospital",
+        "admissions",
+        admissions_sidecar(
+            "County Hospital",
+            "Same schema as City General Hospital's admissions.",
+        ),
+    ));
+    v
+}
+
 pub fn write_sidecars(out: &Path) -> Result<(), GenError> {
-    for (member, table, text) in SIDECARS {
+    for (member, table, text) in sidecars() {
         let path = out.join(member).join(table).join("agora.toml");
         std::fs::write(&path, text).map_err(|e| GenError::io(&path, e))?;
     }

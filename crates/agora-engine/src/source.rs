@@ -64,11 +64,17 @@ fn ensure_object_store(ctx: &SessionContext, source: &DataSource) -> Result<(), 
     if runtime.object_store(&base).is_ok() {
         return Ok(());
     }
-    let opts = std::env::vars().filter_map(|(k, v)| {
-        let lk = k.to_ascii_lowercase();
-        (lk.starts_with("aws_") || lk.starts_with("google_") || lk.starts_with("azure_"))
-            .then_some((lk, v))
-    });
+    let mut opts: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(k, v)| {
+            let lk = k.to_ascii_lowercase();
+            (lk.starts_with("aws_") || lk.starts_with("google_") || lk.starts_with("azure_"))
+                .then_some((lk, v))
+        })
+        .collect();
+    if url.scheme() == "http" {
+        // The steward named a plain-HTTP location explicitly.
+        opts.push(("allow_http".to_owned(), "true".to_owned()));
+    }
     let (store, _) =
         object_store::parse_url_opts(&url, opts).map_err(|e| source_error(source, e))?;
     runtime.register_object_store(base.as_ref(), Arc::from(store));

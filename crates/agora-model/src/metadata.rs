@@ -311,6 +311,20 @@ pub enum MetadataError {
     BadKeyword(String),
 }
 
+impl MetadataError {
+    /// The error for a column the schema lacks, listing the columns it has.
+    pub fn unknown_column(column: &str, schema: &[ColumnSchema]) -> Self {
+        Self::UnknownColumn {
+            column: column.to_owned(),
+            known: schema
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
 const MAX_TITLE: usize = 200;
 const MAX_DESCRIPTION: usize = 10_000;
 
@@ -358,14 +372,7 @@ impl ProductMetadata {
         }
         for name in self.columns.keys() {
             if !schema.iter().any(|c| &c.name == name) {
-                return Err(MetadataError::UnknownColumn {
-                    column: name.clone(),
-                    known: schema
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
+                return Err(MetadataError::unknown_column(name, schema));
             }
         }
         let subject_ids: Vec<&str> = self

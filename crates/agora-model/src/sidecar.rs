@@ -87,14 +87,7 @@ impl Sidecar {
         };
         for (name, col) in &self.columns {
             let Some(actual) = schema.iter().find(|c| &c.name == name) else {
-                return Err(invalid(MetadataError::UnknownColumn {
-                    column: name.clone(),
-                    known: schema
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }));
+                return Err(invalid(MetadataError::unknown_column(name, schema)));
             };
             if let Some(declared) = &col.data_type
                 && !declared.eq_ignore_ascii_case(&actual.data_type)

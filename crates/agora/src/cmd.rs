@@ -278,22 +278,9 @@ pub enum ProductCmd {
         json: bool,
     },
     /// List this node's products.
-    List {
-        #[command(flatten)]
-        page: PageArgs,
-        #[command(flatten)]
-        dir: NodeDir,
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Show one product: metadata, schema and profile.
-    Show {
-        name: String,
-        #[command(flatten)]
-        dir: NodeDir,
-        #[arg(long)]
-        json: bool,
-    },
+    Show(ShowArgs),
     /// Change a product's metadata.
     Update {
         name: String,
@@ -308,6 +295,27 @@ pub enum ProductCmd {
         #[command(flatten)]
         dir: NodeDir,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    page: PageArgs,
+    #[command(flatten)]
+    dir: NodeDir,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    name: String,
+    #[command(flatten)]
+    dir: NodeDir,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -390,7 +398,7 @@ pub async fn product(cmd: ProductCmd) -> Result<()> {
             }
             Ok(())
         }
-        ProductCmd::List { page, dir, json } => {
+        ProductCmd::List(ListArgs { page, dir, json }) => {
             let node = open(&dir).await?;
             let p = node.products(page.request()).await?;
             if json {
@@ -400,7 +408,7 @@ pub async fn product(cmd: ProductCmd) -> Result<()> {
             }
             Ok(())
         }
-        ProductCmd::Show { name, dir, json } => {
+        ProductCmd::Show(ShowArgs { name, dir, json }) => {
             let node = open(&dir).await?;
             let p = node.product(&name).await?;
             if json {
@@ -441,22 +449,9 @@ pub enum CatalogCmd {
         json: bool,
     },
     /// List the catalog (same as `product list`).
-    List {
-        #[command(flatten)]
-        page: PageArgs,
-        #[command(flatten)]
-        dir: NodeDir,
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Show one entry (same as `product show`).
-    Show {
-        name: String,
-        #[command(flatten)]
-        dir: NodeDir,
-        #[arg(long)]
-        json: bool,
-    },
+    Show(ShowArgs),
 }
 
 pub async fn catalog(cmd: CatalogCmd) -> Result<()> {
@@ -476,8 +471,8 @@ pub async fn catalog(cmd: CatalogCmd) -> Result<()> {
             }
             Ok(())
         }
-        CatalogCmd::List { page, dir, json } => product(ProductCmd::List { page, dir, json }).await,
-        CatalogCmd::Show { name, dir, json } => product(ProductCmd::Show { name, dir, json }).await,
+        CatalogCmd::List(args) => product(ProductCmd::List(args)).await,
+        CatalogCmd::Show(args) => product(ProductCmd::Show(args)).await,
     }
 }
 

@@ -281,18 +281,79 @@ async fn unreadable_and_malformed_data_is_named() {
     assert!(err.to_string().contains("ragged.csv"), "{err}");
 }
 
+/// Object-store URLs are read in place: here a Parquet file served over HTTP by a local
+/// static file server (range requests, as object_store's HTTP store uses them).
+#[tokio::test]
+async fn parquet_over_http_is_read_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = agora_datagen::GenOptions::new(2_000, 5, tmp.path().join("d"));
+    opts.chunk_residents = 2_000;
+    agora_datagen::generate(&opts, &|_| {}).unwrap();
+    let served = tmp.path().join("d/employment-agency/job_seekers");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback_service(tower_http::services::ServeDir::new(&served));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let e = engine();
+    let src = DataSource::new(
+        format!("http://{addr}/part-00000.parquet"),
+        SourceFormat::Parquet,
+    )
+    .unwrap();
+    let t = binding(&e, "job_seekers", src.clone()).await;
+    assert_eq!(t.schema[0].name, "person_id");
+    let profile = e.profile(&src, &|_| {}).await.unwrap();
+    assert!(profile.row_count > 50);
+    let out = collect(
+        &e,
+        &[t],
+        "SELECT count(*) AS n FROM job_seekers",
+        OutputFormat::Csv,
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("n\n{}\n", profile.row_count)
+    );
+
+    let missing =
+        DataSource::new(format!("http://{addr}/nope.parquet"), SourceFormat::Parquet).unwrap();
+    let err = e.inspect(&missing).await.unwrap_err();
+    assert!(matches!(err, EngineError::Source { .. }), "{err}");
+    assert!(err.to_string().contains("nope.parquet"), "{err}");
+    server.abort();
+}
+
 /// Each query sees only the tables it was given, never those of earlier queries.
 #[tokio::test]
 async fn sessions_do_not_share_tables() {
     let tmp = tempfile::tempdir().unwrap();
     let p = write(tmp.path(), "secret.csv", "id\n1\n");
     let e = engine();
-    let t = binding(&e, "secret", DataSource::new(file_url(&p), SourceFormat::Csv).unwrap()).await;
-    let out = collect(&e, &[t], "SELECT count(*) AS n FROM secret", OutputFormat::Csv).await;
+    let t = binding(
+        &e,
+        "secret",
+        DataSource::new(file_url(&p), SourceFormat::Csv).unwrap(),
+    )
+    .await;
+    let out = collect(
+        &e,
+        &[t],
+        "SELECT count(*) AS n FROM secret",
+        OutputFormat::Csv,
+    )
+    .await;
     assert_eq!(out, b"n\n1\n");
     let err = e.query(&[], "SELECT * FROM secret").await.err().unwrap();
     assert!(matches!(err, EngineError::Plan(_)), "{err}");
-    let out = collect(&e, &[], "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'secret'", OutputFormat::Csv).await;
+    let out = collect(
+        &e,
+        &[],
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'secret'",
+        OutputFormat::Csv,
+    )
+    .await;
     assert_eq!(out, b"n\n0\n");
 }
 

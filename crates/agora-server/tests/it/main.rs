@@ -272,7 +272,7 @@ role = "subject_id"
         .json()
         .await
         .unwrap();
-    assert_eq!(hits["total"], 1);
+    assert_eq!(hits["total"], 2, "the copy has the sidecar's keywords too");
     assert_eq!(hits["items"][0]["name"], "job_seekers");
     let hits: Value = n
         .get("/api/v1/catalog/search?q=municipality")
