@@ -105,6 +105,8 @@ struct Inner {
     store: Store,
     engine: Engine,
     data_dir: PathBuf,
+    /// Table bindings derived from the catalog, with the catalog version they reflect.
+    bindings: std::sync::RwLock<Option<(i64, Arc<Vec<TableBinding>>)>>,
 }
 
 fn check_writable(dir: &Path) -> Result<(), NodeError> {
@@ -173,6 +175,7 @@ impl Node {
                 store,
                 engine: Engine::new(cfg.engine.clone()),
                 data_dir: cfg.data_dir.clone(),
+                bindings: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -252,17 +255,33 @@ impl Node {
 
     /// Runs the owner's read-only SQL over this node's products.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, NodeError> {
-        let products = self.inner.store.all_products().await?;
-        let bindings: Vec<TableBinding> = products
-            .into_iter()
-            .map(|p| TableBinding {
-                name: p.name.to_string(),
-                version: format!("{}:{}", p.id, p.version),
-                source: p.source,
-                schema: p.schema,
-            })
-            .collect();
+        let bindings = self.bindings().await?;
         Ok(self.inner.engine.query(&bindings, sql).await?)
+    }
+
+    /// The products as tables, reloaded only when the catalog version has moved (also
+    /// when another process changed the catalog).
+    async fn bindings(&self) -> Result<Arc<Vec<TableBinding>>, NodeError> {
+        let version = self.inner.store.catalog_version().await?;
+        if let Some((v, b)) = self.inner.bindings.read().expect("lock").as_ref()
+            && *v == version
+        {
+            return Ok(Arc::clone(b));
+        }
+        let products = self.inner.store.all_products().await?;
+        let bindings: Arc<Vec<TableBinding>> = Arc::new(
+            products
+                .into_iter()
+                .map(|p| TableBinding {
+                    name: p.name.to_string(),
+                    version: format!("{}:{}", p.id, p.version),
+                    source: p.source,
+                    schema: p.schema,
+                })
+                .collect(),
+        );
+        *self.inner.bindings.write().expect("lock") = Some((version, Arc::clone(&bindings)));
+        Ok(bindings)
     }
 
     pub(crate) fn engine(&self) -> &Engine {

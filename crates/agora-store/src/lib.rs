@@ -252,6 +252,7 @@ impl Store {
             }
         }
         search::insert_terms(&mut tx, p).await?;
+        bump_catalog_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -270,6 +271,18 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(product_from_row).collect()
+    }
+
+    /// A number that changes whenever a product is added, changed or removed, by any
+    /// process sharing this store. Cheap: one primary-key lookup.
+    pub async fn catalog_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT catalog_version FROM node WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        })
     }
 
     /// A page of products ordered by name.
@@ -334,6 +347,7 @@ impl Store {
         let product = product_from_row(&row)?;
         search::delete_terms(&mut tx, &product.id).await?;
         search::insert_terms(&mut tx, &product).await?;
+        bump_catalog_version(&mut tx).await?;
         tx.commit().await?;
         Ok(product)
     }
@@ -355,6 +369,7 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        bump_catalog_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -388,6 +403,13 @@ impl Store {
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, StoreError> {
         tokens::revoke(&self.pool, id).await
     }
+}
+
+async fn bump_catalog_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE node SET catalog_version = catalog_version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 macro_rules! product_select {

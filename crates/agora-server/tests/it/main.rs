@@ -462,6 +462,36 @@ async fn bad_registrations_leave_the_catalog_unchanged() {
     n.stop().await;
 }
 
+/// The node caches its table list by catalog version: a product registered by another
+/// process (here a second `Node` on the same data directory, as the CLI does) is queryable
+/// at once, and a removed one is gone at once.
+#[tokio::test]
+async fn catalog_changes_by_other_processes_are_seen_at_once() {
+    let n = TestNode::start().await;
+    let (s, _) = n.sql("SELECT count(*) FROM jobs", "csv").await;
+    assert_eq!(s, 400, "no such table yet");
+    let other = Node::open(&NodeConfig::new(n.dir.path().join("node")))
+        .await
+        .unwrap();
+    let path = write(&n.data(), "jobs.csv", JOBS_CSV);
+    other
+        .register(
+            agora_node::RegisterRequest {
+                location: path,
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    let (s, body) = n.sql("SELECT count(*) AS n FROM jobs", "csv").await;
+    assert_eq!((s.as_u16(), body.as_str()), (200, "n\n3\n"));
+    other.remove("jobs").await.unwrap();
+    let (s, _) = n.sql("SELECT count(*) FROM jobs", "csv").await;
+    assert_eq!(s, 400, "removed products are gone at once");
+    n.stop().await;
+}
+
 #[tokio::test]
 async fn oversized_requests_are_refused() {
     let n = TestNode::start_with(|c| c.body_limit = 4096).await;

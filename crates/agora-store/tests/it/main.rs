@@ -154,6 +154,31 @@ async fn products_round_trip_and_names_are_unique() {
 }
 
 #[tokio::test]
+async fn catalog_version_moves_with_every_catalog_change() {
+    for t in stores().await {
+        let s = &t.store;
+        assert_eq!(s.catalog_version().await.unwrap(), 0);
+        s.init_node(&MemberId::parse("tax-office").unwrap(), "Tax")
+            .await
+            .unwrap();
+        let v0 = s.catalog_version().await.unwrap();
+        let p = product("job_seekers", "Registered job seekers", &[]);
+        s.insert_product(&p).await.unwrap();
+        let v1 = s.catalog_version().await.unwrap();
+        assert!(v1 > v0);
+        // A failed change leaves it alone.
+        assert!(s.insert_product(&p).await.is_err());
+        assert_eq!(s.catalog_version().await.unwrap(), v1);
+        s.update_metadata(&p.name, &p.metadata, 1).await.unwrap();
+        let v2 = s.catalog_version().await.unwrap();
+        assert!(v2 > v1);
+        s.delete_product("job_seekers").await.unwrap();
+        assert!(s.catalog_version().await.unwrap() > v2);
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
 async fn listing_pages_by_name() {
     for t in stores().await {
         let s = &t.store;

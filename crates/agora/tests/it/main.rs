@@ -287,23 +287,25 @@ fn registration_killed_midway_leaves_the_catalog_unchanged() {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
         writeln!(f, "id,name,score").unwrap();
-        for i in 0..3_000_000u64 {
+        for i in 0..6_000_000u64 {
             writeln!(f, "{i},person-{},{}", i % 9973, i % 101).unwrap();
         }
     }
     let mut child = agora()
         .args(["product", "add", s(&csv), "--data-dir", s(&node)])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(250));
     let still_running = child.try_wait().unwrap().is_none();
     child.kill().unwrap();
-    child.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(
         still_running,
-        "registration finished before it could be interrupted; make the file bigger"
+        "registration ended before it could be interrupted ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
 
     let list: Value =
