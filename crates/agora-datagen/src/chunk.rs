@@ -524,6 +524,10 @@ pub fn generate_chunk(
             .unwrap_or(0);
         let low_income = age >= 18 && income_2025.unwrap_or(0.0) < 18_000.0;
         let mut last_admission: Option<i32> = None;
+        // Admissions happen between the later of 2024-01-01 and birth, and the end of 2025.
+        let first_day = y2024.max(birth + 1);
+        let last_day = y2026 - 31;
+        let n_adm = if first_day < last_day { n_adm } else { 0 };
         for _ in 0..n_adm {
             let near_city = m <= 1;
             let city = rng.random_bool(if near_city { 0.8 } else { 0.3 });
@@ -541,7 +545,7 @@ pub fn generate_chunk(
             if age < min_age || (code == "O80" && (!female || !(17..=45).contains(&age))) {
                 code = "J18";
             }
-            let admitted = rng.random_range(y2024..(y2026 - 31));
+            let admitted = rng.random_range(first_day..last_day);
             let los = (Exp::new(1.0 / mean_los)
                 .map(|e| e.sample(&mut rng))
                 .unwrap_or(mean_los)

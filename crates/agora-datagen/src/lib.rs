@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 pub use chunk::TABLES;
 
 /// Bumped whenever the generated content changes, so caches can tell stale data apart.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 /// Residents per chunk (and so per Parquet part).
 pub const CHUNK_RESIDENTS: u64 = 131_072;
 

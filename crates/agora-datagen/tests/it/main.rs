@@ -118,6 +118,29 @@ fn identifiers_are_valid_and_shared_across_members() {
         "too many admissions without person_id"
     );
     assert!(pids.iter().flatten().all(|p| set.contains(p)));
+
+    // Regression: nobody is admitted to hospital before being born.
+    for b in &adm {
+        let ages = b
+            .column_by_name("age_at_admission")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        assert!(
+            ages.values().iter().all(|a| *a >= 0),
+            "negative age at admission"
+        );
+        let born = b
+            .column_by_name("birth_date")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Date32Type>();
+        let admitted = b
+            .column_by_name("admitted_on")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Date32Type>();
+        for i in 0..b.num_rows() {
+            assert!(admitted.value(i) > born.value(i));
+        }
+    }
 }
 
 #[test]
