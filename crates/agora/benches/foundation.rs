@@ -186,6 +186,7 @@ async fn run() {
         }
         node.register(req, &|_| {}).await.unwrap();
     }
+    let in_process = node.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -226,9 +227,10 @@ async fn run() {
             "# check {name}: node and DataFusion agree ({} groups)",
             a.len()
         );
-        // Interleaved runs so that drift affects both sides alike.
+        // Interleaved runs so that drift affects all sides alike.
         let mut d = Vec::new();
         let mut n = Vec::new();
+        let mut p = Vec::new();
         for i in 0..=reps {
             let t = Instant::now();
             std::hint::black_box(direct(&ctx, sql).await);
@@ -236,13 +238,25 @@ async fn run() {
             let t = Instant::now();
             std::hint::black_box(via_api(&http, &url, &token.secret, sql).await);
             let tn = ms(t.elapsed());
+            // The node's own layer without HTTP and authentication, for the breakdown.
+            let t = Instant::now();
+            let result = in_process.query(sql).await.unwrap();
+            std::hint::black_box(result.to_text_table(0).await.unwrap());
+            let tp = ms(t.elapsed());
             if i > 0 {
                 d.push(td);
                 n.push(tn);
+                p.push(tp);
             }
         }
         let md = emit("datafusion-direct", &format!("{name}_latency"), &d, "ms");
         let mn = emit("agora-node-api", &format!("{name}_latency"), &n, "ms");
+        emit(
+            "agora-node-in-process",
+            &format!("{name}_latency"),
+            &p,
+            "ms",
+        );
         emit(
             "agora/datafusion",
             &format!("{name}_ratio"),
