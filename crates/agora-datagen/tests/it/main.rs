@@ -42,6 +42,19 @@ fn strings(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
         .collect()
 }
 
+fn ints(batches: &[RecordBatch], col: &str) -> Vec<i32> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(col)
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
 fn small(out: &Path, threads: usize) -> GenOptions {
     let mut o = GenOptions::new(6_000, 7, out);
     o.threads = threads;
@@ -162,16 +175,7 @@ fn scenarios_find_their_signals() {
         .map(|(p, _)| p.unwrap())
         .collect();
     let js = read_table(&out.join("employment-agency/job_seekers"));
-    let months: Vec<i32> = js
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name("months_unemployed")
-                .unwrap()
-                .as_primitive::<Int32Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let months: Vec<i32> = ints(&js, "months_unemployed");
     let seeker_ids: Vec<String> = strings(&js, "person_id")
         .into_iter()
         .map(Option::unwrap)
@@ -183,16 +187,7 @@ fn scenarios_find_their_signals() {
         .map(|(p, _)| p)
         .collect();
     let inc = read_table(&out.join("tax-office/annual_income"));
-    let years: Vec<i32> = inc
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name("tax_year")
-                .unwrap()
-                .as_primitive::<Int32Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let years: Vec<i32> = ints(&inc, "tax_year");
     let inc_ids = strings(&inc, "person_id");
     let suspicious = inc_ids
         .iter()

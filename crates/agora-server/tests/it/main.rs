@@ -64,6 +64,9 @@ impl TestNode {
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.req(reqwest::Method::GET, path)
     }
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
     fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
         self.req(reqwest::Method::POST, path).json(&body)
     }
@@ -237,26 +240,12 @@ role = "subject_id"
         .register(json!({"location": path, "name": "jobs_copy", "metadata": {"title": "Copy", "classification": "internal"}}))
         .await;
     assert_eq!(status, 201);
-    let copy: Value = n
-        .get("/api/v1/products/jobs_copy")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let copy: Value = n.get_json("/api/v1/products/jobs_copy").await;
     assert_eq!(copy["metadata"]["title"], "Copy");
     assert_eq!(copy["metadata"]["classification"], "internal");
 
     // Listing and paging.
-    let page: Value = n
-        .get("/api/v1/products?per_page=1&page=2")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = n.get_json("/api/v1/products?per_page=1&page=2").await;
     assert_eq!(page["total"], 2);
     assert_eq!(
         page["items"][0]["name"], "jobs_copy",
@@ -264,24 +253,10 @@ role = "subject_id"
     );
 
     // Search.
-    let hits: Value = n
-        .get("/api/v1/catalog/search?q=unemployment")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hits: Value = n.get_json("/api/v1/catalog/search?q=unemployment").await;
     assert_eq!(hits["total"], 2, "the copy has the sidecar's keywords too");
     assert_eq!(hits["items"][0]["name"], "job_seekers");
-    let hits: Value = n
-        .get("/api/v1/catalog/search?q=municipality")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hits: Value = n.get_json("/api/v1/catalog/search?q=municipality").await;
     assert_eq!(hits["total"], 2, "column names are searchable");
     let r = n.get("/api/v1/catalog/search?page=x").send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -298,14 +273,7 @@ role = "subject_id"
     let updated: Value = r.json().await.unwrap();
     assert_eq!(updated["version"], 2);
     assert_eq!(updated["metadata"]["title"], "Registered job seekers");
-    let hits: Value = n
-        .get("/api/v1/catalog/search?q=skills")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hits: Value = n.get_json("/api/v1/catalog/search?q=skills").await;
     assert_eq!(hits["total"], 1);
     let r = n
         .req(reqwest::Method::PATCH, "/api/v1/products/job_seekers")
@@ -450,14 +418,7 @@ async fn bad_registrations_leave_the_catalog_unchanged() {
         .unwrap();
     assert_eq!(r.status(), 415);
 
-    let page: Value = n
-        .get("/api/v1/products")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = n.get_json("/api/v1/products").await;
     assert_eq!(page["total"], 1, "nothing was half-registered: {page}");
     n.stop().await;
 }
