@@ -442,11 +442,7 @@ pub enum CatalogCmd {
         /// Words to look for (every word must match).
         query: Vec<String>,
         #[command(flatten)]
-        page: PageArgs,
-        #[command(flatten)]
-        dir: NodeDir,
-        #[arg(long)]
-        json: bool,
+        list: ListArgs,
     },
     /// List the catalog (same as `product list`).
     List(ListArgs),
@@ -458,9 +454,7 @@ pub async fn catalog(cmd: CatalogCmd) -> Result<()> {
     match cmd {
         CatalogCmd::Search {
             query,
-            page,
-            dir,
-            json,
+            list: ListArgs { page, dir, json },
         } => {
             let node = open(&dir).await?;
             let hits = node.search(&query.join(" "), page.request()).await?;

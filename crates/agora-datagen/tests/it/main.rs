@@ -55,6 +55,19 @@ fn ints(batches: &[RecordBatch], col: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Every skill named in a comma-separated skills column.
+fn skill_set(batches: &[RecordBatch], col: &str) -> HashSet<String> {
+    strings(batches, col)
+        .into_iter()
+        .flat_map(|s| {
+            s.unwrap()
+                .split(", ")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn small(out: &Path, threads: usize) -> GenOptions {
     let mut o = GenOptions::new(6_000, 7, out);
     o.threads = threads;
@@ -205,24 +218,8 @@ fn scenarios_find_their_signals() {
 
     // Job matching: the hospital's vacancies ask for skills that job seekers have.
     let vac = read_table(&out.join("city-hospital/vacancies"));
-    let wanted: HashSet<String> = strings(&vac, "required_skills")
-        .into_iter()
-        .flat_map(|s| {
-            s.unwrap()
-                .split(", ")
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let offered: HashSet<String> = strings(&js, "skills")
-        .into_iter()
-        .flat_map(|s| {
-            s.unwrap()
-                .split(", ")
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let wanted = skill_set(&vac, "required_skills");
+    let offered = skill_set(&js, "skills");
     assert!(wanted.intersection(&offered).count() >= 3);
 }
 

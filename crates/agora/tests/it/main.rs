@@ -187,52 +187,30 @@ fn cli_bad_input_gets_clear_errors_and_changes_nothing() {
     std::fs::write(&csv, JOBS_CSV).unwrap();
     ok(&["product", "add", s(&csv), "--data-dir", s(&node)]);
 
-    let err = fails(&["product", "add", s(&csv), "--data-dir", s(&node)]);
-    assert!(err.contains("already exists"), "{err}");
-    let err = fails(&[
-        "product",
-        "add",
-        "/no/such/file.csv",
-        "--data-dir",
-        s(&node),
-    ]);
-    assert!(err.contains("no such file or folder"), "{err}");
-    let err = fails(&[
-        "product",
-        "add",
-        s(&csv),
-        "--name",
-        "j2",
-        "--role",
-        "salary=sensitive",
-        "--data-dir",
-        s(&node),
-    ]);
-    assert!(err.contains("salary"), "{err}");
-    let err = fails(&[
-        "product",
-        "add",
-        s(&csv),
-        "--name",
-        "j3",
-        "--classification",
-        "secret",
-        "--data-dir",
-        s(&node),
-    ]);
-    assert!(err.contains("unknown classification"), "{err}");
-    let err = fails(&[
-        "product",
-        "add",
-        s(&csv),
-        "--name",
-        "j4",
-        "--retention",
-        "ten years",
-        "--data-dir",
-        s(&node),
-    ]);
-    assert!(err.contains("retention"), "{err}");
+    // Each bad registration: (extra arguments to `product add`, what the error names).
+    let bad: [(&[&str], &str); 5] = [
+        (&[s(&csv)], "already exists"),
+        (&["/no/such/file.csv"], "no such file or folder"),
+        (
+            &[s(&csv), "--name", "j2", "--role", "salary=sensitive"],
+            "salary",
+        ),
+        (
+            &[s(&csv), "--name", "j3", "--classification", "secret"],
+            "unknown classification",
+        ),
+        (
+            &[s(&csv), "--name", "j4", "--retention", "ten years"],
+            "retention",
+        ),
+    ];
+    for (extra, expected) in bad {
+        let mut args = vec!["product", "add"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--data-dir", s(&node)]);
+        let err = fails(&args);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
 
     let bad_sidecar = tmp.path().join("other.csv");
     std::fs::write(&bad_sidecar, JOBS_CSV).unwrap();
