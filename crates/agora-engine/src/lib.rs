@@ -5,17 +5,17 @@
 //! results as a stream of encoded chunks (JSON, NDJSON, CSV, Arrow IPC) or a terminal table.
 //! Other crates talk to it only in terms of the domain model and bytes.
 
+mod catalog;
 mod encode;
 mod profile;
 mod source;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use agora_model::{ColumnSchema, DataSource};
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
-    MemorySchemaProvider, TableProvider,
+    MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
@@ -24,10 +24,11 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
+use catalog::{ProductSchema, TableCache};
 pub use encode::{EncodedStream, OutputFormat};
 pub use profile::ProfileProgress;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
     #[error("SQL syntax error: {0}")]
     Syntax(String),
@@ -59,6 +60,13 @@ impl EngineError {
 
     pub(crate) fn from_df(e: DataFusionError) -> Self {
         let root = e.find_root();
+        // Errors of our own raised inside DataFusion (opening a product's table) come
+        // back as they were.
+        if let DataFusionError::External(inner) = root
+            && let Some(own) = inner.downcast_ref::<EngineError>()
+        {
+            return own.clone();
+        }
         match root {
             DataFusionError::SQL(p, _) => Self::Syntax(
                 p.to_string()
@@ -114,17 +122,19 @@ pub struct TableBinding {
     pub version: String,
 }
 
-struct CachedTable {
-    version: String,
-    source: DataSource,
-    provider: Arc<dyn TableProvider>,
-}
-
 /// The query engine. Cheap to share (`Arc`); caches table providers and file metadata.
 pub struct Engine {
-    /// Built once (function registry, optimizer rules); cloned for each session.
+    /// Built once (function registry, optimizer rules); cloned for each catalog.
     base_state: SessionState,
-    tables: RwLock<HashMap<String, CachedTable>>,
+    tables: Arc<TableCache>,
+}
+
+/// A set of tables to query, prepared once and shared by every query over the same
+/// bindings (cheap to clone). Tables open on first use; DDL and DML are refused, so
+/// queries cannot change it or see anything beyond its bindings.
+#[derive(Clone)]
+pub struct Catalog {
+    ctx: SessionContext,
 }
 
 /// A running query: column descriptions and a stream of record batches.
@@ -149,15 +159,14 @@ impl Engine {
             .build();
         Self {
             base_state,
-            tables: RwLock::new(HashMap::new()),
+            tables: Arc::new(TableCache::default()),
         }
     }
 
-    /// A fresh session with its own, empty catalog of tables, sharing the function
-    /// registry, the runtime and its caches. (A plain clone of a `SessionState` would share
-    /// the catalog list, and with it every table registered by other queries.)
-    fn session(&self) -> SessionContext {
-        let schema = Arc::new(MemorySchemaProvider::new());
+    /// A fresh session whose only tables are in `schema`, sharing the function registry,
+    /// the runtime and its caches. (A plain clone of a `SessionState` would share the
+    /// catalog list, and with it the tables of other sessions.)
+    fn session(&self, schema: Arc<dyn SchemaProvider>) -> SessionContext {
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog
             .register_schema("public", schema)
@@ -165,16 +174,19 @@ impl Engine {
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog("datafusion".to_owned(), catalog);
         // Swapping the catalog list in a clone is cheap; rebuilding the state would
-        // re-register every function (about a millisecond per query).
+        // re-register every function (about a millisecond).
         let mut state = self.base_state.clone();
         state.register_catalog_list(catalogs);
         SessionContext::new_with_state(state)
     }
 
+    fn scratch_session(&self) -> SessionContext {
+        self.session(Arc::new(MemorySchemaProvider::new()))
+    }
+
     /// Reads the schema of the data at `source`.
     pub async fn inspect(&self, source: &DataSource) -> Result<Vec<ColumnSchema>, EngineError> {
-        let ctx = self.session();
-        let provider = source::listing_table(&ctx, source).await?;
+        let provider = source::listing_table(&self.base_state, source).await?;
         Ok(source::columns(&provider.schema()))
     }
 
@@ -184,58 +196,44 @@ impl Engine {
         source: &DataSource,
         progress: &(dyn Fn(ProfileProgress) + Send + Sync),
     ) -> Result<agora_model::ProductProfile, EngineError> {
-        let ctx = self.session();
-        let provider = source::listing_table(&ctx, source).await?;
+        let ctx = self.scratch_session();
+        let provider = source::listing_table(&ctx.state(), source).await?;
         profile::profile(&ctx, provider, source, progress).await
     }
 
     /// Forgets cached state about a table (after it is removed or re-registered).
     pub fn forget(&self, name: &str) {
-        self.tables.write().expect("lock").remove(name);
+        self.tables.forget(name);
     }
 
-    async fn provider_for(
-        &self,
-        ctx: &SessionContext,
-        t: &TableBinding,
-    ) -> Result<Arc<dyn TableProvider>, EngineError> {
-        if let Some(c) = self.tables.read().expect("lock").get(&t.name)
-            && c.version == t.version
-            && c.source == t.source
-        {
-            return Ok(Arc::clone(&c.provider));
+    /// Prepares a catalog of exactly these tables. Cheap: nothing is read until a query
+    /// names a table.
+    pub fn catalog(&self, tables: Vec<TableBinding>) -> Catalog {
+        let schema = ProductSchema::new(self.base_state.clone(), tables, Arc::clone(&self.tables));
+        Catalog {
+            ctx: self.session(Arc::new(schema)),
         }
-        let provider = source::listing_table(ctx, &t.source).await?;
-        let found = source::columns(&provider.schema());
-        source::check_drift(&t.name, &t.source, &t.schema, &found)?;
-        self.tables.write().expect("lock").insert(
-            t.name.clone(),
-            CachedTable {
-                version: t.version.clone(),
-                source: t.source.clone(),
-                provider: Arc::clone(&provider),
-            },
-        );
-        Ok(provider)
     }
 
-    /// Plans and starts a read-only SQL query over the given tables.
+    /// Plans and starts a read-only SQL query over the given tables (a one-off catalog;
+    /// callers that query repeatedly keep a [`Catalog`]).
     pub async fn query(
         &self,
         tables: &[TableBinding],
         sql: &str,
     ) -> Result<QueryResult, EngineError> {
-        let ctx = self.session();
-        for t in tables {
-            let provider = self.provider_for(&ctx, t).await?;
-            ctx.register_table(t.name.as_str(), provider)
-                .map_err(EngineError::from_df)?;
-        }
+        self.catalog(tables.to_vec()).query(sql).await
+    }
+}
+
+impl Catalog {
+    /// Plans and starts a read-only SQL query.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, EngineError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = ctx.sql_with_options(sql, options).await.map_err(|e| {
+        let df = self.ctx.sql_with_options(sql, options).await.map_err(|e| {
             let msg = e.find_root().to_string();
             if msg.contains("DDL not supported")
                 || msg.contains("DML not supported")

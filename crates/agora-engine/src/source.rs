@@ -13,7 +13,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::session_state::SessionState;
 use url::Url;
 
 use crate::EngineError;
@@ -53,14 +53,14 @@ fn compression_of(location: &str) -> FileCompressionType {
 
 /// Registers the object store for a non-local URL with the session's runtime, configured
 /// from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
-fn ensure_object_store(ctx: &SessionContext, source: &DataSource) -> Result<(), EngineError> {
+fn ensure_object_store(state: &SessionState, source: &DataSource) -> Result<(), EngineError> {
     if source.is_local() {
         return Ok(());
     }
     let url = Url::parse(&source.location).map_err(|e| source_error(source, e))?;
     let base = ObjectStoreUrl::parse(format!("{}://{}", url.scheme(), url.authority()))
         .map_err(|e| source_error(source, e))?;
-    let runtime = ctx.runtime_env();
+    let runtime = state.runtime_env();
     if runtime.object_store(&base).is_ok() {
         return Ok(());
     }
@@ -83,10 +83,10 @@ fn ensure_object_store(ctx: &SessionContext, source: &DataSource) -> Result<(), 
 
 /// Builds a listing table over the source, inferring its schema from the data.
 pub async fn listing_table(
-    ctx: &SessionContext,
+    state: &SessionState,
     source: &DataSource,
 ) -> Result<Arc<dyn TableProvider>, EngineError> {
-    ensure_object_store(ctx, source)?;
+    ensure_object_store(state, source)?;
     let table_url =
         ListingTableUrl::parse(&source.location).map_err(|e| source_error(source, e))?;
     let is_dir = table_url.is_collection();
@@ -122,7 +122,6 @@ pub async fn listing_table(
     };
     let options = ListingOptions::new(format).with_file_extension(ext);
     // Fail early, with a clear message, when there is nothing to read.
-    let state = ctx.state();
     let store = state
         .runtime_env()
         .object_store(&table_url)
@@ -130,7 +129,7 @@ pub async fn listing_table(
     let files = {
         use futures::TryStreamExt;
         table_url
-            .list_all_files(&state, store.as_ref(), &options.file_extension)
+            .list_all_files(state, store.as_ref(), &options.file_extension)
             .await
             .map_err(|e| source_error(source, e))?
             .try_collect::<Vec<_>>()
@@ -149,10 +148,15 @@ pub async fn listing_table(
     }
     let config = ListingTableConfig::new(table_url)
         .with_listing_options(options)
-        .infer_schema(&state)
+        .infer_schema(state)
         .await
         .map_err(|e| source_error(source, e.find_root()))?;
-    let table = ListingTable::try_new(config).map_err(|e| source_error(source, e))?;
+    // Share the runtime's file-statistics cache (keyed by path, size and modification
+    // time, so a changed file is read again): without it every query re-derives the
+    // statistics of every file from the Parquet footers.
+    let table = ListingTable::try_new(config)
+        .map_err(|e| source_error(source, e))?
+        .with_cache(state.runtime_env().cache_manager.get_file_statistic_cache());
     if table.schema().fields().is_empty() {
         return Err(source_error(source, "the data has no columns"));
     }

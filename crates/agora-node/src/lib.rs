@@ -8,7 +8,7 @@ mod register;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use agora_engine::{Engine, EngineConfig, QueryResult, TableBinding};
+use agora_engine::{Catalog, Engine, EngineConfig, QueryResult, TableBinding};
 use agora_model::{
     IdError, MemberId, MetadataError, MetadataPatch, Page, PageRequest, Product, ProductName,
     SearchHit, SidecarError, SourceError,
@@ -75,6 +75,20 @@ impl NodeError {
     }
 }
 
+/// An authenticated API caller: the token it presented, and the catalog version at the
+/// moment the token was checked (what its request sees).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub token: TokenInfo,
+    catalog_version: i64,
+}
+
+impl Caller {
+    pub fn role(&self) -> ApiRole {
+        self.token.role
+    }
+}
+
 /// Where a node keeps its state.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -105,8 +119,8 @@ struct Inner {
     store: Store,
     engine: Engine,
     data_dir: PathBuf,
-    /// Table bindings derived from the catalog, with the catalog version they reflect.
-    bindings: std::sync::RwLock<Option<(i64, Arc<Vec<TableBinding>>)>>,
+    /// The products as a query catalog, with the catalog version it reflects.
+    catalog: std::sync::RwLock<Option<(i64, Catalog)>>,
 }
 
 fn check_writable(dir: &Path) -> Result<(), NodeError> {
@@ -175,7 +189,7 @@ impl Node {
                 store,
                 engine: Engine::new(cfg.engine.clone()),
                 data_dir: cfg.data_dir.clone(),
-                bindings: std::sync::RwLock::new(None),
+                catalog: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -253,35 +267,48 @@ impl Node {
 
     // ---- queries ----
 
-    /// Runs the owner's read-only SQL over this node's products.
+    /// Runs the owner's read-only SQL over this node's products, as the catalog is now.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, NodeError> {
-        let bindings = self.bindings().await?;
-        Ok(self.inner.engine.query(&bindings, sql).await?)
+        let version = self.inner.store.catalog_version().await?;
+        self.query_at(version, sql).await
     }
 
-    /// The products as tables, reloaded only when the catalog version has moved (also
-    /// when another process changed the catalog).
-    async fn bindings(&self) -> Result<Arc<Vec<TableBinding>>, NodeError> {
-        let version = self.inner.store.catalog_version().await?;
-        if let Some((v, b)) = self.inner.bindings.read().expect("lock").as_ref()
+    /// Runs read-only SQL for an authenticated caller, over the catalog as it was when
+    /// the caller's token was checked (no further store round trip).
+    pub async fn query_as(&self, caller: &Caller, sql: &str) -> Result<QueryResult, NodeError> {
+        self.query_at(caller.catalog_version, sql).await
+    }
+
+    async fn query_at(&self, version: i64, sql: &str) -> Result<QueryResult, NodeError> {
+        let catalog = self.catalog(version).await?;
+        Ok(catalog.query(sql).await?)
+    }
+
+    /// The products as a query catalog, rebuilt only when the catalog version has moved
+    /// (also when another process changed the catalog).
+    async fn catalog(&self, version: i64) -> Result<Catalog, NodeError> {
+        if let Some((v, c)) = self.inner.catalog.read().expect("lock").as_ref()
             && *v == version
         {
-            return Ok(Arc::clone(b));
+            return Ok(c.clone());
         }
         let products = self.inner.store.all_products().await?;
-        let bindings: Arc<Vec<TableBinding>> = Arc::new(
-            products
-                .into_iter()
-                .map(|p| TableBinding {
-                    name: p.name.to_string(),
-                    version: format!("{}:{}", p.id, p.version),
-                    source: p.source,
-                    schema: p.schema,
-                })
-                .collect(),
-        );
-        *self.inner.bindings.write().expect("lock") = Some((version, Arc::clone(&bindings)));
-        Ok(bindings)
+        let bindings = products
+            .into_iter()
+            .map(|p| TableBinding {
+                name: p.name.to_string(),
+                version: format!("{}:{}", p.id, p.version),
+                source: p.source,
+                schema: p.schema,
+            })
+            .collect();
+        let catalog = self.inner.engine.catalog(bindings);
+        let mut slot = self.inner.catalog.write().expect("lock");
+        // Never replace a newer catalog with an older one.
+        if slot.as_ref().is_none_or(|(v, _)| *v <= version) {
+            *slot = Some((version, catalog.clone()));
+        }
+        Ok(catalog)
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -290,8 +317,17 @@ impl Node {
 
     // ---- tokens ----
 
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>, NodeError> {
-        Ok(self.inner.store.authenticate(secret).await?)
+    /// Checks a bearer token's secret; `None` when it is unknown or revoked.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Caller>, NodeError> {
+        Ok(self
+            .inner
+            .store
+            .authenticate(secret)
+            .await?
+            .map(|a| Caller {
+                token: a.token,
+                catalog_version: a.catalog_version,
+            }))
     }
     pub async fn create_token(&self, label: &str, role: ApiRole) -> Result<NewToken, NodeError> {
         Ok(self.inner.store.create_token(label, role).await?)

@@ -1,6 +1,6 @@
 //! Bearer-token authentication for every API route.
 
-use agora_node::{ApiRole, TokenInfo};
+use agora_node::ApiRole;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -10,18 +10,19 @@ use crate::{ApiError, AppState};
 
 /// The authenticated caller, available to handlers as an extension.
 #[derive(Debug, Clone)]
-pub struct Caller(pub TokenInfo);
+pub struct Caller(pub agora_node::Caller);
 
 impl Caller {
     /// Refuses the request unless the caller's role includes `needed`.
     pub fn require(&self, needed: ApiRole) -> Result<(), ApiError> {
-        if self.0.role.allows(needed) {
+        let token = &self.0.token;
+        if token.role.allows(needed) {
             Ok(())
         } else {
-            tracing::warn!(token = %self.0.id, role = %self.0.role, needed = %needed, "access refused");
+            tracing::warn!(token = %token.id, role = %token.role, needed = %needed, "access refused");
             Err(ApiError::forbidden(format!(
                 "this needs a token with role {needed}; yours has role {}",
-                self.0.role
+                token.role
             )))
         }
     }

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -279,6 +280,7 @@ struct QueryRequest {
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn run_query(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<QueryRequest>,
 ) -> Result<Response, ApiError> {
@@ -291,31 +293,54 @@ async fn run_query(
             .unwrap_or(OutputFormat::Json),
     };
     let started = std::time::Instant::now();
-    let result = state.node.query(&req.sql).await?;
+    let result = state.node.query_as(&caller.0, &req.sql).await?;
     let mut stream = result.encode(format);
-    // Wait for the first chunk so that errors at the start get a proper status.
-    let first = match stream.next().await {
-        Some(Ok(b)) => Some(b),
-        Some(Err(e)) => return Err(agora_node::NodeError::from(e).into()),
-        None => None,
+    // Wait for the first chunk so that errors at the start get a proper status; a small
+    // result that is complete by then goes out in one piece, with its length.
+    let mut head: Vec<Bytes> = Vec::new();
+    let mut head_len = 0;
+    let complete = loop {
+        if head_len >= SMALL_RESULT_BYTES {
+            break false;
+        }
+        let next = if head.is_empty() {
+            stream.next().await
+        } else {
+            match futures::FutureExt::now_or_never(stream.next()) {
+                Some(next) => next,
+                None => break false,
+            }
+        };
+        match next {
+            Some(Ok(b)) => {
+                head_len += b.len();
+                head.push(b);
+            }
+            Some(Err(e)) => return Err(agora_node::NodeError::from(e).into()),
+            None => break true,
+        }
     };
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         format = format.as_str(),
-        "query started streaming"
+        complete,
+        "query answered"
     );
-    let body = futures::stream::iter(first.map(Ok)).chain(stream.map(|r| {
+    let content_type = [(header::CONTENT_TYPE, format.content_type())];
+    if complete {
+        return Ok((content_type, head.concat()).into_response());
+    }
+    let body = futures::stream::iter(head.into_iter().map(Ok)).chain(stream.map(|r| {
         r.map_err(|e| {
             tracing::error!(error = %e, "query failed while streaming");
             std::io::Error::other(e.to_string())
         })
     }));
-    Ok((
-        [(header::CONTENT_TYPE, format.content_type())],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Ok((content_type, Body::from_stream(body)).into_response())
 }
+
+/// Results up to this size are sent whole when they are ready at once.
+const SMALL_RESULT_BYTES: usize = 256 * 1024;
 
 /// Lists API tokens (never their secrets).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
@@ -359,7 +384,7 @@ async fn create_token(
         ));
     }
     let t = state.node.create_token(label, req.role).await?;
-    tracing::info!(token = %t.info.id, role = %t.info.role, by = %caller.0.id, "api token issued");
+    tracing::info!(token = %t.info.id, role = %t.info.role, by = %caller.0.token.id, "api token issued");
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -380,6 +405,6 @@ async fn revoke_token(
 ) -> Result<Json<TokenInfo>, ApiError> {
     caller.require(ApiRole::Admin)?;
     let t = state.node.revoke_token(&id).await?;
-    tracing::info!(token = %t.id, by = %caller.0.id, "api token revoked");
+    tracing::info!(token = %t.id, by = %caller.0.token.id, "api token revoked");
     Ok(Json(t))
 }

@@ -19,7 +19,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use search::tokenize;
-pub use tokens::{ApiRole, NewToken, TokenInfo};
+pub use tokens::{ApiRole, Authenticated, NewToken, TokenInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -392,7 +392,8 @@ impl Store {
         Ok(t)
     }
 
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>, StoreError> {
+    /// Checks a token secret; a valid one comes with the current catalog version.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Authenticated>, StoreError> {
         tokens::authenticate(&self.pool, secret).await
     }
 

@@ -137,21 +137,32 @@ fn info_from_row(r: &AnyRow) -> Result<TokenInfo, StoreError> {
 
 const COLUMNS: &str = "id, label, role, created_at, revoked_at, last_used_at";
 
+/// A valid token, read together with the catalog version at the same moment, so that a
+/// request costs one store round trip before it can be answered.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub token: TokenInfo,
+    /// The catalog version when the token was checked.
+    pub catalog_version: i64,
+}
+
 pub(crate) async fn authenticate(
     pool: &AnyPool,
     secret: &str,
-) -> Result<Option<TokenInfo>, StoreError> {
+) -> Result<Option<Authenticated>, StoreError> {
     if !secret.starts_with(PREFIX) || secret.len() > 128 {
         return Ok(None);
     }
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
+        "SELECT {COLUMNS}, COALESCE((SELECT catalog_version FROM node WHERE id = 1), 0) \
+         FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
     )))
     .bind(hash(secret))
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
     let info = info_from_row(&row)?;
+    let catalog_version: i64 = row.try_get(6)?;
     // Record use at most once a minute, to keep authentication cheap.
     let stale = info
         .last_used_at
@@ -163,7 +174,10 @@ pub(crate) async fn authenticate(
             .execute(pool)
             .await?;
     }
-    Ok(Some(info))
+    Ok(Some(Authenticated {
+        token: info,
+        catalog_version,
+    }))
 }
 
 pub(crate) async fn list(pool: &AnyPool) -> Result<Vec<TokenInfo>, StoreError> {

@@ -357,6 +357,45 @@ async fn sessions_do_not_share_tables() {
     assert_eq!(out, b"n\n0\n");
 }
 
+/// A catalog opens a product's data only when a query names it: one unreadable product
+/// does not break queries over the others, and a prepared catalog serves many queries.
+#[tokio::test]
+async fn queries_open_only_the_tables_they_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = write(tmp.path(), "good.csv", "id\n1\n2\n");
+    let gone = write(tmp.path(), "gone.csv", "id\n1\n");
+    let e = engine();
+    let t = binding(
+        &e,
+        "good",
+        DataSource::new(file_url(&good), SourceFormat::Csv).unwrap(),
+    )
+    .await;
+    let g = binding(
+        &e,
+        "gone",
+        DataSource::new(file_url(&gone), SourceFormat::Csv).unwrap(),
+    )
+    .await;
+    std::fs::remove_file(&gone).unwrap();
+    let catalog = e.catalog(vec![t, g]);
+    for _ in 0..3 {
+        let r = catalog
+            .query("SELECT count(*) AS n FROM good")
+            .await
+            .unwrap();
+        let mut s = r.encode(OutputFormat::Csv);
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(out, b"n\n2\n");
+    }
+    let err = catalog.query("SELECT * FROM gone").await.err().unwrap();
+    assert!(matches!(err, EngineError::Source { .. }), "{err}");
+    assert!(err.to_string().contains("gone.csv"), "{err}");
+}
+
 #[tokio::test]
 async fn schema_drift_is_reported() {
     let tmp = tempfile::tempdir().unwrap();

@@ -467,6 +467,38 @@ async fn oversized_requests_are_refused() {
     n.stop().await;
 }
 
+/// A small result that is ready at once goes out whole with its length; a large one
+/// streams in chunks.
+#[tokio::test]
+async fn small_results_carry_their_length_and_large_ones_stream() {
+    let n = TestNode::start().await;
+    let r = n
+        .post(
+            "/api/v1/query",
+            json!({"sql": "SELECT 1 AS one", "format": "csv"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.content_length(), Some(6));
+    assert!(r.headers().get("transfer-encoding").is_none());
+    assert_eq!(r.text().await.unwrap(), "one\n1\n");
+
+    let sql = "SELECT value FROM generate_series(1, 300000)";
+    let r = n
+        .post("/api/v1/query", json!({"sql": sql, "format": "csv"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["transfer-encoding"], "chunked");
+    let body = r.text().await.unwrap();
+    assert_eq!(body.lines().count(), 300_001);
+    assert_eq!(body.lines().last(), Some("300000"));
+    n.stop().await;
+}
+
 #[tokio::test]
 async fn sql_over_http_in_every_format() {
     let n = TestNode::start().await;

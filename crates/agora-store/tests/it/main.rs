@@ -166,6 +166,10 @@ async fn catalog_version_moves_with_every_catalog_change() {
         s.insert_product(&p).await.unwrap();
         let v1 = s.catalog_version().await.unwrap();
         assert!(v1 > v0);
+        // Authentication reads the same version in the same round trip.
+        let tok = s.create_token("reader", ApiRole::Analyst).await.unwrap();
+        let auth = s.authenticate(&tok.secret).await.unwrap().unwrap();
+        assert_eq!(auth.catalog_version, v1);
         // A failed change leaves it alone.
         assert!(s.insert_product(&p).await.is_err());
         assert_eq!(s.catalog_version().await.unwrap(), v1);
@@ -354,8 +358,9 @@ async fn tokens_authenticate_until_revoked() {
     for t in stores().await {
         let s = &t.store;
         let tok = s.create_token("reporting", ApiRole::Analyst).await.unwrap();
-        let info = s.authenticate(&tok.secret).await.unwrap().unwrap();
-        assert_eq!(info.role, ApiRole::Analyst);
+        let auth = s.authenticate(&tok.secret).await.unwrap().unwrap();
+        assert_eq!(auth.token.role, ApiRole::Analyst);
+        assert_eq!(auth.token.id, tok.info.id);
         assert!(s.authenticate("agora_wrong").await.unwrap().is_none());
         assert!(s.authenticate("").await.unwrap().is_none());
         let listed = s.list_tokens().await.unwrap();
