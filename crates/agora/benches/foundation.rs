@@ -1,17 +1,22 @@
 //! Foundation benchmark (issue 2): one run, same machine, same files.
 //!
 //! 1. demo-data generation rate at 1 000 000 residents;
-//! 2. the same two queries through a node's query API (HTTP, token auth, JSON) and through
-//!    DataFusion directly on the same Parquet folders: medians and their ratio;
+//! 2. the same two queries through a node's query API (HTTP, token auth, CSV result) and
+//!    through DataFusion directly on the same Parquet folders: medians and their ratio. The
+//!    API client runs as a separate program would, on a thread and runtime of its own; the
+//!    node and direct DataFusion share the bench's runtime. A breakdown line each gives the
+//!    node's in-process latency, authentication, a bare authenticated round trip and
+//!    `SELECT 1` on every path;
 //! 3. `agora demo` time to ready (default scale), cold and warm.
 //!
 //! Environment: AGORA_BENCH_SCALE (residents, default 1 000 000), AGORA_BENCH_REPS (default
-//! 20), AGORA_BENCH_DIR (default $TMPDIR/agora-bench), AGORA_BENCH_SKIP_DEMO=1.
+//! 30), AGORA_BENCH_DIR (default $TMPDIR/agora-bench), AGORA_BENCH_SKIP_DEMO=1.
 //! Output: one tab-separated line per figure, `name  metric  median  unit  min  max  n`,
 //! like ../shared/peers, and `#` lines for notes.
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use agora_model::MemberId;
@@ -112,6 +117,70 @@ async fn via_api(http: &reqwest::Client, url: &str, token: &str, sql: &str) -> V
         .collect()
 }
 
+enum Call {
+    Query(String, mpsc::Sender<(f64, Vec<Vec<String>>)>),
+    GetNode(mpsc::Sender<f64>),
+}
+
+/// An API client as a separate program would be: a thread of its own driving its own
+/// connection (one keep-alive connection, single-threaded runtime), so that its work does
+/// not queue behind the node's tasks on the node's worker threads. It times each call
+/// from its side: request out to response read.
+struct ApiClient {
+    tx: mpsc::Sender<Call>,
+}
+
+impl ApiClient {
+    fn start(url: String, token: String) -> Self {
+        let (tx, rx) = mpsc::channel::<Call>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let http = reqwest::Client::new();
+            for call in rx {
+                match call {
+                    Call::Query(sql, reply) => {
+                        let t = Instant::now();
+                        let rows = rt.block_on(via_api(&http, &url, &token, &sql));
+                        let _ = reply.send((ms(t.elapsed()), rows));
+                    }
+                    Call::GetNode(reply) => {
+                        let t = Instant::now();
+                        rt.block_on(async {
+                            let r = http
+                                .get(format!("{url}/api/v1/node"))
+                                .bearer_auth(&token)
+                                .send()
+                                .await
+                                .unwrap();
+                            assert!(r.status().is_success());
+                            std::hint::black_box(r.bytes().await.unwrap());
+                        });
+                        let _ = reply.send(ms(t.elapsed()));
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Runs `sql` through the node's API: latency in ms and the rows.
+    fn query(&self, sql: &str) -> (f64, Vec<Vec<String>>) {
+        let (reply, answer) = mpsc::channel();
+        self.tx.send(Call::Query(sql.to_owned(), reply)).unwrap();
+        answer.recv().unwrap()
+    }
+
+    /// An authenticated round trip to a handler that does almost nothing, in ms.
+    fn get_node(&self) -> f64 {
+        let (reply, answer) = mpsc::channel();
+        self.tx.send(Call::GetNode(reply)).unwrap();
+        answer.recv().unwrap()
+    }
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,7 +191,7 @@ fn main() {
 
 async fn run() {
     let scale = env_u64("AGORA_BENCH_SCALE", 1_000_000);
-    let reps = env_u64("AGORA_BENCH_REPS", 20) as usize;
+    let reps = env_u64("AGORA_BENCH_REPS", 30) as usize;
     let root = std::env::var("AGORA_BENCH_DIR")
         .map(Into::into)
         .unwrap_or_else(|_| std::env::temp_dir().join("agora-bench"));
@@ -198,7 +267,7 @@ async fn run() {
             let _ = stop_rx.await;
         },
     ));
-    let http = reqwest::Client::new();
+    let client = ApiClient::start(url.clone(), token.secret.clone());
 
     // DataFusion directly on the same files.
     let ctx = SessionContext::new();
@@ -218,10 +287,46 @@ async fn run() {
     .await
     .unwrap();
 
+    // Fixed costs of a request, for the breakdown: authentication alone (in process), an
+    // authenticated round trip to a handler that does almost nothing, and `SELECT 1`.
+    {
+        let mut auth = Vec::new();
+        let mut trip = Vec::new();
+        let mut api1 = Vec::new();
+        let mut proc1 = Vec::new();
+        let mut df1 = Vec::new();
+        for i in 0..=(reps * 10) {
+            let t = Instant::now();
+            std::hint::black_box(in_process.authenticate(&token.secret).await.unwrap());
+            let ta = ms(t.elapsed());
+            let tt = client.get_node();
+            let (t1, _) = client.query("SELECT 1");
+            let t = Instant::now();
+            let result = in_process.query("SELECT 1").await.unwrap();
+            std::hint::black_box(result.to_text_table(0).await.unwrap());
+            let tp = ms(t.elapsed());
+            let t = Instant::now();
+            std::hint::black_box(ctx.sql("SELECT 1").await.unwrap().collect().await.unwrap());
+            let td = ms(t.elapsed());
+            if i > 0 {
+                auth.push(ta);
+                trip.push(tt);
+                api1.push(t1);
+                proc1.push(tp);
+                df1.push(td);
+            }
+        }
+        emit("agora-node-in-process", "authenticate_latency", &auth, "ms");
+        emit("agora-node-api", "get_node_latency", &trip, "ms");
+        emit("datafusion-direct", "select1_latency", &df1, "ms");
+        emit("agora-node-in-process", "select1_latency", &proc1, "ms");
+        emit("agora-node-api", "select1_latency", &api1, "ms");
+    }
+
     for (name, sql) in [("Q1_filter_groupby", Q1), ("Q2_join_groupby", Q2)] {
         // Same answers from both.
         let a = canon(direct(&ctx, sql).await);
-        let b = canon(via_api(&http, &url, &token.secret, sql).await);
+        let b = canon(client.query(sql).1);
         assert_eq!(a, b, "{name}: node and DataFusion disagree");
         println!(
             "# check {name}: node and DataFusion agree ({} groups)",
@@ -235,9 +340,8 @@ async fn run() {
             let t = Instant::now();
             std::hint::black_box(direct(&ctx, sql).await);
             let td = ms(t.elapsed());
-            let t = Instant::now();
-            std::hint::black_box(via_api(&http, &url, &token.secret, sql).await);
-            let tn = ms(t.elapsed());
+            let (tn, rows) = client.query(sql);
+            std::hint::black_box(rows);
             // The node's own layer without HTTP and authentication, for the breakdown.
             let t = Instant::now();
             let result = in_process.query(sql).await.unwrap();
