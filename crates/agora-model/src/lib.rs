@@ -10,6 +10,7 @@ mod person_id;
 mod product;
 mod retention;
 mod sidecar;
+mod trust;
 
 pub use ids::{IdError, MemberId, ProductName};
 pub use metadata::{
@@ -18,11 +19,16 @@ pub use metadata::{
 };
 pub use person_id::{person_id_check_digit, person_id_is_valid};
 pub use product::{
-    ColumnProfile, ColumnSchema, DataSource, Page, PageRequest, Product, ProductProfile, SearchHit,
-    SourceError, SourceFormat,
+    ColumnProfile, ColumnSchema, DataSource, Offer, Page, PageRequest, Product, ProductProfile,
+    SearchHit, SourceError, SourceFormat,
 };
 pub use retention::{Retention, RetentionError};
 pub use sidecar::{Sidecar, SidecarError, SidecarSource};
+pub use trust::{
+    CertificateKind, CertificateRequest, Direction, Endpoints, EnrolRequest, ExchangeRecord,
+    IssuedBundle, ListedCertificate, Revocation, SignedTrustList, Standing, TrustList,
+    TrustedMember, https_host, paths,
+};
 
 /// The purposes vocabulary of the ecosystem: every access request names one.
 pub const PURPOSES: &[&str] = &[

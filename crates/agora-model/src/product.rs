@@ -196,6 +196,44 @@ pub struct Product {
     pub version: i64,
 }
 
+/// What a node publishes to the other members about one of its products: metadata, schema
+/// and a coarse profile. Never data, and never where the data lives.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    pub owner: crate::MemberId,
+    pub name: ProductName,
+    pub metadata: crate::ProductMetadata,
+    pub schema: Vec<ColumnSchema>,
+    /// Row count and per-column null and distinct counts; minimum and maximum values only
+    /// for `open` products (extremes of personal data are themselves personal data).
+    pub profile: ProductProfile,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl Product {
+    /// The product as offered to other members.
+    pub fn offer(&self) -> Offer {
+        let mut profile = self.profile.clone();
+        if self.metadata.classification != crate::Classification::Open {
+            for c in &mut profile.columns {
+                c.min = None;
+                c.max = None;
+            }
+        }
+        Offer {
+            owner: self.metadata.owner.clone(),
+            name: self.name.clone(),
+            metadata: self.metadata.clone(),
+            schema: self.schema.clone(),
+            profile,
+            updated_at: self.updated_at,
+            version: self.version,
+        }
+    }
+}
+
 /// A page request: 1-based page number and page size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageRequest {

@@ -4,6 +4,7 @@
 //! keeping the catalog, answering SQL.
 
 mod register;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use agora_store::{NodeRecord, Store};
 
 pub use agora_engine::{EngineError, OutputFormat, ProfileProgress};
 pub use agora_store::{ApiRole, NewToken, StoreError, TokenInfo};
+pub use agora_trust::EnrolmentToken;
 pub use register::RegisterRequest;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,23 @@ pub enum NodeError {
         "this node belongs to member {node:?}, but the metadata names {given:?} as owner: a node registers only its own member's products"
     )]
     ForeignOwner { node: String, given: String },
+    #[error("{0}")]
+    Trust(#[from] agora_trust::TrustError),
+    #[error("{0}")]
+    Exchange(#[from] agora_exchange::ExchangeError),
+    #[error(
+        "this node has not joined an ecosystem: run `agora node enroll --authority URL --token TOKEN` first"
+    )]
+    NotEnrolled,
+    #[error(
+        "the node's trust list expired at {expired_at} and the grace period of {grace_minutes} minutes is over: it serves and calls no other member until it gets a fresh list from the authority"
+    )]
+    TrustListExpired {
+        expired_at: chrono::DateTime<chrono::Utc>,
+        grace_minutes: i64,
+    },
+    #[error("member {peer} refused: {reason}")]
+    PeerRefused { peer: String, reason: String },
 }
 
 impl NodeError {
@@ -70,7 +89,11 @@ impl NodeError {
             | Self::Source(_)
             | Self::BadLocation { .. }
             | Self::ForeignOwner { .. } => true,
-            Self::NotInitialised(_) | Self::DataDirNotWritable { .. } => false,
+            Self::Trust(_) | Self::NotEnrolled | Self::PeerRefused { .. } => true,
+            Self::NotInitialised(_)
+            | Self::DataDirNotWritable { .. }
+            | Self::Exchange(_)
+            | Self::TrustListExpired { .. } => false,
         }
     }
 }
@@ -96,6 +119,7 @@ pub struct NodeConfig {
     /// A `postgres://` URL; by default the SQLite file `agora.db` in the data directory.
     pub store_url: Option<String>,
     pub engine: EngineConfig,
+    pub trust: trust::TrustSettings,
 }
 
 impl NodeConfig {
@@ -104,6 +128,7 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             store_url: None,
             engine: EngineConfig::default(),
+            trust: trust::TrustSettings::default(),
         }
     }
 }
@@ -121,6 +146,9 @@ struct Inner {
     data_dir: PathBuf,
     /// The products as a query catalog, with the catalog version it reflects.
     catalog: std::sync::RwLock<Option<(i64, Catalog)>>,
+    trust_settings: trust::TrustSettings,
+    /// The node's membership of an ecosystem, once enrolled.
+    trust: std::sync::RwLock<Option<Arc<trust::NodeTrust>>>,
 }
 
 fn check_writable(dir: &Path) -> Result<(), NodeError> {
@@ -153,7 +181,7 @@ impl Node {
     ) -> Result<(Node, NewToken), NodeError> {
         let store = open_store(cfg).await?;
         let (identity, token) = store.init_node(member, name).await?;
-        Ok((Self::assemble(cfg, store, identity), token))
+        Ok((Self::assemble(cfg, store, identity)?, token))
     }
 
     /// Opens an initialised node.
@@ -163,7 +191,7 @@ impl Node {
             .node()
             .await?
             .ok_or_else(|| NodeError::NotInitialised(cfg.data_dir.display().to_string()))?;
-        Ok(Self::assemble(cfg, store, identity))
+        Self::assemble(cfg, store, identity)
     }
 
     /// Opens the node, initialising it first if the data directory is new.
@@ -174,24 +202,62 @@ impl Node {
     ) -> Result<(Node, Option<NewToken>), NodeError> {
         let store = open_store(cfg).await?;
         match store.node().await? {
-            Some(identity) => Ok((Self::assemble(cfg, store, identity), None)),
+            Some(identity) => Ok((Self::assemble(cfg, store, identity)?, None)),
             None => {
                 let (identity, token) = store.init_node(member, name).await?;
-                Ok((Self::assemble(cfg, store, identity), Some(token)))
+                Ok((Self::assemble(cfg, store, identity)?, Some(token)))
             }
         }
     }
 
-    fn assemble(cfg: &NodeConfig, store: Store, identity: NodeRecord) -> Node {
-        Node {
+    fn assemble(cfg: &NodeConfig, store: Store, identity: NodeRecord) -> Result<Node, NodeError> {
+        let trust = trust::NodeTrust::load(&cfg.data_dir, &identity.member_id, cfg.trust.clone())?
+            .map(Arc::new);
+        Ok(Node {
             inner: Arc::new(Inner {
                 identity,
                 store,
                 engine: Engine::new(cfg.engine.clone()),
                 data_dir: cfg.data_dir.clone(),
                 catalog: std::sync::RwLock::new(None),
+                trust_settings: cfg.trust.clone(),
+                trust: std::sync::RwLock::new(trust),
             }),
-        }
+        })
+    }
+
+    // ---- membership of an ecosystem ----
+
+    /// The node's membership, if it has enrolled.
+    pub fn trust(&self) -> Option<Arc<trust::NodeTrust>> {
+        self.inner.trust.read().expect("lock").clone()
+    }
+
+    /// The membership, or an error telling how to enrol.
+    pub fn enrolled(&self) -> Result<Arc<trust::NodeTrust>, NodeError> {
+        self.trust().ok_or(NodeError::NotEnrolled)
+    }
+
+    /// Enrols this node with an ecosystem authority (see [`trust::NodeTrust::enrol`]).
+    pub async fn enrol(
+        &self,
+        authority_url: &str,
+        token: &agora_trust::EnrolmentToken,
+        endpoints: agora_model::Endpoints,
+    ) -> Result<Arc<trust::NodeTrust>, NodeError> {
+        let t = Arc::new(
+            trust::NodeTrust::enrol(
+                &self.inner.data_dir,
+                self.member(),
+                authority_url,
+                token,
+                endpoints,
+                self.inner.trust_settings.clone(),
+            )
+            .await?,
+        );
+        *self.inner.trust.write().expect("lock") = Some(t.clone());
+        Ok(t)
     }
 
     pub fn member(&self) -> &MemberId {
@@ -262,7 +328,11 @@ impl Node {
     }
 
     pub async fn search(&self, q: &str, page: PageRequest) -> Result<Page<SearchHit>, NodeError> {
-        Ok(self.inner.store.search(q, page).await?)
+        Ok(self
+            .inner
+            .store
+            .search(q, page, agora_store::SearchScope::Local)
+            .await?)
     }
 
     // ---- queries ----

@@ -6,8 +6,10 @@
 //! token may do (analyst < steward < admin).
 
 mod auth;
+mod authority;
 mod error;
 mod routes;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,7 +24,9 @@ use tokio::net::TcpListener;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use authority::authority_app;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use tls::{PeerCertificate, serve_tls};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -103,4 +107,37 @@ pub async fn serve(
     axum::serve(listener, app(node, config))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves an ecosystem authority over HTTPS on `listener`: a fresh TLS certificate for
+/// `hosts` from the root, client certificates verified when presented.
+pub async fn serve_authority(
+    authority: Arc<agora_authority::Authority>,
+    listener: TcpListener,
+    hosts: Vec<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let identity = authority.server_identity(hosts)?;
+    let tls = agora_trust::tls::server_config(
+        &authority.root().cert_der,
+        identity,
+        agora_trust::ClientAuth::Optional,
+    )?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, ecosystem = authority.ecosystem(), "authority listening");
+    serve_tls(listener, Arc::new(tls), authority_app(authority), shutdown).await?;
+    Ok(())
+}
+
+/// Why a server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Trust(#[from] agora_trust::TrustError),
+    #[error("{0}")]
+    Authority(#[from] agora_authority::AuthorityError),
+    #[error("{0}")]
+    Node(#[from] agora_node::NodeError),
 }

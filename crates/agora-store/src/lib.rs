@@ -4,6 +4,8 @@
 //! and PostgreSQL (a `postgres://` URL), through sqlx's `Any` driver with portable SQL and
 //! `$n` placeholders, and the same versioned migrations (`migrations/`).
 
+mod authority;
+mod exchange;
 mod search;
 mod tokens;
 
@@ -18,7 +20,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use search::tokenize;
+pub use authority::{AdmittedMember, AuthorityRecord, IssuedCertificate};
+pub use exchange::{ExchangeEnd, ExchangeStart, OfferSource};
+pub use search::{SearchScope, tokenize};
 pub use tokens::{ApiRole, Authenticated, NewToken, TokenInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -51,6 +55,18 @@ pub enum StoreError {
     AlreadyInitialised(String),
     #[error("no API token with id {0:?}")]
     TokenNotFound(String),
+    #[error("member {0:?} is not known to this authority; admit it first")]
+    MemberNotFound(String),
+    #[error("member {0:?} has been revoked; a revoked member cannot be admitted or revoked again")]
+    MemberRevoked(String),
+    #[error("no certificate with fingerprint {0:?} (or it is already revoked)")]
+    CertificateNotFound(String),
+    #[error("enrolment refused: {0}")]
+    EnrolmentRefused(String),
+    #[error("replayed request refused: member {peer} already sent nonce {nonce}")]
+    Replay { peer: String, nonce: String },
+    #[error("{0} is busy; try again")]
+    Busy(String),
     #[error("stored record {what} is corrupt: {message}")]
     Corrupt { what: String, message: String },
     #[error("metadata store query failed: {0}")]
@@ -95,14 +111,14 @@ pub(crate) fn parse_ts(s: &str, what: &str) -> Result<DateTime<Utc>, StoreError>
         })
 }
 
-fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
         what: what.to_owned(),
         message: e.to_string(),
     })
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("model types serialise to JSON")
 }
 
@@ -374,13 +390,15 @@ impl Store {
         Ok(())
     }
 
-    /// Full-text search over title, description, keywords, themes and column names.
+    /// Full-text search over title, description, keywords, themes and column names, of
+    /// this node's products or also of the other members' offers.
     pub async fn search(
         &self,
         query: &str,
         page: PageRequest,
+        scope: SearchScope,
     ) -> Result<Page<SearchHit>, StoreError> {
-        search::search(&self.pool, query, page).await
+        search::search(&self.pool, query, page, scope).await
     }
 
     // ---- tokens ----

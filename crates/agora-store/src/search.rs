@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use agora_model::{Page, PageRequest, Product, SearchHit};
+use agora_model::{Offer, Page, PageRequest, Product, SearchHit};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
 use crate::{StoreError, classification, json};
@@ -36,6 +36,14 @@ fn fold(w: &str) -> String {
 }
 
 fn terms_of(p: &Product) -> BTreeMap<String, i64> {
+    terms_of_parts(&p.name, &p.metadata, &p.schema)
+}
+
+fn terms_of_parts(
+    name: &agora_model::ProductName,
+    metadata: &agora_model::ProductMetadata,
+    schema: &[agora_model::ColumnSchema],
+) -> BTreeMap<String, i64> {
     let mut terms: BTreeMap<String, i64> = BTreeMap::new();
     let mut add = |text: &str, w: i64| {
         for t in tokenize(text) {
@@ -43,19 +51,19 @@ fn terms_of(p: &Product) -> BTreeMap<String, i64> {
             *e = (*e).max(w);
         }
     };
-    add(p.name.as_str(), W_NAME);
-    add(&p.metadata.title, W_TITLE);
-    for k in &p.metadata.keywords {
+    add(name.as_str(), W_NAME);
+    add(&metadata.title, W_TITLE);
+    for k in &metadata.keywords {
         add(k, W_KEYWORD);
     }
-    for t in &p.metadata.themes {
+    for t in &metadata.themes {
         add(t.code(), W_THEME);
         add(t.label(), W_THEME);
     }
-    for c in &p.schema {
+    for c in schema {
         add(&c.name, W_COLUMN);
     }
-    add(&p.metadata.description, W_DESCRIPTION);
+    add(&metadata.description, W_DESCRIPTION);
     terms
 }
 
@@ -66,6 +74,22 @@ pub(crate) async fn insert_terms(
     for (term, weight) in terms_of(p) {
         sqlx::query("INSERT INTO product_terms (product_id, term, weight) VALUES ($1, $2, $3)")
             .bind(&p.id)
+            .bind(term)
+            .bind(weight)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn insert_offer_terms(
+    tx: &mut Transaction<'_, Any>,
+    offer_id: &str,
+    o: &Offer,
+) -> Result<(), StoreError> {
+    for (term, weight) in terms_of_parts(&o.name, &o.metadata, &o.schema) {
+        sqlx::query("INSERT INTO offer_terms (offer_id, term, weight) VALUES ($1, $2, $3)")
+            .bind(offer_id)
             .bind(term)
             .bind(weight)
             .execute(&mut **tx)
@@ -85,11 +109,33 @@ pub(crate) async fn delete_terms(
     Ok(())
 }
 
+/// What a search covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchScope {
+    /// This node's own products.
+    Local,
+    /// This node's products and every other member's offers (the federated catalog).
+    Ecosystem,
+}
+
 pub(crate) async fn search(
     pool: &AnyPool,
     query: &str,
     page: PageRequest,
+    scope: SearchScope,
 ) -> Result<Page<SearchHit>, StoreError> {
+    let (terms_table, entries) = match scope {
+        SearchScope::Local => (
+            "product_terms",
+            "SELECT id, name, title, owner, classification, metadata_json AS doc, CAST(0 AS BIGINT) AS remote FROM products",
+        ),
+        SearchScope::Ecosystem => (
+            "(SELECT product_id, term, weight FROM product_terms \
+              UNION ALL SELECT offer_id, term, weight FROM offer_terms)",
+            "SELECT id, name, title, owner, classification, metadata_json AS doc, CAST(0 AS BIGINT) AS remote FROM products \
+             UNION ALL SELECT id, name, title, member_id, classification, product_json, CAST(1 AS BIGINT) FROM offers",
+        ),
+    };
     let mut q: Vec<String> = tokenize(query);
     q.sort();
     q.dedup();
@@ -98,12 +144,12 @@ pub(crate) async fn search(
     // One sub-select per query term: the best weight of a matching term per product.
     // With no terms, every product matches with score 0 (plain listing).
     let matches = if q.is_empty() {
-        "SELECT id AS product_id, CAST(0 AS BIGINT) AS score FROM products".to_owned()
+        format!("SELECT id AS product_id, CAST(0 AS BIGINT) AS score FROM ({entries}) AS e")
     } else {
         let parts: Vec<String> = (0..q.len())
             .map(|i| {
                 format!(
-                    "SELECT product_id, MAX(weight) AS w FROM product_terms \
+                    "SELECT product_id, MAX(weight) AS w FROM {terms_table} AS t \
                      WHERE term LIKE ${} GROUP BY product_id",
                     i + 1
                 )
@@ -118,9 +164,9 @@ pub(crate) async fn search(
     let n = q.len();
     let count_sql = format!("SELECT COUNT(*) FROM ({matches}) AS c");
     let page_sql = format!(
-        "SELECT p.name, p.title, p.owner, p.classification, p.metadata_json, h.score \
-         FROM ({matches}) AS h JOIN products p ON p.id = h.product_id \
-         ORDER BY h.score DESC, p.name LIMIT ${} OFFSET ${}",
+        "SELECT p.name, p.title, p.owner, p.classification, p.doc, h.score, p.remote \
+         FROM ({matches}) AS h JOIN ({entries}) AS p ON p.id = h.product_id \
+         ORDER BY h.score DESC, p.name, p.owner LIMIT ${} OFFSET ${}",
         n + 1,
         n + 2
     );
@@ -144,8 +190,13 @@ pub(crate) async fn search(
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         let name: String = r.try_get(0)?;
-        let metadata: agora_model::ProductMetadata =
-            json(&r.try_get::<String, _>(4)?, &format!("product {name}"))?;
+        let remote: i64 = r.try_get(6)?;
+        let doc: String = r.try_get(4)?;
+        let metadata: agora_model::ProductMetadata = if remote == 0 {
+            json(&doc, &format!("product {name}"))?
+        } else {
+            json::<Offer>(&doc, &format!("offer {name}"))?.metadata
+        };
         items.push(SearchHit {
             name: agora_model::ProductName::parse(&name).map_err(|e| StoreError::Corrupt {
                 what: format!("product {name}"),

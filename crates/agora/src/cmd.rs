@@ -85,6 +85,33 @@ pub enum NodeCmd {
         #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
     },
+    /// Join an ecosystem: generate this node's key, have the authority certify it.
+    Enroll {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// The authority's base URL, e.g. https://authority.example:7300.
+        #[arg(long)]
+        authority: String,
+        /// The one-time enrolment token printed by `agora authority admit`.
+        #[arg(long, env = "AGORA_ENROL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Where other members reach this node's exchange listener (https://HOST:PORT).
+        #[arg(long)]
+        exchange_url: String,
+    },
+    /// Show the node's membership: certificate, trust list, peers.
+    Status {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Get a certificate for one of this member's client tools (Flight SQL, scripts).
+    ClientCert {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// Folder for client.key (mode 0600), client.crt and root.crt.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub async fn node(cmd: NodeCmd) -> Result<()> {
@@ -140,7 +167,95 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
             eprintln!("Node stopped.");
             Ok(())
         }
+        NodeCmd::Enroll {
+            dir,
+            authority,
+            token,
+            exchange_url,
+        } => {
+            let node = open(&dir).await?;
+            let token: agora_node::EnrolmentToken = token.parse()?;
+            agora_authority_host(&exchange_url)?;
+            let t = node
+                .enrol(
+                    &authority,
+                    &token,
+                    agora_model::Endpoints {
+                        exchange: Some(exchange_url),
+                    },
+                )
+                .await?;
+            let m = t.material();
+            println!(
+                "Node {} enrolled in ecosystem {}; certificate {} valid until {}.",
+                node.member(),
+                m.info.ecosystem,
+                m.info.serial,
+                m.info.not_after
+            );
+            Ok(())
+        }
+        NodeCmd::Status { dir } => {
+            let node = open(&dir).await?;
+            println!("member: {} ({})", node.member(), node.name());
+            match node.trust() {
+                None => println!("ecosystem: not enrolled (run `agora node enroll`)"),
+                Some(t) => {
+                    let m = t.material();
+                    let list = t.list();
+                    println!("ecosystem: {}", m.info.ecosystem);
+                    println!(
+                        "certificate: {} valid {} to {}{}",
+                        m.info.serial,
+                        m.info.not_before,
+                        m.info.not_after,
+                        if t.renewal_due(chrono::Utc::now()) {
+                            " (renewal due)"
+                        } else {
+                            ""
+                        }
+                    );
+                    println!("authority: {}", list.authority_url);
+                    println!(
+                        "trust list: {}",
+                        serde_json::to_string(&t.status(chrono::Utc::now()))?
+                    );
+                    for member in &list.members {
+                        println!(
+                            "  {} ({}): {}",
+                            member.id,
+                            member.name,
+                            member
+                                .endpoints
+                                .exchange
+                                .as_deref()
+                                .unwrap_or("no endpoint")
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        NodeCmd::ClientCert { dir, out } => {
+            let node = open(&dir).await?;
+            let files = node.enrolled()?.client_certificate(&out).await?;
+            println!(
+                "Wrote {} (private key, mode 0600), {} and {}; fingerprint {}.",
+                files.key.display(),
+                files.certificate.display(),
+                files.root.display(),
+                files.fingerprint
+            );
+            Ok(())
+        }
     }
+}
+
+fn agora_authority_host(url: &str) -> Result<()> {
+    if agora_model::https_host(url).is_none() {
+        bail!("--exchange-url {url:?} must be an https:// URL with a host");
+    }
+    Ok(())
 }
 
 fn print_new_token(secret: &str) {

@@ -1,5 +1,6 @@
 //! `agora`: node, command-line client and demo in one binary.
 
+mod authority;
 mod cmd;
 mod demo;
 mod output;
@@ -62,6 +63,9 @@ enum Command {
     DemoData(cmd::DemoDataArgs),
     /// Start the whole demo ecosystem on this machine.
     Demo(demo::DemoArgs),
+    /// Create and run an ecosystem authority: root, members, certificates, trust list.
+    #[command(subcommand)]
+    Authority(authority::AuthorityCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +89,7 @@ fn main() -> std::process::ExitCode {
             Command::Token(c) => cmd::token(c).await,
             Command::DemoData(a) => cmd::demo_data(a),
             Command::Demo(a) => demo::run(a).await,
+            Command::Authority(c) => authority::run(c).await,
         }
     });
     match result {

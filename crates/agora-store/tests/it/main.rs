@@ -6,7 +6,7 @@ use agora_model::{
     MemberId, PageRequest, Product, ProductMetadata, ProductName, ProductProfile, SourceFormat,
     Theme,
 };
-use agora_store::{ApiRole, Backend, Store, StoreError};
+use agora_store::{ApiRole, Backend, SearchScope, Store, StoreError};
 use chrono::Utc;
 
 struct TestStore {
@@ -143,7 +143,7 @@ async fn products_round_trip_and_names_are_unique() {
             1
         );
         assert_eq!(
-            s.search("other", PageRequest::default())
+            s.search("other", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
@@ -227,7 +227,7 @@ async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
         s.insert_product(&p).await.unwrap();
 
         let hits = s
-            .search("job seeker", PageRequest::default())
+            .search("job seeker", PageRequest::default(), SearchScope::Local)
             .await
             .unwrap();
         let names: Vec<&str> = hits.items.iter().map(|h| h.name.as_str()).collect();
@@ -240,21 +240,21 @@ async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
 
         // Prefix and plural folding; all words must match.
         assert_eq!(
-            s.search("unemploym", PageRequest::default())
+            s.search("unemploym", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
             1
         );
         assert_eq!(
-            s.search("incomes", PageRequest::default())
+            s.search("incomes", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
             1
         );
         assert_eq!(
-            s.search("income skills", PageRequest::default())
+            s.search("income skills", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
@@ -262,14 +262,14 @@ async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
         );
         // Column names and themes are searchable.
         assert_eq!(
-            s.search("months", PageRequest::default())
+            s.search("months", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
             3
         );
         assert_eq!(
-            s.search("economy", PageRequest::default())
+            s.search("economy", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
@@ -277,16 +277,22 @@ async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
         );
         // Wildcards in the query are plain text, not patterns.
         assert_eq!(
-            s.search("%", PageRequest::default()).await.unwrap().total,
+            s.search("%", PageRequest::default(), SearchScope::Local)
+                .await
+                .unwrap()
+                .total,
             3
         );
         assert_eq!(
-            s.search("_x_", PageRequest::default()).await.unwrap().total,
+            s.search("_x_", PageRequest::default(), SearchScope::Local)
+                .await
+                .unwrap()
+                .total,
             0
         );
         // Paging of results.
         let p2 = s
-            .search("", PageRequest::new(Some(2), Some(2)))
+            .search("", PageRequest::new(Some(2), Some(2)), SearchScope::Local)
             .await
             .unwrap();
         assert_eq!((p2.total, p2.items.len()), (3, 1));
@@ -307,14 +313,14 @@ async fn metadata_updates_are_versioned_and_reindexed() {
         assert_eq!(updated.version, 2);
         assert_eq!(updated.metadata.title, "Jobseeker register");
         assert_eq!(
-            s.search("jobseeker", PageRequest::default())
+            s.search("jobseeker", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
             1
         );
         assert_eq!(
-            s.search("registered", PageRequest::default())
+            s.search("registered", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
@@ -341,7 +347,7 @@ async fn removal_deletes_product_and_terms() {
         s.delete_product("job_seekers").await.unwrap();
         assert!(s.get_product("job_seekers").await.unwrap().is_none());
         assert_eq!(
-            s.search("seekers", PageRequest::default())
+            s.search("seekers", PageRequest::default(), SearchScope::Local)
                 .await
                 .unwrap()
                 .total,
@@ -416,4 +422,284 @@ async fn unsupported_urls_and_unwritable_places_are_named() {
         err.to_string().contains("cannot create the data directory"),
         "{err}"
     );
+}
+
+fn member(s: &str) -> MemberId {
+    MemberId::parse(s).unwrap()
+}
+
+fn cert(fp: &str, m: &str) -> agora_store::IssuedCertificate {
+    let now = Utc::now();
+    agora_store::IssuedCertificate {
+        fingerprint: fp.into(),
+        serial: format!("serial-{fp}"),
+        member: member(m),
+        kind: agora_model::CertificateKind::Node,
+        not_before: now,
+        not_after: now + chrono::Duration::days(30),
+        issued_at: now,
+        cert_pem: "PEM".into(),
+        revoked_at: None,
+        revoked_reason: None,
+    }
+}
+
+#[tokio::test]
+async fn enrolment_tokens_work_once_and_revocation_reaches_every_certificate() {
+    for t in stores().await {
+        let s = &t.store;
+        s.init_authority("demo", "https://127.0.0.1:7300")
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.init_authority("demo", "x").await,
+            Err(StoreError::AlreadyInitialised(_))
+        ));
+        let seq0 = s.authority().await.unwrap().unwrap().list_sequence;
+        let secret = s
+            .admit_member(
+                &member("tax-office"),
+                "Tax Office",
+                chrono::Duration::hours(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            s.enrolment_member(&secret).await.unwrap().name,
+            "Tax Office"
+        );
+        assert!(matches!(
+            s.enrolment_member("nope").await,
+            Err(StoreError::EnrolmentRefused(_))
+        ));
+        let ep = agora_model::Endpoints {
+            exchange: Some("https://127.0.0.1:7443".into()),
+        };
+        s.complete_enrolment(&secret, &ep, &cert("aa", "tax-office"))
+            .await
+            .unwrap();
+        // The token is spent: neither check nor completion accepts it again.
+        let e = s.enrolment_member(&secret).await.unwrap_err();
+        assert!(e.to_string().contains("already used"), "{e}");
+        assert!(matches!(
+            s.complete_enrolment(&secret, &ep, &cert("bb", "tax-office"))
+                .await,
+            Err(StoreError::EnrolmentRefused(_))
+        ));
+        assert!(s.issued_certificate("bb").await.unwrap().is_none());
+        let m = s
+            .admitted_member(&member("tax-office"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.endpoints, ep);
+
+        s.record_certificate(&cert("cc", "tax-office"))
+            .await
+            .unwrap();
+        let n = s
+            .revoke_member(&member("tax-office"), "left the ecosystem")
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        for c in s.issued_certificates().await.unwrap() {
+            assert!(c.revoked_at.is_some());
+            assert_eq!(c.revoked_reason.as_deref(), Some("left the ecosystem"));
+        }
+        assert!(matches!(
+            s.revoke_member(&member("tax-office"), "again").await,
+            Err(StoreError::MemberRevoked(_))
+        ));
+        assert!(matches!(
+            s.revoke_member(&member("nobody-here"), "x").await,
+            Err(StoreError::MemberNotFound(_))
+        ));
+        assert!(matches!(
+            s.admit_member(&member("tax-office"), "Tax", chrono::Duration::hours(1))
+                .await,
+            Err(StoreError::MemberRevoked(_))
+        ));
+        // Every change moved the trust list's sequence.
+        assert!(s.authority().await.unwrap().unwrap().list_sequence >= seq0 + 4);
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn expired_enrolment_tokens_are_refused() {
+    for t in stores().await {
+        let s = &t.store;
+        s.init_authority("demo", "https://a").await.unwrap();
+        let secret = s
+            .admit_member(&member("tax-office"), "Tax", chrono::Duration::seconds(-1))
+            .await
+            .unwrap();
+        let e = s.enrolment_member(&secret).await.unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+        t.drop_schema().await;
+    }
+}
+
+fn start(nonce: &str, peer: &str) -> agora_store::ExchangeStart {
+    agora_store::ExchangeStart {
+        direction: agora_model::Direction::Inbound,
+        peer: member(peer),
+        peer_certificate: "fp".into(),
+        operation: "GET /exchange/v1/offers".into(),
+        nonce: nonce.into(),
+        requested_at: Utc::now(),
+        request_digest: "d".into(),
+        request_signature: "s".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_exchange_log_numbers_records_and_refuses_replayed_nonces() {
+    for t in stores().await {
+        let s = &t.store;
+        let a = s
+            .log_exchange(&start("n1", "tax-office"), None)
+            .await
+            .unwrap();
+        let b = s
+            .log_exchange(&start("n2", "tax-office"), None)
+            .await
+            .unwrap();
+        assert_eq!((a, b), (1, 2));
+        // Same nonce from the same peer: a replay.
+        assert!(matches!(
+            s.log_exchange(&start("n1", "tax-office"), None).await,
+            Err(StoreError::Replay { .. })
+        ));
+        // The same nonce from another peer is that peer's own.
+        s.log_exchange(&start("n1", "health-insurer"), None)
+            .await
+            .unwrap();
+        s.finish_exchange(
+            a,
+            &agora_store::ExchangeEnd {
+                response_digest: "rd".into(),
+                response_signature: "rs".into(),
+                outcome: "ok".into(),
+                duration_ms: 3,
+                rows: 10,
+                bytes: 100,
+            },
+        )
+        .await
+        .unwrap();
+        let all = s.exchanges(None, 10).await.unwrap();
+        assert_eq!(all.len(), 3);
+        let first = all.iter().find(|r| r.seq == a).unwrap();
+        assert_eq!(
+            (first.outcome.as_str(), first.rows, first.bytes),
+            ("ok", 10, 100)
+        );
+        assert_eq!(all.iter().find(|r| r.seq == b).unwrap().outcome, "pending");
+        assert_eq!(
+            s.exchanges(Some(&member("health-insurer")), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // Concurrent writers get distinct, gap-free sequence numbers.
+        let mut handles = Vec::new();
+        for i in 0..20 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                s.log_exchange(&start(&format!("c{i}"), "tax-office"), None)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut seqs = Vec::new();
+        for h in handles {
+            seqs.push(h.await.unwrap());
+        }
+        seqs.sort();
+        assert_eq!(seqs, (4..24).collect::<Vec<i64>>());
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn federated_search_covers_own_products_and_other_members_offers() {
+    for t in stores().await {
+        let s = &t.store;
+        s.insert_product(&product(
+            "job_seekers",
+            "Registered job seekers",
+            &["skills"],
+        ))
+        .await
+        .unwrap();
+        let mut remote = product("annual_income", "Annual taxable income", &["income"]);
+        remote.metadata.owner = member("tax-office");
+        let offers = vec![remote.offer()];
+        s.replace_offers(&member("tax-office"), &offers, Utc::now())
+            .await
+            .unwrap();
+
+        let local = s
+            .search("income", PageRequest::default(), SearchScope::Local)
+            .await
+            .unwrap();
+        assert_eq!(local.total, 0);
+        let eco = s
+            .search("income", PageRequest::default(), SearchScope::Ecosystem)
+            .await
+            .unwrap();
+        assert_eq!(eco.total, 1);
+        assert_eq!(eco.items[0].owner, "tax-office");
+        let all = s
+            .search("", PageRequest::default(), SearchScope::Ecosystem)
+            .await
+            .unwrap();
+        assert_eq!(all.total, 2);
+
+        // A new fetch replaces the old offers entirely.
+        s.replace_offers(&member("tax-office"), &[], Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.search("income", PageRequest::default(), SearchScope::Ecosystem)
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+        // An offer that names another owner is refused, and nothing changes.
+        let mut wrong = product("x", "X", &[]).offer();
+        wrong.owner = member("health-insurer");
+        assert!(
+            s.replace_offers(&member("tax-office"), &[wrong], Utc::now())
+                .await
+                .is_err()
+        );
+        s.record_offer_failure(&member("tax-office"), "failed: unreachable")
+            .await
+            .unwrap();
+        let src = s.offer_sources().await.unwrap();
+        assert_eq!(src[0].outcome, "failed: unreachable");
+        t.drop_schema().await;
+    }
+}
+
+#[test]
+fn offers_never_reveal_where_data_lives_nor_extremes_of_personal_data() {
+    let mut p = product("job_seekers", "Registered job seekers", &[]);
+    p.profile.columns = vec![ColumnProfile {
+        name: "age".into(),
+        null_count: 0,
+        distinct_estimate: 50,
+        min: Some("16".into()),
+        max: Some("99".into()),
+    }];
+    let o = p.offer();
+    let text = serde_json::to_string(&o).unwrap();
+    assert!(!text.contains("/data/"), "{text}");
+    assert_eq!(o.profile.columns[0].max, None);
+    p.metadata.classification = Classification::Open;
+    assert_eq!(p.offer().profile.columns[0].max.as_deref(), Some("99"));
 }

@@ -1,0 +1,113 @@
+//! Calls to the ecosystem authority: enrolment (authority pinned by the token's root
+//! fingerprint), further certificates (mutual TLS with the node's certificate), trust lists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_model::paths::{CERTIFICATES, ENROL, TRUST_LIST};
+use agora_model::{CertificateRequest, EnrolRequest, IssuedBundle, SignedTrustList};
+use agora_trust::{CertificateDer, IdentityCell, tls};
+use serde::de::DeserializeOwned;
+
+use crate::ExchangeError;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A client of one authority.
+#[derive(Clone)]
+pub struct AuthorityClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+fn client(cfg: rustls::ClientConfig) -> Result<reqwest::Client, ExchangeError> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .timeout(TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| ExchangeError::Setup(format!("cannot build the HTTPS client: {e}")))
+}
+
+impl AuthorityClient {
+    /// For enrolment: the authority must present a chain to the root with this fingerprint.
+    pub fn pinned(base: &str, root_fingerprint: &str) -> Result<Self, ExchangeError> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: client(tls::pinned_client_config(root_fingerprint)?)?,
+        })
+    }
+
+    /// For enrolled nodes: verifies the authority against the root, and presents the
+    /// node's certificate when given.
+    pub fn with_root(
+        base: &str,
+        root: &CertificateDer<'static>,
+        identity: Option<Arc<IdentityCell>>,
+    ) -> Result<Self, ExchangeError> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: client(tls::client_config(root, identity, &[b"http/1.1"])?)?,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<T, ExchangeError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ExchangeError::unreachable(&self.base, what, &e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            return Err(ExchangeError::Refused {
+                peer: format!("the authority at {}", self.base),
+                reason: format!("{what} refused ({}): {message}", status.as_u16()),
+            });
+        }
+        resp.json().await.map_err(|e| ExchangeError::Protocol {
+            peer: format!("the authority at {}", self.base),
+            reason: format!("{what}: unreadable answer: {e}"),
+        })
+    }
+
+    pub async fn enrol(&self, req: &EnrolRequest) -> Result<IssuedBundle, ExchangeError> {
+        self.send(
+            self.http.post(format!("{}{ENROL}", self.base)).json(req),
+            "enrolment",
+        )
+        .await
+    }
+
+    pub async fn request_certificate(
+        &self,
+        req: &CertificateRequest,
+    ) -> Result<IssuedBundle, ExchangeError> {
+        self.send(
+            self.http
+                .post(format!("{}{CERTIFICATES}", self.base))
+                .json(req),
+            "certificate request",
+        )
+        .await
+    }
+
+    pub async fn trust_list(&self) -> Result<SignedTrustList, ExchangeError> {
+        self.send(
+            self.http.get(format!("{}{TRUST_LIST}", self.base)),
+            "trust list download",
+        )
+        .await
+    }
+}

@@ -1,0 +1,485 @@
+//! A node's membership of an ecosystem: its own key and certificate, the ecosystem's root,
+//! and the last good trust list, kept in `DATA_DIR/trust/`:
+//!
+//! | file | what |
+//! |---|---|
+//! | `node.key` | the node's Ed25519 private key (mode 0600; never leaves the node) |
+//! | `node.crt` | its member certificate, issued by the authority |
+//! | `root.crt` | the ecosystem's root certificate |
+//! | `trust-list.json` | the last trust list that verified, as signed by the authority |
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use agora_exchange::AuthorityClient;
+use agora_model::{
+    CertificateKind, CertificateRequest, Endpoints, EnrolRequest, IssuedBundle, MemberId,
+    SignedTrustList, Standing, TrustList, TrustedMember,
+};
+use agora_trust::pki::{cert_to_pem, certs_from_pem};
+use agora_trust::{
+    CertInfo, CertificateDer, EnrolmentToken, IdentityCell, MemberKey, TrustError, inspect,
+    make_csr, verify_trust_list, write_public,
+};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::NodeError;
+
+const KEY: &str = "node.key";
+const CERT: &str = "node.crt";
+const ROOT: &str = "root.crt";
+const LIST: &str = "trust-list.json";
+
+/// Timing rules of a node's membership.
+#[derive(Debug, Clone)]
+pub struct TrustSettings {
+    /// How often the trust list is fetched from the authority.
+    pub refresh_every: Duration,
+    /// How long after its expiry a trust list is still used; beyond it the node stops
+    /// serving and calling other members.
+    pub grace: Duration,
+    /// Largest accepted difference between a signed request's time and this node's clock.
+    pub clock_tolerance: Duration,
+}
+
+impl Default for TrustSettings {
+    fn default() -> Self {
+        Self {
+            refresh_every: Duration::seconds(60),
+            grace: Duration::minutes(10),
+            clock_tolerance: Duration::seconds(30),
+        }
+    }
+}
+
+/// The node's key and certificates, replaced together on renewal.
+pub struct Material {
+    pub root: CertificateDer<'static>,
+    pub root_info: CertInfo,
+    pub key: MemberKey,
+    pub cert: CertificateDer<'static>,
+    pub info: CertInfo,
+}
+
+/// Where the node stands with its trust list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ListStatus {
+    Valid {
+        sequence: i64,
+        expires_at: DateTime<Utc>,
+    },
+    /// Expired, but within the grace period: still used, refresh urgently.
+    Grace {
+        sequence: i64,
+        expired_at: DateTime<Utc>,
+        serving_until: DateTime<Utc>,
+    },
+    /// Expired beyond the grace period: the node refuses remote requests.
+    Expired {
+        sequence: i64,
+        expired_at: DateTime<Utc>,
+    },
+}
+
+impl ListStatus {
+    pub fn usable(&self) -> bool {
+        !matches!(self, Self::Expired { .. })
+    }
+}
+
+/// A node's membership of an ecosystem.
+pub struct NodeTrust {
+    dir: PathBuf,
+    member: MemberId,
+    settings: TrustSettings,
+    material: RwLock<Arc<Material>>,
+    identity: Arc<IdentityCell>,
+    list: RwLock<(Arc<TrustList>, SignedTrustList)>,
+}
+
+impl std::fmt::Debug for NodeTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeTrust")
+            .field("member", &self.member)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |e| {
+        NodeError::Trust(TrustError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })
+    }
+}
+
+fn read_cert(path: &Path) -> Result<CertificateDer<'static>, NodeError> {
+    let pem = std::fs::read_to_string(path).map_err(io(path))?;
+    Ok(certs_from_pem(&pem)?.remove(0))
+}
+
+fn read_list(path: &Path) -> Result<SignedTrustList, NodeError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    serde_json::from_str(&text).map_err(|e| {
+        NodeError::Trust(TrustError::TrustList(format!(
+            "{} is not a signed trust list: {e}",
+            path.display()
+        )))
+    })
+}
+
+/// The trust directory of a data directory.
+pub fn trust_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("trust")
+}
+
+/// Checks an issued bundle against what we asked for and pinned, and verifies its list.
+fn check_bundle(
+    bundle: &IssuedBundle,
+    key: &MemberKey,
+    member: &MemberId,
+    kind: CertificateKind,
+    expected_root: &str,
+) -> Result<
+    (
+        CertificateDer<'static>,
+        CertInfo,
+        CertificateDer<'static>,
+        CertInfo,
+        TrustList,
+    ),
+    NodeError,
+> {
+    let root = certs_from_pem(&bundle.root_certificate)?.remove(0);
+    let root_info = inspect(&root)?;
+    if root_info.fingerprint != expected_root {
+        return Err(NodeError::Trust(TrustError::Certificate(format!(
+            "the authority answered with root {} but the token pins root {}",
+            root_info.fingerprint, expected_root
+        ))));
+    }
+    let cert = certs_from_pem(&bundle.certificate)?.remove(0);
+    let info = inspect(&cert)?;
+    if info.member()? != (member.clone(), kind) || info.public_key != key.public() {
+        return Err(NodeError::Trust(TrustError::Certificate(
+            "the authority issued a certificate for another member, kind or key".into(),
+        )));
+    }
+    let list = verify_trust_list(&bundle.trust_list, &root_info)?;
+    Ok((root, root_info, cert, info, list))
+}
+
+impl NodeTrust {
+    /// Loads the membership of an enrolled node; `None` when the node never enrolled.
+    pub fn load(
+        data_dir: &Path,
+        member: &MemberId,
+        settings: TrustSettings,
+    ) -> Result<Option<Self>, NodeError> {
+        let dir = trust_dir(data_dir);
+        if !dir.join(CERT).exists() {
+            return Ok(None);
+        }
+        let root = read_cert(&dir.join(ROOT))?;
+        let root_info = inspect(&root)?;
+        let key = MemberKey::read(&dir.join(KEY))?;
+        let cert = read_cert(&dir.join(CERT))?;
+        let info = inspect(&cert)?;
+        if info.public_key != key.public() {
+            return Err(NodeError::Trust(TrustError::Certificate(format!(
+                "{} does not belong to {}; enrol the node again",
+                dir.join(CERT).display(),
+                dir.join(KEY).display()
+            ))));
+        }
+        if &info.member()?.0 != member {
+            return Err(NodeError::Trust(TrustError::Certificate(format!(
+                "the certificate in {} is for member {}, but this node is {member}",
+                dir.display(),
+                info.member()?.0
+            ))));
+        }
+        let signed = read_list(&dir.join(LIST))?;
+        let list = verify_trust_list(&signed, &root_info)?;
+        let identity = IdentityCell::new(vec![cert.clone()], &key)?;
+        Ok(Some(Self {
+            dir,
+            member: member.clone(),
+            settings,
+            material: RwLock::new(Arc::new(Material {
+                root,
+                root_info,
+                key,
+                cert,
+                info,
+            })),
+            identity,
+            list: RwLock::new((Arc::new(list), signed)),
+        }))
+    }
+
+    /// Enrols the node with the authority at `authority_url`: generates the node's key
+    /// here, sends only a signing request, checks the answer against the root pinned by
+    /// the token, and writes key, certificates and list. The certificate is written last,
+    /// so an interrupted enrolment leaves the node not enrolled.
+    pub async fn enrol(
+        data_dir: &Path,
+        member: &MemberId,
+        authority_url: &str,
+        token: &EnrolmentToken,
+        endpoints: Endpoints,
+        settings: TrustSettings,
+    ) -> Result<Self, NodeError> {
+        if &token.member != member {
+            return Err(NodeError::Trust(TrustError::Certificate(format!(
+                "the enrolment token is for member {}, but this node is {member}",
+                token.member
+            ))));
+        }
+        let dir = trust_dir(data_dir);
+        let key = MemberKey::generate()?;
+        let csr = make_csr(&key, member, CertificateKind::Node)?;
+        let client = AuthorityClient::pinned(authority_url, &token.root_fingerprint)?;
+        let bundle = client
+            .enrol(&EnrolRequest {
+                member: member.clone(),
+                token: token.secret.clone(),
+                csr,
+                endpoints,
+            })
+            .await?;
+        let (root, _, cert, _, _) = check_bundle(
+            &bundle,
+            &key,
+            member,
+            CertificateKind::Node,
+            &token.root_fingerprint,
+        )?;
+        key.write(&dir.join(KEY))?;
+        write_public(&dir.join(ROOT), cert_to_pem(&root).as_bytes())?;
+        write_public(
+            &dir.join(LIST),
+            serde_json::to_string_pretty(&bundle.trust_list)
+                .expect("lists serialise")
+                .as_bytes(),
+        )?;
+        write_public(&dir.join(CERT), cert_to_pem(&cert).as_bytes())?;
+        tracing::info!(member = %member, authority = authority_url, "node enrolled");
+        Self::load(data_dir, member, settings)?.ok_or_else(|| {
+            NodeError::Trust(TrustError::Certificate(
+                "enrolment left no certificate".into(),
+            ))
+        })
+    }
+
+    pub fn member(&self) -> &MemberId {
+        &self.member
+    }
+    pub fn settings(&self) -> &TrustSettings {
+        &self.settings
+    }
+    pub fn material(&self) -> Arc<Material> {
+        self.material.read().expect("lock").clone()
+    }
+    /// The TLS identity (certificate and key), swapped in place on renewal.
+    pub fn identity(&self) -> Arc<IdentityCell> {
+        self.identity.clone()
+    }
+    pub fn list(&self) -> Arc<TrustList> {
+        self.list.read().expect("lock").0.clone()
+    }
+    pub fn signed_list(&self) -> SignedTrustList {
+        self.list.read().expect("lock").1.clone()
+    }
+
+    pub fn status(&self, now: DateTime<Utc>) -> ListStatus {
+        let list = self.list();
+        match list.expired_for(now) {
+            None => ListStatus::Valid {
+                sequence: list.sequence,
+                expires_at: list.expires_at,
+            },
+            Some(d) if d <= self.settings.grace => ListStatus::Grace {
+                sequence: list.sequence,
+                expired_at: list.expires_at,
+                serving_until: list.expires_at + self.settings.grace,
+            },
+            Some(_) => ListStatus::Expired {
+                sequence: list.sequence,
+                expired_at: list.expires_at,
+            },
+        }
+    }
+
+    /// Refuses while the trust list is expired beyond the grace period.
+    pub fn ensure_usable(&self, now: DateTime<Utc>) -> Result<Arc<TrustList>, NodeError> {
+        match self.status(now) {
+            ListStatus::Expired { expired_at, .. } => Err(NodeError::TrustListExpired {
+                expired_at,
+                grace_minutes: self.settings.grace.num_minutes(),
+            }),
+            _ => Ok(self.list()),
+        }
+    }
+
+    /// Takes a newly fetched list if it verifies and is not older than the current one.
+    /// Returns whether it replaced the current list.
+    pub fn accept_list(&self, signed: SignedTrustList) -> Result<bool, NodeError> {
+        let material = self.material();
+        let list = verify_trust_list(&signed, &material.root_info)?;
+        let current = self.list();
+        if list.sequence < current.sequence {
+            return Err(NodeError::Trust(TrustError::TrustList(format!(
+                "it has sequence {} but this node already has {} (a rollback)",
+                list.sequence, current.sequence
+            ))));
+        }
+        if list.sequence == current.sequence && list.issued_at <= current.issued_at {
+            return Ok(false);
+        }
+        write_public(
+            &self.dir.join(LIST),
+            serde_json::to_string_pretty(&signed)
+                .expect("lists serialise")
+                .as_bytes(),
+        )?;
+        *self.list.write().expect("lock") = (Arc::new(list), signed);
+        Ok(true)
+    }
+
+    fn authority(&self) -> Result<AuthorityClient, NodeError> {
+        let material = self.material();
+        Ok(AuthorityClient::with_root(
+            &self.list().authority_url,
+            &material.root,
+            Some(self.identity()),
+        )?)
+    }
+
+    /// Fetches the trust list from the authority and takes it if it verifies.
+    pub async fn refresh(&self) -> Result<bool, NodeError> {
+        let signed = self.authority()?.trust_list().await?;
+        self.accept_list(signed)
+    }
+
+    /// Whether the node certificate has less than a third of its lifetime left.
+    pub fn renewal_due(&self, now: DateTime<Utc>) -> bool {
+        let m = self.material();
+        let life = m.info.not_after - m.info.not_before;
+        m.info.not_after - now < life / 3
+    }
+
+    /// Renews the node certificate with a fresh key; the new identity is used from the
+    /// next handshake on. `endpoints` replaces the published endpoints when given.
+    pub async fn renew(&self, endpoints: Option<Endpoints>) -> Result<(), NodeError> {
+        let key = MemberKey::generate()?;
+        let csr = make_csr(&key, &self.member, CertificateKind::Node)?;
+        let bundle = self
+            .authority()?
+            .request_certificate(&CertificateRequest {
+                kind: CertificateKind::Node,
+                csr,
+                endpoints,
+            })
+            .await?;
+        let root_fp = self.material().root_info.fingerprint.clone();
+        let (root, root_info, cert, info, _) =
+            check_bundle(&bundle, &key, &self.member, CertificateKind::Node, &root_fp)?;
+        // Key and certificate are replaced as a pair: first both new files beside the old
+        // ones, then renamed (each rename is atomic; the key goes first, and `load` refuses
+        // a mismatched pair rather than using it).
+        key.write(&self.dir.join(KEY))?;
+        write_public(&self.dir.join(CERT), cert_to_pem(&cert).as_bytes())?;
+        self.identity.replace(vec![cert.clone()], &key)?;
+        *self.material.write().expect("lock") = Arc::new(Material {
+            root,
+            root_info,
+            key,
+            cert,
+            info,
+        });
+        self.accept_list(bundle.trust_list)?;
+        tracing::info!(member = %self.member, "node certificate renewed");
+        Ok(())
+    }
+
+    /// Obtains a certificate for one of the member's client tools (Flight SQL, scripts):
+    /// the key is generated here and written with the certificate and the root to `out`.
+    pub async fn client_certificate(&self, out: &Path) -> Result<ClientFiles, NodeError> {
+        let key = MemberKey::generate()?;
+        let csr = make_csr(&key, &self.member, CertificateKind::Client)?;
+        let bundle = self
+            .authority()?
+            .request_certificate(&CertificateRequest {
+                kind: CertificateKind::Client,
+                csr,
+                endpoints: None,
+            })
+            .await?;
+        let root_fp = self.material().root_info.fingerprint.clone();
+        let (root, _, cert, info, _) = check_bundle(
+            &bundle,
+            &key,
+            &self.member,
+            CertificateKind::Client,
+            &root_fp,
+        )?;
+        let files = ClientFiles {
+            key: out.join("client.key"),
+            certificate: out.join("client.crt"),
+            root: out.join("root.crt"),
+            fingerprint: info.fingerprint,
+        };
+        key.write(&files.key)?;
+        write_public(&files.certificate, cert_to_pem(&cert).as_bytes())?;
+        write_public(&files.root, cert_to_pem(&root).as_bytes())?;
+        self.accept_list(bundle.trust_list)?;
+        Ok(files)
+    }
+
+    /// Decides whether a verified peer certificate belongs to a member in good standing.
+    pub fn check_peer(
+        &self,
+        presented: &CertInfo,
+        now: DateTime<Utc>,
+    ) -> Result<(TrustedMember, CertificateKind), NodeError> {
+        let list = self.ensure_usable(now)?;
+        let refuse = |reason: String| NodeError::PeerRefused {
+            peer: presented.common_name.clone(),
+            reason,
+        };
+        if presented.ecosystem != list.ecosystem {
+            return Err(refuse(format!(
+                "its certificate is of ecosystem {:?}, not {:?}",
+                presented.ecosystem, list.ecosystem
+            )));
+        }
+        let (member, kind) = presented.member().map_err(|e| refuse(e.to_string()))?;
+        match list.standing(&member, &presented.fingerprint) {
+            Standing::Trusted { member, .. } => Ok((member.clone(), kind)),
+            Standing::Revoked(r) => Err(refuse(format!(
+                "its certificate {} was revoked at {} ({})",
+                r.serial, r.revoked_at, r.reason
+            ))),
+            Standing::UnknownMember => Err(refuse(format!(
+                "member {member} is not on the trust list (sequence {})",
+                list.sequence
+            ))),
+            Standing::UnknownCertificate { .. } => Err(refuse(format!(
+                "its certificate {} is not on the trust list (sequence {}) for member {member}",
+                presented.serial, list.sequence
+            ))),
+        }
+    }
+}
+
+/// A client tool's files, as written by [`NodeTrust::client_certificate`].
+#[derive(Debug, Clone)]
+pub struct ClientFiles {
+    pub key: PathBuf,
+    pub certificate: PathBuf,
+    pub root: PathBuf,
+    pub fingerprint: String,
+}

@@ -1,0 +1,89 @@
+//! The authority's HTTPS interface: enrolment (one-time token + signing request), further
+//! certificates for members authenticated by their current certificate, the signed trust
+//! list and the root certificate.
+
+use std::sync::Arc;
+
+use agora_authority::{Authority, AuthorityError};
+use agora_model::paths::{CERTIFICATES, ENROL, ROOT, TRUST_LIST};
+use agora_model::{CertificateRequest, EnrolRequest, IssuedBundle, SignedTrustList};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+
+use crate::ApiError;
+use crate::error::ApiJson;
+use crate::tls::PeerCertificate;
+
+impl From<AuthorityError> for ApiError {
+    fn from(e: AuthorityError) -> Self {
+        use agora_node::StoreError as S;
+        let message = e.to_string();
+        let (status, code) = match &e {
+            AuthorityError::Store(S::EnrolmentRefused(_)) => {
+                (StatusCode::FORBIDDEN, "enrolment_refused")
+            }
+            AuthorityError::Store(S::MemberRevoked(_)) => (StatusCode::FORBIDDEN, "revoked"),
+            AuthorityError::Store(S::MemberNotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
+            AuthorityError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
+            _ if e.is_user_error() => (StatusCode::BAD_REQUEST, "bad_request"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_client_error() {
+            tracing::warn!(code, reason = %message, "authority request refused");
+        }
+        ApiError::new(status, code, message)
+    }
+}
+
+/// The authority's application.
+pub fn authority_app(authority: Arc<Authority>) -> Router {
+    Router::new()
+        .route(ENROL, post(enrol))
+        .route(CERTIFICATES, post(certificates))
+        .route(TRUST_LIST, get(trust_list))
+        .route(ROOT, get(root))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .fallback(crate::routes::not_found)
+        .with_state(authority)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+}
+
+async fn enrol(
+    State(a): State<Arc<Authority>>,
+    ApiJson(req): ApiJson<EnrolRequest>,
+) -> Result<Json<IssuedBundle>, ApiError> {
+    Ok(Json(a.enrol(&req).await?))
+}
+
+async fn certificates(
+    State(a): State<Arc<Authority>>,
+    Extension(peer): Extension<PeerCertificate>,
+    ApiJson(req): ApiJson<CertificateRequest>,
+) -> Result<Json<IssuedBundle>, ApiError> {
+    let presented = peer.0.ok_or_else(|| {
+        ApiError::unauthenticated(
+            "present your member certificate (mutual TLS) to ask for further certificates",
+        )
+    })?;
+    Ok(Json(a.issue_further(&presented, &req).await?))
+}
+
+async fn trust_list(State(a): State<Arc<Authority>>) -> Result<Json<SignedTrustList>, ApiError> {
+    Ok(Json(a.trust_list().await?))
+}
+
+async fn root(State(a): State<Arc<Authority>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        a.root().cert_pem(),
+    )
+}
+
+async fn ready(State(a): State<Arc<Authority>>) -> Result<&'static str, ApiError> {
+    a.record().await?;
+    Ok("ready")
+}

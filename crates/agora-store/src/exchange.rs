@@ -1,0 +1,331 @@
+//! A node's exchange log (every request/response with another member, written by each side)
+//! and its federated catalog (the offers other members publish: metadata, never data).
+
+use agora_model::{Direction, ExchangeRecord, MemberId, Offer};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Store, StoreError, json, parse_ts, to_json, ts};
+
+/// The part of an exchange known when the request arrives (inbound) or is sent (outbound).
+#[derive(Debug, Clone)]
+pub struct ExchangeStart {
+    pub direction: Direction,
+    pub peer: MemberId,
+    pub peer_certificate: String,
+    pub operation: String,
+    pub nonce: String,
+    pub requested_at: DateTime<Utc>,
+    pub request_digest: String,
+    pub request_signature: String,
+}
+
+/// How an exchange ended.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeEnd {
+    pub response_digest: String,
+    pub response_signature: String,
+    pub outcome: String,
+    pub duration_ms: i64,
+    pub rows: i64,
+    pub bytes: i64,
+}
+
+/// When each member's offers were last fetched, and how that went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferSource {
+    pub member: MemberId,
+    pub fetched_at: DateTime<Utc>,
+    pub outcome: String,
+}
+
+const PENDING: &str = "pending";
+const INSERT_RETRIES: usize = 16;
+
+fn member(s: &str, what: &str) -> Result<MemberId, StoreError> {
+    MemberId::parse(s).map_err(|e| StoreError::Corrupt {
+        what: what.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn record_from_row(r: &AnyRow) -> Result<ExchangeRecord, StoreError> {
+    let seq: i64 = r.try_get(0)?;
+    let what = format!("exchange {seq}");
+    let dir: String = r.try_get(1)?;
+    Ok(ExchangeRecord {
+        seq,
+        direction: Direction::parse(&dir).ok_or_else(|| StoreError::Corrupt {
+            what: what.clone(),
+            message: format!("unknown direction {dir:?}"),
+        })?,
+        peer: member(&r.try_get::<String, _>(2)?, &what)?,
+        peer_certificate: r.try_get(3)?,
+        operation: r.try_get(4)?,
+        nonce: r.try_get(5)?,
+        requested_at: parse_ts(&r.try_get::<String, _>(6)?, &what)?,
+        request_digest: r.try_get(7)?,
+        request_signature: r.try_get(8)?,
+        response_digest: r.try_get(9)?,
+        response_signature: r.try_get(10)?,
+        outcome: r.try_get(11)?,
+        duration_ms: r.try_get(12)?,
+        rows: r.try_get(13)?,
+        bytes: r.try_get(14)?,
+    })
+}
+
+impl Store {
+    /// Appends an exchange to the log and returns its sequence number. With `end` the
+    /// record is complete (outbound calls write once, when they are over); without, it is
+    /// `pending` until [`Store::finish_exchange`]. A nonce already recorded for the same
+    /// peer and direction is refused as a replay.
+    pub async fn log_exchange(
+        &self,
+        start: &ExchangeStart,
+        end: Option<&ExchangeEnd>,
+    ) -> Result<i64, StoreError> {
+        let pending = ExchangeEnd {
+            outcome: PENDING.into(),
+            ..Default::default()
+        };
+        let end = end.unwrap_or(&pending);
+        for _ in 0..INSERT_RETRIES {
+            let res = sqlx::query(
+                "INSERT INTO exchange_log (seq, direction, peer, peer_certificate, operation, nonce, \
+                 requested_at, request_digest, request_signature, response_digest, \
+                 response_signature, outcome, duration_ms, rows_returned, bytes_returned) \
+                 SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13, $14 FROM exchange_log RETURNING seq",
+            )
+            .bind(start.direction.as_str())
+            .bind(start.peer.as_str())
+            .bind(&start.peer_certificate)
+            .bind(&start.operation)
+            .bind(&start.nonce)
+            .bind(ts(start.requested_at))
+            .bind(&start.request_digest)
+            .bind(&start.request_signature)
+            .bind(&end.response_digest)
+            .bind(&end.response_signature)
+            .bind(&end.outcome)
+            .bind(end.duration_ms)
+            .bind(end.rows)
+            .bind(end.bytes)
+            .fetch_one(&self.pool)
+            .await;
+            match res {
+                Ok(row) => return Ok(row.try_get(0)?),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    // Either the nonce was seen before, or a concurrent insert took the
+                    // same sequence number (then try again).
+                    let seen = sqlx::query(
+                        "SELECT 1 FROM exchange_log WHERE direction = $1 AND peer = $2 AND nonce = $3",
+                    )
+                    .bind(start.direction.as_str())
+                    .bind(start.peer.as_str())
+                    .bind(&start.nonce)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some();
+                    if seen {
+                        return Err(StoreError::Replay {
+                            peer: start.peer.to_string(),
+                            nonce: start.nonce.clone(),
+                        });
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Busy("the exchange log".into()))
+    }
+
+    /// Completes a pending exchange record.
+    pub async fn finish_exchange(&self, seq: i64, end: &ExchangeEnd) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE exchange_log SET response_digest = $1, response_signature = $2, outcome = $3, \
+             duration_ms = $4, rows_returned = $5, bytes_returned = $6 WHERE seq = $7 AND outcome = $8",
+        )
+        .bind(&end.response_digest)
+        .bind(&end.response_signature)
+        .bind(&end.outcome)
+        .bind(end.duration_ms)
+        .bind(end.rows)
+        .bind(end.bytes)
+        .bind(seq)
+        .bind(PENDING)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest exchanges first, optionally with one peer only.
+    pub async fn exchanges(
+        &self,
+        peer: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<ExchangeRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, direction, peer, peer_certificate, operation, nonce, requested_at, \
+             request_digest, request_signature, response_digest, response_signature, outcome, \
+             duration_ms, rows_returned, bytes_returned FROM exchange_log \
+             WHERE ($1 = '' OR peer = $1) ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(peer.map(|p| p.as_str()).unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    // ---- federated catalog ----
+
+    /// Replaces everything known of `member`'s offers with a fresh fetch, atomically.
+    pub async fn replace_offers(
+        &self,
+        member: &MemberId,
+        offers: &[Offer],
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM offer_terms WHERE offer_id IN (SELECT id FROM offers WHERE member_id = $1)",
+        )
+        .bind(member.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM offers WHERE member_id = $1")
+            .bind(member.as_str())
+            .execute(&mut *tx)
+            .await?;
+        for o in offers {
+            if &o.owner != member {
+                return Err(StoreError::Corrupt {
+                    what: format!("offers of {member}"),
+                    message: format!("offer {} names owner {}", o.name, o.owner),
+                });
+            }
+            let id = format!("{member}/{}", o.name);
+            sqlx::query(
+                "INSERT INTO offers (id, member_id, name, title, classification, product_json, fetched_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&id)
+            .bind(member.as_str())
+            .bind(o.name.as_str())
+            .bind(&o.metadata.title)
+            .bind(o.metadata.classification.as_str())
+            .bind(to_json(o))
+            .bind(ts(fetched_at))
+            .execute(&mut *tx)
+            .await?;
+            crate::search::insert_offer_terms(&mut tx, &id, o).await?;
+        }
+        upsert_source(&mut tx, member, fetched_at, "ok").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Notes a failed fetch of `member`'s offers; what was known before is kept.
+    pub async fn record_offer_failure(
+        &self,
+        member: &MemberId,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        upsert_source(&mut tx, member, Utc::now(), outcome).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets a member's offers (it left the ecosystem).
+    pub async fn forget_offers(&self, member: &MemberId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM offer_terms WHERE offer_id IN (SELECT id FROM offers WHERE member_id = $1)",
+        )
+        .bind(member.as_str())
+        .execute(&mut *tx)
+        .await?;
+        for q in [
+            "DELETE FROM offers WHERE member_id = $1",
+            "DELETE FROM offer_sources WHERE member_id = $1",
+        ] {
+            sqlx::query(q)
+                .bind(member.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn offers(&self, member: Option<&MemberId>) -> Result<Vec<Offer>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, product_json FROM offers WHERE ($1 = '' OR member_id = $1) ORDER BY member_id, name",
+        )
+        .bind(member.map(|m| m.as_str()).unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0)?;
+                json(&r.try_get::<String, _>(1)?, &format!("offer {id}"))
+            })
+            .collect()
+    }
+
+    pub async fn offer(&self, member: &MemberId, name: &str) -> Result<Option<Offer>, StoreError> {
+        let row = sqlx::query("SELECT product_json FROM offers WHERE member_id = $1 AND name = $2")
+            .bind(member.as_str())
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            json(
+                &r.try_get::<String, _>(0)?,
+                &format!("offer {member}/{name}"),
+            )
+        })
+        .transpose()
+    }
+
+    pub async fn offer_sources(&self) -> Result<Vec<OfferSource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT member_id, fetched_at, outcome FROM offer_sources ORDER BY member_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let m: String = r.try_get(0)?;
+                Ok(OfferSource {
+                    member: member(&m, "offer source")?,
+                    fetched_at: parse_ts(&r.try_get::<String, _>(1)?, "offer source")?,
+                    outcome: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn upsert_source(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    member: &MemberId,
+    at: DateTime<Utc>,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM offer_sources WHERE member_id = $1")
+        .bind(member.as_str())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO offer_sources (member_id, fetched_at, outcome) VALUES ($1, $2, $3)")
+        .bind(member.as_str())
+        .bind(ts(at))
+        .bind(outcome)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
