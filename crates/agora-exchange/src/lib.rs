@@ -58,9 +58,10 @@ pub(crate) fn find_tls_error<'a>(
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
-            && let Some(t) = inner.downcast_ref::<rustls::Error>()
         {
-            return Some(t);
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            cur = Some(inner);
+            continue;
         }
         cur = err.source();
     }

@@ -18,6 +18,7 @@ use agora_store::{NodeRecord, Store};
 
 pub use agora_engine::{EngineError, OutputFormat, ProfileProgress};
 pub use agora_store::{ApiRole, NewToken, StoreError, TokenInfo};
+pub use agora_trust;
 pub use agora_trust::EnrolmentToken;
 pub use register::RegisterRequest;
 

@@ -1,5 +1,7 @@
 //! Integration tests: a real node on an ephemeral loopback port, driven over HTTP.
 
+mod ecosystem;
+
 use std::path::{Path, PathBuf};
 
 use agora_model::MemberId;
