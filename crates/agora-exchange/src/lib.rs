@@ -3,8 +3,11 @@
 //! Arrow Flight streams). Inbound requests are `agora-server`'s.
 
 pub mod authority;
+pub mod peer;
 
 pub use authority::AuthorityClient;
+pub use peer::{PeerClient, PeerResponse, Signer};
+pub use reqwest::Method;
 
 use agora_store::StoreError;
 use agora_trust::TrustError;

@@ -293,6 +293,9 @@ pub struct SearchHit {
     pub keywords: Vec<String>,
     pub themes: Vec<crate::Theme>,
     pub score: i64,
+    /// How the product can be used from the node that answered the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! query engine together and owns the workflows: registering a product all-or-nothing,
 //! keeping the catalog, answering SQL.
 
+pub mod exchange;
 mod register;
 pub mod trust;
 
@@ -328,12 +329,10 @@ impl Node {
         Ok(())
     }
 
+    /// Searches the catalog: this node's products and, once the node has enrolled in an
+    /// ecosystem, every other member's offers (see [`Node::search_ecosystem`]).
     pub async fn search(&self, q: &str, page: PageRequest) -> Result<Page<SearchHit>, NodeError> {
-        Ok(self
-            .inner
-            .store
-            .search(q, page, agora_store::SearchScope::Local)
-            .await?)
+        self.search_ecosystem(q, page).await
     }
 
     // ---- queries ----

@@ -103,6 +103,12 @@ impl From<NodeError> for ApiError {
             NodeError::Id(_) | NodeError::Source(_) | NodeError::BadLocation { .. } => {
                 (StatusCode::BAD_REQUEST, "bad_request")
             }
+            NodeError::PeerRefused { .. } => (StatusCode::FORBIDDEN, "peer_refused"),
+            NodeError::TrustListExpired { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "trust_list_expired")
+            }
+            NodeError::NotEnrolled => (StatusCode::SERVICE_UNAVAILABLE, "not_enrolled"),
+            NodeError::Exchange(_) => (StatusCode::BAD_GATEWAY, "peer_failed"),
             _ if e.is_user_error() => (StatusCode::BAD_REQUEST, "bad_request"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

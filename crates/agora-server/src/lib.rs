@@ -8,6 +8,7 @@
 mod auth;
 mod authority;
 mod error;
+pub mod exchange;
 mod routes;
 pub mod tls;
 
@@ -26,6 +27,7 @@ use tracing::Level;
 
 pub use authority::authority_app;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use exchange::{exchange_app, serve_exchange};
 pub use tls::{PeerCertificate, serve_tls};
 
 /// Server settings.

@@ -90,14 +90,30 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.node.ready().await {
-        Ok(()) => Json(serde_json::json!({"status": "ready", "member": state.node.member()}))
-            .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "not_ready", "reason": e.to_string()})),
-        )
-            .into_response(),
+    let membership = state.node.trust().map(|t| t.status(chrono::Utc::now()));
+    let mut body = serde_json::json!({"member": state.node.member()});
+    if let Some(m) = &membership {
+        body["trust_list"] = serde_json::to_value(m).unwrap_or_default();
+    }
+    let problem = match state.node.ready().await {
+        Err(e) => Some(e.to_string()),
+        Ok(()) => match membership {
+            Some(m) if !m.usable() => Some(
+                "the trust list expired beyond its grace period: this node serves no other member until the authority is reachable again".to_owned(),
+            ),
+            _ => None,
+        },
+    };
+    match problem {
+        None => {
+            body["status"] = "ready".into();
+            Json(body).into_response()
+        }
+        Some(reason) => {
+            body["status"] = "not_ready".into();
+            body["reason"] = reason.into();
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 

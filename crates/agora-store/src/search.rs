@@ -209,6 +209,7 @@ pub(crate) async fn search(
             keywords: metadata.keywords,
             themes: metadata.themes,
             score: r.try_get(5)?,
+            access: None,
         });
     }
     Ok(Page {

@@ -82,6 +82,10 @@ pub enum NodeCmd {
         /// Largest request body, in bytes.
         #[arg(long, default_value_t = 1024 * 1024)]
         body_limit: usize,
+        /// Address of the exchange listener (mutual TLS, for other members); needs an
+        /// enrolled node. Its public URL is the one given at enrolment.
+        #[arg(long)]
+        exchange_listen: Option<SocketAddr>,
         #[arg(long, value_enum, default_value = "json")]
         log_format: LogFormat,
     },
@@ -135,6 +139,7 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
             name,
             allow_paths,
             body_limit,
+            exchange_listen,
             log_format,
         } => {
             init_tracing(log_format, "info");
@@ -163,7 +168,53 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
                 body_limit,
                 allowed_roots: allow_paths,
             };
-            agora_server::serve(node, listener, config, shutdown_signal()).await?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stopped = move || {
+                let mut rx = stop_rx.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            };
+            let mut tasks = tokio::task::JoinSet::new();
+            if let Some(addr) = exchange_listen {
+                node.enrolled()?;
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                eprintln!("Exchange listener (mutual TLS) on https://{}", l.local_addr()?);
+                let (n, s) = (node.clone(), stopped());
+                tasks.spawn(async move {
+                    agora_server::serve_exchange(n, l, s)
+                        .await
+                        .map_err(anyhow::Error::from)
+                });
+            }
+            if node.trust().is_some() {
+                let (n, s) = (node.clone(), stopped());
+                tasks.spawn(async move {
+                    n.run_membership(s).await;
+                    Ok(())
+                });
+            }
+            let (n, s) = (node.clone(), stopped());
+            tasks.spawn(async move {
+                agora_server::serve(n, listener, config, s)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+            // Until Ctrl-C, or until one server fails (then the others stop too).
+            let mut first = None;
+            tokio::select! {
+                () = shutdown_signal() => {}
+                Some(r) = tasks.join_next() => first = Some(r),
+            }
+            let _ = stop_tx.send(true);
+            if let Some(r) = first {
+                r??;
+            }
+            while let Some(r) = tasks.join_next().await {
+                r??;
+            }
             eprintln!("Node stopped.");
             Ok(())
         }

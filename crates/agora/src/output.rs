@@ -47,13 +47,14 @@ pub fn products_table(p: &Page<Product>) {
 }
 
 pub fn search_table(p: &Page<SearchHit>) {
-    let mut t = table(&["name", "title", "owner", "classification", "score"]);
+    let mut t = table(&["name", "title", "owner", "classification", "access", "score"]);
     for x in &p.items {
         t.add_row(vec![
             x.name.to_string(),
             x.title.clone(),
             x.owner.clone(),
             x.classification.to_string(),
+            x.access.clone().unwrap_or_default(),
             x.score.to_string(),
         ]);
     }

@@ -291,3 +291,349 @@ async fn an_expired_trust_list_stops_the_node_after_the_grace_period() {
     assert!(matches!(e, NodeError::TrustListExpired { .. }));
     assert!(e.to_string().contains("grace period"), "{e}");
 }
+
+// ---------------- exchange between nodes ----------------
+
+pub struct Member {
+    pub node: Node,
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A node enrolled with `a` and serving its exchange listener on an ephemeral port.
+pub async fn member(a: &TestAuthority, dir: &std::path::Path, id: &str) -> Member {
+    let node = new_node(dir, id, TrustSettings::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    node.enrol(&a.url, &admit(a, id).await, endpoints(port))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(agora_server::serve_exchange(
+        node.clone(),
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    // The list at enrolment already names the members enrolled before this one.
+    node.trust().unwrap().refresh().await.unwrap();
+    Member {
+        node,
+        url: format!("https://127.0.0.1:{port}"),
+        stop: Some(tx),
+    }
+}
+
+pub async fn register_csv(node: &Node, dir: &std::path::Path, name: &str, classification: &str) {
+    let path = dir.join(format!("{name}.csv"));
+    std::fs::write(
+        &path,
+        "person_id,year,income\n10000009,2024,31000\n10000017,2024,42000\n",
+    )
+    .unwrap();
+    let patch: agora_model::MetadataPatch = serde_json::from_value(serde_json::json!({
+        "title": format!("Annual {name}"),
+        "description": "taxable income per person and year",
+        "keywords": ["income", "tax"],
+        "classification": classification,
+        "legal_basis": "Income Tax Act",
+        "columns": {"person_id": {"role": "subject_id"}},
+    }))
+    .unwrap();
+    node.register(
+        agora_node::RegisterRequest {
+            location: path.display().to_string(),
+            name: Some(name.into()),
+            metadata: patch,
+            ..Default::default()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn members_find_each_others_offers_through_signed_logged_exchanges() {
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tax = member(&a, dir.path(), "tax-office").await;
+    let ea = member(&a, dir.path(), "employment-agency").await;
+    tax.node.trust().unwrap().refresh().await.unwrap();
+    register_csv(&tax.node, dir.path(), "annual_income", "personal").await;
+    register_csv(&tax.node, dir.path(), "income_statistics", "open").await;
+
+    assert_eq!(ea.node.refresh_offers().await.unwrap(), 1);
+    let hits = ea
+        .node
+        .search_ecosystem("income", agora_model::PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(hits.total, 2, "{hits:?}");
+    let open = hits
+        .items
+        .iter()
+        .find(|h| h.name.as_str() == "income_statistics")
+        .unwrap();
+    assert_eq!(open.owner, "tax-office");
+    assert_eq!(
+        open.access.as_deref(),
+        Some("open: query it as \"tax-office\".income_statistics")
+    );
+    let personal = hits
+        .items
+        .iter()
+        .find(|h| h.name.as_str() == "annual_income")
+        .unwrap();
+    assert!(
+        personal
+            .access
+            .as_deref()
+            .unwrap()
+            .contains("needs a sharing agreement")
+    );
+    // Offers carry metadata and schema, never where the data lives.
+    let offer = ea
+        .node
+        .offer(tax.node.member(), "annual_income")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!serde_json::to_string(&offer).unwrap().contains(".csv"));
+
+    // Both sides logged the exchange, with the same nonce and digests.
+    let out = ea.node.store().exchanges(None, 10).await.unwrap();
+    let inn = tax.node.store().exchanges(None, 10).await.unwrap();
+    let o = out
+        .iter()
+        .find(|r| r.peer.as_str() == "tax-office")
+        .unwrap();
+    let i = inn.iter().find(|r| r.nonce == o.nonce).unwrap();
+    assert_eq!(o.direction, agora_model::Direction::Outbound);
+    assert_eq!(i.direction, agora_model::Direction::Inbound);
+    assert_eq!((o.outcome.as_str(), i.outcome.as_str()), ("ok", "ok"));
+    assert_eq!(o.request_digest, i.request_digest);
+    assert_eq!(o.response_digest, i.response_digest);
+    assert_eq!(o.request_signature, i.request_signature);
+    assert_eq!(o.response_signature, i.response_signature);
+    assert!(!o.response_signature.is_empty());
+    assert_eq!(
+        i.peer_certificate,
+        ea.node.trust().unwrap().material().info.fingerprint
+    );
+}
+
+/// A raw HTTPS client holding a member's node certificate, to send what a faulty or
+/// malicious peer would.
+fn raw_client(m: &Member) -> reqwest::Client {
+    let t = m.node.trust().unwrap();
+    let cfg =
+        agora_trust::tls::client_config(&t.material().root, Some(t.identity()), &[b"http/1.1"])
+            .unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .build()
+        .unwrap()
+}
+
+fn sign_for(
+    from: &Member,
+    to: &str,
+    path: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> agora_trust::RequestSignature {
+    let digest = agora_trust::digest_hex(b"");
+    agora_trust::RequestSignature::sign(
+        &from.node.trust().unwrap().material().key,
+        &agora_trust::RequestTarget {
+            method: "GET",
+            path,
+            body_digest: &digest,
+        },
+        from.node.member(),
+        &MemberId::parse(to).unwrap(),
+        at,
+    )
+}
+
+async fn error_of(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    (
+        status,
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn unsigned_tampered_replayed_and_stale_requests_are_refused() {
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tax = member(&a, dir.path(), "tax-office").await;
+    let ea = member(&a, dir.path(), "employment-agency").await;
+    tax.node.trust().unwrap().refresh().await.unwrap();
+    let http = raw_client(&ea);
+    let url = format!("{}{}", tax.url, agora_model::paths::OFFERS);
+    let header = agora_trust::sign::REQUEST_HEADER;
+
+    // Unsigned.
+    let (s, m) = error_of(http.get(&url).send().await.unwrap()).await;
+    assert_eq!(s, 403);
+    assert!(m.contains("must be signed"), "{m}");
+
+    // Signed for another path (tampered).
+    let sig = sign_for(&ea, "tax-office", "/exchange/v1/other", chrono::Utc::now());
+    let (s, m) = error_of(
+        http.get(&url)
+            .header(header, sig.header())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert!(m.contains("does not match"), "{m}");
+
+    // Addressed to another member.
+    let sig = sign_for(
+        &ea,
+        "health-insurer",
+        agora_model::paths::OFFERS,
+        chrono::Utc::now(),
+    );
+    let (_, m) = error_of(
+        http.get(&url)
+            .header(header, sig.header())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(m.contains("addressed to health-insurer"), "{m}");
+
+    // Valid once, then replayed.
+    let sig = sign_for(
+        &ea,
+        "tax-office",
+        agora_model::paths::OFFERS,
+        chrono::Utc::now(),
+    );
+    let first = http
+        .get(&url)
+        .header(header, sig.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(
+        first
+            .headers()
+            .contains_key(agora_trust::sign::RESPONSE_HEADER)
+    );
+    let (s, m) = error_of(
+        http.get(&url)
+            .header(header, sig.header())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert!(m.contains("replayed"), "{m}");
+
+    // Clock skew beyond the tolerance.
+    let sig = sign_for(
+        &ea,
+        "tax-office",
+        agora_model::paths::OFFERS,
+        chrono::Utc::now() - chrono::Duration::minutes(5),
+    );
+    let (s, m) = error_of(
+        http.get(&url)
+            .header(header, sig.header())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert!(m.contains("clock"), "{m}");
+
+    // The refusals are in the owner's log, with their reasons.
+    let log = tax.node.store().exchanges(None, 20).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|r| r.outcome.starts_with("refused:") && r.outcome.contains("clock"))
+    );
+}
+
+#[tokio::test]
+async fn revoked_members_and_foreign_certificates_are_refused() {
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tax = member(&a, dir.path(), "tax-office").await;
+    let ea = member(&a, dir.path(), "employment-agency").await;
+    tax.node.trust().unwrap().refresh().await.unwrap();
+    assert_eq!(ea.node.refresh_offers().await.unwrap(), 1);
+
+    // A member of another ecosystem, with a certificate from another root.
+    let other = start_authority(|_| {}).await;
+    let stranger = member(&other, &dir.path().join("other"), "employment-agency").await;
+    let http = raw_client(&stranger);
+    let e = http
+        .get(format!("{}{}", tax.url, agora_model::paths::OFFERS))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(e.is_connect() || e.is_request(), "{e:?}");
+
+    // Revocation reaches the owner with its next trust list: the member is refused.
+    a.authority
+        .revoke_member(ea.node.member(), "left")
+        .await
+        .unwrap();
+    tax.node.trust().unwrap().refresh().await.unwrap();
+    ea.node.refresh_offers().await.unwrap();
+    let sources = ea.node.store().offer_sources().await.unwrap();
+    let s = sources
+        .iter()
+        .find(|s| s.member.as_str() == "tax-office")
+        .unwrap();
+    assert!(
+        s.outcome.contains("not on the trust list") || s.outcome.contains("revoked"),
+        "{}",
+        s.outcome
+    );
+
+    // An unreachable member keeps its last known offers, with the failure noted.
+    drop(tax);
+}
+
+#[tokio::test]
+async fn an_unreachable_member_keeps_its_last_offers() {
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tax = member(&a, dir.path(), "tax-office").await;
+    let ea = member(&a, dir.path(), "employment-agency").await;
+    tax.node.trust().unwrap().refresh().await.unwrap();
+    register_csv(&tax.node, dir.path(), "income_statistics", "open").await;
+    assert_eq!(ea.node.refresh_offers().await.unwrap(), 1);
+    drop(tax);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(ea.node.refresh_offers().await.unwrap(), 0);
+    let src = ea.node.store().offer_sources().await.unwrap();
+    assert!(src[0].outcome.contains("unreachable"), "{}", src[0].outcome);
+    assert_eq!(ea.node.store().offers(None).await.unwrap().len(), 1);
+}

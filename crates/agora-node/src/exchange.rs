@@ -1,0 +1,337 @@
+//! The node's side of exchanges with other members: admitting signed inbound requests
+//! (peer standing, signature, clock, replay) and recording them; calling peers; the
+//! federated catalog of their offers.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use agora_exchange::{PeerClient, Signer};
+use agora_model::{Direction, MemberId, Offer, Page, PageRequest, SearchHit, TrustedMember, paths};
+use agora_store::{ExchangeEnd, ExchangeStart, SearchScope, StoreError};
+use agora_trust::{CertInfo, RequestSignature, RequestTarget, ResponseSignature};
+use chrono::Utc;
+
+use crate::{Node, NodeError};
+
+/// An admitted inbound request: who sent it, and its log record to complete.
+#[derive(Debug)]
+pub struct Inbound {
+    pub peer: TrustedMember,
+    pub nonce: String,
+    seq: i64,
+    started: Instant,
+}
+
+/// How an inbound exchange ended, for its log record.
+#[derive(Debug, Default)]
+pub struct InboundEnd<'a> {
+    pub status: u16,
+    pub body: &'a [u8],
+    pub rows: i64,
+}
+
+impl Node {
+    /// Decides whether a peer may talk to this node at all (certificate on the trust list,
+    /// list not expired beyond grace), before any request is read.
+    pub fn admit_peer(&self, presented: &CertInfo) -> Result<TrustedMember, NodeError> {
+        let trust = self.enrolled()?;
+        let (member, kind) = trust.check_peer(presented, Utc::now())?;
+        if kind != agora_model::CertificateKind::Node {
+            return Err(NodeError::PeerRefused {
+                peer: member.id.to_string(),
+                reason: "node-to-node requests need the member's node certificate".into(),
+            });
+        }
+        Ok(member)
+    }
+
+    /// Admits a signed node-to-node request: the sender's certificate stands on the trust
+    /// list, the signature over method, path, body digest, timestamp and nonce verifies
+    /// with that certificate's key, the time is within tolerance, and the nonce is new.
+    /// The request is recorded before it is served.
+    pub async fn begin_inbound(
+        &self,
+        presented: &CertInfo,
+        signature: Option<&str>,
+        target: &RequestTarget<'_>,
+    ) -> Result<Inbound, NodeError> {
+        let trust = self.enrolled()?;
+        let peer = self.admit_peer(presented)?;
+        let refuse = |reason: String| NodeError::PeerRefused {
+            peer: peer.id.to_string(),
+            reason,
+        };
+        let header = signature.ok_or_else(|| {
+            refuse("the request carries no agora-signature header; node-to-node requests must be signed".into())
+        })?;
+        let sig = RequestSignature::parse(header).map_err(|e| refuse(e.to_string()))?;
+        if sig.from != peer.id {
+            return Err(refuse(format!(
+                "the request is signed as {} but the certificate is {}'s",
+                sig.from, peer.id
+            )));
+        }
+        if &sig.to != self.member() {
+            return Err(refuse(format!(
+                "the request is addressed to {}, not to {}",
+                sig.to,
+                self.member()
+            )));
+        }
+        let outcome = sig.verify(
+            &presented.public_key,
+            target,
+            Utc::now(),
+            trust.settings().clock_tolerance,
+        );
+        let start = ExchangeStart {
+            direction: Direction::Inbound,
+            peer: peer.id.clone(),
+            peer_certificate: presented.fingerprint.clone(),
+            operation: format!("{} {}", target.method, target.path),
+            nonce: sig.nonce.clone(),
+            requested_at: sig.timestamp,
+            request_digest: target.body_digest.to_owned(),
+            request_signature: sig.signature_b64(),
+        };
+        if let Err(e) = outcome {
+            let end = ExchangeEnd {
+                outcome: format!("refused: {e}"),
+                ..Default::default()
+            };
+            // A refused request is logged too (unless its nonce is a replay itself).
+            let _ = self.store().log_exchange(&start, Some(&end)).await;
+            return Err(refuse(e.to_string()));
+        }
+        let seq = match self.store().log_exchange(&start, None).await {
+            Ok(seq) => seq,
+            Err(StoreError::Replay { .. }) => {
+                tracing::warn!(peer = %peer.id, nonce = %sig.nonce, "replayed request refused");
+                return Err(refuse(format!(
+                    "nonce {} was already used: a replayed request",
+                    sig.nonce
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Inbound {
+            peer,
+            nonce: sig.nonce,
+            seq,
+            started: Instant::now(),
+        })
+    }
+
+    /// Signs the response to an admitted request and completes its log record. Returns the
+    /// response-signature header value.
+    pub async fn end_inbound(
+        &self,
+        inbound: &Inbound,
+        end: InboundEnd<'_>,
+    ) -> Result<String, NodeError> {
+        let trust = self.enrolled()?;
+        let material = trust.material();
+        let digest = agora_trust::digest_hex(end.body);
+        let rsig = ResponseSignature::sign(
+            &material.key,
+            &inbound.nonce,
+            end.status,
+            &digest,
+            self.member(),
+            Utc::now(),
+        );
+        self.store()
+            .finish_exchange(
+                inbound.seq,
+                &ExchangeEnd {
+                    response_digest: digest,
+                    response_signature: rsig.signature_b64(),
+                    outcome: if end.status < 400 {
+                        "ok".into()
+                    } else {
+                        format!("refused: status {}", end.status)
+                    },
+                    duration_ms: inbound.started.elapsed().as_millis() as i64,
+                    rows: end.rows,
+                    bytes: end.body.len() as i64,
+                },
+            )
+            .await?;
+        Ok(rsig.header())
+    }
+
+    /// What this node offers to the other members: every product's metadata, never data.
+    pub async fn offers(&self) -> Result<Vec<Offer>, NodeError> {
+        Ok(self
+            .store()
+            .all_products()
+            .await?
+            .iter()
+            .map(|p| p.offer())
+            .collect())
+    }
+
+    /// A client for calls to peers, with this node's current identity.
+    pub fn peer_client(&self) -> Result<PeerClient, NodeError> {
+        let trust = self.enrolled()?;
+        let material = trust.material();
+        Ok(PeerClient::new(
+            &material.root,
+            trust.identity(),
+            self.store().clone(),
+            StdDuration::from_secs(30),
+        )?)
+    }
+
+    /// Fetches every other member's offers and replaces what was known of them. A peer
+    /// that cannot be reached keeps its last known offers (with the failure noted).
+    /// Returns how many members answered.
+    pub async fn refresh_offers(&self) -> Result<usize, NodeError> {
+        let trust = self.enrolled()?;
+        let list = trust.ensure_usable(Utc::now())?;
+        let client = self.peer_client()?;
+        let material = trust.material();
+        let signer = Signer {
+            member: self.member(),
+            key: &material.key,
+        };
+        let mut answered = 0;
+        for peer in list.members.iter().filter(|m| &m.id != self.member()) {
+            if peer.endpoints.exchange.is_none() {
+                continue;
+            }
+            let result = client
+                .call(
+                    &signer,
+                    &list,
+                    peer,
+                    reqwest_get(),
+                    paths::OFFERS,
+                    Vec::new(),
+                )
+                .await
+                .map_err(NodeError::from)
+                .and_then(|r| {
+                    serde_json::from_slice::<Vec<Offer>>(&r.body).map_err(|e| {
+                        NodeError::PeerRefused {
+                            peer: peer.id.to_string(),
+                            reason: format!("its offers are unreadable: {e}"),
+                        }
+                    })
+                });
+            match result {
+                Ok(offers) => {
+                    self.store()
+                        .replace_offers(&peer.id, &offers, Utc::now())
+                        .await?;
+                    answered += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer.id, error = %e, "cannot fetch offers");
+                    self.store()
+                        .record_offer_failure(&peer.id, &format!("failed: {e}"))
+                        .await?;
+                }
+            }
+        }
+        // Members that left the ecosystem take their offers with them.
+        for source in self.store().offer_sources().await? {
+            if list.member(&source.member).is_none() {
+                self.store().forget_offers(&source.member).await?;
+            }
+        }
+        Ok(answered)
+    }
+
+    /// Searches this node's products and, once enrolled, every member's offers.
+    pub async fn search_ecosystem(
+        &self,
+        q: &str,
+        page: PageRequest,
+    ) -> Result<Page<SearchHit>, NodeError> {
+        let scope = if self.trust().is_some() {
+            SearchScope::Ecosystem
+        } else {
+            SearchScope::Local
+        };
+        let mut hits = self.store().search(q, page, scope).await?;
+        for h in &mut hits.items {
+            h.access = Some(access_hint(self.member(), h));
+        }
+        Ok(hits)
+    }
+
+    /// A remote member's offer, as last fetched.
+    pub async fn offer(&self, member: &MemberId, name: &str) -> Result<Option<Offer>, NodeError> {
+        Ok(self.store().offer(member, name).await?)
+    }
+}
+
+fn reqwest_get() -> agora_exchange::Method {
+    agora_exchange::Method::GET
+}
+
+/// How a catalog entry can be used from this node.
+fn access_hint(me: &MemberId, h: &SearchHit) -> String {
+    if h.owner == me.as_str() {
+        format!("your own product: query it as {}", h.name)
+    } else if h.classification == agora_model::Classification::Open {
+        format!("open: query it as \"{}\".{}", h.owner, h.name)
+    } else {
+        format!(
+            "{}: needs a sharing agreement with {} (request access from its owner)",
+            h.classification, h.owner
+        )
+    }
+}
+
+impl Node {
+    /// Signs a response this node gives without having admitted the request (a refusal),
+    /// so that the caller can still tell the refusal came from this member.
+    pub fn sign_refusal(&self, request_nonce: &str, status: u16, body: &[u8]) -> Option<String> {
+        let trust = self.trust()?;
+        let material = trust.material();
+        Some(
+            ResponseSignature::sign(
+                &material.key,
+                request_nonce,
+                status,
+                &agora_trust::digest_hex(body),
+                self.member(),
+                Utc::now(),
+            )
+            .header(),
+        )
+    }
+
+    /// Keeps the membership current until `shutdown`: fetches the trust list, renews the
+    /// node certificate when a third of its life is left, and refreshes the federated
+    /// catalog, every `refresh_every`. Failures are logged and retried at the next round.
+    pub async fn run_membership(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Some(trust) = self.trust() {
+                if let Err(e) = trust.refresh().await {
+                    tracing::warn!(error = %e, "cannot refresh the trust list");
+                }
+                if trust.renewal_due(Utc::now())
+                    && let Err(e) = trust.renew(None).await
+                {
+                    tracing::warn!(error = %e, "cannot renew the node certificate");
+                }
+                match self.refresh_offers().await {
+                    Ok(n) => tracing::debug!(members = n, "federated catalog refreshed"),
+                    Err(e) => tracing::warn!(error = %e, "cannot refresh the federated catalog"),
+                }
+            }
+            let every = self
+                .trust()
+                .map(|t| t.settings().refresh_every)
+                .unwrap_or_else(|| chrono::Duration::seconds(60));
+            let sleep = tokio::time::sleep(every.to_std().unwrap_or(StdDuration::from_secs(60)));
+            tokio::select! {
+                () = sleep => {}
+                () = &mut shutdown => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The node's exchange listener: what other members' nodes may ask, over mutual TLS with
+//! signed requests and signed responses, every exchange recorded by both sides.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use agora_model::paths;
+use agora_node::Node;
+use agora_node::exchange::InboundEnd;
+use agora_trust::sign::{REQUEST_HEADER, RESPONSE_HEADER};
+use agora_trust::{RequestSignature, RequestTarget, digest_hex};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use tokio::net::TcpListener;
+
+use crate::tls::PeerCertificate;
+use crate::{ApiError, ServeError};
+
+/// Largest signed request body read.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The member whose signed request is being served.
+#[derive(Debug, Clone)]
+pub struct PeerMember(pub agora_model::TrustedMember);
+
+/// The exchange listener's application.
+pub fn exchange_app(node: Node) -> Router {
+    let signed = Router::new()
+        .route(paths::OFFERS, get(offers))
+        .route_layer(axum::middleware::from_fn_with_state(node.clone(), signed));
+    Router::new()
+        .merge(signed)
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(crate::routes::not_found)
+        .with_state(node)
+}
+
+async fn offers(
+    State(node): State<Node>,
+    Extension(peer): Extension<PeerMember>,
+) -> Result<Response, ApiError> {
+    tracing::info!(peer = %peer.0.id, "offers requested");
+    Ok(Json(node.offers().await?).into_response())
+}
+
+fn with_signature(mut resp: Response, header: Option<String>) -> Response {
+    if let Some(h) = header.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        resp.headers_mut().insert(RESPONSE_HEADER, h);
+    }
+    resp
+}
+
+/// Admits, logs and signs every request of the routes it wraps.
+async fn signed(
+    State(node): State<Node>,
+    Extension(peer): Extension<PeerCertificate>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let header = parts
+        .headers
+        .get(REQUEST_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let nonce = header
+        .as_deref()
+        .and_then(|h| RequestSignature::parse(h).ok())
+        .map(|s| s.nonce)
+        .unwrap_or_default();
+    let refuse = |e: ApiError| {
+        let status = e.status.as_u16();
+        let resp = e.into_response();
+        let (p, b) = resp.into_parts();
+        let node = node.clone();
+        let nonce = nonce.clone();
+        async move {
+            let bytes = axum::body::to_bytes(b, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let sig = node.sign_refusal(&nonce, status, &bytes);
+            with_signature(Response::from_parts(p, Body::from(bytes)), sig)
+        }
+    };
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refuse(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("signed requests are limited to {BODY_LIMIT} bytes"),
+            ))
+            .await;
+        }
+    };
+    let Some(cert) = peer.0 else {
+        return refuse(ApiError::unauthenticated(
+            "present your member certificate (mutual TLS)",
+        ))
+        .await;
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let digest = digest_hex(&bytes);
+    let target = RequestTarget {
+        method: parts.method.as_str(),
+        path: &path,
+        body_digest: &digest,
+    };
+    let inbound = match node.begin_inbound(&cert, header.as_deref(), &target).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(peer = %cert.common_name, reason = %e, "exchange request refused");
+            return refuse(e.into()).await;
+        }
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut()
+        .insert(PeerMember(inbound.peer.clone()));
+    let resp = next.run(req).await;
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let sig = node
+        .end_inbound(
+            &inbound,
+            InboundEnd {
+                status: parts.status.as_u16(),
+                body: &body,
+                rows: 0,
+            },
+        )
+        .await;
+    match sig {
+        Ok(h) => with_signature(Response::from_parts(parts, Body::from(body)), Some(h)),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Serves the exchange listener of an enrolled node until `shutdown`.
+pub async fn serve_exchange(
+    node: Node,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let trust = node.enrolled()?;
+    let tls = agora_trust::tls::server_config(
+        &trust.material().root,
+        trust.identity(),
+        agora_trust::ClientAuth::Required,
+    )?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, member = %node.member(), "exchange listener up");
+    crate::serve_tls(listener, Arc::new(tls), exchange_app(node), shutdown).await?;
+    Ok(())
+}
