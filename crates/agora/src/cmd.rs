@@ -181,7 +181,10 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
-                eprintln!("Exchange listener (mutual TLS) on https://{}", l.local_addr()?);
+                eprintln!(
+                    "Exchange listener (mutual TLS) on https://{}",
+                    l.local_addr()?
+                );
                 let (n, s) = (node.clone(), stopped());
                 tasks.spawn(async move {
                     agora_server::serve_exchange(n, l, s)

@@ -47,7 +47,14 @@ pub fn products_table(p: &Page<Product>) {
 }
 
 pub fn search_table(p: &Page<SearchHit>) {
-    let mut t = table(&["name", "title", "owner", "classification", "access", "score"]);
+    let mut t = table(&[
+        "name",
+        "title",
+        "owner",
+        "classification",
+        "access",
+        "score",
+    ]);
     for x in &p.items {
         t.add_row(vec![
             x.name.to_string(),
