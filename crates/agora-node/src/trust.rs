@@ -26,6 +26,8 @@ use chrono::{DateTime, Duration, Utc};
 use crate::NodeError;
 
 const KEY: &str = "node.key";
+/// The key before the last renewal, kept until the new certificate is in place.
+const PREVIOUS_KEY: &str = "node.key.previous";
 const CERT: &str = "node.crt";
 const ROOT: &str = "root.crt";
 const LIST: &str = "trust-list.json";
@@ -184,9 +186,21 @@ impl NodeTrust {
         }
         let root = read_cert(&dir.join(ROOT))?;
         let root_info = inspect(&root)?;
-        let key = MemberKey::read(&dir.join(KEY))?;
+        let mut key = MemberKey::read(&dir.join(KEY))?;
         let cert = read_cert(&dir.join(CERT))?;
         let info = inspect(&cert)?;
+        // A renewal interrupted between its key and certificate leaves the new key with the
+        // old (still valid) certificate: use the previous key with it, renew again later.
+        if info.public_key != key.public()
+            && let Ok(previous) = MemberKey::read(&dir.join(PREVIOUS_KEY))
+            && previous.public() == info.public_key
+        {
+            tracing::warn!(
+                "an interrupted renewal left the previous key in use; it will be renewed again"
+            );
+            previous.write(&dir.join(KEY))?;
+            key = previous;
+        }
         if info.public_key != key.public() {
             return Err(NodeError::Trust(TrustError::Certificate(format!(
                 "{} does not belong to {}; enrol the node again",
@@ -387,11 +401,12 @@ impl NodeTrust {
         let root_fp = self.material().root_info.fingerprint.clone();
         let (root, root_info, cert, info, _) =
             check_bundle(&bundle, &key, &self.member, CertificateKind::Node, &root_fp)?;
-        // Key and certificate are replaced as a pair: first both new files beside the old
-        // ones, then renamed (each rename is atomic; the key goes first, and `load` refuses
-        // a mismatched pair rather than using it).
+        // Key and certificate are replaced as a pair. Each write is atomic; the old key is
+        // kept first, so that a crash between the two writes leaves a pair `load` can use.
+        self.material().key.write(&self.dir.join(PREVIOUS_KEY))?;
         key.write(&self.dir.join(KEY))?;
         write_public(&self.dir.join(CERT), cert_to_pem(&cert).as_bytes())?;
+        let _ = std::fs::remove_file(self.dir.join(PREVIOUS_KEY));
         self.identity.replace(vec![cert.clone()], &key)?;
         *self.material.write().expect("lock") = Arc::new(Material {
             root,

@@ -637,3 +637,30 @@ async fn an_unreachable_member_keeps_its_last_offers() {
     assert!(src[0].outcome.contains("unreachable"), "{}", src[0].outcome);
     assert_eq!(ea.node.store().offers(None).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_renewal_interrupted_between_key_and_certificate_leaves_a_working_node() {
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = new_node(dir.path(), "tax-office", TrustSettings::default()).await;
+    let t = node
+        .enrol(&a.url, &admit(&a, "tax-office").await, endpoints(7443))
+        .await
+        .unwrap();
+    let before = t.material().info.fingerprint.clone();
+    let trust = dir.path().join("tax-office/trust");
+    // What a crash right after writing the new key would leave: old key kept aside, a new
+    // key in place, the old certificate.
+    std::fs::copy(trust.join("node.key"), trust.join("node.key.previous")).unwrap();
+    agora_trust::MemberKey::generate()
+        .unwrap()
+        .write(&trust.join("node.key"))
+        .unwrap();
+    drop(t);
+    let reopened = Node::open(&NodeConfig::new(dir.path().join("tax-office")))
+        .await
+        .unwrap();
+    let t = reopened.trust().unwrap();
+    assert_eq!(t.material().info.fingerprint, before);
+    assert_eq!(t.material().key.public(), t.material().info.public_key);
+}
