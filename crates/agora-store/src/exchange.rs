@@ -190,16 +190,7 @@ impl Store {
         fetched_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM offer_terms WHERE offer_id IN (SELECT id FROM offers WHERE member_id = $1)",
-        )
-        .bind(member.as_str())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM offers WHERE member_id = $1")
-            .bind(member.as_str())
-            .execute(&mut *tx)
-            .await?;
+        delete_offers_of(&mut tx, member).await?;
         for o in offers {
             if &o.owner != member {
                 return Err(StoreError::Corrupt {
@@ -309,6 +300,22 @@ impl Store {
             })
             .collect()
     }
+}
+
+async fn delete_offers_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    member: &MemberId,
+) -> Result<(), StoreError> {
+    for q in [
+        "DELETE FROM offer_terms WHERE offer_id IN (SELECT id FROM offers WHERE member_id = $1)",
+        "DELETE FROM offers WHERE member_id = $1",
+    ] {
+        sqlx::query(q)
+            .bind(member.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn upsert_source(

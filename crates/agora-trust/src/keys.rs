@@ -127,6 +127,15 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
 /// Writes a secret file with mode 0600: into a temporary file beside it, then renamed, so
 /// a crash never leaves a half-written key.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
+    write_atomic(path, bytes, true)
+}
+
+/// Writes a public file (certificates, trust lists) atomically.
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
+    write_atomic(path, bytes, false)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), TrustError> {
     let io = |e| TrustError::Io {
         path: path.display().to_string(),
         source: e,
@@ -138,34 +147,17 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    {
+    if private {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp).map_err(io)?;
     #[cfg(unix)]
-    {
+    if private {
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(io)?;
     }
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// Writes a public file (certificates, trust lists) atomically.
-pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
-    let io = |e| TrustError::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
