@@ -465,6 +465,21 @@ fn sign_for(
     )
 }
 
+/// Sends a GET with `sig` as its signature header; returns the status and error message.
+async fn send_signed(
+    http: &reqwest::Client,
+    url: &str,
+    sig: &agora_trust::RequestSignature,
+) -> (u16, String) {
+    let resp = http
+        .get(url)
+        .header(agora_trust::sign::REQUEST_HEADER, sig.header())
+        .send()
+        .await
+        .unwrap();
+    error_of(resp).await
+}
+
 async fn error_of(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     let v: serde_json::Value = resp.json().await.unwrap();
@@ -495,14 +510,7 @@ async fn unsigned_tampered_replayed_and_stale_requests_are_refused() {
 
     // Signed for another path (tampered).
     let sig = sign_for(&ea, "tax-office", "/exchange/v1/other", chrono::Utc::now());
-    let (s, m) = error_of(
-        http.get(&url)
-            .header(header, sig.header())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, m) = send_signed(&http, &url, &sig).await;
     assert_eq!(s, 403);
     assert!(m.contains("does not match"), "{m}");
 
@@ -513,14 +521,7 @@ async fn unsigned_tampered_replayed_and_stale_requests_are_refused() {
         agora_model::paths::OFFERS,
         chrono::Utc::now(),
     );
-    let (_, m) = error_of(
-        http.get(&url)
-            .header(header, sig.header())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, m) = send_signed(&http, &url, &sig).await;
     assert!(m.contains("addressed to health-insurer"), "{m}");
 
     // Valid once, then replayed.
@@ -542,14 +543,7 @@ async fn unsigned_tampered_replayed_and_stale_requests_are_refused() {
             .headers()
             .contains_key(agora_trust::sign::RESPONSE_HEADER)
     );
-    let (s, m) = error_of(
-        http.get(&url)
-            .header(header, sig.header())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, m) = send_signed(&http, &url, &sig).await;
     assert_eq!(s, 403);
     assert!(m.contains("replayed"), "{m}");
 
@@ -560,14 +554,7 @@ async fn unsigned_tampered_replayed_and_stale_requests_are_refused() {
         agora_model::paths::OFFERS,
         chrono::Utc::now() - chrono::Duration::minutes(5),
     );
-    let (s, m) = error_of(
-        http.get(&url)
-            .header(header, sig.header())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, m) = send_signed(&http, &url, &sig).await;
     assert_eq!(s, 403);
     assert!(m.contains("clock"), "{m}");
 
