@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/agora-target}
+# The interoperability tests use real clients: the ADBC Flight SQL driver from PyPI.
+AGORA_PYTHON=$(bash scripts/python-env.sh)
+export AGORA_PYTHON
 if cargo nextest --version >/dev/null 2>&1; then
   # One process per test: the streaming-memory test measures the whole process heap.
   exec cargo nextest run --workspace --locked --no-fail-fast "$@"

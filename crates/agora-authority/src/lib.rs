@@ -398,7 +398,11 @@ impl Authority {
             &IssueRequest::member(&self.ecosystem, &member, req.kind, hosts, nb, na),
         )?;
         let rec = self.record_of(&der, &member, req.kind)?;
-        self.store.record_certificate(&rec).await?;
+        let new_endpoints = match req.kind {
+            CertificateKind::Node => req.endpoints.as_ref(),
+            CertificateKind::Client => None,
+        };
+        self.store.record_certificate(&rec, new_endpoints).await?;
         tracing::info!(member = %member, kind = req.kind.as_str(), serial = %rec.serial, "certificate issued");
         self.bundle(rec.cert_pem).await
     }

@@ -9,7 +9,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
 use datafusion::execution::session_state::SessionState;
 
-use crate::{EngineError, TableBinding, source};
+use crate::{EnforcedTable, EngineError, TableBinding, source};
 
 struct CachedTable {
     version: String,
@@ -62,7 +62,12 @@ pub(crate) struct ProductSchema {
     state: SessionState,
     bindings: BTreeMap<String, TableBinding>,
     cache: Arc<TableCache>,
+    /// Agreed products as their agreements let them be seen, built once per product
+    /// table (the row filter is parsed and checked then).
+    enforced: EnforcedTables,
 }
+
+type EnforcedTables = RwLock<HashMap<String, (Arc<dyn TableProvider>, Arc<dyn TableProvider>)>>;
 
 impl ProductSchema {
     pub(crate) fn new(
@@ -74,6 +79,7 @@ impl ProductSchema {
             state,
             bindings: bindings.into_iter().map(|b| (b.name.clone(), b)).collect(),
             cache,
+            enforced: Default::default(),
         }
     }
 }
@@ -88,19 +94,47 @@ impl std::fmt::Debug for ProductSchema {
 
 #[async_trait]
 impl SchemaProvider for ProductSchema {
+    /// The tables a query can read (information_schema lists these); a refused table is
+    /// left out, and naming it gets its refusal.
     fn table_names(&self) -> Vec<String> {
-        self.bindings.keys().cloned().collect()
+        self.bindings
+            .values()
+            .filter(|b| b.refusal.is_none())
+            .map(|b| b.name.clone())
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let Some(binding) = self.bindings.get(name) else {
             return Ok(None);
         };
-        self.cache
+        if let Some(reason) = &binding.refusal {
+            return Err(DataFusionError::External(Box::new(
+                EngineError::AccessDenied(reason.clone()),
+            )));
+        }
+        let provider = self
+            .cache
             .provider(&self.state, binding)
             .await
-            .map(Some)
-            .map_err(|e| DataFusionError::External(Box::new(e)))
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let Some(enforcement) = &binding.enforcement else {
+            return Ok(Some(provider));
+        };
+        if let Some((inner, enforced)) = self.enforced.read().expect("lock").get(name)
+            && Arc::ptr_eq(inner, &provider)
+        {
+            return Ok(Some(Arc::clone(enforced)));
+        }
+        let enforced: Arc<dyn TableProvider> = Arc::new(
+            EnforcedTable::new(&self.state, Arc::clone(&provider), enforcement)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        );
+        self.enforced
+            .write()
+            .expect("lock")
+            .insert(name.to_owned(), (provider, Arc::clone(&enforced)));
+        Ok(Some(enforced))
     }
 
     fn table_exist(&self, name: &str) -> bool {

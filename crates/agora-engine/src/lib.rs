@@ -7,7 +7,9 @@
 
 mod catalog;
 mod encode;
+mod enforce;
 mod profile;
+mod remote;
 mod source;
 
 use std::sync::Arc;
@@ -24,9 +26,13 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
+pub use arrow::array::RecordBatch;
+pub use arrow::datatypes::SchemaRef;
 use catalog::{ProductSchema, TableCache};
 pub use encode::{EncodedStream, OutputFormat};
+pub use enforce::{EnforcedTable, Enforcement, LinkageKey, Pseudonymizer};
 pub use profile::ProfileProgress;
+pub use remote::{RemoteBatches, RemoteBinding, RemoteSource};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
@@ -50,12 +56,32 @@ pub enum EngineError {
     Execution(String),
     #[error("cannot encode the result: {0}")]
     Encode(String),
+    /// Reading a product the caller may not read (the reason says why and what to do).
+    #[error("{0}")]
+    AccessDenied(String),
+    /// A remote owner failed (the message names the member).
+    #[error("{0}")]
+    Remote(String),
+    /// A remote owner refused the query (the message names the member and its reason).
+    #[error("{0}")]
+    RemoteRefused(String),
+    /// Agreement terms that do not fit the product (unknown column, bad row filter).
+    #[error("the agreement's terms do not fit the product: {0}")]
+    Terms(String),
 }
 
 impl EngineError {
     /// True when the error is the caller's fault (bad SQL, unknown table or column).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Self::Syntax(_) | Self::Plan(_) | Self::NotReadOnly(_))
+        matches!(
+            self,
+            Self::Syntax(_)
+                | Self::Plan(_)
+                | Self::NotReadOnly(_)
+                | Self::AccessDenied(_)
+                | Self::RemoteRefused(_)
+                | Self::Terms(_)
+        )
     }
 
     pub(crate) fn from_df(e: DataFusionError) -> Self {
@@ -92,6 +118,10 @@ fn tidy(m: &str) -> String {
     }
 }
 
+/// The name of the one catalog queries see (`agora.public.product`,
+/// `agora."member".product`).
+pub const CATALOG: &str = "agora";
+
 /// Tuning knobs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -120,6 +150,11 @@ pub struct TableBinding {
     pub schema: Vec<ColumnSchema>,
     /// Changes whenever the registration changes (cache key).
     pub version: String,
+    /// When set, the product is known but may not be read; naming it fails with this
+    /// reason (for example, that an agreement is needed).
+    pub refusal: Option<String>,
+    /// When set, the product is seen only as this agreement allows (see [`EnforcedTable`]).
+    pub enforcement: Option<Enforcement>,
 }
 
 /// The query engine. Cheap to share (`Arc`); caches table providers and file metadata.
@@ -151,11 +186,15 @@ impl Engine {
         let session_config = SessionConfig::new()
             .with_batch_size(config.batch_size)
             .with_target_partitions(config.target_partitions)
-            .with_information_schema(true);
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, "public");
         let base_state = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
+            // Last, after type coercion: it checks expressions with their final types.
+            .with_analyzer_rule(Arc::new(enforce::AggregateAgreements))
+            .with_query_planner(Arc::new(remote::FederatingPlanner))
             .build();
         Self {
             base_state,
@@ -166,13 +205,22 @@ impl Engine {
     /// A fresh session whose only tables are in `schema`, sharing the function registry,
     /// the runtime and its caches. (A plain clone of a `SessionState` would share the
     /// catalog list, and with it the tables of other sessions.)
-    fn session(&self, schema: Arc<dyn SchemaProvider>) -> SessionContext {
+    fn session(
+        &self,
+        schema: Arc<dyn SchemaProvider>,
+        others: Vec<(String, Arc<dyn SchemaProvider>)>,
+    ) -> SessionContext {
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog
             .register_schema("public", schema)
             .expect("a new memory catalog accepts a schema");
+        for (name, schema) in others {
+            catalog
+                .register_schema(&name, schema)
+                .expect("a memory catalog accepts a schema");
+        }
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
-        catalogs.register_catalog("datafusion".to_owned(), catalog);
+        catalogs.register_catalog(CATALOG.to_owned(), catalog);
         // Swapping the catalog list in a clone is cheap; rebuilding the state would
         // re-register every function (about a millisecond).
         let mut state = self.base_state.clone();
@@ -181,7 +229,7 @@ impl Engine {
     }
 
     fn scratch_session(&self) -> SessionContext {
-        self.session(Arc::new(MemorySchemaProvider::new()))
+        self.session(Arc::new(MemorySchemaProvider::new()), vec![])
     }
 
     /// Reads the schema of the data at `source`.
@@ -211,7 +259,48 @@ impl Engine {
     pub fn catalog(&self, tables: Vec<TableBinding>) -> Catalog {
         let schema = ProductSchema::new(self.base_state.clone(), tables, Arc::clone(&self.tables));
         Catalog {
-            ctx: self.session(Arc::new(schema)),
+            ctx: self.session(Arc::new(schema), vec![]),
+        }
+    }
+
+    /// Prepares a catalog of local tables plus other members' products, each named
+    /// `"member".product` and read through `source`.
+    pub fn federated_catalog(
+        &self,
+        tables: Vec<TableBinding>,
+        remotes: Vec<RemoteBinding>,
+        source: Arc<dyn RemoteSource>,
+    ) -> Result<Catalog, EngineError> {
+        let schema = ProductSchema::new(self.base_state.clone(), tables, Arc::clone(&self.tables));
+        let mut members: std::collections::BTreeMap<String, Arc<MemorySchemaProvider>> =
+            Default::default();
+        for r in &remotes {
+            let table = remote::RemoteTable::new(r, Arc::clone(&source))?;
+            members
+                .entry(r.member.clone())
+                .or_default()
+                .register_table(r.name.clone(), Arc::new(table))
+                .map_err(EngineError::from_df)?;
+        }
+        let others = members
+            .into_iter()
+            .map(|(m, s)| (m, s as Arc<dyn SchemaProvider>))
+            .collect();
+        Ok(Catalog {
+            ctx: self.session(Arc::new(schema), others),
+        })
+    }
+
+    /// Prepares the catalog another member's queries see: these tables, named plainly or
+    /// as `"member".product` with this node's member id.
+    pub fn member_catalog(&self, member: &str, tables: Vec<TableBinding>) -> Catalog {
+        let schema: Arc<dyn SchemaProvider> = Arc::new(ProductSchema::new(
+            self.base_state.clone(),
+            tables,
+            Arc::clone(&self.tables),
+        ));
+        Catalog {
+            ctx: self.session(Arc::clone(&schema), vec![(member.to_owned(), schema)]),
         }
     }
 
@@ -227,30 +316,154 @@ impl Engine {
 }
 
 impl Catalog {
+    /// Plans and starts a query from another member: one plain `SELECT` (or `WITH`)
+    /// statement, nothing else — no EXPLAIN (plans name data locations), no SHOW.
+    pub async fn query_for_member(&self, sql: &str) -> Result<QueryResult, EngineError> {
+        use datafusion::sql::parser::Statement;
+        use datafusion::sql::sqlparser::ast::Statement as Sql;
+        let state = self.ctx.state();
+        let mut statements = datafusion::sql::parser::DFParser::parse_sql(sql)
+            .map_err(|e| EngineError::Syntax(e.to_string()))?;
+        let statement = match (statements.pop_front(), statements.is_empty()) {
+            (Some(s @ Statement::Statement(_)), true) if matches!(&s, Statement::Statement(q) if matches!(**q, Sql::Query(_))) => {
+                s
+            }
+            (Some(_), true) => {
+                return Err(EngineError::NotReadOnly(
+                    "other members may send only SELECT queries".into(),
+                ));
+            }
+            _ => {
+                return Err(EngineError::NotReadOnly(
+                    "send exactly one SELECT statement".into(),
+                ));
+            }
+        };
+        Self::run(state, statement).await
+    }
+
     /// Plans and starts a read-only SQL query.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, EngineError> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(Self::planning_error)?;
+        Self::run(state, statement).await
+    }
+
+    /// Plans and starts one parsed statement in `state` (one copy of the session state per
+    /// query: it carries the query's start time, which `now()` reads).
+    async fn run(
+        state: SessionState,
+        statement: datafusion::sql::parser::Statement,
+    ) -> Result<QueryResult, EngineError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = self.ctx.sql_with_options(sql, options).await.map_err(|e| {
-            let msg = e.find_root().to_string();
-            if msg.contains("DDL not supported")
-                || msg.contains("DML not supported")
-                || msg.contains("Statement not supported")
-            {
-                EngineError::NotReadOnly(tidy(&msg))
-            } else {
-                EngineError::from_df(e)
-            }
-        })?;
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(Self::planning_error)?;
+        options.verify_plan(&plan).map_err(Self::planning_error)?;
+        let row_limit = enforce::row_limit(&plan);
+        let df = datafusion::dataframe::DataFrame::new(state, plan);
         let columns = source::columns(df.schema().as_arrow());
-        let stream = df.execute_stream().await.map_err(EngineError::from_df)?;
+        let mut stream = df.execute_stream().await.map_err(EngineError::from_df)?;
+        if let Some((max, agreement)) = row_limit {
+            stream = enforce::limit_rows(stream, max, agreement);
+        }
         Ok(QueryResult { columns, stream })
+    }
+
+    fn planning_error(e: DataFusionError) -> EngineError {
+        let msg = e.find_root().to_string();
+        if msg.contains("DDL not supported")
+            || msg.contains("DML not supported")
+            || msg.contains("Statement not supported")
+        {
+            EngineError::NotReadOnly(tidy(&msg))
+        } else {
+            EngineError::from_df(e)
+        }
     }
 }
 
 impl QueryResult {
+    /// The result's Arrow schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.stream.schema()
+    }
+
+    /// The result with the types its columns are described by (`columns`, and the
+    /// offers other members plan with): string and binary views and their large variants
+    /// become plain `Utf8` and `Binary`. This is the form answers take on the wire: the
+    /// consumer then plans with exactly the types it receives, and plain strings are checked
+    /// as UTF-8 in one pass over a buffer rather than one check per view.
+    pub fn with_described_types(self) -> Self {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = self.stream.schema();
+        let plain = |t: &DataType| match t {
+            DataType::Utf8View | DataType::LargeUtf8 => Some(DataType::Utf8),
+            DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
+            _ => None,
+        };
+        if !schema
+            .fields()
+            .iter()
+            .any(|f| plain(f.data_type()).is_some())
+        {
+            return self;
+        }
+        let target: SchemaRef = Arc::new(Schema::new_with_metadata(
+            schema
+                .fields()
+                .iter()
+                .map(|f| match plain(f.data_type()) {
+                    Some(t) => Arc::new(Field::new(f.name(), t, f.is_nullable())),
+                    None => Arc::clone(f),
+                })
+                .collect::<Vec<_>>(),
+            schema.metadata().clone(),
+        ));
+        let to = Arc::clone(&target);
+        let stream = futures::StreamExt::map(self.stream, move |batch| {
+            let batch = batch?;
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(to.fields())
+                .map(|(c, f)| {
+                    if c.data_type() == f.data_type() {
+                        Ok(Arc::clone(c))
+                    } else {
+                        arrow::compute::cast(c, f.data_type())
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let options =
+                arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            Ok(RecordBatch::try_new_with_options(
+                Arc::clone(&to),
+                columns,
+                &options,
+            )?)
+        });
+        Self {
+            columns: self.columns,
+            stream: Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(target, stream),
+            ),
+        }
+    }
+
+    /// The result as a stream of record batches.
+    pub fn into_batches(self) -> RemoteBatches {
+        use futures::TryStreamExt;
+        Box::pin(self.stream.map_err(EngineError::from_df))
+    }
+
     /// Encodes the result as a stream of byte chunks, one or more per record batch.
     pub fn encode(self, format: OutputFormat) -> EncodedStream {
         encode::encode(self.stream, format)

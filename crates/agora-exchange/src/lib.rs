@@ -3,9 +3,11 @@
 //! Arrow Flight streams). Inbound requests are `agora-server`'s.
 
 pub mod authority;
+pub mod flight;
 pub mod peer;
 
 pub use authority::AuthorityClient;
+pub use flight::{FlightPeer, PeerBatches};
 pub use peer::{PeerClient, PeerResponse, Signer};
 pub use reqwest::Method;
 

@@ -4,18 +4,27 @@
 //! so that every other layer (store, engine, server, CLI) agrees on what a valid
 //! product looks like.
 
+mod agreement;
 mod ids;
 mod metadata;
+mod negotiation;
 mod person_id;
 mod product;
 mod retention;
 mod sidecar;
 mod trust;
 
+pub use agreement::{
+    AccessMode, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask, TermsError,
+};
 pub use ids::{IdError, MemberId, ProductName};
 pub use metadata::{
     Classification, ColumnAnnotation, ColumnRole, MetadataError, MetadataPatch, ProductMetadata,
     Theme, UpdateFrequency,
+};
+pub use negotiation::{
+    AccessRequest, Agreement, AgreementSignatures, LEGAL_BASES, MAX_VALIDITY_DAYS, Negotiation,
+    NegotiationError, NegotiationEvent, NegotiationRole, NegotiationState, Validity,
 };
 pub use person_id::{person_id_check_digit, person_id_is_valid};
 pub use product::{
@@ -26,8 +35,8 @@ pub use retention::{Retention, RetentionError};
 pub use sidecar::{Sidecar, SidecarError, SidecarSource};
 pub use trust::{
     CertificateKind, CertificateRequest, Direction, Endpoints, EnrolRequest, ExchangeRecord,
-    IssuedBundle, ListedCertificate, Revocation, SignedTrustList, Standing, TrustList,
-    TrustedMember, https_host, paths,
+    FlightTicket, IssuedBundle, ListedCertificate, Revocation, SignedTrustList, Standing,
+    TrustList, TrustedMember, https_host, paths,
 };
 
 /// The purposes vocabulary of the ecosystem: every access request names one.

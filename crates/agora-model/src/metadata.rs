@@ -269,10 +269,16 @@ pub struct ProductMetadata {
     pub retention: Option<Retention>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_frequency: Option<UpdateFrequency>,
+    /// The purposes (from the purposes vocabulary) other members may request the product
+    /// for; none means it cannot be requested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purposes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
+    #[error("unknown purpose {0:?}: use purposes from the vocabulary ({list})", list = crate::PURPOSES.join(", "))]
+    UnknownPurpose(String),
     #[error("unknown classification {0:?}: use one of open, internal, personal, sensitive")]
     UnknownClassification(String),
     #[error(
@@ -343,6 +349,7 @@ impl ProductMetadata {
             legal_basis: None,
             retention: None,
             update_frequency: None,
+            purposes: Vec::new(),
         }
     }
 
@@ -368,6 +375,11 @@ impl ProductMetadata {
         for k in &self.keywords {
             if k.trim().is_empty() || k.chars().count() > 64 {
                 return Err(MetadataError::BadKeyword(k.clone()));
+            }
+        }
+        for p in &self.purposes {
+            if !crate::PURPOSES.contains(&p.as_str()) {
+                return Err(MetadataError::UnknownPurpose(p.clone()));
             }
         }
         for name in self.columns.keys() {
@@ -410,7 +422,11 @@ impl ProductMetadata {
             legal_basis,
             retention,
             update_frequency,
+            purposes,
         } = patch;
+        if let Some(v) = purposes {
+            self.purposes = v;
+        }
         if let Some(v) = title {
             self.title = v;
         }
@@ -472,6 +488,8 @@ pub struct MetadataPatch {
     pub retention: Option<Retention>,
     #[serde(default)]
     pub update_frequency: Option<UpdateFrequency>,
+    #[serde(default)]
+    pub purposes: Option<Vec<String>>,
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub struct Sidecar {
     pub legal_basis: Option<String>,
     pub retention: Option<Retention>,
     pub update_frequency: Option<UpdateFrequency>,
+    /// Purposes other members may request the product for.
+    pub purposes: Option<Vec<String>>,
     #[serde(default)]
     pub source: SidecarSource,
     #[serde(default)]
@@ -131,6 +133,7 @@ impl Sidecar {
             legal_basis: self.legal_basis.clone(),
             retention: self.retention,
             update_frequency: self.update_frequency,
+            purposes: self.purposes.clone().unwrap_or_default(),
         }
     }
 }

@@ -367,4 +367,17 @@ pub mod paths {
     pub const ROOT: &str = "/authority/v1/root";
     /// Node exchange listener: `GET` the offers of the node's member (signed).
     pub const OFFERS: &str = "/exchange/v1/offers";
+    /// Node exchange listener: Arrow Flight `DoGet` with a [`super::FlightTicket`]; the
+    /// request signature covers this path and the ticket's SHA-256.
+    pub const FLIGHT_DO_GET: &str = "/arrow.flight.protocol.FlightService/DoGet";
+    /// The protobuf `Any` type URL of a member query ticket (its value is the JSON
+    /// [`super::FlightTicket`]), so the same Flight endpoint also speaks Flight SQL.
+    pub const MEMBER_QUERY_TYPE_URL: &str = "type.googleapis.com/agora.v1.MemberQuery";
+}
+
+/// The ticket of a member's Flight `DoGet`: read-only SQL for the owner to run (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlightTicket {
+    pub sql: String,
 }

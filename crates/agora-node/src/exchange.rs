@@ -23,10 +23,26 @@ pub struct Inbound {
 
 /// How an inbound exchange ended, for its log record.
 #[derive(Debug, Default)]
-pub struct InboundEnd<'a> {
+pub struct InboundEnd {
     pub status: u16,
-    pub body: &'a [u8],
+    /// Hex SHA-256 of the response body, or of the whole stream.
+    pub digest: String,
+    pub bytes: i64,
     pub rows: i64,
+    /// Why the response failed part-way, if it did (the log says so).
+    pub failure: Option<String>,
+}
+
+impl InboundEnd {
+    /// The end of a plain response with this body.
+    pub fn body(status: u16, body: &[u8]) -> Self {
+        Self {
+            status,
+            digest: agora_trust::digest_hex(body),
+            bytes: body.len() as i64,
+            ..Default::default()
+        }
+    }
 }
 
 impl Node {
@@ -126,11 +142,11 @@ impl Node {
     pub async fn end_inbound(
         &self,
         inbound: &Inbound,
-        end: InboundEnd<'_>,
+        end: InboundEnd,
     ) -> Result<String, NodeError> {
         let trust = self.enrolled()?;
         let material = trust.material();
-        let digest = agora_trust::digest_hex(end.body);
+        let digest = end.digest;
         let rsig = ResponseSignature::sign(
             &material.key,
             &inbound.nonce,
@@ -145,14 +161,14 @@ impl Node {
                 &ExchangeEnd {
                     response_digest: digest,
                     response_signature: rsig.signature_b64(),
-                    outcome: if end.status < 400 {
-                        "ok".into()
-                    } else {
-                        format!("refused: status {}", end.status)
+                    outcome: match (&end.failure, end.status) {
+                        (Some(why), _) => format!("failed: {why}"),
+                        (None, s) if s < 400 => "ok".into(),
+                        (None, s) => format!("refused: status {s}"),
                     },
                     duration_ms: inbound.started.elapsed().as_millis() as i64,
                     rows: end.rows,
-                    bytes: end.body.len() as i64,
+                    bytes: end.bytes,
                 },
             )
             .await?;
@@ -239,6 +255,7 @@ impl Node {
                 self.store().forget_offers(&source.member).await?;
             }
         }
+        self.offers_changed();
         Ok(answered)
     }
 

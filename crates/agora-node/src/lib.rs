@@ -4,13 +4,14 @@
 //! keeping the catalog, answering SQL.
 
 pub mod exchange;
+mod federation;
 mod register;
 pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use agora_engine::{Catalog, Engine, EngineConfig, QueryResult, TableBinding};
+use agora_engine::{Catalog, Engine, EngineConfig, QueryResult};
 use agora_model::{
     IdError, MemberId, MetadataError, MetadataPatch, Page, PageRequest, Product, ProductName,
     SearchHit, SidecarError, SourceError,
@@ -21,6 +22,7 @@ pub use agora_engine::{EngineError, OutputFormat, ProfileProgress};
 pub use agora_store::{ApiRole, NewToken, StoreError, TokenInfo};
 pub use agora_trust;
 pub use agora_trust::EnrolmentToken;
+pub use federation::VisibleTable;
 pub use register::RegisterRequest;
 
 #[derive(Debug, thiserror::Error)]
@@ -146,11 +148,17 @@ struct Inner {
     store: Store,
     engine: Engine,
     data_dir: PathBuf,
-    /// The products as a query catalog, with the catalog version it reflects.
-    catalog: std::sync::RwLock<Option<(i64, Catalog)>>,
+    /// The products (and other members' offers) as a query catalog, with the catalog
+    /// version and offers generation it reflects.
+    catalog: std::sync::RwLock<Option<((i64, u64), Catalog)>>,
     trust_settings: trust::TrustSettings,
     /// The node's membership of an ecosystem, once enrolled.
     trust: std::sync::RwLock<Option<Arc<trust::NodeTrust>>>,
+    /// Changes whenever other members' offers were fetched (part of the catalog's key).
+    offers_generation: std::sync::atomic::AtomicU64,
+    /// What other members' queries see, with the catalog version it reflects.
+    member_catalog: std::sync::RwLock<Option<(i64, Catalog)>>,
+    flight_peers: federation::FlightPeers,
 }
 
 fn check_writable(dir: &Path) -> Result<(), NodeError> {
@@ -224,6 +232,9 @@ impl Node {
                 catalog: std::sync::RwLock::new(None),
                 trust_settings: cfg.trust.clone(),
                 trust: std::sync::RwLock::new(trust),
+                offers_generation: Default::default(),
+                member_catalog: std::sync::RwLock::new(None),
+                flight_peers: Default::default(),
             }),
         })
     }
@@ -355,30 +366,34 @@ impl Node {
     }
 
     /// The products as a query catalog, rebuilt only when the catalog version has moved
-    /// (also when another process changed the catalog).
+    /// (also when another process changed the catalog) or other members' offers changed.
     async fn catalog(&self, version: i64) -> Result<Catalog, NodeError> {
-        if let Some((v, c)) = self.inner.catalog.read().expect("lock").as_ref()
-            && *v == version
+        let key = (
+            version,
+            self.inner
+                .offers_generation
+                .load(std::sync::atomic::Ordering::Acquire),
+        );
+        if let Some((k, c)) = self.inner.catalog.read().expect("lock").as_ref()
+            && *k == key
         {
             return Ok(c.clone());
         }
         let products = self.inner.store.all_products().await?;
-        let bindings = products
-            .into_iter()
-            .map(|p| TableBinding {
-                name: p.name.to_string(),
-                version: format!("{}:{}", p.id, p.version),
-                source: p.source,
-                schema: p.schema,
-            })
-            .collect();
-        let catalog = self.inner.engine.catalog(bindings);
+        let catalog = self.federated(federation::bindings(products, None)).await?;
         let mut slot = self.inner.catalog.write().expect("lock");
         // Never replace a newer catalog with an older one.
-        if slot.as_ref().is_none_or(|(v, _)| *v <= version) {
-            *slot = Some((version, catalog.clone()));
+        if slot.as_ref().is_none_or(|(k, _)| *k <= key) {
+            *slot = Some((key, catalog.clone()));
         }
         Ok(catalog)
+    }
+
+    /// Notes that other members' offers changed, so the next query sees them.
+    pub(crate) fn offers_changed(&self) {
+        self.inner
+            .offers_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub(crate) fn engine(&self) -> &Engine {

@@ -42,6 +42,9 @@ pub struct TrustSettings {
     pub grace: Duration,
     /// Largest accepted difference between a signed request's time and this node's clock.
     pub clock_tolerance: Duration,
+    /// How long another member's node may stay silent (connecting, or in the middle of an
+    /// answer) before the call fails.
+    pub peer_timeout: Duration,
 }
 
 impl Default for TrustSettings {
@@ -50,6 +53,7 @@ impl Default for TrustSettings {
             refresh_every: Duration::seconds(60),
             grace: Duration::minutes(10),
             clock_tolerance: Duration::seconds(30),
+            peer_timeout: Duration::seconds(30),
         }
     }
 }

@@ -91,6 +91,13 @@ impl From<NodeError> for ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_sql")
             }
             NodeError::Engine(EngineError::NotReadOnly(_)) => (StatusCode::FORBIDDEN, "read_only"),
+            NodeError::Engine(EngineError::AccessDenied(_)) => {
+                (StatusCode::FORBIDDEN, "access_denied")
+            }
+            NodeError::Engine(EngineError::RemoteRefused(_)) => {
+                (StatusCode::FORBIDDEN, "peer_refused")
+            }
+            NodeError::Engine(EngineError::Remote(_)) => (StatusCode::BAD_GATEWAY, "peer_failed"),
             NodeError::Engine(EngineError::Source { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unreadable_data")
             }

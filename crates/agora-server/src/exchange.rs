@@ -35,6 +35,10 @@ pub fn exchange_app(node: Node) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), signed));
     Router::new()
         .merge(signed)
+        .route_service(
+            "/arrow.flight.protocol.FlightService/{*method}",
+            crate::flight::flight_service(node.clone()),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(crate::routes::not_found)
         .with_state(node)
@@ -68,11 +72,7 @@ async fn signed(
         .get(REQUEST_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let nonce = header
-        .as_deref()
-        .and_then(|h| RequestSignature::parse(h).ok())
-        .map(|s| s.nonce)
-        .unwrap_or_default();
+    let nonce = RequestSignature::nonce_of(header.as_deref());
     let refuse = |e: ApiError| {
         let status = e.status.as_u16();
         let resp = e.into_response();
@@ -131,14 +131,7 @@ async fn signed(
         .await
         .unwrap_or_default();
     let sig = node
-        .end_inbound(
-            &inbound,
-            InboundEnd {
-                status: parts.status.as_u16(),
-                body: &body,
-                rows: 0,
-            },
-        )
+        .end_inbound(&inbound, InboundEnd::body(parts.status.as_u16(), &body))
         .await;
     match sig {
         Ok(h) => with_signature(Response::from_parts(parts, Body::from(body)), Some(h)),

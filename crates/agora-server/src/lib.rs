@@ -9,6 +9,7 @@ mod auth;
 mod authority;
 mod error;
 pub mod exchange;
+mod flight;
 mod routes;
 pub mod tls;
 

@@ -322,9 +322,21 @@ impl Store {
         Ok(())
     }
 
-    /// Records a further certificate of an admitted member (renewal, client certificate).
-    pub async fn record_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError> {
+    /// Records a further certificate of an admitted member (renewal, client certificate),
+    /// with the node's new endpoints when a renewal brings them — in one transaction.
+    pub async fn record_certificate(
+        &self,
+        cert: &IssuedCertificate,
+        endpoints: Option<&Endpoints>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(endpoints) = endpoints {
+            sqlx::query("UPDATE authority_members SET endpoints_json = $1 WHERE member_id = $2")
+                .bind(to_json(endpoints))
+                .bind(cert.member.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         insert_cert(&mut tx, cert).await?;
         bump_sequence(&mut tx).await?;
         tx.commit().await?;

@@ -6,6 +6,7 @@
 
 mod authority;
 mod exchange;
+mod negotiations;
 mod search;
 mod tokens;
 
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use authority::{AdmittedMember, AuthorityRecord, IssuedCertificate};
 pub use exchange::{ExchangeEnd, ExchangeStart, OfferSource};
+pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchScope, tokenize};
 pub use tokens::{ApiRole, Authenticated, NewToken, TokenInfo};
 
@@ -65,6 +67,18 @@ pub enum StoreError {
     EnrolmentRefused(String),
     #[error("replayed request refused: member {peer} already sent nonce {nonce}")]
     Replay { peer: String, nonce: String },
+    #[error("a negotiation with id {0:?} is already recorded")]
+    NegotiationExists(String),
+    #[error("no negotiation with id {0:?}")]
+    NegotiationNotFound(String),
+    #[error(
+        "negotiation {id} is {actual}, no longer {expected}: someone else moved it meanwhile; look at it again"
+    )]
+    NegotiationMoved {
+        id: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{0} is busy; try again")]
     Busy(String),
     #[error("stored record {what} is corrupt: {message}")]
@@ -149,17 +163,22 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .max_connections(if memory { 1 } else { 8 });
         if backend == Backend::Sqlite {
-            opts = opts.after_connect(move |conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    if !memory {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    }
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            });
+            // An SQLite connection is a file handle in this process, not a socket that a
+            // server or network can close: checking it with a round trip to its worker
+            // thread before every use (sqlx's default) only doubles the cost of each call.
+            opts = opts
+                .test_before_acquire(false)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        if !memory {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        }
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        Ok(())
+                    })
+                });
         }
         let pool = opts.connect(url).await.map_err(|e| StoreError::Open {
             location: redact(url),

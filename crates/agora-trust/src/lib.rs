@@ -16,7 +16,7 @@ pub use pki::{
 };
 pub use rustls_pki_types::CertificateDer;
 pub use sign::{
-    RequestSignature, RequestTarget, ResponseSignature, digest_hex, sign_trust_list,
+    RequestSignature, RequestTarget, ResponseSignature, StreamDigest, digest_hex, sign_trust_list,
     verify_trust_list,
 };
 pub use tls::{ClientAuth, IdentityCell};

@@ -23,40 +23,18 @@ use agora_model::MemberId;
 use agora_node::{Node, NodeConfig, RegisterRequest};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
+mod common;
+
+/// The same allocator as the `agora` binary, so both paths are measured as they run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use common::{emit, env_u64};
+
 const Q1: &str = "SELECT municipality, count(*), avg(months_unemployed) FROM job_seekers \
                   WHERE education_level >= 3 GROUP BY municipality";
 const Q2: &str = "SELECT j.municipality, avg(i.gross_income) FROM job_seekers j \
                   JOIN annual_income i ON j.person_id = i.person_id \
                   WHERE i.tax_year = 2024 GROUP BY j.municipality";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn emit(name: &str, metric: &str, values: &[f64], unit: &str) -> f64 {
-    let m = median(values);
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    println!(
-        "{name}\t{metric}\t{m:.3}\t{unit}\t{min:.3}\t{max:.3}\t{}",
-        values.len()
-    );
-    m
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

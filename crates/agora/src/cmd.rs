@@ -373,6 +373,12 @@ pub struct MetaArgs {
     /// continuous, hourly, daily, weekly, monthly, quarterly, annual, irregular or never.
     #[arg(long)]
     update_frequency: Option<String>,
+    /// A purpose other members may request the product for (repeatable), from the
+    /// purposes vocabulary: job_matching, fraud_prevention, debt_recovery,
+    /// public_health_research, official_statistics, welfare_targeting, emergency_response,
+    /// service_delivery.
+    #[arg(long = "purpose")]
+    purposes: Vec<String>,
 }
 
 impl MetaArgs {
@@ -391,6 +397,7 @@ impl MetaArgs {
             );
         }
         Ok(MetadataPatch {
+            purposes: (!self.purposes.is_empty()).then_some(self.purposes),
             title: self.title,
             description: self.description,
             contact: self.contact,

@@ -4,11 +4,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use agora_model::MemberId;
+use std::sync::Arc;
+
+use agora_authority::{Authority, AuthorityConfig};
+use agora_model::{Endpoints, MemberId};
 use agora_node::{ApiRole, Node, NodeConfig, RegisterRequest};
 use agora_server::ServerConfig;
 use anyhow::{Context, Result};
 use clap::Args;
+use futures::FutureExt;
 use serde::Serialize;
 
 use crate::cmd;
@@ -52,14 +56,26 @@ struct EcosystemMember {
     /// An administrator API token for this member's node.
     token: String,
     data_dir: String,
+    /// The node's exchange listener: other members' nodes and this member's Flight SQL
+    /// tools connect here over mutual TLS.
+    exchange_url: String,
+    /// A client certificate of this member for Flight SQL tools, its key and the root.
+    client_certificate: String,
+    client_key: String,
 }
 
 #[derive(Serialize)]
 struct Ecosystem {
     scale: u64,
     seed: u64,
+    /// The demo ecosystem's authority (HTTPS) and its root certificate.
+    authority_url: String,
+    root_certificate: String,
     members: Vec<EcosystemMember>,
 }
+
+/// The demo ecosystem's id.
+const ECOSYSTEM: &str = "agora-demo";
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     cmd::init_tracing(cmd::LogFormat::Text, "warn");
@@ -123,57 +139,133 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         nodes.push((node, token.secret));
     }
 
-    // 3. Listen on loopback, one port per member.
-    let mut listeners = Vec::new();
-    for (i, (node, _)) in nodes.iter().enumerate() {
-        let port = if args.base_port == 0 {
-            0
-        } else {
-            args.base_port
-                .checked_add(i as u16)
-                .context("--base-port is too high for seven nodes")?
-        };
+    // 3. Listen on loopback: per member an API port and an exchange port, and one port
+    //    for the authority.
+    let port = |offset: usize| -> Result<u16> {
+        if args.base_port == 0 {
+            return Ok(0);
+        }
+        u16::try_from(offset)
+            .ok()
+            .and_then(|o| args.base_port.checked_add(o))
+            .context("--base-port is too high for the demo's ports")
+    };
+    let bind = |port: u16, what: String| async move {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!(
-                "cannot listen on {addr} for {}: is another demo running? Stop it or pass --base-port",
-                node.member()
+                "cannot listen on {addr} for {what}: is another demo running? Stop it or pass --base-port"
             )
-        })?;
-        listeners.push(l);
+        })
+    };
+    let mut listeners = Vec::new();
+    let mut exchange_listeners = Vec::new();
+    for (i, (node, _)) in nodes.iter().enumerate() {
+        listeners.push(bind(port(i)?, node.member().to_string()).await?);
+        exchange_listeners.push(
+            bind(
+                port(10 + i)?,
+                format!("the exchange listener of {}", node.member()),
+            )
+            .await?,
+        );
+    }
+    let authority_listener = bind(port(MEMBERS.len())?, "the authority".into()).await?;
+
+    // 4. The ecosystem: an authority, every member enrolled with its exchange endpoint,
+    //    and a client certificate per member for Flight SQL tools.
+    let authority_url = format!("https://{}", authority_listener.local_addr()?);
+    let authority = Arc::new(open_authority(&data_dir.join("authority"), &authority_url).await?);
+    // Served from now on: nodes enrol with it over HTTPS, as they would with a real one.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
+    servers.spawn(
+        agora_server::serve_authority(
+            Arc::clone(&authority),
+            authority_listener,
+            vec![Ipv4Addr::LOCALHOST.to_string()],
+            stopped(stop_rx.clone()),
+        )
+        .map(|r| r.context("the authority failed")),
+    );
+    let mut client_files = Vec::new();
+    for ((node, _), xl) in nodes.iter().zip(&exchange_listeners) {
+        let endpoints = Endpoints {
+            exchange: Some(format!("https://{}", xl.local_addr()?)),
+        };
+        enrol(node, &authority, &authority_url, endpoints).await?;
+    }
+    let list = authority.trust_list().await?;
+    for (node, _) in &nodes {
+        let trust = node.enrolled()?;
+        trust.accept_list(list.clone())?;
+        client_files.push(client_certificate(node).await?);
+    }
+    let list = authority.trust_list().await?;
+    for (node, _) in &nodes {
+        node.enrolled()?.accept_list(list.clone())?;
     }
 
     let mut members = Vec::new();
-    for ((node, token), l) in nodes.iter().zip(&listeners) {
+    for ((((node, token), l), xl), files) in nodes
+        .iter()
+        .zip(&listeners)
+        .zip(&exchange_listeners)
+        .zip(&client_files)
+    {
         members.push(EcosystemMember {
             id: node.member().to_string(),
             name: node.name().to_owned(),
             base_url: format!("http://{}", l.local_addr()?),
             token: token.clone(),
             data_dir: node.data_dir().display().to_string(),
+            exchange_url: format!("https://{}", xl.local_addr()?),
+            client_certificate: files.certificate.display().to_string(),
+            client_key: files.key.display().to_string(),
         });
     }
     let eco = Ecosystem {
         scale: args.scale,
         seed: args.seed,
+        authority_url: authority_url.clone(),
+        root_certificate: data_dir
+            .join("authority")
+            .join("root.crt")
+            .display()
+            .to_string(),
         members,
     };
     let eco_path = data_dir.join("ecosystem.json");
 
-    // 4. Serve until Ctrl-C.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut servers = Vec::new();
+    // 5. Serve until Ctrl-C: the authority, every node's API and exchange listener, and
+    //    each node's membership upkeep (trust list, renewal, federated catalog).
     if !args.no_serve {
+        for (node, xl) in nodes.iter().map(|(n, _)| n).zip(exchange_listeners) {
+            servers.spawn(
+                agora_server::serve_exchange(node.clone(), xl, stopped(stop_rx.clone()))
+                    .map(|r| r.context("an exchange listener failed")),
+            );
+        }
+        // Every member's offers, before the guide says the ecosystem is ready.
+        for (node, _) in &nodes {
+            node.refresh_offers().await.with_context(|| {
+                format!("{} cannot fetch the other members' offers", node.member())
+            })?;
+        }
         for ((node, _), l) in nodes.into_iter().zip(listeners) {
-            let mut rx = stop_rx.clone();
-            servers.push(tokio::spawn(agora_server::serve(
-                node,
-                l,
-                ServerConfig::default(),
-                async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                },
-            )));
+            let n = node.clone();
+            let rx = stop_rx.clone();
+            servers.spawn(async move {
+                n.run_membership(stopped(rx)).await;
+                Ok(())
+            });
+            servers.spawn(
+                agora_server::serve(node, l, ServerConfig::default(), stopped(stop_rx.clone()))
+                    .map(|r| r.context("a node's API failed")),
+            );
         }
     }
     write_private_json(&eco_path, &eco)?;
@@ -184,17 +276,83 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         args.no_serve,
     );
     if args.no_serve {
+        let _ = stop_tx.send(true);
+        while let Some(done) = servers.join_next().await {
+            done.context("a demo task failed")??;
+        }
         return Ok(());
     }
 
     cmd::shutdown_signal().await;
     eprintln!("Stopping the demo…");
     let _ = stop_tx.send(true);
-    for s in servers {
-        s.await.context("a node task failed")??;
+    while let Some(done) = servers.join_next().await {
+        done.context("a demo task failed")??;
     }
     eprintln!("Demo stopped. Run `agora demo` again to restart it in seconds.");
     Ok(())
+}
+
+/// Opens the demo authority, creating it on first use, published at `url` (the port may
+/// differ between runs).
+async fn open_authority(dir: &Path, url: &str) -> Result<Authority> {
+    let cfg = AuthorityConfig::new(dir);
+    if dir.join("root.crt").exists() {
+        let a = Authority::open(cfg).await?;
+        a.set_url(url).await?;
+        Ok(a)
+    } else {
+        Ok(Authority::init(cfg, ECOSYSTEM, url).await?)
+    }
+}
+
+/// Enrols a member's node with the demo authority, or, when it is enrolled already, brings
+/// it the current trust list and renews its certificate if its endpoint moved.
+async fn enrol(node: &Node, authority: &Authority, url: &str, endpoints: Endpoints) -> Result<()> {
+    match node.trust() {
+        None => {
+            let token = authority.admit(node.member(), node.name()).await?;
+            node.enrol(url, &token, endpoints).await?;
+        }
+        Some(trust) => {
+            trust.accept_list(authority.trust_list().await?)?;
+            let listed = trust
+                .list()
+                .member(node.member())
+                .map(|m| m.endpoints.clone());
+            if listed.as_ref() != Some(&endpoints) {
+                trust.renew(Some(endpoints)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The member's demo client certificate: the one on disk while it stands on the trust
+/// list, a new one otherwise.
+async fn client_certificate(node: &Node) -> Result<agora_node::trust::ClientFiles> {
+    let trust = node.enrolled()?;
+    let dir = node.data_dir().join("client");
+    let cert_path = dir.join("client.crt");
+    if let Ok(pem) = std::fs::read_to_string(&cert_path)
+        && let Ok(certs) = agora_node::agora_trust::pki::certs_from_pem(&pem)
+        && let Some(der) = certs.first()
+        && let Ok(info) = agora_node::agora_trust::inspect(der)
+        && matches!(
+            trust.list().standing(node.member(), &info.fingerprint),
+            agora_model::Standing::Trusted { .. }
+        )
+        && info.not_after > chrono::Utc::now() + chrono::Duration::days(1)
+    {
+        return Ok(agora_node::trust::ClientFiles {
+            key: dir.join("client.key"),
+            certificate: cert_path,
+            root: dir.join("root.crt"),
+            fingerprint: info.fingerprint,
+        });
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(trust.client_certificate(&dir).await?)
 }
 
 /// Writes JSON readable only by the owner (it holds tokens), atomically.
@@ -253,7 +411,23 @@ fn print_guide(eco: &Ecosystem, eco_path: &Path, secs: f64, no_serve: bool) {
             "  agora sql --data-dir {} \"SELECT occupation_sought, count(*) FROM job_seekers GROUP BY 1\"",
             m.data_dir
         );
+        println!(
+            "  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    -d '{{\"sql\": \"SELECT municipality, count(*) AS n FROM \\\"city-hospital\\\".vacancies GROUP BY 1\", \"format\": \"csv\"}}' {}/api/v1/query",
+            m.base_url
+        );
         println!("  API description: {}/api/v1/openapi.json", m.base_url);
+        println!();
+        println!(
+            "The members trust each other through the demo authority at {} (mutual TLS,",
+            eco.authority_url
+        );
+        println!("signed and logged exchanges). Flight SQL tools (ADBC, JDBC) connect to");
+        println!(
+            "{} with the client certificate {}",
+            m.exchange_url.replace("https://", "grpc+tls://"),
+            m.client_certificate
+        );
+        println!("(key {}, root {}).", m.client_key, eco.root_certificate);
     }
     if !no_serve {
         println!();

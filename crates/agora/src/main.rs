@@ -1,5 +1,9 @@
 //! `agora`: node, command-line client and demo in one binary.
 
+/// mimalloc: DataFusion's planning and Arrow's buffers allocate and free a great deal.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod authority;
 mod cmd;
 mod demo;

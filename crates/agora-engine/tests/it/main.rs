@@ -1,6 +1,8 @@
 //! Integration tests of the query engine on real files.
 
 mod alloc;
+mod federation;
+mod policy;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -30,6 +32,8 @@ async fn binding(e: &Engine, name: &str, source: DataSource) -> TableBinding {
         source,
         schema,
         version: "1".into(),
+        refusal: None,
+        enforcement: None,
     }
 }
 
@@ -410,6 +414,8 @@ async fn schema_drift_is_reported() {
             ColumnSchema::new("age", "Int64", true),
         ],
         version: "1".into(),
+        refusal: None,
+        enforcement: None,
     };
     let err = e.query(&[t], "SELECT * FROM t").await.err().unwrap();
     assert!(matches!(err, EngineError::SchemaDrift { .. }), "{err}");

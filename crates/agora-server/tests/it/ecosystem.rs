@@ -300,6 +300,17 @@ pub struct Member {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+impl Member {
+    /// A member whose listener is run by the test itself.
+    pub fn detached(node: Node, url: String) -> Self {
+        Self {
+            node,
+            url,
+            stop: None,
+        }
+    }
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
@@ -310,7 +321,17 @@ impl Drop for Member {
 
 /// A node enrolled with `a` and serving its exchange listener on an ephemeral port.
 pub async fn member(a: &TestAuthority, dir: &std::path::Path, id: &str) -> Member {
-    let node = new_node(dir, id, TrustSettings::default()).await;
+    member_with(a, dir, id, TrustSettings::default()).await
+}
+
+/// [`member`] with its own trust settings.
+pub async fn member_with(
+    a: &TestAuthority,
+    dir: &std::path::Path,
+    id: &str,
+    settings: TrustSettings,
+) -> Member {
+    let node = new_node(dir, id, settings).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     node.enrol(&a.url, &admit(a, id).await, endpoints(port))

@@ -494,7 +494,7 @@ async fn enrolment_tokens_work_once_and_revocation_reaches_every_certificate() {
             .unwrap();
         assert_eq!(m.endpoints, ep);
 
-        s.record_certificate(&cert("cc", "tax-office"))
+        s.record_certificate(&cert("cc", "tax-office"), None)
             .await
             .unwrap();
         let n = s
@@ -702,4 +702,239 @@ fn offers_never_reveal_where_data_lives_nor_extremes_of_personal_data() {
     assert_eq!(o.profile.columns[0].max, None);
     p.metadata.classification = Classification::Open;
     assert_eq!(p.offer().profile.columns[0].max.as_deref(), Some("99"));
+}
+
+mod negotiations {
+    use super::stores;
+    use agora_model::{
+        AccessMode, AccessRequest, Agreement, AgreementTerms, ColumnTerm, MemberId, Negotiation,
+        NegotiationEvent, NegotiationRole, NegotiationState, ProductName,
+    };
+    use agora_store::{PolicyDecisionRecord, StoreError};
+    use chrono::{Duration, Utc};
+
+    fn negotiation(id: &str, role: NegotiationRole) -> Negotiation {
+        // The store keeps record times to the microsecond.
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        Negotiation {
+            id: id.into(),
+            role,
+            consumer: MemberId::parse("city-hospital").unwrap(),
+            state: NegotiationState::Requested,
+            request: AccessRequest {
+                owner: MemberId::parse("employment-agency").unwrap(),
+                product: ProductName::parse("job_seekers").unwrap(),
+                purpose: "job_matching".into(),
+                legal_basis: "public_task".into(),
+                justification: "matching job seekers to vacancies".into(),
+                terms: AgreementTerms {
+                    columns: vec![ColumnTerm {
+                        name: "skills".into(),
+                        mask: None,
+                    }],
+                    row_filter: None,
+                    mode: AccessMode::Records,
+                    min_group_size: 5,
+                    max_rows: None,
+                },
+                valid_from: now,
+                valid_until: now + Duration::days(30),
+            },
+            offer: None,
+            agreement: None,
+            signatures: Default::default(),
+            reason: None,
+            created_at: now,
+            updated_at: now,
+            deadline: now + Duration::minutes(10),
+        }
+    }
+
+    fn event(state: NegotiationState, note: &str) -> NegotiationEvent {
+        NegotiationEvent {
+            at: Utc::now(),
+            state,
+            actor: MemberId::parse("city-hospital").unwrap(),
+            note: note.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_negotiation_moves_only_from_the_state_it_is_in() {
+        for t in stores().await {
+            let s = &t.store;
+            let mut n = negotiation("neg-1", NegotiationRole::Provider);
+            s.insert_negotiation(&n, &event(NegotiationState::Requested, "asked"))
+                .await
+                .unwrap();
+            assert!(matches!(
+                s.insert_negotiation(&n, &event(NegotiationState::Requested, "again"))
+                    .await,
+                Err(StoreError::NegotiationExists(_))
+            ));
+            // The other side's record of the same negotiation can live in the same store.
+            let consumer_side = negotiation("neg-1", NegotiationRole::Consumer);
+            s.insert_negotiation(&consumer_side, &event(NegotiationState::Requested, "sent"))
+                .await
+                .unwrap();
+
+            n.state = NegotiationState::Agreed;
+            n.agreement = Some(Agreement::from_request(
+                n.id.clone(),
+                "demo".into(),
+                n.consumer.clone(),
+                &n.request,
+                n.request.terms.clone(),
+                Utc::now(),
+            ));
+            n.signatures.owner = Some("c2ln".into());
+            s.advance_negotiation(
+                &n,
+                NegotiationState::Requested,
+                &event(NegotiationState::Agreed, "approved"),
+            )
+            .await
+            .unwrap();
+            // A second move from REQUESTED loses: the record is AGREED now.
+            let mut late = n.clone();
+            late.state = NegotiationState::Terminated;
+            let err = s
+                .advance_negotiation(
+                    &late,
+                    NegotiationState::Requested,
+                    &event(NegotiationState::Terminated, "rejected"),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, StoreError::NegotiationMoved { actual, .. } if actual == "AGREED"),
+                "{err}"
+            );
+            let stored = s
+                .negotiation("neg-1", NegotiationRole::Provider)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored, n);
+            let events = s
+                .negotiation_events("neg-1", NegotiationRole::Provider)
+                .await
+                .unwrap();
+            assert_eq!(
+                events.iter().map(|e| e.state).collect::<Vec<_>>(),
+                [NegotiationState::Requested, NegotiationState::Agreed]
+            );
+            assert_eq!(events[1].note, "approved");
+            assert!(matches!(
+                s.advance_negotiation(
+                    &negotiation("neg-404", NegotiationRole::Provider),
+                    NegotiationState::Requested,
+                    &event(NegotiationState::Agreed, "x"),
+                )
+                .await,
+                Err(StoreError::NegotiationNotFound(_))
+            ));
+            t.drop_schema().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn negotiations_are_listed_by_side_state_deadline_and_agreement() {
+        for t in stores().await {
+            let s = &t.store;
+            let mut late = negotiation("neg-late", NegotiationRole::Consumer);
+            late.deadline = Utc::now() - Duration::minutes(1);
+            s.insert_negotiation(&late, &event(NegotiationState::Requested, "asked"))
+                .await
+                .unwrap();
+            let mut done = negotiation("neg-done", NegotiationRole::Provider);
+            done.state = NegotiationState::Finalized;
+            done.deadline = Utc::now() - Duration::minutes(1);
+            s.insert_negotiation(&done, &event(NegotiationState::Finalized, "imported"))
+                .await
+                .unwrap();
+            let past = s.negotiations_past_deadline(Utc::now()).await.unwrap();
+            assert_eq!(
+                past.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+                ["neg-late"]
+            );
+            let consumers = s
+                .negotiations(Some(NegotiationRole::Consumer), None, 10)
+                .await
+                .unwrap();
+            assert_eq!(consumers.len(), 1);
+            let finalized = s
+                .negotiations(None, Some(NegotiationState::Finalized), 10)
+                .await
+                .unwrap();
+            assert_eq!(finalized[0].id, "neg-done");
+            let hospital = MemberId::parse("city-hospital").unwrap();
+            let agreed = s
+                .provider_agreements(&hospital, Some("job_seekers"))
+                .await
+                .unwrap();
+            assert_eq!(agreed.len(), 1);
+            assert!(
+                s.provider_agreements(&hospital, Some("residents"))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            t.drop_schema().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn outbox_messages_wait_until_delivered() {
+        for t in stores().await {
+            let s = &t.store;
+            let peer = MemberId::parse("tax-office").unwrap();
+            let now = Utc::now();
+            let a = s
+                .enqueue_message(&peer, "terminate", "{}", now)
+                .await
+                .unwrap();
+            let b = s.enqueue_message(&peer, "agree", "{}", now).await.unwrap();
+            assert_eq!(s.due_messages(now, 10).await.unwrap().len(), 2);
+            s.message_failed(a, "peer unreachable", now + Duration::seconds(30))
+                .await
+                .unwrap();
+            let due = s.due_messages(now, 10).await.unwrap();
+            assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), [b]);
+            s.message_delivered(b).await.unwrap();
+            let pending = s.pending_messages().await.unwrap();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].attempts, 1);
+            assert_eq!(pending[0].last_error.as_deref(), Some("peer unreachable"));
+            t.drop_schema().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn policy_decisions_are_logged_in_order() {
+        for t in stores().await {
+            let s = &t.store;
+            for (i, decision) in ["allow", "deny"].into_iter().enumerate() {
+                let seq = s
+                    .log_policy_decision(&PolicyDecisionRecord {
+                        seq: 0,
+                        at: Utc::now(),
+                        principal: "Member::\"city-hospital\"".into(),
+                        action: "Action::\"request\"".into(),
+                        resource: "Product::\"job_seekers\"".into(),
+                        decision: decision.into(),
+                        policies: vec![format!("policy{i}")],
+                        reasons: "because".into(),
+                        context_json: "{}".into(),
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(seq, i as i64 + 1);
+            }
+            let log = s.policy_decisions(10).await.unwrap();
+            assert_eq!(log[0].decision, "deny");
+            assert_eq!(log[1].policies, ["policy0"]);
+            t.drop_schema().await;
+        }
+    }
 }

@@ -1,0 +1,79 @@
+//! The physical boundary between an agreement's enforcement and the consumer's plan.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+
+/// Passes its input through unchanged and lets nothing of the plan above it in: the
+/// consumer's filters (static ones, and the dynamic filters of joins and top-k sorts) and
+/// projections stay above, so they only ever see filtered, masked rows. (Pushed below, a
+/// consumer's predicate would run on rows the agreement hides, where an error or the time
+/// it takes could reveal them.) [`ExecutionPlan`]'s defaults refuse every pushdown; this
+/// type only has to keep them.
+#[derive(Debug)]
+pub(crate) struct EnforcementBoundaryExec {
+    agreement: String,
+    input: Arc<dyn ExecutionPlan>,
+}
+
+impl EnforcementBoundaryExec {
+    pub(crate) fn new(agreement: String, input: Arc<dyn ExecutionPlan>) -> Self {
+        Self { agreement, input }
+    }
+}
+
+impl DisplayAs for EnforcementBoundaryExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EnforcementBoundaryExec: agreement={}", self.agreement)
+    }
+}
+
+impl ExecutionPlan for EnforcementBoundaryExec {
+    fn name(&self) -> &str {
+        "EnforcementBoundaryExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match (children.pop(), children.is_empty()) {
+            (Some(input), true) => Ok(Arc::new(Self {
+                agreement: self.agreement.clone(),
+                input,
+            })),
+            _ => Err(DataFusionError::Internal(
+                "EnforcementBoundaryExec has exactly one child".into(),
+            )),
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
+}

@@ -1,0 +1,474 @@
+//! The terms of a sharing agreement: what a consumer may see of one product, and how.
+//!
+//! Plain data with validation against the product's schema and column roles. The owner's
+//! node enforces these terms inside its query engine on every query a consumer sends.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ColumnRole, ColumnSchema, ProductMetadata};
+
+/// The smallest number of distinct subjects a group may have in an aggregate answer,
+/// unless the agreement sets a larger one.
+pub const DEFAULT_MIN_GROUP_SIZE: u32 = 5;
+
+/// How a consumer may read a product under an agreement.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessMode {
+    /// Row-level records (with the agreement's columns, masks and row filter).
+    Records,
+    /// Aggregate queries only; groups with fewer than `min_group_size` distinct subjects
+    /// are suppressed.
+    Aggregate,
+    /// Pseudonymised subject keys and the allowed columns only, for record linkage.
+    Linkage,
+}
+
+impl AccessMode {
+    pub const ALL: [AccessMode; 3] = [Self::Records, Self::Aggregate, Self::Linkage];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Records => "records",
+            Self::Aggregate => "aggregate",
+            Self::Linkage => "linkage",
+        }
+    }
+}
+
+impl fmt::Display for AccessMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AccessMode {
+    type Err = TermsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| TermsError::UnknownMode(s.to_owned()))
+    }
+}
+
+/// What a consumer sees of one column instead of its value.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mask {
+    /// Nothing: the column is there, every value is null.
+    Redact,
+    /// A date or time cut to the first day of its month.
+    TruncateToMonth,
+    /// A date or time cut to the first day of its year.
+    TruncateToYear,
+    /// A number generalised to the lower bound of its band: `floor(x / width) * width`.
+    Band { width: f64 },
+    /// A keyed pseudonym (HMAC-SHA256 under the agreement's linkage key, hex).
+    Pseudonym,
+}
+
+impl Mask {
+    /// The text form used by the CLI and in explanations: `redact`, `month`, `year`,
+    /// `band:WIDTH`, `pseudonym`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Redact => "redact".into(),
+            Self::TruncateToMonth => "month".into(),
+            Self::TruncateToYear => "year".into(),
+            Self::Band { width } => format!("band:{width}"),
+            Self::Pseudonym => "pseudonym".into(),
+        }
+    }
+}
+
+impl fmt::Display for Mask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl FromStr for Mask {
+    type Err = TermsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "redact" => Ok(Self::Redact),
+            "month" => Ok(Self::TruncateToMonth),
+            "year" => Ok(Self::TruncateToYear),
+            "pseudonym" => Ok(Self::Pseudonym),
+            _ => match s.strip_prefix("band:").map(str::parse::<f64>) {
+                Some(Ok(width)) if width.is_finite() && width > 0.0 => Ok(Self::Band { width }),
+                Some(_) => Err(TermsError::BadMask(format!(
+                    "{s:?}: a band width must be a positive number, as in band:10"
+                ))),
+                None => Err(TermsError::BadMask(format!(
+                    "{s:?} is not a mask; use redact, month, year, band:WIDTH or pseudonym"
+                ))),
+            },
+        }
+    }
+}
+
+/// One column the consumer may read, with its mask if any.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnTerm {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<Mask>,
+}
+
+/// What an agreement lets its consumer read of one product.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementTerms {
+    /// The columns the consumer may read, in this order; every other column is invisible.
+    pub columns: Vec<ColumnTerm>,
+    /// Only rows for which this SQL condition over the product's columns holds are visible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_filter: Option<String>,
+    pub mode: AccessMode,
+    /// Aggregate mode: the smallest group (in distinct subjects) an answer may show.
+    #[serde(default = "default_min_group_size")]
+    pub min_group_size: u32,
+    /// The most rows one query may return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<u64>,
+}
+
+fn default_min_group_size() -> u32 {
+    DEFAULT_MIN_GROUP_SIZE
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TermsError {
+    #[error("unknown access mode {0:?}; use records, aggregate or linkage")]
+    UnknownMode(String),
+    #[error("bad mask {0}")]
+    BadMask(String),
+    #[error("the terms name column {column:?}, which {product} does not have")]
+    UnknownColumn { product: String, column: String },
+    #[error("the terms name column {0:?} twice")]
+    DuplicateColumn(String),
+    #[error("the terms allow no columns; name at least one")]
+    NoColumns,
+    #[error("mask {mask} does not fit column {column:?} of type {data_type}: {reason}")]
+    MaskMismatch {
+        column: String,
+        mask: String,
+        data_type: String,
+        reason: &'static str,
+    },
+    #[error("{0}")]
+    Mode(String),
+    #[error("the minimum group size must be at least {DEFAULT_MIN_GROUP_SIZE}, not {0}")]
+    GroupTooSmall(u32),
+    #[error("the maximum number of rows must be at least 1")]
+    NoRows,
+}
+
+fn is_temporal(t: &str) -> bool {
+    t.starts_with("Date") || t.starts_with("Timestamp")
+}
+
+fn is_numeric(t: &str) -> bool {
+    ["Int", "UInt", "Float", "Decimal"]
+        .iter()
+        .any(|p| t.starts_with(p))
+}
+
+impl AgreementTerms {
+    /// The role the steward gave `column`.
+    fn role(metadata: &ProductMetadata, column: &str) -> ColumnRole {
+        metadata
+            .columns
+            .get(column)
+            .map(|a| a.role)
+            .unwrap_or_default()
+    }
+
+    /// The product's subject-identifier column, if the steward marked one.
+    pub fn subject_column(metadata: &ProductMetadata) -> Option<&str> {
+        metadata
+            .columns
+            .iter()
+            .find(|(_, a)| a.role == ColumnRole::SubjectId)
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// Checks the terms against the product: columns exist, masks fit their types, and
+    /// the mode's rules hold. The row filter's SQL is checked by the query engine.
+    pub fn validate(
+        &self,
+        product: &str,
+        schema: &[ColumnSchema],
+        metadata: &ProductMetadata,
+    ) -> Result<(), TermsError> {
+        if self.columns.is_empty() {
+            return Err(TermsError::NoColumns);
+        }
+        if self.min_group_size < DEFAULT_MIN_GROUP_SIZE {
+            return Err(TermsError::GroupTooSmall(self.min_group_size));
+        }
+        if self.max_rows == Some(0) {
+            return Err(TermsError::NoRows);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for term in &self.columns {
+            if !seen.insert(term.name.as_str()) {
+                return Err(TermsError::DuplicateColumn(term.name.clone()));
+            }
+            let column = schema.iter().find(|c| c.name == term.name).ok_or_else(|| {
+                TermsError::UnknownColumn {
+                    product: product.to_owned(),
+                    column: term.name.clone(),
+                }
+            })?;
+            let mismatch = |reason| TermsError::MaskMismatch {
+                column: term.name.clone(),
+                mask: term.mask.map(|m| m.label()).unwrap_or_default(),
+                data_type: column.data_type.clone(),
+                reason,
+            };
+            match term.mask {
+                Some(Mask::TruncateToMonth | Mask::TruncateToYear)
+                    if !is_temporal(&column.data_type) =>
+                {
+                    return Err(mismatch("only dates and times can be truncated"));
+                }
+                Some(Mask::Band { .. }) if !is_numeric(&column.data_type) => {
+                    return Err(mismatch("only numbers can be put in bands"));
+                }
+                _ => {}
+            }
+        }
+        let subject = Self::subject_column(metadata);
+        match self.mode {
+            AccessMode::Records => {}
+            AccessMode::Aggregate => {
+                let Some(subject) = subject else {
+                    return Err(TermsError::Mode(format!(
+                        "aggregate mode counts groups in distinct subjects, and {product} has no \
+                         column with role subject_id; the owner must mark one first"
+                    )));
+                };
+                let shown = self.columns.iter().find(|c| c.name == subject);
+                if shown.is_none_or(|c| c.mask == Some(Mask::Redact)) {
+                    return Err(TermsError::Mode(format!(
+                        "aggregate mode counts groups in distinct subjects: include the subject \
+                         column {subject:?} among the columns, unredacted (no answer shows it: \
+                         a group of one subject is always suppressed)"
+                    )));
+                }
+            }
+            AccessMode::Linkage => {
+                let Some(subject) = subject else {
+                    return Err(TermsError::Mode(format!(
+                        "linkage mode pseudonymises the subject identifier, and {product} has no \
+                         column with role subject_id; the owner must mark one first"
+                    )));
+                };
+                for term in &self.columns {
+                    let role = Self::role(metadata, &term.name);
+                    if term.name == subject && term.mask != Some(Mask::Pseudonym) {
+                        return Err(TermsError::Mode(format!(
+                            "in linkage mode the subject identifier {subject:?} is shared only \
+                             as a pseudonym (mask pseudonym)"
+                        )));
+                    }
+                    if role == ColumnRole::DirectIdentifier
+                        && !matches!(term.mask, Some(Mask::Redact | Mask::Pseudonym))
+                    {
+                        return Err(TermsError::Mode(format!(
+                            "in linkage mode direct identifiers such as {:?} are not shared; \
+                             leave the column out or mask it",
+                            term.name
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn schema() -> Vec<ColumnSchema> {
+        [
+            ("person_id", "Utf8"),
+            ("given_name", "Utf8"),
+            ("birth_date", "Date32"),
+            ("income", "Float64"),
+            ("municipality", "Utf8"),
+        ]
+        .into_iter()
+        .map(|(n, t)| ColumnSchema {
+            name: n.into(),
+            data_type: t.into(),
+            nullable: false,
+        })
+        .collect()
+    }
+
+    fn metadata(with_subject: bool) -> ProductMetadata {
+        let mut columns = serde_json::json!({
+            "given_name": {"role": "direct_identifier"},
+            "birth_date": {"role": "quasi_identifier"},
+        });
+        if with_subject {
+            columns["person_id"] = serde_json::json!({"role": "subject_id"});
+        }
+        serde_json::from_value(serde_json::json!({
+            "title": "Residents",
+            "owner": "population-registry",
+            "classification": "personal",
+            "columns": columns,
+        }))
+        .unwrap()
+    }
+
+    fn terms(mode: AccessMode, columns: &[(&str, Option<Mask>)]) -> AgreementTerms {
+        AgreementTerms {
+            columns: columns
+                .iter()
+                .map(|(n, m)| ColumnTerm {
+                    name: n.to_string(),
+                    mask: *m,
+                })
+                .collect(),
+            row_filter: None,
+            mode,
+            min_group_size: DEFAULT_MIN_GROUP_SIZE,
+            max_rows: None,
+        }
+    }
+
+    fn check(t: &AgreementTerms, subject: bool) -> Result<(), TermsError> {
+        t.validate("residents", &schema(), &metadata(subject))
+    }
+
+    #[test]
+    fn records_terms_name_existing_columns_once_with_fitting_masks() {
+        let ok = terms(
+            AccessMode::Records,
+            &[
+                ("person_id", Some(Mask::Pseudonym)),
+                ("birth_date", Some(Mask::TruncateToYear)),
+                ("income", Some(Mask::Band { width: 1000.0 })),
+                ("given_name", Some(Mask::Redact)),
+            ],
+        );
+        assert_eq!(check(&ok, true), Ok(()));
+        let unknown = terms(AccessMode::Records, &[("shoe_size", None)]);
+        assert!(matches!(
+            check(&unknown, true),
+            Err(TermsError::UnknownColumn { .. })
+        ));
+        let twice = terms(AccessMode::Records, &[("income", None), ("income", None)]);
+        assert!(matches!(
+            check(&twice, true),
+            Err(TermsError::DuplicateColumn(_))
+        ));
+        let month_of_text = terms(
+            AccessMode::Records,
+            &[("municipality", Some(Mask::TruncateToMonth))],
+        );
+        assert!(matches!(
+            check(&month_of_text, true),
+            Err(TermsError::MaskMismatch { .. })
+        ));
+        let band_of_date = terms(
+            AccessMode::Records,
+            &[("birth_date", Some(Mask::Band { width: 5.0 }))],
+        );
+        assert!(matches!(
+            check(&band_of_date, true),
+            Err(TermsError::MaskMismatch { .. })
+        ));
+        assert_eq!(
+            check(&terms(AccessMode::Records, &[]), true),
+            Err(TermsError::NoColumns)
+        );
+        let mut small = ok.clone();
+        small.min_group_size = 2;
+        assert_eq!(check(&small, true), Err(TermsError::GroupTooSmall(2)));
+        let mut none = ok;
+        none.max_rows = Some(0);
+        assert_eq!(check(&none, true), Err(TermsError::NoRows));
+    }
+
+    #[test]
+    fn aggregate_terms_need_the_subject_column_to_count_groups_in() {
+        let ok = terms(
+            AccessMode::Aggregate,
+            &[("person_id", None), ("municipality", None)],
+        );
+        assert_eq!(check(&ok, true), Ok(()));
+        assert!(matches!(check(&ok, false), Err(TermsError::Mode(_))));
+        let without = terms(AccessMode::Aggregate, &[("municipality", None)]);
+        assert!(matches!(check(&without, true), Err(TermsError::Mode(_))));
+        let redacted = terms(
+            AccessMode::Aggregate,
+            &[("person_id", Some(Mask::Redact)), ("municipality", None)],
+        );
+        assert!(matches!(check(&redacted, true), Err(TermsError::Mode(_))));
+    }
+
+    #[test]
+    fn linkage_terms_share_the_subject_only_as_a_pseudonym_and_no_direct_identifier() {
+        let ok = terms(
+            AccessMode::Linkage,
+            &[("person_id", Some(Mask::Pseudonym)), ("income", None)],
+        );
+        assert_eq!(check(&ok, true), Ok(()));
+        let plain = terms(
+            AccessMode::Linkage,
+            &[("person_id", None), ("income", None)],
+        );
+        assert!(matches!(check(&plain, true), Err(TermsError::Mode(_))));
+        let named = terms(
+            AccessMode::Linkage,
+            &[("person_id", Some(Mask::Pseudonym)), ("given_name", None)],
+        );
+        assert!(matches!(check(&named, true), Err(TermsError::Mode(_))));
+        assert!(matches!(check(&ok, false), Err(TermsError::Mode(_))));
+    }
+
+    #[test]
+    fn unknown_fields_in_terms_are_refused() {
+        let bad = serde_json::from_value::<AgreementTerms>(serde_json::json!({
+            "mode": "records", "columns": [{"name": "x"}], "rowfilter": "true"
+        }));
+        assert!(bad.is_err());
+        let mode = serde_json::from_value::<AgreementTerms>(serde_json::json!({
+            "mode": "everything", "columns": [{"name": "x"}]
+        }));
+        assert!(mode.is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn mask_labels_parse_back(width in 0.001f64..1e9) {
+            for m in [Mask::Redact, Mask::TruncateToMonth, Mask::TruncateToYear,
+                      Mask::Pseudonym, Mask::Band { width }] {
+                prop_assert_eq!(m.label().parse::<Mask>().unwrap(), m);
+            }
+        }
+
+        #[test]
+        fn mask_parsing_never_panics(s in ".{0,40}") {
+            let _ = s.parse::<Mask>();
+            let _ = s.parse::<AccessMode>();
+        }
+    }
+}
