@@ -349,7 +349,17 @@ impl Catalog {
         let statement = state
             .sql_to_statement(sql, &dialect)
             .map_err(Self::planning_error)?;
-        Self::run(state, statement).await
+        let is_query = matches!(&statement, datafusion::sql::parser::Statement::Statement(s)
+            if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_)));
+        let plan = Self::plan(&state, statement).await?;
+        if is_query && let Some(exec) = remote::whole_query(&plan, sql) {
+            let columns = source::columns(&exec.schema());
+            let stream = exec
+                .execute(0, state.task_ctx())
+                .map_err(EngineError::from_df)?;
+            return Ok(QueryResult { columns, stream });
+        }
+        Self::start(state, plan).await
     }
 
     /// Plans and starts one parsed statement in `state` (one copy of the session state per
@@ -358,6 +368,15 @@ impl Catalog {
         state: SessionState,
         statement: datafusion::sql::parser::Statement,
     ) -> Result<QueryResult, EngineError> {
+        let plan = Self::plan(&state, statement).await?;
+        Self::start(state, plan).await
+    }
+
+    /// The logical plan of one read-only statement.
+    async fn plan(
+        state: &SessionState,
+        statement: datafusion::sql::parser::Statement,
+    ) -> Result<datafusion::logical_expr::LogicalPlan, EngineError> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -367,6 +386,14 @@ impl Catalog {
             .await
             .map_err(Self::planning_error)?;
         options.verify_plan(&plan).map_err(Self::planning_error)?;
+        Ok(plan)
+    }
+
+    /// Optimises, plans physically and starts a logical plan.
+    async fn start(
+        state: SessionState,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<QueryResult, EngineError> {
         let row_limit = enforce::row_limit(&plan);
         let df = datafusion::dataframe::DataFrame::new(state, plan);
         let columns = source::columns(df.schema().as_arrow());

@@ -264,6 +264,54 @@ fn has_subquery(plan: &LogicalPlan) -> bool {
     found
 }
 
+/// When every table a query reads, in subqueries too, is a product of one remote member,
+/// the whole query can run at that owner exactly as the user wrote it: returns the plan
+/// that streams the owner's answer, conformed to `plan`'s schema. This skips optimising,
+/// unparsing and physical planning here, which for small requests cost as much as running
+/// them. `plan` must be the plan of a plain query (not EXPLAIN, no statement).
+pub(crate) fn whole_query(plan: &LogicalPlan, sql: &str) -> Option<Arc<dyn ExecutionPlan>> {
+    let mut owner: Option<(String, Arc<dyn RemoteSource>)> = None;
+    let mut pushable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                let remote = source_as_provider(&scan.source).ok().and_then(|p| {
+                    (p.as_ref() as &dyn std::any::Any)
+                        .downcast_ref::<RemoteTable>()
+                        .map(|r| (r.member.clone(), Arc::clone(&r.source)))
+                });
+                match (remote, &owner) {
+                    (Some((m, _)), Some((o, _))) if &m == o => {}
+                    (Some(r), None) => owner = Some(r),
+                    _ => pushable = false,
+                }
+            }
+            // Anything of this node's own (extension nodes, statements) stays here.
+            LogicalPlan::Extension(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::DescribeTable(_) => pushable = false,
+            _ => {}
+        }
+        Ok(if pushable {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    let (member, source) = owner.filter(|_| pushable)?;
+    Some(Arc::new(RemoteExec::new(
+        member,
+        sql.to_owned(),
+        Arc::new(plan.schema().as_arrow().clone()),
+        source,
+    )))
+}
+
 /// Replaces the largest single-owner subtrees of `plan` by [`RemoteQuery`] nodes.
 fn federate(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     // A subtree not expressible as SQL sends its parts instead.

@@ -182,6 +182,7 @@ const QUERIES: &[&str] = &[
     "SELECT CASE WHEN income > 2500 THEN 'high' ELSE 'low' END AS band, count(*) FROM {pr} GROUP BY 1 ORDER BY 1",
     "SELECT upper(municipality) AS m, count(DISTINCT skill) FROM {ea} GROUP BY 1 ORDER BY 1",
     "SELECT r.person_id FROM {pr} r WHERE NOT EXISTS (SELECT 1 FROM {ea} j WHERE j.person_id = r.person_id) ORDER BY 1 LIMIT 7",
+    "SELECT person_id FROM {ea} WHERE skill IN (SELECT skill FROM {ea} WHERE municipality = 'Narva') AND municipality = 'Tartu' ORDER BY 1",
 ];
 
 #[tokio::test]
@@ -216,6 +217,21 @@ async fn single_owner_queries_run_entirely_at_the_owner() {
     for part in ["GROUP BY", "HAVING", "min(", "ORDER BY"] {
         assert!(sql.contains(part), "{part} not pushed down: {sql}");
     }
+}
+
+#[tokio::test]
+async fn a_query_reading_one_owner_only_is_sent_as_written() {
+    let f = fixture().await;
+    // Subqueries too: every table the query reads is the same owner's.
+    let (q, _) = both(QUERIES[15]);
+    csv(&f.federated, &q).await.unwrap();
+    assert_eq!(sent(&f), vec![("employment-agency".to_owned(), q)]);
+    // With a local table in it, only the owner's parts are sent.
+    let (q, _) = both(QUERIES[7]);
+    csv(&f.federated, &q).await.unwrap();
+    let sent = sent(&f);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(!sent[0].1.contains("vacancies"), "{sent:?}");
 }
 
 #[tokio::test]
