@@ -68,13 +68,20 @@ def main():
             print(f"open product of another member: {n} vacancies")
 
             try:
-                cur.execute('SELECT * FROM "tax-office".annual_income')
+                cur.execute('SELECT * FROM "city-hospital".admissions')
                 cur.fetchall()
             except Exception as e:  # the driver raises its own error classes
                 assert "agreement" in str(e), e
-                print("personal product of another member: refused, an agreement is needed")
+                print("sensitive product of another member: refused, an agreement is needed")
             else:
-                raise AssertionError("a personal product was served without an agreement")
+                raise AssertionError("a sensitive product was served without an agreement")
+
+            # Under the demo's fraud-prevention agreement the agency reads the tax office's
+            # incomes, with pseudonyms instead of identifiers.
+            cur.execute('SELECT person_id FROM "tax-office".annual_income LIMIT 1')
+            (pseudonym,) = cur.fetchone()
+            assert len(pseudonym) == 64, pseudonym
+            print("agreed product of another member: served with pseudonyms")
 
             try:
                 cur.execute("DROP TABLE job_seekers")

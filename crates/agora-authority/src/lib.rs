@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use agora_model::{
-    CertificateKind, CertificateRequest, Endpoints, EnrolRequest, IssuedBundle, ListedCertificate,
-    MemberId, Revocation, SignedTrustList, TrustList, TrustedMember, https_host,
+    CertificateKind, CertificateRequest, Endpoints, EnrolRequest, IssuedBundle, LinkageKeyGrant,
+    LinkageKeyRequest, ListedCertificate, MemberId, Revocation, SignedTrustList, TrustList,
+    TrustedMember, https_host,
 };
 use agora_store::{AdmittedMember, AuthorityRecord, IssuedCertificate, Store, StoreError};
 use agora_trust::pki::{AUTHORITY_UNIT, cert_to_pem, certs_from_pem};
@@ -86,6 +87,8 @@ impl AuthorityConfig {
 
 const ROOT_CERT: &str = "root.crt";
 const ROOT_KEY: &str = "root.key";
+/// The secrets linkage keys are derived from, one line per generation (`EPOCH HEX`).
+const LINKAGE_SECRETS: &str = "linkage.keys";
 const ROOT_VALIDITY_DAYS: i64 = 3650;
 
 /// A running authority. Cheap to share behind an `Arc`.
@@ -155,6 +158,7 @@ impl Authority {
         // usable (init again after removing the files) or a complete authority.
         root.key().write(&cfg.data_dir.join(ROOT_KEY))?;
         agora_trust::write_public(&cfg.data_dir.join(ROOT_CERT), root.cert_pem().as_bytes())?;
+        LinkageSecrets::ensure(&cfg.data_dir)?;
         store.init_authority(ecosystem, url).await?;
         tracing::info!(ecosystem, root = %root.info.fingerprint, "authority created");
         Ok(Self::assemble(store, root, cfg, ecosystem.to_owned()))
@@ -175,6 +179,7 @@ impl Authority {
                 record.ecosystem
             )));
         }
+        LinkageSecrets::ensure(&cfg.data_dir)?;
         Ok(Self::assemble(store, root, cfg, record.ecosystem))
     }
 
@@ -356,6 +361,87 @@ impl Authority {
         presented: &CertInfo,
         req: &CertificateRequest,
     ) -> Result<IssuedBundle, AuthorityError> {
+        let (member, admitted) = self.node_in_good_standing(presented).await?;
+        let csr = check_csr(&req.csr)?;
+        let endpoints = req.endpoints.clone().unwrap_or(admitted.endpoints);
+        let hosts = match req.kind {
+            CertificateKind::Node => Self::hosts_of(&endpoints)?,
+            CertificateKind::Client => Vec::new(),
+        };
+        let (nb, na) = self.validity();
+        let der = self.root.issue(
+            &csr,
+            &IssueRequest::member(&self.ecosystem, &member, req.kind, hosts, nb, na),
+        )?;
+        let rec = self.record_of(&der, &member, req.kind)?;
+        let new_endpoints = match req.kind {
+            CertificateKind::Node => req.endpoints.as_ref(),
+            CertificateKind::Client => None,
+        };
+        self.store.record_certificate(&rec, new_endpoints).await?;
+        tracing::info!(member = %member, kind = req.kind.as_str(), serial = %rec.serial, "certificate issued");
+        self.bundle(rec.cert_pem).await
+    }
+
+    /// Gives an owner's node the key for pseudonyms shared with `consumer` for `purpose`:
+    /// the same key to every owner that asks, so that their pseudonyms join, but never to
+    /// the consumer itself (which could otherwise compute the pseudonym of any identifier
+    /// it knows). Keys are derived from the authority's secret of the generation asked
+    /// for; see ARCHITECTURE.md, key management.
+    pub async fn issue_linkage_key(
+        &self,
+        presented: &CertInfo,
+        req: &LinkageKeyRequest,
+    ) -> Result<LinkageKeyGrant, AuthorityError> {
+        let (member, _) = self.node_in_good_standing(presented).await?;
+        if !agora_model::PURPOSES.contains(&req.purpose.as_str()) {
+            return Err(AuthorityError::Refused(format!(
+                "unknown purpose {:?}: linkage keys exist only for the purposes of the vocabulary",
+                req.purpose
+            )));
+        }
+        if member == req.consumer {
+            return Err(AuthorityError::Refused(format!(
+                "member {member} asked for the linkage key of its own agreements: only owners \
+                 sharing with a consumer hold it, never the consumer"
+            )));
+        }
+        let consumer = self
+            .store
+            .admitted_member(&req.consumer)
+            .await?
+            .ok_or_else(|| StoreError::MemberNotFound(req.consumer.to_string()))?;
+        if consumer.revoked_at.is_some() {
+            return Err(StoreError::MemberRevoked(req.consumer.to_string()).into());
+        }
+        let secrets = LinkageSecrets::read(&self.config.data_dir)?;
+        let epoch = req.epoch.unwrap_or_else(|| secrets.current());
+        let key = secrets
+            .derive(epoch, &self.ecosystem, &req.purpose, &req.consumer)
+            .ok_or_else(|| {
+                AuthorityError::Refused(format!("there is no linkage key generation {epoch}"))
+            })?;
+        tracing::info!(owner = %member, consumer = %req.consumer, purpose = %req.purpose, epoch, "linkage key issued");
+        Ok(LinkageKeyGrant {
+            purpose: req.purpose.clone(),
+            consumer: req.consumer.clone(),
+            epoch,
+            key_hex: hex::encode(key),
+        })
+    }
+
+    /// Starts a new generation of linkage keys: agreements made from now on use it, those
+    /// already in force keep theirs. Returns the new generation.
+    pub fn rotate_linkage_keys(&self) -> Result<u32, AuthorityError> {
+        LinkageSecrets::rotate(&self.config.data_dir)
+    }
+
+    /// The member whose node certificate `presented` is, provided the certificate was
+    /// issued here and neither it nor the member is revoked.
+    async fn node_in_good_standing(
+        &self,
+        presented: &CertInfo,
+    ) -> Result<(MemberId, AdmittedMember), AuthorityError> {
         let (member, kind) = presented.member()?;
         let record = self
             .store
@@ -383,28 +469,10 @@ impl Authority {
         }
         if kind != CertificateKind::Node {
             return Err(AuthorityError::Refused(
-                "only a member's node certificate can ask for further certificates".into(),
+                "only a member's node certificate can ask the authority for this".into(),
             ));
         }
-        let csr = check_csr(&req.csr)?;
-        let endpoints = req.endpoints.clone().unwrap_or(admitted.endpoints);
-        let hosts = match req.kind {
-            CertificateKind::Node => Self::hosts_of(&endpoints)?,
-            CertificateKind::Client => Vec::new(),
-        };
-        let (nb, na) = self.validity();
-        let der = self.root.issue(
-            &csr,
-            &IssueRequest::member(&self.ecosystem, &member, req.kind, hosts, nb, na),
-        )?;
-        let rec = self.record_of(&der, &member, req.kind)?;
-        let new_endpoints = match req.kind {
-            CertificateKind::Node => req.endpoints.as_ref(),
-            CertificateKind::Client => None,
-        };
-        self.store.record_certificate(&rec, new_endpoints).await?;
-        tracing::info!(member = %member, kind = req.kind.as_str(), serial = %rec.serial, "certificate issued");
-        self.bundle(rec.cert_pem).await
+        Ok((member, admitted))
     }
 
     pub async fn revoke_member(
@@ -502,5 +570,98 @@ impl Authority {
         let signed = sign_trust_list(&list, &self.root);
         *self.published.lock().expect("lock") = Some((seq, now, signed.clone()));
         Ok(signed)
+    }
+}
+
+/// The authority's linkage secrets, one per generation, in a file of mode 0600.
+struct LinkageSecrets(Vec<(u32, [u8; 32])>);
+
+impl LinkageSecrets {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join(LINKAGE_SECRETS)
+    }
+
+    fn bad(dir: &Path, why: impl std::fmt::Display) -> AuthorityError {
+        AuthorityError::Refused(format!(
+            "the linkage secrets in {} are unreadable ({why}); restore the file from backup",
+            Self::path(dir).display()
+        ))
+    }
+
+    fn read(dir: &Path) -> Result<Self, AuthorityError> {
+        let path = Self::path(dir);
+        let text = std::fs::read_to_string(&path).map_err(|e| AuthorityError::DataDir {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (epoch, secret) = line
+                .split_once(' ')
+                .ok_or_else(|| Self::bad(dir, "a line is not `EPOCH HEX`"))?;
+            let epoch: u32 = epoch.parse().map_err(|e| Self::bad(dir, e))?;
+            let bytes = hex::decode(secret.trim()).map_err(|e| Self::bad(dir, e))?;
+            let secret: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| Self::bad(dir, "a secret is not 32 bytes"))?;
+            out.push((epoch, secret));
+        }
+        if out.is_empty() {
+            return Err(Self::bad(dir, "it holds no secret"));
+        }
+        Ok(Self(out))
+    }
+
+    fn write(dir: &Path, secrets: &[(u32, [u8; 32])]) -> Result<(), AuthorityError> {
+        let text: String = secrets
+            .iter()
+            .map(|(e, s)| format!("{e} {}\n", hex::encode(s)))
+            .collect();
+        agora_trust::write_private(&Self::path(dir), text.as_bytes())?;
+        Ok(())
+    }
+
+    fn fresh() -> Result<[u8; 32], AuthorityError> {
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| AuthorityError::Refused("the system random generator failed".into()))?;
+        Ok(secret)
+    }
+
+    /// Creates the first generation if there is none yet.
+    fn ensure(dir: &Path) -> Result<(), AuthorityError> {
+        if Self::path(dir).exists() {
+            return Ok(());
+        }
+        Self::write(dir, &[(1, Self::fresh()?)])
+    }
+
+    fn rotate(dir: &Path) -> Result<u32, AuthorityError> {
+        let mut secrets = Self::read(dir)?.0;
+        let next = secrets.iter().map(|(e, _)| *e).max().unwrap_or(0) + 1;
+        secrets.push((next, Self::fresh()?));
+        Self::write(dir, &secrets)?;
+        tracing::info!(epoch = next, "linkage key generation started");
+        Ok(next)
+    }
+
+    fn current(&self) -> u32 {
+        self.0.iter().map(|(e, _)| *e).max().unwrap_or(1)
+    }
+
+    /// HMAC-SHA256 under the generation's secret of a domain-separated label naming the
+    /// ecosystem, purpose and consumer.
+    fn derive(
+        &self,
+        epoch: u32,
+        ecosystem: &str,
+        purpose: &str,
+        consumer: &MemberId,
+    ) -> Option<[u8; 32]> {
+        let (_, secret) = self.0.iter().find(|(e, _)| *e == epoch)?;
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let label = format!("agora-linkage-key-v1\n{ecosystem}\n{purpose}\n{consumer}");
+        let tag = ring::hmac::sign(&key, label.as_bytes());
+        tag.as_ref().try_into().ok()
     }
 }

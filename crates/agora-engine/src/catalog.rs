@@ -29,7 +29,7 @@ impl TableCache {
 
     /// The listing table of a binding: cached while its version and source are unchanged;
     /// otherwise opened again and checked against the registered schema.
-    async fn provider(
+    pub(crate) async fn provider(
         &self,
         state: &SessionState,
         t: &TableBinding,

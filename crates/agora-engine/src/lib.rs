@@ -304,6 +304,56 @@ impl Engine {
         }
     }
 
+    /// Checks that `enforcement` can be applied to the product of `binding` (its row
+    /// filter is a condition over the product's columns, its masks fit), without reading
+    /// any data.
+    pub async fn check_enforcement(
+        &self,
+        binding: &TableBinding,
+        enforcement: &Enforcement,
+    ) -> Result<(), EngineError> {
+        let provider = self.tables.provider(&self.base_state, binding).await?;
+        EnforcedTable::new(&self.base_state, provider, enforcement)?;
+        Ok(())
+    }
+
+    /// The subject identifiers of `binding`'s product whose pseudonym under `key` is one of
+    /// `wanted`, by pseudonym (the owner's re-identification of matched pseudonyms).
+    pub async fn reidentify(
+        &self,
+        binding: &TableBinding,
+        subject: &str,
+        key: &LinkageKey,
+        wanted: &std::collections::HashSet<&str>,
+    ) -> Result<std::collections::HashMap<String, String>, EngineError> {
+        use futures::StreamExt;
+        let catalog = self.catalog(vec![binding.clone()]);
+        let sql = format!(
+            "SELECT DISTINCT CAST({} AS VARCHAR) FROM {}",
+            remote::quote(subject),
+            remote::quote(&binding.name)
+        );
+        let mut stream = catalog.query(&sql).await?.into_batches();
+        let p = Pseudonymizer::new(key);
+        let mut out = std::collections::HashMap::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let ids = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| EngineError::Plan(e.to_string()))?;
+            let ids = ids
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .ok_or_else(|| EngineError::Plan("subject identifiers are not text".into()))?;
+            for id in ids.iter().flatten() {
+                let pseudonym = p.pseudonym(id);
+                if wanted.contains(pseudonym.as_str()) {
+                    out.insert(pseudonym, id.to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Plans and starts a read-only SQL query over the given tables (a one-off catalog;
     /// callers that query repeatedly keep a [`Catalog`]).
     pub async fn query(

@@ -106,7 +106,7 @@ fn to_sql(plan: &LogicalPlan) -> Result<String> {
     Ok(unparser.plan_to_sql(&plan)?.to_string())
 }
 
-fn quote(ident: &str) -> String {
+pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 

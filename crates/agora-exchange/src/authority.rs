@@ -103,6 +103,20 @@ impl AuthorityClient {
         .await
     }
 
+    /// Asks for a linkage key (only as an owner's node, over mutual TLS).
+    pub async fn linkage_key(
+        &self,
+        req: &agora_model::LinkageKeyRequest,
+    ) -> Result<agora_model::LinkageKeyGrant, ExchangeError> {
+        self.send(
+            self.http
+                .post(format!("{}{}", self.base, agora_model::paths::LINKAGE_KEYS))
+                .json(req),
+            "linkage key request",
+        )
+        .await
+    }
+
     pub async fn trust_list(&self) -> Result<SignedTrustList, ExchangeError> {
         self.send(
             self.http.get(format!("{}{TRUST_LIST}", self.base)),

@@ -123,6 +123,32 @@ pub struct ColumnTerm {
     pub mask: Option<Mask>,
 }
 
+impl ColumnTerm {
+    /// Parses the CLI's list form: `name` or `name=MASK`, comma-separated
+    /// (`person_id=pseudonym,registered_on=month,skills`).
+    pub fn parse_list(spec: &str) -> Result<Vec<Self>, TermsError> {
+        spec.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| {
+                let (name, mask) = match item.split_once('=') {
+                    Some((n, m)) => (n.trim(), Some(m.trim().parse::<Mask>()?)),
+                    None => (item, None),
+                };
+                if name.is_empty() {
+                    return Err(TermsError::BadMask(format!(
+                        "{item:?} names no column; write column or column=mask"
+                    )));
+                }
+                Ok(Self {
+                    name: name.to_owned(),
+                    mask,
+                })
+            })
+            .collect()
+    }
+}
+
 /// What an agreement lets its consumer read of one product.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,12 +322,75 @@ impl AgreementTerms {
         }
         Ok(())
     }
+
+    /// The columns a consumer sees under these terms, in order, with the types their masks
+    /// give them (what the owner's enforced table returns; see the engine's
+    /// `EnforcedTable`). Columns the product lacks are left out (validation reports them).
+    pub fn view_schema(&self, schema: &[ColumnSchema], subject: Option<&str>) -> Vec<ColumnSchema> {
+        self.columns
+            .iter()
+            .filter_map(|term| {
+                let column = schema.iter().find(|c| c.name == term.name)?;
+                let mask = if self.mode == AccessMode::Linkage && subject == Some(&term.name[..]) {
+                    Some(Mask::Pseudonym)
+                } else {
+                    term.mask
+                };
+                Some(match mask {
+                    None => column.clone(),
+                    Some(Mask::Pseudonym) => ColumnSchema::new(&term.name, "Utf8", true),
+                    Some(_) => ColumnSchema::new(&term.name, &column.data_type, true),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether any column is shared as a pseudonym (the agreement then needs a linkage key).
+    pub fn uses_pseudonyms(&self) -> bool {
+        self.mode == AccessMode::Linkage
+            || self.columns.iter().any(|c| c.mask == Some(Mask::Pseudonym))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn column_lists_parse_with_masks() {
+        let cols = ColumnTerm::parse_list("person_id=pseudonym, months=band:6,skills,").unwrap();
+        assert_eq!(cols.len(), 3);
+        assert_eq!(cols[0].mask, Some(Mask::Pseudonym));
+        assert_eq!(cols[1].mask, Some(Mask::Band { width: 6.0 }));
+        assert_eq!(cols[2].mask, None);
+        assert!(ColumnTerm::parse_list("a=scramble").is_err());
+        assert!(ColumnTerm::parse_list("=redact").is_err());
+    }
+
+    #[test]
+    fn the_view_schema_follows_the_masks() {
+        let terms = AgreementTerms {
+            columns: ColumnTerm::parse_list("person_id,birth_date=year,given_name=redact").unwrap(),
+            row_filter: None,
+            mode: AccessMode::Linkage,
+            min_group_size: 5,
+            max_rows: None,
+        };
+        let view = terms.view_schema(&schema(), Some("person_id"));
+        let names: Vec<_> = view
+            .iter()
+            .map(|c| (c.name.as_str(), c.data_type.as_str(), c.nullable))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("person_id", "Utf8", true),
+                ("birth_date", "Date32", true),
+                ("given_name", "Utf8", true)
+            ]
+        );
+    }
 
     fn schema() -> Vec<ColumnSchema> {
         [

@@ -24,7 +24,8 @@ pub use metadata::{
 };
 pub use negotiation::{
     AccessRequest, Agreement, AgreementSignatures, LEGAL_BASES, MAX_VALIDITY_DAYS, Negotiation,
-    NegotiationError, NegotiationEvent, NegotiationRole, NegotiationState, Validity,
+    NegotiationError, NegotiationEvent, NegotiationMessage, NegotiationRole, NegotiationState,
+    Validity,
 };
 pub use person_id::{person_id_check_digit, person_id_is_valid};
 pub use product::{
@@ -35,8 +36,8 @@ pub use retention::{Retention, RetentionError};
 pub use sidecar::{Sidecar, SidecarError, SidecarSource};
 pub use trust::{
     CertificateKind, CertificateRequest, Direction, Endpoints, EnrolRequest, ExchangeRecord,
-    FlightTicket, IssuedBundle, ListedCertificate, Revocation, SignedTrustList, Standing,
-    TrustList, TrustedMember, https_host, paths,
+    FlightTicket, IssuedBundle, LinkageKeyGrant, LinkageKeyRequest, ListedCertificate, Revocation,
+    SignedTrustList, Standing, TrustList, TrustedMember, https_host, paths,
 };
 
 /// The purposes vocabulary of the ecosystem: every access request names one.

@@ -244,6 +244,10 @@ pub struct Agreement {
     pub valid_until: DateTime<Utc>,
     /// When the owner agreed.
     pub agreed_at: DateTime<Utc>,
+    /// The generation of the ecosystem's linkage keys the pseudonyms are made with (set
+    /// when the terms share pseudonyms; see ARCHITECTURE.md, key management).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linkage_epoch: Option<u32>,
 }
 
 /// The two members' signatures over an agreement's [`Agreement::signing_bytes`]
@@ -255,6 +259,87 @@ pub struct AgreementSignatures {
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<String>,
+    /// The owner's public key (base64) that made its signature: the key of the certificate
+    /// the owner's node presented when it sent the agreement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_key: Option<String>,
+    /// The consumer's public key (base64), likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_key: Option<String>,
+}
+
+/// One negotiation step, sent by one member's node to the other's as a signed `POST` to
+/// [`crate::paths::NEGOTIATIONS`]. The sender is the member whose certificate the request
+/// came with; a message that was already applied is acknowledged again (delivery is
+/// retried until acknowledged, so the same message may arrive more than once).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NegotiationMessage {
+    /// Consumer → owner: a request (REQUESTED), or a new one in answer to an offer.
+    Request {
+        id: String,
+        request: AccessRequest,
+        deadline: DateTime<Utc>,
+    },
+    /// Owner → consumer: a counter-offer (OFFERED).
+    Offer { id: String, terms: AgreementTerms },
+    /// Consumer → owner: the consumer accepts the offer (ACCEPTED).
+    Accept { id: String },
+    /// Owner → consumer: the agreement, signed by the owner (AGREED).
+    Agree {
+        id: String,
+        agreement: Agreement,
+        signature: String,
+    },
+    /// Consumer → owner: the consumer checked the owner's signature and countersigns
+    /// (VERIFIED).
+    Verify { id: String, signature: String },
+    /// Owner → consumer: the owner checked the countersignature; the agreement is in force
+    /// (FINALIZED).
+    Finalize { id: String },
+    /// Either way: the negotiation ends, or the agreement is revoked (TERMINATED).
+    Terminate { id: String, reason: String },
+}
+
+impl NegotiationMessage {
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Request { id, .. }
+            | Self::Offer { id, .. }
+            | Self::Accept { id }
+            | Self::Agree { id, .. }
+            | Self::Verify { id, .. }
+            | Self::Finalize { id }
+            | Self::Terminate { id, .. } => id,
+        }
+    }
+
+    /// The state the message moves its negotiation to.
+    pub fn state(&self) -> NegotiationState {
+        match self {
+            Self::Request { .. } => NegotiationState::Requested,
+            Self::Offer { .. } => NegotiationState::Offered,
+            Self::Accept { .. } => NegotiationState::Accepted,
+            Self::Agree { .. } => NegotiationState::Agreed,
+            Self::Verify { .. } => NegotiationState::Verified,
+            Self::Finalize { .. } => NegotiationState::Finalized,
+            Self::Terminate { .. } => NegotiationState::Terminated,
+        }
+    }
+
+    /// Which side sends it (`Terminate` either).
+    pub fn sender(&self) -> Option<NegotiationRole> {
+        match self {
+            Self::Request { .. } | Self::Accept { .. } | Self::Verify { .. } => {
+                Some(NegotiationRole::Consumer)
+            }
+            Self::Offer { .. } | Self::Agree { .. } | Self::Finalize { .. } => {
+                Some(NegotiationRole::Provider)
+            }
+            Self::Terminate { .. } => None,
+        }
+    }
 }
 
 /// Whether an agreement allows a query now, and if not why.
@@ -288,6 +373,7 @@ impl Agreement {
             valid_from: request.valid_from,
             valid_until: request.valid_until,
             agreed_at,
+            linkage_epoch: None,
         }
     }
 
@@ -602,6 +688,7 @@ mod tests {
         let sigs = AgreementSignatures {
             owner: Some("b3duZXI=".into()),
             consumer: Some("Y29uc3VtZXI=".into()),
+            ..Default::default()
         };
         // Sorted: whether serde_json keeps insertion order depends on which crates are
         // built together (feature unification), the snapshot must not.

@@ -365,8 +365,13 @@ pub mod paths {
     pub const TRUST_LIST: &str = "/authority/v1/trust-list";
     /// Authority: `GET` the root certificate (PEM).
     pub const ROOT: &str = "/authority/v1/root";
+    /// Authority: `POST` a [`super::LinkageKeyRequest`] over mutual TLS, get a
+    /// [`super::LinkageKeyGrant`].
+    pub const LINKAGE_KEYS: &str = "/authority/v1/linkage-keys";
     /// Node exchange listener: `GET` the offers of the node's member (signed).
     pub const OFFERS: &str = "/exchange/v1/offers";
+    /// Node exchange listener: `POST` a [`crate::NegotiationMessage`] (signed).
+    pub const NEGOTIATIONS: &str = "/exchange/v1/negotiations";
     /// Node exchange listener: Arrow Flight `DoGet` with a [`super::FlightTicket`]; the
     /// request signature covers this path and the ticket's SHA-256.
     pub const FLIGHT_DO_GET: &str = "/arrow.flight.protocol.FlightService/DoGet";
@@ -380,4 +385,37 @@ pub mod paths {
 #[serde(deny_unknown_fields)]
 pub struct FlightTicket {
     pub sql: String,
+}
+
+/// An owner's request for the key that makes pseudonyms for one linkage purpose and one
+/// consumer (sent to the authority over mutual TLS; the authority refuses the consumer
+/// itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkageKeyRequest {
+    pub purpose: String,
+    pub consumer: crate::MemberId,
+    /// The key generation wanted; the current one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
+}
+
+/// The authority's answer: the key (64 hex digits) and its generation.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkageKeyGrant {
+    pub purpose: String,
+    pub consumer: crate::MemberId,
+    pub epoch: u32,
+    pub key_hex: String,
+}
+
+impl std::fmt::Debug for LinkageKeyGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkageKeyGrant")
+            .field("purpose", &self.purpose)
+            .field("consumer", &self.consumer)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
 }

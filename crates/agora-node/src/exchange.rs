@@ -16,8 +16,12 @@ use crate::{Node, NodeError};
 #[derive(Debug)]
 pub struct Inbound {
     pub peer: TrustedMember,
+    /// The public key of the certificate the peer presented (it signed the request).
+    pub peer_key: [u8; 32],
     pub nonce: String,
     seq: i64,
+    /// The catalog version when the request was admitted (what it is served from).
+    pub(crate) catalog_version: i64,
     started: Instant,
 }
 
@@ -118,8 +122,8 @@ impl Node {
             let _ = self.store().log_exchange(&start, Some(&end)).await;
             return Err(refuse(e.to_string()));
         }
-        let seq = match self.store().log_exchange(&start, None).await {
-            Ok(seq) => seq,
+        let (seq, catalog_version) = match self.store().begin_exchange(&start).await {
+            Ok(v) => v,
             Err(StoreError::Replay { .. }) => {
                 tracing::warn!(peer = %peer.id, nonce = %sig.nonce, "replayed request refused");
                 return Err(refuse(format!(
@@ -131,8 +135,10 @@ impl Node {
         };
         Ok(Inbound {
             peer,
+            peer_key: presented.public_key,
             nonce: sig.nonce,
             seq,
+            catalog_version,
             started: Instant::now(),
         })
     }

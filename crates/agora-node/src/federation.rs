@@ -2,9 +2,12 @@
 //!
 //! As a consumer, the node gives its query engine every other member's offers as tables
 //! named `"member".product`, and a [`RemoteSource`] that sends the engine's remote subplans
-//! to their owners over signed Arrow Flight calls. As an owner, it answers other members'
-//! SQL over its own products — only `open` ones until agreements exist; any other product
-//! is refused with a reason that says an agreement is needed.
+//! to their owners over signed Arrow Flight calls; a product that is not `open` is seen as
+//! the consumer's agreement in force lets it (the agreed columns, as masked), and refused
+//! here without one. As an owner, it answers another member's SQL over its own products:
+//! `open` ones as they are, others only through that member's agreement in force, bound as
+//! the engine's [`agora_engine::Enforcement`]; any other product is refused with a reason
+//! that says an agreement is needed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -13,7 +16,7 @@ use agora_engine::{
     Catalog, EngineError, QueryResult, RemoteBatches, RemoteBinding, RemoteSource, TableBinding,
 };
 use agora_exchange::{FlightPeer, Signer};
-use agora_model::{Classification, MemberId, Product, TrustedMember};
+use agora_model::{MemberId, Product, TrustedMember};
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
@@ -47,30 +50,38 @@ impl RemoteSource for NodeRemote {
     }
 }
 
-pub(crate) fn bindings(
-    products: Vec<Product>,
-    refuse_non_open: Option<&MemberId>,
-) -> Vec<TableBinding> {
-    products
-        .into_iter()
-        .map(|p| {
-            let refusal = match refuse_non_open {
-                Some(owner) if p.metadata.classification != Classification::Open => Some(format!(
-                    "{owner}.{} is classified {}: other members may query it only under a sharing agreement with {owner}; request access to it first",
-                    p.name, p.metadata.classification
-                )),
-                _ => None,
-            };
-            TableBinding {
-                name: p.name.to_string(),
-                version: format!("{}:{}", p.id, p.version),
-                source: p.source,
-                schema: p.schema,
-                refusal,
-                enforcement: None,
-            }
-        })
-        .collect()
+/// A product as the engine binds it, readable unless `refusal` says why not.
+pub(crate) fn binding_of(p: Product, refusal: Option<String>) -> TableBinding {
+    TableBinding {
+        name: p.name.to_string(),
+        version: format!("{}:{}", p.id, p.version),
+        source: p.source,
+        schema: p.schema,
+        refusal,
+        enforcement: None,
+    }
+}
+
+/// This node's own products, for its own queries.
+pub(crate) fn bindings(products: Vec<Product>) -> Vec<TableBinding> {
+    products.into_iter().map(|p| binding_of(p, None)).collect()
+}
+
+fn needs_agreement_text(owner: &MemberId, p: &Product) -> String {
+    format!(
+        "{owner}.{} is classified {}: other members may query it only under a sharing \
+         agreement with {owner}, and you have none in force; request access to it first \
+         (`agora agreement request`)",
+        p.name, p.metadata.classification
+    )
+}
+
+/// What another member's queries see: open products, and the others under its newest
+/// agreement in force.
+pub(crate) struct MemberView {
+    catalog: Catalog,
+    /// The earliest end of validity among the agreements bound (the view is rebuilt then).
+    valid_until: Option<chrono::DateTime<Utc>>,
 }
 
 /// A table a query on this node can name: `public` for the node's own products, the
@@ -171,23 +182,98 @@ impl Node {
         Ok(p)
     }
 
-    /// The catalog another member's SQL runs against: this node's products, named plainly
-    /// or as `"this-member".product`; only open ones can be read.
-    async fn member_catalog(&self) -> Result<Catalog, NodeError> {
-        let version = self.store().catalog_version().await?;
-        if let Some((v, c)) = self.inner.member_catalog.read().expect("lock").as_ref()
+    /// The catalog `peer`'s SQL runs against, at catalog version `version`: this node's
+    /// products, named plainly or as `"this-member".product`; open ones as they are, others
+    /// only as the peer's agreement in force lets it see them.
+    async fn member_catalog(&self, peer: &MemberId, version: i64) -> Result<Catalog, NodeError> {
+        let now = Utc::now();
+        if let Some((v, view)) = self.inner.member_catalogs.read().expect("lock").get(peer)
             && *v == version
+            && view.valid_until.is_none_or(|t| now < t)
         {
-            return Ok(c.clone());
+            return Ok(view.catalog.clone());
         }
         let products = self.store().all_products().await?;
-        let catalog = self.engine().member_catalog(
-            self.member().as_str(),
-            bindings(products, Some(self.member())),
-        );
-        let mut slot = self.inner.member_catalog.write().expect("lock");
-        if slot.as_ref().is_none_or(|(v, _)| *v <= version) {
-            *slot = Some((version, catalog.clone()));
+        let agreements = self
+            .store()
+            .agreements_with(agora_model::NegotiationRole::Provider, peer, None)
+            .await?;
+        let me = self.member().clone();
+        let mut tables = Vec::with_capacity(products.len());
+        let mut valid_until: Option<chrono::DateTime<Utc>> = None;
+        for p in products {
+            if !crate::agreements::needs_agreement(p.metadata.classification) {
+                tables.push(binding_of(p, None));
+                continue;
+            }
+            // The newest agreement in force on this product whose signatures hold.
+            let mut best: Option<&agora_model::Negotiation> = None;
+            let mut problem = None;
+            for n in agreements.iter().filter(|n| n.request.product == p.name) {
+                if let Err(why) = crate::agreements::check_signatures(n) {
+                    tracing::error!(negotiation = %n.id, peer = %peer, reason = %why, "agreement not applied");
+                    problem = Some(why);
+                    continue;
+                }
+                let Some(a) = n.agreement_in_force(now) else {
+                    if let Some(a) = &n.agreement {
+                        problem = Some(match a.validity(now) {
+                            agora_model::Validity::Expired(t) => {
+                                format!("agreement {} on {me}.{} expired at {t}", a.id, p.name)
+                            }
+                            agora_model::Validity::NotYet(t) => {
+                                format!(
+                                    "agreement {} on {me}.{} is valid only from {t}",
+                                    a.id, p.name
+                                )
+                            }
+                            agora_model::Validity::Valid => continue,
+                        });
+                    }
+                    continue;
+                };
+                if best
+                    .and_then(|b| b.agreement.as_ref())
+                    .is_none_or(|b| b.agreed_at < a.agreed_at)
+                {
+                    best = Some(n);
+                }
+            }
+            let Some(n) = best else {
+                let text = match problem {
+                    Some(why) => format!("{why}; request access again"),
+                    None => needs_agreement_text(&me, &p),
+                };
+                tables.push(binding_of(p, Some(text)));
+                continue;
+            };
+            let a = n.agreement.as_ref().expect("an agreement in force");
+            valid_until = Some(valid_until.map_or(a.valid_until, |t| t.min(a.valid_until)));
+            let enforcement = agora_engine::Enforcement {
+                agreement: a.id.clone(),
+                terms: a.terms.clone(),
+                subject: agora_model::AgreementTerms::subject_column(&p.metadata)
+                    .map(str::to_owned),
+                linkage_key: crate::agreements::linkage_key_of(self, a).await?,
+            };
+            tracing::debug!(peer = %peer, product = %p.name, agreement = %a.id, mode = a.terms.mode.as_str(), "agreement bound");
+            let mut b = binding_of(p, None);
+            b.enforcement = Some(enforcement);
+            tables.push(b);
+        }
+        let catalog = self.engine().member_catalog(me.as_str(), tables);
+        let mut slot = self.inner.member_catalogs.write().expect("lock");
+        if slot.get(peer).is_none_or(|(v, _)| *v <= version) {
+            slot.insert(
+                peer.clone(),
+                (
+                    version,
+                    MemberView {
+                        catalog: catalog.clone(),
+                        valid_until,
+                    },
+                ),
+            );
         }
         Ok(catalog)
     }
@@ -196,11 +282,13 @@ impl Node {
     /// signed request: see [`Node::begin_inbound`]).
     pub async fn query_for_member(
         &self,
-        peer: &TrustedMember,
+        inbound: &crate::exchange::Inbound,
         sql: &str,
     ) -> Result<QueryResult, NodeError> {
-        tracing::info!(peer = %peer.id, "query from a member");
-        let catalog = self.member_catalog().await?;
+        tracing::info!(peer = %inbound.peer.id, "query from a member");
+        let catalog = self
+            .member_catalog(&inbound.peer.id, inbound.catalog_version)
+            .await?;
         Ok(catalog.query_for_member(sql).await?)
     }
 
@@ -210,14 +298,29 @@ impl Node {
         let Some(_) = self.trust() else {
             return Ok(self.engine().catalog(local));
         };
+        let agreements = self
+            .agreements_in_force(agora_model::NegotiationRole::Consumer)
+            .await?;
         let remotes = self
             .other_offers()
             .await?
             .into_iter()
-            .map(|o| RemoteBinding {
-                member: o.owner.to_string(),
-                name: o.name.to_string(),
-                schema: o.schema,
+            .map(|o| {
+                let key = (o.owner.clone(), o.name.to_string());
+                // Under an agreement, the product is seen as the agreement shows it; the
+                // owner decides, and refuses what no agreement of its own allows.
+                let schema = match agreements.get(&key).and_then(|n| n.agreement.as_ref()) {
+                    Some(a) if crate::agreements::needs_agreement(o.metadata.classification) => {
+                        let subject = agora_model::AgreementTerms::subject_column(&o.metadata);
+                        a.terms.view_schema(&o.schema, subject)
+                    }
+                    _ => o.schema,
+                };
+                RemoteBinding {
+                    member: o.owner.to_string(),
+                    name: o.name.to_string(),
+                    schema,
+                }
             })
             .collect();
         let source = Arc::new(NodeRemote(Arc::downgrade(&self.inner)));

@@ -3,11 +3,13 @@
 //! query engine together and owns the workflows: registering a product all-or-nothing,
 //! keeping the catalog, answering SQL.
 
+pub mod agreements;
 pub mod exchange;
 mod federation;
 mod register;
 pub mod trust;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -72,6 +74,14 @@ pub enum NodeError {
     },
     #[error("member {peer} refused: {reason}")]
     PeerRefused { peer: String, reason: String },
+    #[error("{0}")]
+    Negotiation(#[from] agora_model::NegotiationError),
+    #[error("{0}")]
+    Terms(#[from] agora_model::TermsError),
+    #[error("{0}")]
+    Policy(#[from] agora_policy::PolicyError),
+    #[error("{0}")]
+    Agreement(String),
 }
 
 impl NodeError {
@@ -86,7 +96,10 @@ impl NodeError {
                     | StoreError::Conflict(_)
                     | StoreError::TokenNotFound(_)
                     | StoreError::AlreadyInitialised(_)
+                    | StoreError::NegotiationNotFound(_)
+                    | StoreError::NegotiationMoved { .. }
             ),
+            Self::Negotiation(_) | Self::Terms(_) | Self::Agreement(_) => true,
             Self::Metadata(_)
             | Self::Sidecar(_)
             | Self::Id(_)
@@ -97,6 +110,7 @@ impl NodeError {
             Self::NotInitialised(_)
             | Self::DataDirNotWritable { .. }
             | Self::Exchange(_)
+            | Self::Policy(_)
             | Self::TrustListExpired { .. } => false,
         }
     }
@@ -156,9 +170,38 @@ struct Inner {
     trust: std::sync::RwLock<Option<Arc<trust::NodeTrust>>>,
     /// Changes whenever other members' offers were fetched (part of the catalog's key).
     offers_generation: std::sync::atomic::AtomicU64,
-    /// What other members' queries see, with the catalog version it reflects.
-    member_catalog: std::sync::RwLock<Option<(i64, Catalog)>>,
+    /// What each other member's queries see, with the catalog version it reflects.
+    member_catalogs: std::sync::RwLock<HashMap<MemberId, (i64, federation::MemberView)>>,
+    /// The node's policies (the ecosystem's baseline and the owner's own).
+    policies: agora_policy::PolicyEngine,
+    /// One delivery round of the outbox at a time.
+    outbox_lock: tokio::sync::Mutex<()>,
     flight_peers: federation::FlightPeers,
+}
+
+/// Where an owner keeps its own Cedar policies (`*.cedar`), applied after the baseline.
+pub const POLICY_DIR: &str = "policies";
+
+/// The baseline policies and the owner's own from `DATA_DIR/policies/*.cedar`, validated
+/// against the schema (a node with an invalid policy does not start).
+fn load_policies(data_dir: &Path) -> Result<agora_policy::PolicyEngine, NodeError> {
+    let dir = data_dir.join(POLICY_DIR);
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).map_err(|e| NodeError::BadLocation {
+                path: p.display().to_string(),
+                reason: format!("cannot read the policy file: {e}"),
+            })?;
+            files.push((p.display().to_string(), text));
+        }
+    }
+    Ok(agora_policy::PolicyEngine::new(&files)?)
 }
 
 fn check_writable(dir: &Path) -> Result<(), NodeError> {
@@ -233,7 +276,9 @@ impl Node {
                 trust_settings: cfg.trust.clone(),
                 trust: std::sync::RwLock::new(trust),
                 offers_generation: Default::default(),
-                member_catalog: std::sync::RwLock::new(None),
+                member_catalogs: Default::default(),
+                policies: load_policies(&cfg.data_dir)?,
+                outbox_lock: Default::default(),
                 flight_peers: Default::default(),
             }),
         })
@@ -284,6 +329,10 @@ impl Node {
     }
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+    /// The node's validated policies.
+    pub fn policies(&self) -> &agora_policy::PolicyEngine {
+        &self.inner.policies
     }
 
     /// Readiness: the store answers.
@@ -380,7 +429,7 @@ impl Node {
             return Ok(c.clone());
         }
         let products = self.inner.store.all_products().await?;
-        let catalog = self.federated(federation::bindings(products, None)).await?;
+        let catalog = self.federated(federation::bindings(products)).await?;
         let mut slot = self.inner.catalog.write().expect("lock");
         // Never replace a newer catalog with an older one.
         if slot.as_ref().is_none_or(|(k, _)| *k <= key) {

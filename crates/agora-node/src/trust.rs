@@ -35,6 +35,9 @@ const LIST: &str = "trust-list.json";
 /// Timing rules of a node's membership.
 #[derive(Debug, Clone)]
 pub struct TrustSettings {
+    /// How long a negotiation may take: one not finalized by then is terminated by both
+    /// sides.
+    pub negotiation_timeout: Duration,
     /// How often the trust list is fetched from the authority.
     pub refresh_every: Duration,
     /// How long after its expiry a trust list is still used; beyond it the node stops
@@ -54,6 +57,7 @@ impl Default for TrustSettings {
             grace: Duration::minutes(10),
             clock_tolerance: Duration::seconds(30),
             peer_timeout: Duration::seconds(30),
+            negotiation_timeout: Duration::days(7),
         }
     }
 }
@@ -376,6 +380,47 @@ impl NodeTrust {
         )?)
     }
 
+    /// The linkage key for pseudonyms shared with `consumer` for `purpose`, of generation
+    /// `epoch` (the current one when `None`): read from the node's key directory, or asked
+    /// of the authority once and kept there (mode 0600).
+    pub async fn linkage_key(
+        &self,
+        purpose: &str,
+        consumer: &MemberId,
+        epoch: Option<u32>,
+    ) -> Result<(u32, [u8; 32]), NodeError> {
+        let dir = self.dir.join("linkage");
+        if let Some(e) = epoch
+            && let Some(key) = read_linkage_key(&dir, purpose, consumer, e)?
+        {
+            return Ok((e, key));
+        }
+        let grant = self
+            .authority()?
+            .linkage_key(&agora_model::LinkageKeyRequest {
+                purpose: purpose.to_owned(),
+                consumer: consumer.clone(),
+                epoch,
+            })
+            .await?;
+        let bytes = hex::decode(&grant.key_hex)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| NodeError::PeerRefused {
+                peer: "the authority".into(),
+                reason: "it sent a linkage key that is not 32 bytes".into(),
+            })?;
+        std::fs::create_dir_all(&dir).map_err(|e| NodeError::DataDirNotWritable {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+        agora_trust::write_private(
+            &linkage_key_path(&dir, purpose, consumer, grant.epoch),
+            grant.key_hex.as_bytes(),
+        )?;
+        Ok((grant.epoch, bytes))
+    }
+
     /// Fetches the trust list from the authority and takes it if it verifies.
     pub async fn refresh(&self) -> Result<bool, NodeError> {
         let signed = self.authority()?.trust_list().await?;
@@ -501,4 +546,33 @@ pub struct ClientFiles {
     pub certificate: PathBuf,
     pub root: PathBuf,
     pub fingerprint: String,
+}
+
+fn linkage_key_path(dir: &Path, purpose: &str, consumer: &MemberId, epoch: u32) -> PathBuf {
+    // Purposes and member ids are lower-case letters, digits, `_` and `-`: safe file names.
+    dir.join(format!("{purpose}--{consumer}--{epoch}.key"))
+}
+
+fn read_linkage_key(
+    dir: &Path,
+    purpose: &str,
+    consumer: &MemberId,
+    epoch: u32,
+) -> Result<Option<[u8; 32]>, NodeError> {
+    let path = linkage_key_path(dir, purpose, consumer, epoch);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => hex::decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Some)
+            .ok_or_else(|| NodeError::BadLocation {
+                path: path.display().to_string(),
+                reason: "the linkage key file is damaged; delete it and it is fetched again".into(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NodeError::DataDirNotWritable {
+            path: path.display().to_string(),
+            source: e,
+        }),
+    }
 }

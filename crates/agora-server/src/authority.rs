@@ -5,8 +5,11 @@
 use std::sync::Arc;
 
 use agora_authority::{Authority, AuthorityError};
-use agora_model::paths::{CERTIFICATES, ENROL, ROOT, TRUST_LIST};
-use agora_model::{CertificateRequest, EnrolRequest, IssuedBundle, SignedTrustList};
+use agora_model::paths::{CERTIFICATES, ENROL, LINKAGE_KEYS, ROOT, TRUST_LIST};
+use agora_model::{
+    CertificateRequest, EnrolRequest, IssuedBundle, LinkageKeyGrant, LinkageKeyRequest,
+    SignedTrustList,
+};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -43,6 +46,7 @@ pub fn authority_app(authority: Arc<Authority>) -> Router {
     Router::new()
         .route(ENROL, post(enrol))
         .route(CERTIFICATES, post(certificates))
+        .route(LINKAGE_KEYS, post(linkage_keys))
         .route(TRUST_LIST, get(trust_list))
         .route(ROOT, get(root))
         .route("/healthz", get(|| async { "ok" }))
@@ -70,6 +74,17 @@ async fn certificates(
         )
     })?;
     Ok(Json(a.issue_further(&presented, &req).await?))
+}
+
+async fn linkage_keys(
+    State(a): State<Arc<Authority>>,
+    Extension(peer): Extension<PeerCertificate>,
+    ApiJson(req): ApiJson<LinkageKeyRequest>,
+) -> Result<Json<LinkageKeyGrant>, ApiError> {
+    let presented = peer.0.ok_or_else(|| {
+        ApiError::unauthenticated("present your member node certificate (mutual TLS)")
+    })?;
+    Ok(Json(a.issue_linkage_key(&presented, &req).await?))
 }
 
 async fn trust_list(State(a): State<Arc<Authority>>) -> Result<Json<SignedTrustList>, ApiError> {

@@ -87,6 +87,13 @@ impl From<NodeError> for ApiError {
             }
             NodeError::Store(S::DuplicateProduct(_)) => (StatusCode::CONFLICT, "already_exists"),
             NodeError::Store(S::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            NodeError::Store(S::NegotiationNotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
+            NodeError::Store(S::NegotiationMoved { .. }) | NodeError::Agreement(_) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            NodeError::Negotiation(_) | NodeError::Terms(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+            }
             NodeError::Engine(EngineError::Syntax(_)) | NodeError::Engine(EngineError::Plan(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_sql")
             }

@@ -26,12 +26,13 @@ const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The member whose signed request is being served.
 #[derive(Debug, Clone)]
-pub struct PeerMember(pub agora_model::TrustedMember);
+pub struct PeerMember(pub agora_model::TrustedMember, pub [u8; 32]);
 
 /// The exchange listener's application.
 pub fn exchange_app(node: Node) -> Router {
     let signed = Router::new()
         .route(paths::OFFERS, get(offers))
+        .route(paths::NEGOTIATIONS, axum::routing::post(negotiation_step))
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), signed));
     Router::new()
         .merge(signed)
@@ -50,6 +51,18 @@ async fn offers(
 ) -> Result<Response, ApiError> {
     tracing::info!(peer = %peer.0.id, "offers requested");
     Ok(Json(node.offers().await?).into_response())
+}
+
+async fn negotiation_step(
+    State(node): State<Node>,
+    Extension(peer): Extension<PeerMember>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let message: agora_model::NegotiationMessage = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("not a negotiation message: {e}")))?;
+    tracing::info!(peer = %peer.0.id, negotiation = %message.id(), state = %message.state(), "negotiation step received");
+    let reply = node.receive_negotiation(&peer.0, &peer.1, message).await?;
+    Ok(Json(reply).into_response())
 }
 
 fn with_signature(mut resp: Response, header: Option<String>) -> Response {
@@ -124,7 +137,7 @@ async fn signed(
     };
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut()
-        .insert(PeerMember(inbound.peer.clone()));
+        .insert(PeerMember(inbound.peer.clone(), inbound.peer_key));
     let resp = next.run(req).await;
     let (parts, body) = resp.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)

@@ -471,7 +471,7 @@ impl ExchangeFlight {
                     .await);
             }
         };
-        let result = match self.node.query_for_member(&inbound.peer, &ticket.sql).await {
+        let result = match self.node.query_for_member(&inbound, &ticket.sql).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(peer = %inbound.peer.id, reason = %e, "member query refused");

@@ -5,6 +5,7 @@
 //! `/healthz` and `/readyz`. Every API route needs a bearer token; roles decide what a
 //! token may do (analyst < steward < admin).
 
+mod agreements;
 mod auth;
 mod authority;
 mod error;

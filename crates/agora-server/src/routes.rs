@@ -57,6 +57,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(run_query))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
+        .merge(crate::agreements::router())
 }
 
 /// Routes anyone may call.

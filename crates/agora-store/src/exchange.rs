@@ -41,7 +41,6 @@ pub struct OfferSource {
 }
 
 const PENDING: &str = "pending";
-const INSERT_RETRIES: usize = 16;
 
 fn member(s: &str, what: &str) -> Result<MemberId, StoreError> {
     MemberId::parse(s).map_err(|e| StoreError::Corrupt {
@@ -86,18 +85,34 @@ impl Store {
         start: &ExchangeStart,
         end: Option<&ExchangeEnd>,
     ) -> Result<i64, StoreError> {
+        Ok(self.append_exchange(start, end).await?.0)
+    }
+
+    /// Opens the record of an inbound exchange (pending) and returns its sequence number
+    /// with the catalog version at that moment, in one statement: the request then runs
+    /// over the catalog as it was when it was admitted.
+    pub async fn begin_exchange(&self, start: &ExchangeStart) -> Result<(i64, i64), StoreError> {
+        self.append_exchange(start, None).await
+    }
+
+    async fn append_exchange(
+        &self,
+        start: &ExchangeStart,
+        end: Option<&ExchangeEnd>,
+    ) -> Result<(i64, i64), StoreError> {
         let pending = ExchangeEnd {
             outcome: PENDING.into(),
             ..Default::default()
         };
         let end = end.unwrap_or(&pending);
-        for _ in 0..INSERT_RETRIES {
+        crate::insert_numbered("the exchange log", || async {
             let res = sqlx::query(
                 "INSERT INTO exchange_log (seq, direction, peer, peer_certificate, operation, nonce, \
                  requested_at, request_digest, request_signature, response_digest, \
                  response_signature, outcome, duration_ms, rows_returned, bytes_returned) \
                  SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14 FROM exchange_log RETURNING seq",
+                 $12, $13, $14 FROM exchange_log \
+                 RETURNING seq, (SELECT catalog_version FROM node WHERE id = 1)",
             )
             .bind(start.direction.as_str())
             .bind(start.peer.as_str())
@@ -116,7 +131,10 @@ impl Store {
             .fetch_one(&self.pool)
             .await;
             match res {
-                Ok(row) => return Ok(row.try_get(0)?),
+                Ok(row) => Ok(Some((
+                    row.try_get(0)?,
+                    row.try_get::<Option<i64>, _>(1)?.unwrap_or(0),
+                ))),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     // Either the nonce was seen before, or a concurrent insert took the
                     // same sequence number (then try again).
@@ -135,11 +153,12 @@ impl Store {
                             nonce: start.nonce.clone(),
                         });
                     }
+                    Ok(None)
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => Err(e.into()),
             }
-        }
-        Err(StoreError::Busy("the exchange log".into()))
+        })
+        .await
     }
 
     /// Completes a pending exchange record.

@@ -443,7 +443,36 @@ impl Store {
     }
 }
 
-async fn bump_catalog_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+/// Appends a row numbered one past the table's largest number: `attempt` runs the
+/// `INSERT … SELECT COALESCE(MAX(seq), 0) + 1 … RETURNING seq` and returns `Ok(None)` when a
+/// concurrent insert took the same number (then it runs again).
+pub(crate) async fn insert_numbered<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
+{
+    const INSERT_RETRIES: usize = 16;
+    for _ in 0..INSERT_RETRIES {
+        if let Some(seq) = attempt().await? {
+            return Ok(seq);
+        }
+    }
+    Err(StoreError::Busy(what.into()))
+}
+
+/// What [`insert_numbered`]'s attempts make of an insert's result: the number on success,
+/// `None` on a unique-key conflict.
+pub(crate) fn numbered(res: Result<AnyRow, sqlx::Error>) -> Result<Option<i64>, StoreError> {
+    match res {
+        Ok(row) => Ok(Some(row.try_get(0)?)),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn bump_catalog_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE node SET catalog_version = catalog_version + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Store, StoreError, json, parse_ts, to_json, ts};
+use crate::{
+    Store, StoreError, bump_catalog_version, insert_numbered, json, numbered, parse_ts, to_json, ts,
+};
 
 /// `SELECT` of a negotiation's columns, in the order [`negotiation_from_row`] reads them,
 /// followed by the rest of the statement (a literal: queries are static strings).
@@ -18,8 +20,8 @@ macro_rules! select_negotiations {
     ($rest:literal) => {
         concat!(
             "SELECT id, role, consumer, state, request_json, offer_json, agreement_json, \
-             owner_signature, consumer_signature, reason, created_at, updated_at, deadline \
-             FROM negotiations ",
+             owner_signature, consumer_signature, reason, created_at, updated_at, deadline, \
+             owner_key, consumer_key FROM negotiations ",
             $rest
         )
     };
@@ -72,6 +74,8 @@ fn negotiation_from_row(r: &AnyRow) -> Result<Negotiation, StoreError> {
         signatures: AgreementSignatures {
             owner: r.try_get(7)?,
             consumer: r.try_get(8)?,
+            owner_key: r.try_get(13)?,
+            consumer_key: r.try_get(14)?,
         },
         reason: r.try_get(9)?,
         created_at: parse_ts(&r.try_get::<String, _>(10)?, &what)?,
@@ -109,8 +113,6 @@ pub struct PolicyDecisionRecord {
     pub context_json: String,
 }
 
-const INSERT_RETRIES: usize = 16;
-
 impl Store {
     /// Records a new negotiation and its first step.
     pub async fn insert_negotiation(
@@ -122,8 +124,9 @@ impl Store {
         let res = sqlx::query(
             "INSERT INTO negotiations (id, role, consumer, owner, product, purpose, state, \
              request_json, offer_json, agreement_json, owner_signature, consumer_signature, \
-             reason, created_at, updated_at, deadline) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             reason, created_at, updated_at, deadline, owner_key, consumer_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18)",
         )
         .bind(&n.id)
         .bind(n.role.as_str())
@@ -141,6 +144,8 @@ impl Store {
         .bind(ts(n.created_at))
         .bind(ts(n.updated_at))
         .bind(ts(n.deadline))
+        .bind(n.signatures.owner_key.clone())
+        .bind(n.signatures.consumer_key.clone())
         .execute(&mut *tx)
         .await;
         match res {
@@ -168,7 +173,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE negotiations SET state = $1, offer_json = $2, agreement_json = $3, \
              owner_signature = $4, consumer_signature = $5, reason = $6, updated_at = $7, \
-             deadline = $8 WHERE id = $9 AND role = $10 AND state = $11",
+             deadline = $8, owner_key = $12, consumer_key = $13 \
+             WHERE id = $9 AND role = $10 AND state = $11",
         )
         .bind(n.state.as_str())
         .bind(n.offer.as_ref().map(to_json))
@@ -181,6 +187,8 @@ impl Store {
         .bind(&n.id)
         .bind(n.role.as_str())
         .bind(from.as_str())
+        .bind(n.signatures.owner_key.clone())
+        .bind(n.signatures.consumer_key.clone())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -206,6 +214,13 @@ impl Store {
         .await?
         .try_get(0)?;
         insert_event(&mut tx, n, seq, event).await?;
+        // What other members' queries see depends on the agreements in force.
+        if matches!(
+            n.state,
+            NegotiationState::Finalized | NegotiationState::Terminated
+        ) {
+            bump_catalog_version(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -259,21 +274,37 @@ impl Store {
         rows.iter().map(negotiation_from_row).collect()
     }
 
-    /// The finalized agreements this node, as provider, has with `consumer`, on one product
-    /// or on all (expiry is checked by the caller, against its clock).
-    pub async fn provider_agreements(
+    /// The finalized agreements of this node's side `role` with `peer`, on one product or
+    /// on all (expiry is checked by the caller, against its clock).
+    pub async fn agreements_with(
         &self,
-        consumer: &MemberId,
+        role: NegotiationRole,
+        peer: &MemberId,
         product: Option<&str>,
     ) -> Result<Vec<Negotiation>, StoreError> {
         let rows = sqlx::query(select_negotiations!(
-            "WHERE role = $1 AND consumer = $2 \
+            "WHERE role = $1 AND (CASE WHEN $1 = 'provider' THEN consumer ELSE owner END) = $2 \
              AND state = $3 AND ($4 = '' OR product = $4) ORDER BY created_at, id"
         ))
-        .bind(NegotiationRole::Provider.as_str())
-        .bind(consumer.as_str())
+        .bind(role.as_str())
+        .bind(peer.as_str())
         .bind(NegotiationState::Finalized.as_str())
         .bind(product.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(negotiation_from_row).collect()
+    }
+
+    /// Every finalized agreement of this node's side `role`.
+    pub async fn agreements_in_force(
+        &self,
+        role: NegotiationRole,
+    ) -> Result<Vec<Negotiation>, StoreError> {
+        let rows = sqlx::query(select_negotiations!(
+            "WHERE role = $1 AND state = $2 ORDER BY created_at, id"
+        ))
+        .bind(role.as_str())
+        .bind(NegotiationState::Finalized.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(negotiation_from_row).collect()
@@ -321,25 +352,22 @@ impl Store {
         body_json: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        for _ in 0..INSERT_RETRIES {
-            let res = sqlx::query(
-                "INSERT INTO outbox (id, peer, kind, body_json, created_at, attempts, \
-                 next_attempt_at) SELECT COALESCE(MAX(id), 0) + 1, $1, $2, $3, $4, 0, $4 \
-                 FROM outbox RETURNING id",
+        insert_numbered("the outbox", || async {
+            numbered(
+                sqlx::query(
+                    "INSERT INTO outbox (id, peer, kind, body_json, created_at, attempts, \
+                     next_attempt_at) SELECT COALESCE(MAX(id), 0) + 1, $1, $2, $3, $4, 0, $4 \
+                     FROM outbox RETURNING id",
+                )
+                .bind(peer.as_str())
+                .bind(kind)
+                .bind(body_json)
+                .bind(ts(now))
+                .fetch_one(&self.pool)
+                .await,
             )
-            .bind(peer.as_str())
-            .bind(kind)
-            .bind(body_json)
-            .bind(ts(now))
-            .fetch_one(&self.pool)
-            .await;
-            match res {
-                Ok(row) => return Ok(row.try_get(0)?),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::Busy("the outbox".into()))
+        })
+        .await
     }
 
     /// Messages due for (another) attempt, oldest first.
@@ -413,29 +441,27 @@ impl Store {
 
     /// Appends a policy decision to the log and returns its sequence number.
     pub async fn log_policy_decision(&self, d: &PolicyDecisionRecord) -> Result<i64, StoreError> {
-        for _ in 0..INSERT_RETRIES {
-            let res = sqlx::query(
-                "INSERT INTO policy_decisions (seq, at, principal, action, resource, decision, \
-                 policies_json, reasons, context_json) SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, \
-                 $3, $4, $5, $6, $7, $8 FROM policy_decisions RETURNING seq",
+        insert_numbered("the policy decision log", || async {
+            numbered(
+                sqlx::query(
+                    "INSERT INTO policy_decisions (seq, at, principal, action, resource, \
+                     decision, policies_json, reasons, context_json) \
+                     SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8 \
+                     FROM policy_decisions RETURNING seq",
+                )
+                .bind(ts(d.at))
+                .bind(&d.principal)
+                .bind(&d.action)
+                .bind(&d.resource)
+                .bind(&d.decision)
+                .bind(to_json(&d.policies))
+                .bind(&d.reasons)
+                .bind(&d.context_json)
+                .fetch_one(&self.pool)
+                .await,
             )
-            .bind(ts(d.at))
-            .bind(&d.principal)
-            .bind(&d.action)
-            .bind(&d.resource)
-            .bind(&d.decision)
-            .bind(to_json(&d.policies))
-            .bind(&d.reasons)
-            .bind(&d.context_json)
-            .fetch_one(&self.pool)
-            .await;
-            match res {
-                Ok(row) => return Ok(row.try_get(0)?),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::Busy("the policy decision log".into()))
+        })
+        .await
     }
 
     /// The newest policy decisions first.

@@ -10,7 +10,7 @@ pub mod pki;
 pub mod sign;
 pub mod tls;
 
-pub use keys::{MemberKey, write_private, write_public};
+pub use keys::{MemberKey, verify_signature, write_private, write_public};
 pub use pki::{
     CertInfo, CheckedCsr, EnrolmentToken, IssueRequest, RootCa, check_csr, inspect, make_csr,
 };

@@ -26,7 +26,7 @@ pub fn node_config(dir: &NodeDir) -> NodeConfig {
     cfg
 }
 
-async fn open(dir: &NodeDir) -> Result<Node> {
+pub(crate) async fn open(dir: &NodeDir) -> Result<Node> {
     Ok(Node::open(&node_config(dir)).await?)
 }
 
@@ -196,6 +196,12 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
                 let (n, s) = (node.clone(), stopped());
                 tasks.spawn(async move {
                     n.run_membership(s).await;
+                    Ok(())
+                });
+                let (n, s) = (node.clone(), stopped());
+                tasks.spawn(async move {
+                    n.run_negotiations(std::time::Duration::from_secs(5), s)
+                        .await;
                     Ok(())
                 });
             }

@@ -109,6 +109,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for (id, name) in MEMBERS {
         let member = MemberId::parse(id)?;
         let cfg = NodeConfig::new(data_dir.join("nodes").join(id));
+        if *id == "employment-agency" {
+            crate::scenarios::install_policies(&cfg.data_dir)?;
+        }
         let (node, _) = Node::open_or_init(&cfg, &member, name).await?;
         for (m, table) in tables.iter().filter(|(m, _)| m == id) {
             if node.store().get_product(table).await?.is_some() {
@@ -255,11 +258,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 format!("{} cannot fetch the other members' offers", node.member())
             })?;
         }
+        // The scenarios, under real agreements negotiated between the running nodes.
+        let running: Vec<Node> = nodes.iter().map(|(n, _)| n.clone()).collect();
+        crate::scenarios::play(&running)
+            .await
+            .context("a demo scenario failed")?;
         for ((node, _), l) in nodes.into_iter().zip(listeners) {
             let n = node.clone();
             let rx = stop_rx.clone();
             servers.spawn(async move {
                 n.run_membership(stopped(rx)).await;
+                Ok(())
+            });
+            let (n, rx) = (node.clone(), stop_rx.clone());
+            servers.spawn(async move {
+                n.run_negotiations(std::time::Duration::from_secs(2), stopped(rx))
+                    .await;
                 Ok(())
             });
             servers.spawn(

@@ -4,10 +4,12 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod agreement;
 mod authority;
 mod cmd;
 mod demo;
 mod output;
+mod scenarios;
 
 use std::path::PathBuf;
 
@@ -60,6 +62,9 @@ enum Command {
     Catalog(cmd::CatalogCmd),
     /// Run SQL over this node's products.
     Sql(cmd::SqlArgs),
+    /// Request access to other members' products; negotiate, approve and revoke agreements.
+    #[command(subcommand)]
+    Agreement(agreement::AgreementCmd),
     /// Issue, list and revoke API tokens.
     #[command(subcommand)]
     Token(cmd::TokenCmd),
@@ -91,6 +96,7 @@ fn main() -> std::process::ExitCode {
             Command::Catalog(c) => cmd::catalog(c).await,
             Command::Sql(a) => cmd::sql(a).await,
             Command::Token(c) => cmd::token(c).await,
+            Command::Agreement(c) => agreement::agreement(c).await,
             Command::DemoData(a) => cmd::demo_data(a),
             Command::Demo(a) => demo::run(a).await,
             Command::Authority(c) => authority::run(c).await,

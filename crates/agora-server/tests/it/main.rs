@@ -1,5 +1,6 @@
 //! Integration tests: a real node on an ephemeral loopback port, driven over HTTP.
 
+mod agreements;
 mod ecosystem;
 mod federation;
 

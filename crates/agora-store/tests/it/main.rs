@@ -870,12 +870,12 @@ mod negotiations {
             assert_eq!(finalized[0].id, "neg-done");
             let hospital = MemberId::parse("city-hospital").unwrap();
             let agreed = s
-                .provider_agreements(&hospital, Some("job_seekers"))
+                .agreements_with(NegotiationRole::Provider, &hospital, Some("job_seekers"))
                 .await
                 .unwrap();
             assert_eq!(agreed.len(), 1);
             assert!(
-                s.provider_agreements(&hospital, Some("residents"))
+                s.agreements_with(NegotiationRole::Provider, &hospital, Some("residents"))
                     .await
                     .unwrap()
                     .is_empty()

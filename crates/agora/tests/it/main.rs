@@ -481,9 +481,55 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(body.lines().count() > 1, "{body}");
-    let (status, body) = post_query(url, token, "SELECT * FROM \"tax-office\".annual_income");
+    let (status, body) = post_query(url, token, "SELECT * FROM \"city-hospital\".admissions");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("agreement"), "{body}");
+
+    // The demo played its scenarios under agreements both sides signed: job matching for
+    // the hospital, fraud prevention for the agency (pseudonymised linkage).
+    let finalized = |m: &Value| {
+        let list = get(
+            &format!(
+                "{}/api/v1/negotiations?role=consumer&state=FINALIZED",
+                m["base_url"].as_str().unwrap()
+            ),
+            m["token"].as_str().unwrap(),
+        );
+        let mut products: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                assert!(
+                    n["signatures"]["owner"].is_string() && n["signatures"]["consumer"].is_string(),
+                    "{n}"
+                );
+                format!(
+                    "{}.{}",
+                    n["request"]["owner"].as_str().unwrap(),
+                    n["request"]["product"].as_str().unwrap()
+                )
+            })
+            .collect();
+        products.sort();
+        products
+    };
+    let hospital = members.iter().find(|m| m["id"] == "city-hospital").unwrap();
+    assert_eq!(finalized(hospital), ["employment-agency.job_seekers"]);
+    assert_eq!(
+        finalized(ea),
+        ["tax-office.annual_income", "tax-office.benefit_payments"]
+    );
+    // Under the agency's agreement the tax office's identifiers are pseudonyms.
+    let (status, body) = post_query(
+        url,
+        token,
+        "SELECT person_id FROM \"tax-office\".annual_income LIMIT 1",
+    );
+    assert_eq!(status, 200, "{body}");
+    let value = body.lines().nth(1).unwrap_or_default();
+    assert_eq!(value.len(), 64, "{body}");
+
     let hits = get(&format!("{url}/api/v1/catalog/search?q=vacancies"), token);
     assert_eq!(hits["items"][0]["owner"], "city-hospital", "{hits}");
 
@@ -512,6 +558,15 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+    // The guide told what each party of the scenarios saw.
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut demo.child.stdout.take().unwrap(), &mut printed).unwrap();
+    assert!(
+        printed.contains("Scenario 1 — job matching")
+            && printed.contains("Scenario 2 — fraud prevention")
+            && printed.contains("→  person "),
+        "{printed}"
+    );
 
     // A second start reuses the data and the registrations.
     let out = run(&[

@@ -1,0 +1,625 @@
+//! Sharing agreements between real nodes on loopback: a request negotiated over the signed
+//! exchange channel to an agreement both members sign, enforced by the owner on every
+//! query; counter-offers, policy refusals, deadlines, revocation, tampering, and
+//! pseudonyms that join only within one linkage purpose.
+
+use std::time::Duration;
+
+use agora_model::{
+    AccessMode, AccessRequest, AgreementTerms, ColumnTerm, MemberId, NegotiationRole,
+    NegotiationState, ProductName,
+};
+use agora_node::trust::TrustSettings;
+use agora_node::{Node, NodeError};
+
+use crate::ecosystem::{Member, TestAuthority, member, member_with, start_authority};
+
+/// Registers `name` at `node`: person ids, years and incomes, classified as given, with
+/// `person_id` the subject identifier and the purposes it admits.
+async fn register(
+    node: &Node,
+    dir: &std::path::Path,
+    name: &str,
+    classification: &str,
+    purposes: &[&str],
+) {
+    let path = dir.join(format!("{name}.csv"));
+    let mut csv = String::from("person_id,year,income\n");
+    for i in 0..40 {
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            10_000_000 + i,
+            2020 + i % 4,
+            20_000 + i * 1_000
+        ));
+    }
+    std::fs::write(&path, csv).unwrap();
+    let patch: agora_model::MetadataPatch = serde_json::from_value(serde_json::json!({
+        "title": format!("Incomes {name}"),
+        "description": "taxable income per person and year",
+        "classification": classification,
+        "legal_basis": "Income Tax Act",
+        "purposes": purposes,
+        "columns": {"person_id": {"role": "subject_id"}},
+    }))
+    .unwrap();
+    node.register(
+        agora_node::RegisterRequest {
+            location: path.display().to_string(),
+            name: Some(name.into()),
+            metadata: patch,
+            ..Default::default()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+}
+
+struct World {
+    tax: Member,
+    ea: Member,
+    dir: tempfile::TempDir,
+    _a: TestAuthority,
+}
+
+async fn world(consumer: TrustSettings) -> World {
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tax = member(&a, dir.path(), "tax-office").await;
+    let ea = member_with(&a, dir.path(), "employment-agency", consumer).await;
+    tax.node.trust().unwrap().refresh().await.unwrap();
+    register(
+        &tax.node,
+        dir.path(),
+        "annual_income",
+        "personal",
+        &["fraud_prevention"],
+    )
+    .await;
+    ea.node.refresh_offers().await.unwrap();
+    World {
+        tax,
+        ea,
+        dir,
+        _a: a,
+    }
+}
+
+fn request(product: &str, purpose: &str, columns: &str, mode: AccessMode) -> AccessRequest {
+    let now = chrono::Utc::now();
+    AccessRequest {
+        owner: MemberId::parse("tax-office").unwrap(),
+        product: ProductName::parse(product).unwrap(),
+        purpose: purpose.into(),
+        legal_basis: "public_task".into(),
+        justification: "checking unemployment allowances against declared income".into(),
+        terms: AgreementTerms {
+            columns: ColumnTerm::parse_list(columns).unwrap(),
+            row_filter: None,
+            mode,
+            min_group_size: 5,
+            max_rows: Some(100),
+        },
+        valid_from: now - chrono::Duration::minutes(1),
+        valid_until: now + chrono::Duration::days(30),
+    }
+}
+
+/// Waits until `node`'s side of negotiation `id` is in `state` (steps travel on their own
+/// tasks), and returns it.
+async fn reaches(
+    node: &Node,
+    id: &str,
+    role: NegotiationRole,
+    state: NegotiationState,
+) -> agora_model::Negotiation {
+    let mut last = None;
+    for _ in 0..200 {
+        if let Some(n) = node.store().negotiation(id, role).await.unwrap() {
+            if n.state == state {
+                return n;
+            }
+            last = Some(n);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("negotiation {id} ({role:?}) never reached {state}: {last:#?}");
+}
+
+async fn rows(node: &Node, sql: &str) -> Vec<arrow::array::RecordBatch> {
+    use futures::TryStreamExt;
+    let r = node.query(sql).await.unwrap();
+    r.into_batches().try_collect().await.unwrap()
+}
+
+async fn count(node: &Node, sql: &str) -> i64 {
+    let b = rows(node, sql).await;
+    b[0].column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+async fn text(node: &Node, sql: &str) -> Result<String, NodeError> {
+    let r = node.query(sql).await?;
+    Ok(r.to_text_table(100).await?.0)
+}
+
+#[tokio::test]
+async fn a_request_is_negotiated_to_an_agreement_both_sign_and_the_owner_enforces() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let sql = "SELECT person_id, income FROM \"tax-office\".annual_income ORDER BY income LIMIT 3";
+    assert!(
+        text(ea, sql)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("agreement")
+    );
+
+    let n = ea
+        .request_access(request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id=pseudonym,income=band:10000",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(n.state, NegotiationState::Requested);
+    let at_owner = reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    assert_eq!(at_owner.consumer.as_str(), "employment-agency");
+    // Nobody approved yet: still no access.
+    assert!(text(ea, sql).await.is_err());
+
+    tax.approve(&n.id, "checked by the data protection officer")
+        .await
+        .unwrap();
+    let done = reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Finalized,
+    )
+    .await;
+    let owned = reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Finalized,
+    )
+    .await;
+    // Both keep the same agreement with both signatures, which verify.
+    assert_eq!(done.agreement, owned.agreement);
+    assert_eq!(done.signatures, owned.signatures);
+    agora_node::agreements::check_signatures(&done).unwrap();
+    let odrl = done.agreement.as_ref().unwrap().to_odrl(&done.signatures);
+    assert!(
+        odrl["agora:signatures"]["owner"].is_string()
+            && odrl["agora:signatures"]["consumer"].is_string()
+    );
+    let history: Vec<_> = ea
+        .negotiation(&n.id, None)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.state)
+        .collect();
+    use NegotiationState::*;
+    assert_eq!(history, [Requested, Agreed, Verified, Finalized]);
+
+    // The consumer sees pseudonyms and bands, never identifiers or exact incomes.
+    ea.refresh_offers().await.unwrap();
+    let out = text(ea, sql).await.unwrap();
+    assert!(!out.contains("10000000") && out.contains("20000"), "{out}");
+    let batches = rows(
+        ea,
+        "SELECT person_id FROM \"tax-office\".annual_income WHERE income = 20000",
+    )
+    .await;
+    let col = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .unwrap();
+    let pseudonym = col.value(0).to_owned();
+    assert_eq!(pseudonym.len(), 64, "{pseudonym}");
+    // Columns outside the agreement do not exist for the consumer.
+    assert!(
+        text(ea, "SELECT year FROM \"tax-office\".annual_income")
+            .await
+            .is_err()
+    );
+    // Only the owner maps a pseudonym back.
+    let back = tax
+        .reidentify(&n.id, &[pseudonym.clone(), "ff".repeat(32)])
+        .await
+        .unwrap();
+    assert_eq!(back[1].1, None);
+    assert!(
+        back[0]
+            .1
+            .as_deref()
+            .is_some_and(|id| id.starts_with("100000")),
+        "{back:?}"
+    );
+
+    // The owner logged why it let the request through.
+    let decisions = tax.policy_decisions(10).await.unwrap();
+    assert!(
+        decisions.iter().any(|d| d.action == "request"
+            && d.decision == "allow"
+            && d.policies.contains(&"baseline/admitted-purpose".to_owned())),
+        "{decisions:#?}"
+    );
+
+    // The consumer revokes: the owner stops serving at once when the message arrives.
+    ea.terminate(&n.id, "the investigation is closed")
+        .await
+        .unwrap();
+    let ended = reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Terminated,
+    )
+    .await;
+    assert!(ended.reason.unwrap().contains("investigation is closed"));
+    let e = text(ea, sql).await.unwrap_err().to_string();
+    assert!(e.contains("agreement"), "{e}");
+}
+
+#[tokio::test]
+async fn requests_the_policies_forbid_end_on_both_sides_with_the_rule_that_refused() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    register(
+        tax,
+        w.dir.path(),
+        "tax_audits",
+        "sensitive",
+        &["fraud_prevention"],
+    )
+    .await;
+    ea.refresh_offers().await.unwrap();
+    let n = ea
+        .request_access(request(
+            "tax_audits",
+            "fraud_prevention",
+            "person_id=pseudonym,income",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap();
+    let ours = reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Terminated,
+    )
+    .await;
+    let theirs = reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Terminated,
+    )
+    .await;
+    for r in [ours.reason.unwrap(), theirs.reason.unwrap()] {
+        assert!(r.contains("baseline/sensitive-never-records"), "{r}");
+    }
+    let d = &tax.policy_decisions(1).await.unwrap()[0];
+    assert_eq!(
+        (d.decision.as_str(), d.action.as_str()),
+        ("deny", "request")
+    );
+
+    // A purpose the product does not admit is refused by default.
+    let n = ea
+        .request_access(request(
+            "annual_income",
+            "job_matching",
+            "person_id=pseudonym",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap();
+    let ours = reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Terminated,
+    )
+    .await;
+    assert!(ours.reason.unwrap().contains("no policy permits it"));
+
+    // Bad requests never leave the consumer's node.
+    let e = ea
+        .request_access(request(
+            "annual_income",
+            "fraud_prevention",
+            "shoe_size",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("shoe_size"), "{e}");
+    let e = ea
+        .request_access(request(
+            "annual_income",
+            "astrology",
+            "income",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("astrology"), "{e}");
+    let e = ea
+        .request_access(request(
+            "no_such_product",
+            "fraud_prevention",
+            "income",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no_such_product"), "{e}");
+}
+
+#[tokio::test]
+async fn a_counter_offer_accepted_by_the_consumer_becomes_the_agreement() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let n = ea
+        .request_access(request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id,year,income",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap();
+    reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    let offer = AgreementTerms {
+        columns: ColumnTerm::parse_list("person_id,year,income=band:5000").unwrap(),
+        row_filter: Some("year >= 2021".into()),
+        mode: AccessMode::Aggregate,
+        min_group_size: 5,
+        max_rows: None,
+    };
+    tax.counter_offer(
+        &n.id,
+        offer.clone(),
+        "aggregates are enough for this purpose",
+    )
+    .await
+    .unwrap();
+    let got = reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Offered,
+    )
+    .await;
+    assert_eq!(got.offer.as_ref(), Some(&offer));
+    // An owner cannot approve what is under offer; only the consumer can move it on.
+    assert!(tax.approve(&n.id, "").await.is_err());
+    ea.accept_offer(&n.id).await.unwrap();
+    let done = reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Finalized,
+    )
+    .await;
+    assert_eq!(done.agreement.unwrap().terms, offer);
+    ea.refresh_offers().await.unwrap();
+    // Aggregate mode: counts per year in distinct people, rows before 2021 filtered out,
+    // records refused.
+    let out = text(
+        ea,
+        "SELECT year, count(*) AS n FROM \"tax-office\".annual_income GROUP BY year ORDER BY year",
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.contains("2021") && !out.contains("2020") && out.contains("10"),
+        "{out}"
+    );
+    assert!(
+        text(ea, "SELECT person_id FROM \"tax-office\".annual_income")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn negotiations_past_their_deadline_end_on_both_sides() {
+    let w = world(TrustSettings {
+        negotiation_timeout: chrono::Duration::milliseconds(800),
+        ..Default::default()
+    })
+    .await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let n = ea
+        .request_access(request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id=pseudonym",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap();
+    reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    // The owner's own timer ends it (the deadline travelled with the request) …
+    assert_eq!(tax.expire_negotiations().await.unwrap(), 1);
+    // … and the consumer learns it, or ends it itself: both agree.
+    let ours = reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Terminated,
+    )
+    .await;
+    assert!(ours.reason.unwrap().contains("deadline"));
+    assert_eq!(ea.expire_negotiations().await.unwrap(), 0);
+    assert!(tax.approve(&n.id, "").await.is_err());
+}
+
+#[tokio::test]
+async fn an_altered_agreement_is_not_applied() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let n = ea
+        .request_access(request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id=pseudonym",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap();
+    reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    tax.approve(&n.id, "").await.unwrap();
+    let mut n = reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Finalized,
+    )
+    .await;
+    reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Finalized,
+    )
+    .await;
+    ea.refresh_offers().await.unwrap();
+    assert!(
+        text(ea, "SELECT person_id FROM \"tax-office\".annual_income")
+            .await
+            .is_ok()
+    );
+    // Someone with access to the owner's database widens the terms.
+    let a = n.agreement.as_mut().unwrap();
+    a.terms.columns = ColumnTerm::parse_list("person_id,income").unwrap();
+    let event = agora_model::NegotiationEvent {
+        at: chrono::Utc::now(),
+        state: NegotiationState::Finalized,
+        actor: MemberId::parse("tax-office").unwrap(),
+        note: "edited".into(),
+    };
+    tax.store()
+        .advance_negotiation(&n, NegotiationState::Finalized, &event)
+        .await
+        .unwrap();
+    let e = text(ea, "SELECT person_id FROM \"tax-office\".annual_income")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("altered"), "{e}");
+}
+
+#[tokio::test]
+async fn pseudonyms_join_within_one_linkage_purpose_and_never_across_purposes() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    // A second owner with the same people, and a second product for another purpose.
+    let pr = member(&w._a, w.dir.path(), "population-registry").await;
+    for m in [tax, &pr.node] {
+        m.trust().unwrap().refresh().await.unwrap();
+    }
+    register(
+        &pr.node,
+        &w.dir.path().join("population-registry"),
+        "residents",
+        "personal",
+        &["fraud_prevention"],
+    )
+    .await;
+    register(tax, w.dir.path(), "debts", "personal", &["debt_recovery"]).await;
+    ea.trust().unwrap().refresh().await.unwrap();
+    ea.refresh_offers().await.unwrap();
+    let mut ids = Vec::new();
+    for (owner, product, purpose) in [
+        ("tax-office", "annual_income", "fraud_prevention"),
+        ("population-registry", "residents", "fraud_prevention"),
+        ("tax-office", "debts", "debt_recovery"),
+    ] {
+        let mut r = request(
+            product,
+            purpose,
+            "person_id=pseudonym,income",
+            AccessMode::Linkage,
+        );
+        r.owner = MemberId::parse(owner).unwrap();
+        let n = ea.request_access(r).await.unwrap();
+        let owner_node = if owner == "tax-office" { tax } else { &pr.node };
+        reaches(
+            owner_node,
+            &n.id,
+            NegotiationRole::Provider,
+            NegotiationState::Requested,
+        )
+        .await;
+        owner_node.approve(&n.id, "").await.unwrap();
+        reaches(
+            ea,
+            &n.id,
+            NegotiationRole::Consumer,
+            NegotiationState::Finalized,
+        )
+        .await;
+        ids.push(n.id);
+    }
+    ea.refresh_offers().await.unwrap();
+    // Same purpose, same consumer: the two owners' pseudonyms join, person by person.
+    assert_eq!(
+        count(ea, "SELECT count(*) FROM \"tax-office\".annual_income t JOIN \"population-registry\".residents r ON t.person_id = r.person_id").await,
+        40
+    );
+    // Another purpose: nothing joins.
+    assert_eq!(
+        count(ea, "SELECT count(*) FROM \"tax-office\".annual_income t JOIN \"tax-office\".debts d ON t.person_id = d.person_id").await,
+        0
+    );
+    // The consumer cannot get the key that makes its pseudonyms.
+    let e = ea
+        .trust()
+        .unwrap()
+        .linkage_key("fraud_prevention", ea.member(), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("never the consumer"), "{e}");
+}

@@ -1,0 +1,378 @@
+//! `agora agreement …`: access requests, their negotiation and agreements, from the
+//! command line of either member's node.
+
+use agora_model::{
+    AccessMode, AccessRequest, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, MemberId,
+    Negotiation, NegotiationRole, NegotiationState, ProductName,
+};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use crate::NodeDir;
+use crate::cmd::open;
+
+/// Terms as the command line gives them.
+#[derive(Args, Clone, Debug)]
+pub struct TermsArgs {
+    /// Columns to share, comma-separated, each `name` or `name=MASK` with MASK one of
+    /// redact, month, year, band:WIDTH, pseudonym.
+    #[arg(long)]
+    columns: Option<String>,
+    /// records, aggregate or linkage.
+    #[arg(long, default_value = "records")]
+    mode: String,
+    /// Only rows where this SQL condition over the product's columns holds.
+    #[arg(long)]
+    row_filter: Option<String>,
+    /// Aggregate mode: smallest group shown, in distinct subjects.
+    #[arg(long, default_value_t = DEFAULT_MIN_GROUP_SIZE)]
+    min_group_size: u32,
+    /// Most rows one query may return.
+    #[arg(long)]
+    max_rows: Option<u64>,
+    /// The terms as a JSON file instead (the API's `AgreementTerms`).
+    #[arg(long, conflicts_with_all = ["columns", "row_filter", "max_rows"])]
+    terms: Option<std::path::PathBuf>,
+}
+
+impl TermsArgs {
+    fn build(&self) -> Result<AgreementTerms> {
+        if let Some(path) = &self.terms {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the terms file {}", path.display()))?;
+            return serde_json::from_str(&text)
+                .with_context(|| format!("{} does not hold valid terms", path.display()));
+        }
+        let columns = self
+            .columns
+            .as_deref()
+            .context("say which columns to share with --columns (or give --terms FILE)")?;
+        Ok(AgreementTerms {
+            columns: ColumnTerm::parse_list(columns)?,
+            row_filter: self.row_filter.clone(),
+            mode: self.mode.parse::<AccessMode>()?,
+            min_group_size: self.min_group_size,
+            max_rows: self.max_rows,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum AgreementCmd {
+    /// Ask another member for one of its products, for a purpose.
+    Request {
+        /// The owner's member id.
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        product: String,
+        /// From the purposes vocabulary (job_matching, fraud_prevention, …).
+        #[arg(long)]
+        purpose: String,
+        /// consent, contract, legal_obligation, vital_interests, public_task or
+        /// legitimate_interests.
+        #[arg(long, default_value = "public_task")]
+        legal_basis: String,
+        /// Why the data is needed, in plain words.
+        #[arg(long)]
+        justification: String,
+        /// How long the agreement should last, in days from now.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        #[command(flatten)]
+        terms: TermsArgs,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// List negotiations and agreements, newest first.
+    List {
+        /// consumer or provider.
+        #[arg(long)]
+        role: Option<String>,
+        /// REQUESTED, OFFERED, …, FINALIZED, TERMINATED.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Show one negotiation with its history.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Approve a request (owner): the node signs the agreement.
+    Approve {
+        id: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Answer a request with other terms (owner).
+    Offer {
+        id: String,
+        #[command(flatten)]
+        terms: TermsArgs,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Accept the owner's counter-offer (consumer).
+    Accept {
+        id: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Reject or withdraw a negotiation (either side).
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Revoke an agreement in force (either side); effective at once.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Print the agreement as ODRL JSON-LD, with both signatures.
+    Odrl {
+        id: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Map pseudonyms of an agreement back to subject identifiers (owner only).
+    Reidentify {
+        id: String,
+        pseudonyms: Vec<String>,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// The node's policy decisions, newest first, with the policies that decided them.
+    Decisions {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Deliver owed negotiation messages now and end late negotiations (a running node
+    /// does this on its own).
+    Sync {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+}
+
+fn summary(n: &Negotiation) -> String {
+    format!(
+        "{}  {:<10}  {:<8}  {}.{}  for {}  with {}{}",
+        n.id,
+        n.state.as_str(),
+        n.role.as_str(),
+        n.request.owner,
+        n.request.product,
+        n.request.purpose,
+        n.peer(),
+        n.reason
+            .as_deref()
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default()
+    )
+}
+
+pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
+    match cmd {
+        AgreementCmd::Request {
+            owner,
+            product,
+            purpose,
+            legal_basis,
+            justification,
+            days,
+            terms,
+            json,
+            dir,
+        } => {
+            let node = open(&dir).await?;
+            let now = chrono::Utc::now();
+            let request = AccessRequest {
+                owner: MemberId::parse(&owner)?,
+                product: ProductName::parse(&product)?,
+                purpose,
+                legal_basis,
+                justification,
+                terms: terms.build()?,
+                valid_from: now,
+                valid_until: now + chrono::Duration::days(days),
+            };
+            let n = node.request_access(request).await?;
+            node.deliver_outbox().await?;
+            let n = node.negotiation(&n.id, Some(n.role)).await?.negotiation;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&n)?);
+            } else {
+                println!("Requested: {}", summary(&n));
+            }
+            Ok(())
+        }
+        AgreementCmd::List {
+            role,
+            state,
+            json,
+            dir,
+        } => {
+            let node = open(&dir).await?;
+            let role = match role.as_deref() {
+                None => None,
+                Some("consumer") => Some(NegotiationRole::Consumer),
+                Some("provider") => Some(NegotiationRole::Provider),
+                Some(other) => anyhow::bail!("unknown role {other:?}: use consumer or provider"),
+            };
+            let state = state.map(|s| s.parse::<NegotiationState>()).transpose()?;
+            let list = node.negotiations(role, state, 1000).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("No negotiations.");
+            } else {
+                for n in &list {
+                    println!("{}", summary(n));
+                }
+            }
+            Ok(())
+        }
+        AgreementCmd::Show { id, json, dir } => {
+            let node = open(&dir).await?;
+            let r = node.negotiation(&id, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            let n = &r.negotiation;
+            println!("{}", summary(n));
+            println!(
+                "requested terms: {}",
+                serde_json::to_string(&n.request.terms)?
+            );
+            if let Some(o) = &n.offer {
+                println!("offered terms:   {}", serde_json::to_string(o)?);
+            }
+            if let Some(a) = &n.agreement {
+                println!(
+                    "agreement: valid {} to {}; signed by owner: {}, consumer: {}",
+                    a.valid_from,
+                    a.valid_until,
+                    n.signatures.owner.is_some(),
+                    n.signatures.consumer.is_some()
+                );
+            }
+            println!("deadline: {}", n.deadline);
+            for e in &r.events {
+                println!(
+                    "  {}  {:<10}  {}  {}",
+                    e.at,
+                    e.state.as_str(),
+                    e.actor,
+                    e.note
+                );
+            }
+            if r.undelivered > 0 {
+                println!(
+                    "({} step(s) not yet delivered to {})",
+                    r.undelivered,
+                    n.peer()
+                );
+            }
+            Ok(())
+        }
+        AgreementCmd::Approve { id, note, dir } => {
+            let node = open(&dir).await?;
+            let n = node.approve(&id, &note).await?;
+            node.deliver_outbox().await?;
+            println!("Approved and signed: {}", summary(&n));
+            Ok(())
+        }
+        AgreementCmd::Offer {
+            id,
+            terms,
+            note,
+            dir,
+        } => {
+            let node = open(&dir).await?;
+            let n = node.counter_offer(&id, terms.build()?, &note).await?;
+            node.deliver_outbox().await?;
+            println!("Offered: {}", summary(&n));
+            Ok(())
+        }
+        AgreementCmd::Accept { id, dir } => {
+            let node = open(&dir).await?;
+            let n = node.accept_offer(&id).await?;
+            node.deliver_outbox().await?;
+            println!("Accepted: {}", summary(&n));
+            Ok(())
+        }
+        AgreementCmd::Reject { id, reason, dir } | AgreementCmd::Revoke { id, reason, dir } => {
+            let node = open(&dir).await?;
+            let n = node.terminate(&id, &reason).await?;
+            node.deliver_outbox().await?;
+            println!("Terminated: {}", summary(&n));
+            Ok(())
+        }
+        AgreementCmd::Odrl { id, dir } => {
+            let node = open(&dir).await?;
+            let n = node.negotiation(&id, None).await?.negotiation;
+            let a = n
+                .agreement
+                .as_ref()
+                .with_context(|| format!("negotiation {id} is {} and has no agreement", n.state))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&a.to_odrl(&n.signatures))?
+            );
+            Ok(())
+        }
+        AgreementCmd::Reidentify {
+            id,
+            pseudonyms,
+            dir,
+        } => {
+            let node = open(&dir).await?;
+            for (p, subject) in node.reidentify(&id, &pseudonyms).await? {
+                println!("{p}  {}", subject.as_deref().unwrap_or("(not found)"));
+            }
+            Ok(())
+        }
+        AgreementCmd::Decisions { limit, dir } => {
+            let node = open(&dir).await?;
+            for d in node.policy_decisions(limit).await? {
+                println!(
+                    "{}  {}  {:<5}  {} {} {}: {}",
+                    d.seq, d.at, d.decision, d.principal, d.action, d.resource, d.reasons
+                );
+            }
+            Ok(())
+        }
+        AgreementCmd::Sync { dir } => {
+            let node = open(&dir).await?;
+            let ended = node.expire_negotiations().await?;
+            let sent = node.deliver_outbox().await?;
+            let left = node.store().pending_messages().await?.len();
+            println!(
+                "Ended {ended} late negotiation(s); delivered {sent} message(s); {left} still owed."
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The demo's scenarios, played under real agreements between the running nodes:
+//!
+//! - **Job matching**: the city hospital asks the employment agency for pseudonymised skill
+//!   profiles (purpose `job_matching`); the agency's own rule approves it automatically; the
+//!   hospital matches its open vacancies against the profiles; only the agency can turn the
+//!   matched pseudonyms back into people to contact.
+//! - **Fraud prevention**: the tax office's benefit payments and declared incomes are
+//!   linked through pseudonyms under one linkage purpose (`fraud_prevention`) for the
+//!   employment agency, which pays unemployment allowances; its steward-approved agreements
+//!   show who received unemployment benefit while declaring a high income, without the
+//!   agency ever seeing an identifier; the tax office re-identifies the flagged cases.
+//!
+//! Each run reuses the agreements in force from an earlier run.
+
+use std::time::Duration;
+
+use agora_model::{
+    AccessMode, AccessRequest, AgreementTerms, ColumnTerm, NegotiationRole, NegotiationState,
+    ProductName,
+};
+use agora_node::Node;
+use anyhow::{Context, Result, bail};
+
+/// The employment agency's own policy: the city hospital's job-matching requests for
+/// pseudonymised profiles are approved without a steward.
+pub const EMPLOYMENT_AGENCY_POLICY: &str = r#"
+@id("employment-agency/hospital-job-matching")
+@reason("the city hospital's job-matching requests for pseudonymised skill profiles are pre-approved by the agency")
+permit (principal == Member::"city-hospital", action == Action::"auto_approve",
+        resource == Product::"employment-agency/job_seekers")
+when { context.purpose == "job_matching" && !context.unmasked_direct_identifiers && context.validity_days <= 366 };
+"#;
+
+fn find<'a>(nodes: &'a [Node], id: &str) -> Result<&'a Node> {
+    nodes
+        .iter()
+        .find(|n| n.member().as_str() == id)
+        .with_context(|| format!("the demo has no member {id}"))
+}
+
+fn terms(columns: &str, mode: AccessMode, max_rows: Option<u64>) -> Result<AgreementTerms> {
+    Ok(AgreementTerms {
+        columns: ColumnTerm::parse_list(columns)?,
+        row_filter: None,
+        mode,
+        min_group_size: agora_model::DEFAULT_MIN_GROUP_SIZE,
+        max_rows,
+    })
+}
+
+/// The consumer's agreement in force for `product` of `owner` and `purpose`, from an
+/// earlier run or negotiated now. `approve` is the owner's steward (None: the owner's rules
+/// decide).
+async fn agreement(
+    consumer: &Node,
+    owner: &Node,
+    product: &str,
+    purpose: &str,
+    justification: &str,
+    terms: AgreementTerms,
+    steward_approves: bool,
+) -> Result<String> {
+    let now = chrono::Utc::now();
+    for n in consumer
+        .negotiations(
+            Some(NegotiationRole::Consumer),
+            Some(NegotiationState::Finalized),
+            1000,
+        )
+        .await?
+    {
+        if n.request.owner == *owner.member()
+            && n.request.product.as_str() == product
+            && n.request.purpose == purpose
+            && n.agreement_in_force(now).is_some()
+        {
+            println!(
+                "  {} already holds agreement {} on {}.{product}",
+                consumer.member(),
+                n.id,
+                owner.member()
+            );
+            return Ok(n.id);
+        }
+    }
+    let n = consumer
+        .request_access(AccessRequest {
+            owner: owner.member().clone(),
+            product: ProductName::parse(product)?,
+            purpose: purpose.into(),
+            legal_basis: "public_task".into(),
+            justification: justification.into(),
+            terms,
+            valid_from: now,
+            valid_until: now + chrono::Duration::days(365),
+        })
+        .await?;
+    println!(
+        "  {} requested {}.{product} for {purpose} (negotiation {})",
+        consumer.member(),
+        owner.member(),
+        n.id
+    );
+    let mut approved = !steward_approves;
+    for _ in 0..400 {
+        let mine = consumer
+            .store()
+            .negotiation(&n.id, NegotiationRole::Consumer)
+            .await?
+            .context("the request vanished")?;
+        match mine.state {
+            NegotiationState::Finalized => {
+                println!(
+                    "  agreement {} in force, signed by {} and {}",
+                    n.id,
+                    owner.member(),
+                    consumer.member()
+                );
+                return Ok(n.id);
+            }
+            NegotiationState::Terminated => bail!(
+                "the demo's request for {}.{product} was refused: {}",
+                owner.member(),
+                mine.reason.unwrap_or_default()
+            ),
+            _ => {}
+        }
+        if !approved
+            && let Some(theirs) = owner
+                .store()
+                .negotiation(&n.id, NegotiationRole::Provider)
+                .await?
+            && theirs.state == NegotiationState::Requested
+        {
+            owner
+                .approve(&n.id, "approved by the demo's data steward")
+                .await?;
+            println!("  {}'s steward approved it", owner.member());
+            approved = true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!(
+        "the negotiation {} for {}.{product} did not finish",
+        n.id,
+        owner.member()
+    )
+}
+
+async fn table(node: &Node, sql: &str, rows: usize) -> Result<String> {
+    let r = node.query(sql).await?;
+    let (text, total) = r.to_text_table(rows).await?;
+    Ok(format!("{text}\n({total} rows)"))
+}
+
+/// The first column of the answer, as text.
+async fn strings(node: &Node, sql: &str) -> Result<Vec<String>> {
+    use futures::StreamExt;
+    let mut stream = node.query(sql).await?.encode(agora_node::OutputFormat::Csv);
+    let mut csv = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        csv.extend_from_slice(&chunk?);
+    }
+    Ok(String::from_utf8_lossy(&csv)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// Plays both scenarios and prints what each party saw.
+pub async fn play(nodes: &[Node]) -> Result<()> {
+    let hospital = find(nodes, "city-hospital")?;
+    let agency = find(nodes, "employment-agency")?;
+    let tax = find(nodes, "tax-office")?;
+
+    println!();
+    println!("Scenario 1 — job matching");
+    let id = agreement(
+        hospital,
+        agency,
+        "job_seekers",
+        "job_matching",
+        "the hospital cannot fill its open nursing and care vacancies and looks for registered job seekers with matching skills",
+        terms(
+            "person_id=pseudonym,municipality,education_level,occupation_sought,skills,months_unemployed=band:6",
+            AccessMode::Records,
+            None,
+        )?,
+        false,
+    )
+    .await?;
+    let matches_sql = "SELECT v.vacancy_id, v.occupation, v.municipality, j.person_id AS candidate, j.months_unemployed \
+         FROM vacancies v JOIN \"employment-agency\".job_seekers j \
+           ON j.occupation_sought = v.occupation AND j.municipality = v.municipality \
+         WHERE v.open ORDER BY v.vacancy_id, j.months_unemployed DESC, j.person_id LIMIT 5";
+    println!("  What the hospital sees (candidates are pseudonyms):");
+    print!("{}", indent(&table(hospital, matches_sql, 5).await?));
+    let candidates = strings(
+        hospital,
+        "SELECT DISTINCT j.person_id FROM vacancies v JOIN \"employment-agency\".job_seekers j \
+           ON j.occupation_sought = v.occupation AND j.municipality = v.municipality \
+         WHERE v.open ORDER BY 1 LIMIT 3",
+    )
+    .await?;
+    println!(
+        "  What the employment agency sees when it re-identifies three matched candidates to contact them:"
+    );
+    for (p, who) in agency.reidentify(&id, &candidates).await? {
+        println!(
+            "    {}…  →  person {}",
+            &p[..12.min(p.len())],
+            who.as_deref().unwrap_or("(unknown)")
+        );
+    }
+
+    println!();
+    println!("Scenario 2 — fraud prevention");
+    let justification = "linking unemployment benefit payments with declared income to find allowances paid despite high income";
+    agreement(
+        agency,
+        tax,
+        "benefit_payments",
+        "fraud_prevention",
+        justification,
+        terms(
+            "person_id=pseudonym,benefit_type,amount,paid_on=year",
+            AccessMode::Linkage,
+            None,
+        )?,
+        true,
+    )
+    .await?;
+    let income_id = agreement(
+        agency,
+        tax,
+        "annual_income",
+        "fraud_prevention",
+        justification,
+        terms(
+            "person_id=pseudonym,tax_year,gross_income",
+            AccessMode::Linkage,
+            None,
+        )?,
+        true,
+    )
+    .await?;
+    let flagged_sql = "SELECT b.person_id, sum(b.amount) AS unemployment_benefit, max(i.gross_income) AS declared_income \
+         FROM \"tax-office\".benefit_payments b JOIN \"tax-office\".annual_income i \
+           ON i.person_id = b.person_id AND i.tax_year = extract(year FROM b.paid_on) \
+         WHERE b.benefit_type = 'unemployment_allowance' \
+         GROUP BY b.person_id HAVING max(i.gross_income) > 30000 ORDER BY declared_income DESC LIMIT 5";
+    println!("  What the employment agency sees (flagged cases, pseudonymised):");
+    print!("{}", indent(&table(agency, flagged_sql, 5).await?));
+    let flagged = strings(agency, flagged_sql).await?;
+    println!(
+        "  What the tax office sees when it re-identifies the flagged cases for investigation:"
+    );
+    for (p, who) in tax.reidentify(&income_id, &flagged).await? {
+        println!(
+            "    {}…  →  person {}",
+            &p[..12.min(p.len())],
+            who.as_deref().unwrap_or("(unknown)")
+        );
+    }
+    println!("  Neither request reached data without an agreement; every step is in each node's");
+    println!(
+        "  negotiation history (`agora agreement list`) and policy log (`agora agreement decisions`)."
+    );
+    Ok(())
+}
+
+/// Writes the employment agency's demo policy into its node's policy directory.
+pub fn install_policies(agency_dir: &std::path::Path) -> Result<()> {
+    let dir = agency_dir.join(agora_node::POLICY_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(
+        dir.join("demo-auto-approval.cedar"),
+        EMPLOYMENT_AGENCY_POLICY,
+    )
+    .with_context(|| format!("cannot write the demo policy into {}", dir.display()))?;
+    Ok(())
+}
