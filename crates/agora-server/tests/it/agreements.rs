@@ -623,3 +623,54 @@ async fn pseudonyms_join_within_one_linkage_purpose_and_never_across_purposes() 
         .to_string();
     assert!(e.contains("never the consumer"), "{e}");
 }
+
+#[tokio::test]
+async fn an_agreement_serves_only_its_consumer_and_only_until_it_expires() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let other = member(&w._a, w.dir.path(), "population-registry").await;
+    for m in [tax, ea] {
+        m.trust().unwrap().refresh().await.unwrap();
+    }
+    other.node.refresh_offers().await.unwrap();
+    let mut r = request(
+        "annual_income",
+        "fraud_prevention",
+        "person_id=pseudonym,income",
+        AccessMode::Records,
+    );
+    r.valid_until = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let n = ea.request_access(r).await.unwrap();
+    reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    tax.approve(&n.id, "").await.unwrap();
+    reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Finalized,
+    )
+    .await;
+    reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Finalized,
+    )
+    .await;
+    ea.refresh_offers().await.unwrap();
+    let sql = "SELECT count(*) FROM \"tax-office\".annual_income";
+    assert_eq!(count(ea, sql).await, 40);
+    // Another member's query finds no agreement of its own.
+    let e = text(&other.node, sql).await.unwrap_err().to_string();
+    assert!(e.contains("agreement"), "{e}");
+    // Once the validity ends, the owner refuses and says so.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let e = text(ea, sql).await.unwrap_err().to_string();
+    assert!(e.contains("expired"), "{e}");
+}
