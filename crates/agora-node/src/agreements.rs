@@ -246,14 +246,13 @@ impl Node {
                 n.state
             )));
         }
-        let mut next = n.clone();
-        next.state = NegotiationState::Accepted;
-        next.updated_at = Utc::now();
-        self.store()
-            .advance_negotiation(
-                &next,
-                n.state,
-                &event(next.state, self.member(), "accepted the owner's offer"),
+        let next = self
+            .advance(
+                &n,
+                NegotiationState::Accepted,
+                self.member(),
+                "accepted the owner's offer",
+                |_| {},
             )
             .await?;
         self.send(n.peer(), &NegotiationMessage::Accept { id: id.into() })
@@ -322,17 +321,15 @@ impl Node {
                 decision.explain()
             )));
         }
-        let mut next = n.clone();
-        next.state = NegotiationState::Offered;
-        next.offer = Some(terms.clone());
-        next.updated_at = Utc::now();
         let note = if note.trim().is_empty() {
             "offered other terms".to_owned()
         } else {
             format!("offered other terms: {}", note.trim())
         };
-        self.store()
-            .advance_negotiation(&next, n.state, &event(next.state, self.member(), note))
+        let next = self
+            .advance(&n, NegotiationState::Offered, self.member(), &note, |x| {
+                x.offer = Some(terms.clone())
+            })
             .await?;
         self.send(
             n.peer(),
@@ -383,6 +380,26 @@ impl Node {
 
     // ---- steps shared by both sides ----
 
+    /// Stores `n` moved to `state`, changed by `edit`, with the step's event, provided the
+    /// stored record is still in `n`'s state; returns the new record.
+    async fn advance(
+        &self,
+        n: &Negotiation,
+        state: NegotiationState,
+        actor: &MemberId,
+        note: &str,
+        edit: impl FnOnce(&mut Negotiation),
+    ) -> Result<Negotiation, NodeError> {
+        let mut next = n.clone();
+        next.state = state;
+        next.updated_at = Utc::now();
+        edit(&mut next);
+        self.store()
+            .advance_negotiation(&next, n.state, &event(state, actor, note))
+            .await?;
+        Ok(next)
+    }
+
     /// Stores the move to TERMINATED (no message).
     async fn end_locally(
         &self,
@@ -390,12 +407,10 @@ impl Node {
         actor: &MemberId,
         reason: &str,
     ) -> Result<Negotiation, NodeError> {
-        let mut next = n.clone();
-        next.state = NegotiationState::Terminated;
-        next.reason = Some(reason.to_owned());
-        next.updated_at = Utc::now();
-        self.store()
-            .advance_negotiation(&next, n.state, &event(next.state, actor, reason))
+        let next = self
+            .advance(n, NegotiationState::Terminated, actor, reason, |x| {
+                x.reason = Some(reason.to_owned())
+            })
             .await?;
         tracing::info!(negotiation = %n.id, peer = %n.peer(), reason, "negotiation terminated");
         Ok(next)
@@ -508,19 +523,17 @@ impl Node {
         agreement.linkage_epoch = linkage_epoch;
         let material = trust.material();
         let signature = b64(&material.key.sign(&agreement.signing_bytes()));
-        let mut next = n.clone();
-        next.state = NegotiationState::Agreed;
-        next.agreement = Some(agreement.clone());
-        next.signatures.owner = Some(signature.clone());
-        next.signatures.owner_key = Some(b64(&material.key.public()));
-        next.updated_at = Utc::now();
         let note = if note.trim().is_empty() {
             "agreed and signed".to_owned()
         } else {
             format!("agreed and signed: {}", note.trim())
         };
-        self.store()
-            .advance_negotiation(&next, n.state, &event(next.state, self.member(), note))
+        let next = self
+            .advance(&n, NegotiationState::Agreed, self.member(), &note, |x| {
+                x.agreement = Some(agreement.clone());
+                x.signatures.owner = Some(signature.clone());
+                x.signatures.owner_key = Some(b64(&material.key.public()));
+            })
             .await?;
         tracing::info!(negotiation = %n.id, consumer = %n.consumer, "agreement signed by the owner");
         self.send(
@@ -797,9 +810,6 @@ impl Node {
                 n.state
             )));
         }
-        let mut next = n.clone();
-        next.state = target;
-        next.updated_at = Utc::now();
         match message {
             NegotiationMessage::Offer { terms, .. } => {
                 let offer = self
@@ -811,22 +821,19 @@ impl Node {
                         .validate(o.name.as_str(), &o.schema, &o.metadata)
                         .map_err(|e| NodeError::Agreement(format!("the offer is invalid: {e}")))?;
                 }
-                next.offer = Some(terms);
-                self.store()
-                    .advance_negotiation(
-                        &next,
-                        n.state,
-                        &event(target, &peer.id, "received a counter-offer"),
-                    )
-                    .await?;
-                Ok(next)
+                self.advance(n, target, &peer.id, "received a counter-offer", |x| {
+                    x.offer = Some(terms)
+                })
+                .await
             }
             NegotiationMessage::Accept { .. } => {
-                self.store()
-                    .advance_negotiation(
-                        &next,
-                        n.state,
-                        &event(target, &peer.id, "the consumer accepted the offer"),
+                let next = self
+                    .advance(
+                        n,
+                        target,
+                        &peer.id,
+                        "the consumer accepted the offer",
+                        |_| {},
                     )
                     .await?;
                 // The owner made the offer: its acceptance is agreed at once.
@@ -872,34 +879,33 @@ impl Node {
                         "the owner's signature on the agreement does not verify".into(),
                     ));
                 }
-                next.agreement = Some(agreement.clone());
-                next.signatures.owner = Some(signature);
-                next.signatures.owner_key = Some(owner_key);
-                self.store()
-                    .advance_negotiation(
-                        &next,
-                        n.state,
-                        &event(
-                            target,
-                            &peer.id,
-                            "received the agreement signed by the owner; signature verified",
-                        ),
+                let next = self
+                    .advance(
+                        n,
+                        target,
+                        &peer.id,
+                        "received the agreement signed by the owner; signature verified",
+                        |x| {
+                            x.agreement = Some(agreement.clone());
+                            x.signatures.owner = Some(signature);
+                            x.signatures.owner_key = Some(owner_key);
+                        },
                     )
                     .await?;
                 // The consumer asked for exactly these terms: it countersigns.
                 let trust = self.enrolled()?;
                 let material = trust.material();
                 let countersignature = b64(&material.key.sign(&agreement.signing_bytes()));
-                let mut verified = next.clone();
-                verified.state = NegotiationState::Verified;
-                verified.signatures.consumer = Some(countersignature.clone());
-                verified.signatures.consumer_key = Some(b64(&material.key.public()));
-                verified.updated_at = Utc::now();
-                self.store()
-                    .advance_negotiation(
-                        &verified,
-                        next.state,
-                        &event(verified.state, self.member(), "countersigned"),
+                let verified = self
+                    .advance(
+                        &next,
+                        NegotiationState::Verified,
+                        self.member(),
+                        "countersigned",
+                        |x| {
+                            x.signatures.consumer = Some(countersignature.clone());
+                            x.signatures.consumer_key = Some(b64(&material.key.public()));
+                        },
                     )
                     .await?;
                 self.send(
@@ -922,23 +928,19 @@ impl Node {
                         "the consumer's countersignature does not verify".into(),
                     ));
                 }
-                next.signatures.consumer = Some(signature);
-                next.signatures.consumer_key = Some(consumer_key);
-                self.store()
-                    .advance_negotiation(
-                        &next,
-                        n.state,
-                        &event(target, &peer.id, "countersignature verified"),
-                    )
+                let next = self
+                    .advance(n, target, &peer.id, "countersignature verified", |x| {
+                        x.signatures.consumer = Some(signature);
+                        x.signatures.consumer_key = Some(consumer_key);
+                    })
                     .await?;
-                let mut fin = next.clone();
-                fin.state = NegotiationState::Finalized;
-                fin.updated_at = Utc::now();
-                self.store()
-                    .advance_negotiation(
-                        &fin,
-                        next.state,
-                        &event(fin.state, self.member(), "agreement in force"),
+                let fin = self
+                    .advance(
+                        &next,
+                        NegotiationState::Finalized,
+                        self.member(),
+                        "agreement in force",
+                        |_| {},
                     )
                     .await?;
                 tracing::info!(negotiation = %n.id, consumer = %n.consumer, product = %n.request.product, "agreement finalized");
@@ -947,15 +949,9 @@ impl Node {
                 Ok(fin)
             }
             NegotiationMessage::Finalize { .. } => {
-                check_signatures(&next).map_err(NodeError::Agreement)?;
-                self.store()
-                    .advance_negotiation(
-                        &next,
-                        n.state,
-                        &event(target, &peer.id, "agreement in force"),
-                    )
-                    .await?;
-                Ok(next)
+                check_signatures(n).map_err(NodeError::Agreement)?;
+                self.advance(n, target, &peer.id, "agreement in force", |_| {})
+                    .await
             }
             NegotiationMessage::Request { .. } | NegotiationMessage::Terminate { .. } => {
                 unreachable!("handled by the caller")

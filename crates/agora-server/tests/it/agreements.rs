@@ -127,6 +127,34 @@ async fn reaches(
     panic!("negotiation {id} ({role:?}) never reached {state}: {last:#?}");
 }
 
+/// Requests `r` from `owner`, has the owner's steward approve it, and returns the owner's
+/// record once both sides hold the finalized agreement.
+async fn agreed(owner: &Node, consumer: &Node, r: AccessRequest) -> agora_model::Negotiation {
+    let n = consumer.request_access(r).await.unwrap();
+    reaches(
+        owner,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    owner.approve(&n.id, "").await.unwrap();
+    reaches(
+        consumer,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Finalized,
+    )
+    .await;
+    reaches(
+        owner,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Finalized,
+    )
+    .await
+}
+
 async fn rows(node: &Node, sql: &str) -> Vec<arrow::array::RecordBatch> {
     use futures::TryStreamExt;
     let r = node.query(sql).await.unwrap();
@@ -493,35 +521,15 @@ async fn negotiations_past_their_deadline_end_on_both_sides() {
 async fn an_altered_agreement_is_not_applied() {
     let w = world(TrustSettings::default()).await;
     let (tax, ea) = (&w.tax.node, &w.ea.node);
-    let n = ea
-        .request_access(request(
+    let mut n = agreed(
+        tax,
+        ea,
+        request(
             "annual_income",
             "fraud_prevention",
             "person_id=pseudonym",
             AccessMode::Records,
-        ))
-        .await
-        .unwrap();
-    reaches(
-        tax,
-        &n.id,
-        NegotiationRole::Provider,
-        NegotiationState::Requested,
-    )
-    .await;
-    tax.approve(&n.id, "").await.unwrap();
-    let mut n = reaches(
-        tax,
-        &n.id,
-        NegotiationRole::Provider,
-        NegotiationState::Finalized,
-    )
-    .await;
-    reaches(
-        ea,
-        &n.id,
-        NegotiationRole::Consumer,
-        NegotiationState::Finalized,
+        ),
     )
     .await;
     ea.refresh_offers().await.unwrap();
@@ -570,7 +578,6 @@ async fn pseudonyms_join_within_one_linkage_purpose_and_never_across_purposes() 
     register(tax, w.dir.path(), "debts", "personal", &["debt_recovery"]).await;
     ea.trust().unwrap().refresh().await.unwrap();
     ea.refresh_offers().await.unwrap();
-    let mut ids = Vec::new();
     for (owner, product, purpose) in [
         ("tax-office", "annual_income", "fraud_prevention"),
         ("population-registry", "residents", "fraud_prevention"),
@@ -583,24 +590,8 @@ async fn pseudonyms_join_within_one_linkage_purpose_and_never_across_purposes() 
             AccessMode::Linkage,
         );
         r.owner = MemberId::parse(owner).unwrap();
-        let n = ea.request_access(r).await.unwrap();
         let owner_node = if owner == "tax-office" { tax } else { &pr.node };
-        reaches(
-            owner_node,
-            &n.id,
-            NegotiationRole::Provider,
-            NegotiationState::Requested,
-        )
-        .await;
-        owner_node.approve(&n.id, "").await.unwrap();
-        reaches(
-            ea,
-            &n.id,
-            NegotiationRole::Consumer,
-            NegotiationState::Finalized,
-        )
-        .await;
-        ids.push(n.id);
+        agreed(owner_node, ea, r).await;
     }
     ea.refresh_offers().await.unwrap();
     // Same purpose, same consumer: the two owners' pseudonyms join, person by person.
@@ -640,29 +631,7 @@ async fn an_agreement_serves_only_its_consumer_and_only_until_it_expires() {
         AccessMode::Records,
     );
     r.valid_until = chrono::Utc::now() + chrono::Duration::seconds(3);
-    let n = ea.request_access(r).await.unwrap();
-    reaches(
-        tax,
-        &n.id,
-        NegotiationRole::Provider,
-        NegotiationState::Requested,
-    )
-    .await;
-    tax.approve(&n.id, "").await.unwrap();
-    reaches(
-        ea,
-        &n.id,
-        NegotiationRole::Consumer,
-        NegotiationState::Finalized,
-    )
-    .await;
-    reaches(
-        tax,
-        &n.id,
-        NegotiationRole::Provider,
-        NegotiationState::Finalized,
-    )
-    .await;
+    agreed(tax, ea, r).await;
     ea.refresh_offers().await.unwrap();
     let sql = "SELECT count(*) FROM \"tax-office\".annual_income";
     assert_eq!(count(ea, sql).await, 40);
