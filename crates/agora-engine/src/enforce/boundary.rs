@@ -15,7 +15,8 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 /// projections stay above, so they only ever see filtered, masked rows. (Pushed below, a
 /// consumer's predicate would run on rows the agreement hides, where an error or the time
 /// it takes could reveal them.) [`ExecutionPlan`]'s defaults refuse every pushdown; this
-/// type only has to keep them.
+/// type only has to keep them. (Conditions that cannot fail reach the scan another way,
+/// chosen by the enforced table itself: see the `enforce` module.)
 #[derive(Debug)]
 pub(crate) struct EnforcementBoundaryExec {
     agreement: String,

@@ -14,9 +14,15 @@
 //!     the product's own scan (only the columns the masks and the filter need)
 //! ```
 //!
-//! The table accepts no filter pushdown: a consumer's condition is evaluated on masked,
-//! filtered rows, never on raw ones (where it could fail, or succeed, on a row the
-//! agreement hides and reveal it through an error).
+//! A consumer's condition reaches below the masks only when it is *total* — it cannot fail
+//! on any value (no division by data, no CAST that can fail, no regular expression from
+//! data; the same test as aggregate agreements' WHERE conditions). Such a condition is
+//! rewritten over the product's row (each agreed column replaced by its mask) and evaluated
+//! together with the row filter, so the scan reads, masks and pseudonymises only the rows
+//! both keep, and the product's scan can skip files and row groups by their statistics.
+//! The answer is the same as filtering the masked rows, and evaluating it on a row the
+//! agreement hides shows nothing: it cannot fail, and the row is dropped either way. Any
+//! other condition stays above the boundary and sees masked, filtered rows only.
 //!
 //! Pseudonyms are HMAC-SHA256 of the value's text under the agreement's linkage key, in
 //! lower-case hex. The function computing them is not in the session's function registry,
@@ -31,13 +37,13 @@ use arrow::array::{Array, ArrayRef, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::TreeNode;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TableType, Volatility, cast, col, lit,
+    TableProviderFilterPushDown, TableType, Volatility, cast, col, lit,
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
@@ -72,40 +78,46 @@ impl fmt::Debug for LinkageKey {
     }
 }
 
-/// HMAC-SHA256 with the key schedule computed once.
-pub struct Pseudonymizer(ring::hmac::Key);
+/// HMAC-SHA256 with the key schedule computed once: the inner and outer hash states after
+/// the padded key are kept, so each pseudonym costs the two compression rounds of its own
+/// (RustCrypto's `hmac` over `sha2`, which uses the CPU's SHA extensions where present).
+#[derive(Clone)]
+pub struct Pseudonymizer(hmac::Hmac<sha2::Sha256>);
 
 impl Pseudonymizer {
     pub fn new(key: &LinkageKey) -> Self {
-        Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key.0))
+        use hmac::Mac;
+        Self(
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key.0)
+                .expect("HMAC takes keys of any length"),
+        )
     }
 
     /// Lower-case hex of HMAC-SHA256(key, value).
     pub fn pseudonym(&self, value: &str) -> String {
-        let mut out = String::with_capacity(64);
+        let mut out = [0u8; 64];
         self.write(value, &mut out);
-        out
+        // Hex digits are ASCII.
+        String::from_utf8_lossy(&out).into_owned()
     }
 
-    fn write(&self, value: &str, out: &mut String) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let tag = ring::hmac::sign(&self.0, value.as_bytes());
-        for b in tag.as_ref() {
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
-        }
+    fn write(&self, value: &str, out: &mut [u8; 64]) {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(value.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        hex::encode_to_slice(tag, out).expect("64 hex digits for 32 bytes");
     }
 
     /// Pseudonyms of a column of strings (nulls stay null).
     pub fn column(&self, values: &arrow::array::StringArray) -> ArrayRef {
         let mut builder = StringBuilder::with_capacity(values.len(), values.len() * 64);
-        let mut buf = String::with_capacity(64);
+        let mut buf = [0u8; 64];
         for v in values.iter() {
             match v {
                 Some(v) => {
-                    buf.clear();
                     self.write(v, &mut buf);
-                    builder.append_value(&buf);
+                    builder.append_value(std::str::from_utf8(&buf).expect("hex is ASCII"));
                 }
                 None => builder.append_null(),
             }
@@ -352,6 +364,41 @@ impl EnforcedTable {
         self.max_rows
     }
 
+    /// A consumer's condition over this table's columns as a condition over the product's
+    /// row (each column replaced by its mask), when it may be evaluated below the masks:
+    /// only in row-level modes, and only when it cannot fail on any value (see the module's
+    /// documentation). `None` keeps it above the boundary.
+    fn raw_condition(&self, filter: &Expr) -> Option<Expr> {
+        if self.mode == AccessMode::Aggregate {
+            // The aggregate rewrite owns WHERE conditions there (it counts what they leave
+            // out); nothing moves below it.
+            return None;
+        }
+        let mut unknown = false;
+        let rewritten = filter
+            .clone()
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) => match self.columns.iter().find(|(n, _)| *n == c.name) {
+                        Some((_, mask)) => Transformed::yes(mask.clone()),
+                        None => {
+                            unknown = true;
+                            Transformed::no(Expr::Column(c))
+                        }
+                    },
+                    other => Transformed::no(other),
+                })
+            })
+            .ok()?
+            .data;
+        if unknown {
+            return None;
+        }
+        let raw = DFSchema::try_from(self.inner.schema().as_ref().clone()).ok()?;
+        aggregate::check_total(&rewritten, &raw).ok()?;
+        Some(rewritten)
+    }
+
     /// The copy whose scan feeds an aggregation that suppresses small groups.
     fn granted(&self) -> Self {
         Self {
@@ -371,11 +418,24 @@ impl TableProvider for EnforcedTable {
         TableType::View
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match self.raw_condition(f) {
+                Some(_) => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         if self.mode == AccessMode::Aggregate && !self.aggregation_granted {
@@ -393,24 +453,56 @@ impl TableProvider for EnforcedTable {
             Some(p) => p.clone(),
             None => (0..self.columns.len()).collect(),
         };
-        // The product's columns that the requested masks and the row filter read.
+        // The consumer's conditions this table accepted, over the product's row.
+        let conditions = filters
+            .iter()
+            .map(|f| {
+                self.raw_condition(f).ok_or_else(|| {
+                    DataFusionError::Internal(format!(
+                        "a condition was pushed to agreement {}'s table that it did not \
+                         accept: {f}",
+                        self.agreement
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The row filter first: it is the owner's, and the consumer's conditions are total.
+        let predicate = self
+            .row_filter
+            .iter()
+            .chain(conditions.iter())
+            .cloned()
+            .reduce(Expr::and);
+        // The product's columns that the requested masks and the predicate read.
         let raw = self.inner.schema();
         let mut needed = BTreeSet::new();
         for expr in wanted
             .iter()
             .map(|&i| &self.columns[i].1)
-            .chain(self.row_filter.iter())
+            .chain(predicate.iter())
         {
             for c in expr.column_refs() {
                 needed.insert(raw.index_of(&c.name)?);
             }
         }
         let needed: Vec<usize> = needed.into_iter().collect();
-        let input = self.inner.scan(state, Some(&needed), &[], None).await?;
+        // The product's scan may use the consumer's conditions to skip files and row groups
+        // (by statistics); every row it returns is still filtered below.
+        let hints: Vec<Expr> = {
+            let refs: Vec<&Expr> = conditions.iter().collect();
+            let support = self.inner.supports_filters_pushdown(&refs)?;
+            conditions
+                .iter()
+                .zip(support)
+                .filter(|(_, s)| *s != TableProviderFilterPushDown::Unsupported)
+                .map(|(c, _)| c.clone())
+                .collect()
+        };
+        let input = self.inner.scan(state, Some(&needed), &hints, None).await?;
         let input_schema = DFSchema::try_from(input.schema().as_ref().clone())?;
-        let input: Arc<dyn ExecutionPlan> = match &self.row_filter {
+        let input: Arc<dyn ExecutionPlan> = match predicate {
             Some(f) => {
-                let predicate = state.create_physical_expr(f.clone(), &input_schema)?;
+                let predicate = state.create_physical_expr(f, &input_schema)?;
                 Arc::new(FilterExec::try_new(predicate, input)?)
             }
             None => input,
@@ -527,6 +619,72 @@ mod tests {
         assert_eq!(out.value(0), p.pseudonym("P00000001"));
         assert!(out.is_null(1));
         assert_eq!(out.value(2), p.pseudonym(""));
+    }
+
+    /// A table of (id, city, n, d) under `terms_spec` in `mode`, row filter `city = 'A'`.
+    fn enforced(mode: AccessMode, terms_spec: &str) -> EnforcedTable {
+        use datafusion::datasource::MemTable;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("city", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("d", DataType::Date32, false),
+        ]));
+        let inner = Arc::new(MemTable::try_new(schema, vec![vec![]]).unwrap());
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .build();
+        let enforcement = Enforcement {
+            agreement: "a-1".into(),
+            terms: AgreementTerms {
+                columns: agora_model::ColumnTerm::parse_list(terms_spec).unwrap(),
+                row_filter: Some("city = 'A'".into()),
+                mode,
+                min_group_size: 5,
+                max_rows: None,
+            },
+            subject: Some("id".into()),
+            linkage_key: Some(key(3)),
+        };
+        EnforcedTable::new(&state, inner, &enforcement).unwrap()
+    }
+
+    fn pushed(table: &EnforcedTable, filter: Expr) -> bool {
+        table.supports_filters_pushdown(&[&filter]).unwrap()
+            == vec![TableProviderFilterPushDown::Exact]
+    }
+
+    #[test]
+    fn only_conditions_that_cannot_fail_reach_below_the_masks() {
+        let t = enforced(AccessMode::Records, "id=pseudonym,city,n=band:10,d=month");
+        let day = |d: i32| lit(ScalarValue::Date32(Some(d)));
+        // Total: comparisons of plain, truncated and pseudonymised columns.
+        assert!(pushed(&t, col("city").eq(lit("B"))));
+        assert!(pushed(&t, col("d").gt_eq(day(20_000))));
+        assert!(pushed(&t, col("id").not_eq(lit(""))));
+        assert!(pushed(
+            &t,
+            col("city").in_list(vec![lit("A"), lit("B")], false)
+        ));
+        // Not total: division by data, a banded number (its mask's cast can fail), a
+        // failing cast.
+        assert!(!pushed(&t, (lit(1i64) / col("n")).eq(lit(1i64))));
+        assert!(!pushed(&t, col("n").gt(lit(5i64))));
+        assert!(!pushed(
+            &t,
+            cast(col("city"), DataType::Int64).eq(lit(1i64))
+        ));
+        // A column the table does not have is never rewritten.
+        assert!(!pushed(&t, col("secret").eq(lit(1i64))));
+        // The rewritten condition reads the product's row through the mask.
+        let raw = t.raw_condition(&col("d").gt_eq(day(20_000))).unwrap();
+        assert!(raw.to_string().contains("date_trunc"), "{raw}");
+    }
+
+    #[test]
+    fn aggregate_agreements_keep_every_condition_above() {
+        let t = enforced(AccessMode::Aggregate, "id,city,n");
+        assert!(!pushed(&t, col("city").eq(lit("B"))));
     }
 
     #[test]
