@@ -244,6 +244,57 @@ pub(crate) async fn text_table(
     Ok((table, total))
 }
 
+/// One page of a result as text cells (`None` for null), for people reading it on a page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextPage {
+    pub rows: Vec<Vec<Option<String>>>,
+    /// Whether the result has rows after this page.
+    pub more: bool,
+}
+
+/// Skips `skip` rows, keeps the next `take` as text, and reads one row further to tell
+/// whether there are more; the rest of the result is never computed.
+pub(crate) async fn text_page(
+    mut input: SendableRecordBatchStream,
+    skip: usize,
+    take: usize,
+) -> Result<TextPage, EngineError> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("");
+    let mut page = TextPage::default();
+    let mut seen = 0usize;
+    while let Some(batch) = input.next().await {
+        let batch = batch.map_err(EngineError::from_df)?;
+        let n = batch.num_rows();
+        let start = skip.saturating_sub(seen).min(n);
+        seen += n;
+        if start == n {
+            continue;
+        }
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::Encode(e.to_string()))?;
+        for r in start..n {
+            if page.rows.len() == take {
+                page.more = true;
+                return Ok(page);
+            }
+            page.rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(c, f)| (!c.is_null(r)).then(|| f.value(r).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    Ok(page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 pub use arrow::array::RecordBatch;
 pub use arrow::datatypes::SchemaRef;
 use catalog::{ProductSchema, TableCache};
-pub use encode::{EncodedStream, OutputFormat};
+pub use encode::{EncodedStream, OutputFormat, TextPage};
 pub use enforce::{EnforcedTable, Enforcement, LinkageKey, Pseudonymizer};
 pub use profile::ProfileProgress;
 pub use remote::{RemoteBatches, RemoteBinding, RemoteSource};
@@ -544,6 +544,12 @@ impl QueryResult {
     /// Encodes the result as a stream of byte chunks, one or more per record batch.
     pub fn encode(self, format: OutputFormat) -> EncodedStream {
         encode::encode(self.stream, format)
+    }
+
+    /// One page of rows as text cells: skips `skip` rows, keeps `take`, and says whether
+    /// more follow (computing no further than one row past the page).
+    pub async fn text_page(self, skip: usize, take: usize) -> Result<TextPage, EngineError> {
+        encode::text_page(self.stream, skip, take).await
     }
 
     /// Renders up to `max_rows` rows as a text table; returns it and the total row count.

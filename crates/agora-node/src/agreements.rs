@@ -1138,7 +1138,7 @@ impl Node {
 
     /// This node's agreements in force on `role`'s side, newest first per peer and
     /// product: checked signatures and validity (others are skipped and logged).
-    pub(crate) async fn agreements_in_force(
+    pub async fn agreements_in_force(
         &self,
         role: NegotiationRole,
     ) -> Result<HashMap<(MemberId, String), Negotiation>, NodeError> {

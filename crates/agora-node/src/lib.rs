@@ -8,20 +8,21 @@ pub mod exchange;
 mod federation;
 mod register;
 pub mod trust;
+pub mod users;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use agora_engine::{Catalog, Engine, EngineConfig, QueryResult};
+use agora_engine::{Catalog, Engine, EngineConfig};
 use agora_model::{
     IdError, MemberId, MetadataError, MetadataPatch, Page, PageRequest, Product, ProductName,
     SearchHit, SidecarError, SourceError,
 };
 use agora_store::{NodeRecord, Store};
 
-pub use agora_engine::{EngineError, OutputFormat, ProfileProgress};
-pub use agora_store::{ApiRole, NewToken, StoreError, TokenInfo};
+pub use agora_engine::{EngineError, OutputFormat, ProfileProgress, QueryResult, TextPage};
+pub use agora_store::{ApiRole, NewSession, NewToken, StoreError, TokenInfo, UserInfo, WebSession};
 pub use agora_trust;
 pub use agora_trust::EnrolmentToken;
 pub use federation::VisibleTable;
@@ -82,6 +83,8 @@ pub enum NodeError {
     Policy(#[from] agora_policy::PolicyError),
     #[error("{0}")]
     Agreement(String),
+    #[error("{0}")]
+    BadUser(String),
 }
 
 impl NodeError {
@@ -98,8 +101,10 @@ impl NodeError {
                     | StoreError::AlreadyInitialised(_)
                     | StoreError::NegotiationNotFound(_)
                     | StoreError::NegotiationMoved { .. }
+                    | StoreError::DuplicateUser(_)
+                    | StoreError::UserNotFound(_)
             ),
-            Self::Negotiation(_) | Self::Terms(_) | Self::Agreement(_) => true,
+            Self::Negotiation(_) | Self::Terms(_) | Self::Agreement(_) | Self::BadUser(_) => true,
             Self::Metadata(_)
             | Self::Sidecar(_)
             | Self::Id(_)

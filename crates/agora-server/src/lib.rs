@@ -1,4 +1,5 @@
-//! The node's HTTP interface: the only crate that knows HTTP.
+//! The node's HTTP interface: with `agora-web` (its pages, merged here), the only crate
+//! that knows HTTP.
 //!
 //! REST API under `/api/v1` (documented by the OpenAPI 3.1 document it serves at
 //! `/api/v1/openapi.json`, generated from the same handlers that serve the routes),
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     /// means none: API clients can then register only object-store URLs, and local files
     /// are registered by the operator with the CLI.
     pub allowed_roots: Vec<PathBuf>,
+    /// The web interface's settings.
+    pub web: agora_web::WebConfig,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
         Self {
             body_limit: 1024 * 1024,
             allowed_roots: Vec::new(),
+            web: agora_web::WebConfig::default(),
         }
     }
 }
@@ -66,6 +70,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The complete HTTP application for a node.
 pub fn app(node: Node, config: ServerConfig) -> Router {
     let body_limit = config.body_limit;
+    let web = agora_web::router(node.clone(), config.web.clone());
     let state = AppState {
         node,
         config: Arc::new(config),
@@ -79,6 +84,7 @@ pub fn app(node: Node, config: ServerConfig) -> Router {
     Router::new()
         .merge(api)
         .merge(routes::public_router(doc))
+        .merge(web)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)

@@ -9,6 +9,7 @@ mod exchange;
 mod negotiations;
 mod search;
 mod tokens;
+mod users;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use exchange::{ExchangeEnd, ExchangeStart, OfferSource};
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchScope, tokenize};
 pub use tokens::{ApiRole, Authenticated, NewToken, TokenInfo};
+pub use users::{NewSession, UserInfo, WebSession};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -55,6 +57,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("the node is already initialised as member {0:?}")]
     AlreadyInitialised(String),
+    #[error("a user named {0:?} already exists; choose another name")]
+    DuplicateUser(String),
+    #[error("no user named {0:?} (or the user is already disabled)")]
+    UserNotFound(String),
     #[error("no API token with id {0:?}")]
     TokenNotFound(String),
     #[error("member {0:?} is not known to this authority; admit it first")]

@@ -6,6 +6,7 @@
 //! Key files are the one exception, written here so that every key on disk gets mode 0600.
 
 pub mod keys;
+pub mod password;
 pub mod pki;
 pub mod sign;
 pub mod tls;

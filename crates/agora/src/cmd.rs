@@ -167,6 +167,7 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
             let config = ServerConfig {
                 body_limit,
                 allowed_roots: allow_paths,
+                ..Default::default()
             };
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let stopped = move || {
@@ -746,6 +747,99 @@ pub async fn token(cmd: TokenCmd) -> Result<()> {
             let node = open(&dir).await?;
             let t = node.revoke_token(&id).await?;
             println!("Revoked token {} ({}).", t.id, t.label);
+            Ok(())
+        }
+    }
+}
+
+// ---------------- users of the web interface ----------------
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Add a person who signs in to the node's web interface. The password comes from
+    /// AGORA_PASSWORD; without it, one is generated and printed once.
+    Add {
+        /// User name: lower-case letters, digits, dots, underscores and hyphens.
+        username: String,
+        /// The person's name as shown on the pages.
+        #[arg(long)]
+        name: String,
+        /// analyst, steward or admin.
+        #[arg(long, default_value = "analyst")]
+        role: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// List users (never their passwords).
+    List {
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Set a new password (from AGORA_PASSWORD, or generated and printed once); the user's
+    /// sessions end.
+    Passwd {
+        username: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+    /// Disable a user at once; their sessions end.
+    Disable {
+        username: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
+}
+
+/// The password from AGORA_PASSWORD, or a generated one (and whether it was generated).
+fn password_from_env() -> (String, bool) {
+    match std::env::var("AGORA_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (agora_node::agora_trust::password::generate_password(), true),
+    }
+}
+
+pub async fn user(cmd: UserCmd) -> Result<()> {
+    match cmd {
+        UserCmd::Add {
+            username,
+            name,
+            role,
+            dir,
+        } => {
+            let role: ApiRole = role.parse().map_err(anyhow::Error::msg)?;
+            let node = open(&dir).await?;
+            let (password, generated) = password_from_env();
+            let u = node.create_user(&username, &name, role, &password).await?;
+            println!("User {} ({}) added.", u.username, u.role);
+            if generated {
+                println!(
+                    "Password (shown only now; give it to {} safely):",
+                    u.display_name
+                );
+                println!("  {password}");
+            }
+            Ok(())
+        }
+        UserCmd::List { dir } => {
+            let node = open(&dir).await?;
+            output::users_table(&node.users().await?);
+            Ok(())
+        }
+        UserCmd::Passwd { username, dir } => {
+            let node = open(&dir).await?;
+            let (password, generated) = password_from_env();
+            node.set_password(&username, &password).await?;
+            println!("Password of {username} changed; their sessions have ended.");
+            if generated {
+                println!("New password (shown only now):");
+                println!("  {password}");
+            }
+            Ok(())
+        }
+        UserCmd::Disable { username, dir } => {
+            let node = open(&dir).await?;
+            node.disable_user(&username).await?;
+            println!("User {username} disabled; their sessions have ended.");
             Ok(())
         }
     }

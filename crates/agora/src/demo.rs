@@ -13,9 +13,64 @@ use agora_server::ServerConfig;
 use anyhow::{Context, Result};
 use clap::Args;
 use futures::FutureExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cmd;
+
+/// A person of a demo member who signs in to its node's web interface.
+#[derive(Serialize, Deserialize, Clone)]
+struct DemoUser {
+    username: String,
+    name: String,
+    role: ApiRole,
+    password: String,
+}
+
+/// The demo's users of every node: a steward, an analyst and an administrator.
+const DEMO_USERS: &[(&str, ApiRole, &str)] = &[
+    ("steward", ApiRole::Steward, "Data steward"),
+    ("analyst", ApiRole::Analyst, "Analyst"),
+    ("admin", ApiRole::Admin, "Administrator"),
+];
+
+/// The node's demo users, made on first use with generated passwords kept in
+/// `demo-users.json` (mode 0600) beside its store; a user whose password was lost gets a
+/// new one.
+async fn demo_users(node: &Node) -> Result<Vec<DemoUser>> {
+    let path = node.data_dir().join("demo-users.json");
+    let saved: Vec<DemoUser> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let existing = node.users().await?;
+    let mut out = Vec::new();
+    for (username, role, title) in DEMO_USERS {
+        let exists = existing
+            .iter()
+            .any(|u| u.username == *username && u.disabled_at.is_none());
+        let user = match saved.iter().find(|u| u.username == *username) {
+            Some(u) if exists => u.clone(),
+            _ => {
+                let password = agora_node::agora_trust::password::generate_password();
+                let name = format!("{title}, {}", node.name());
+                if existing.iter().any(|u| u.username == *username) {
+                    node.set_password(username, &password).await?;
+                } else {
+                    node.create_user(username, &name, *role, &password).await?;
+                }
+                DemoUser {
+                    username: (*username).to_owned(),
+                    name,
+                    role: *role,
+                    password,
+                }
+            }
+        };
+        out.push(user);
+    }
+    write_private_json(&path, &out)?;
+    Ok(out)
+}
 
 /// The demo members (PRODUCT.md): id and organisation.
 pub const MEMBERS: &[(&str, &str)] = &[
@@ -62,6 +117,8 @@ struct EcosystemMember {
     /// A client certificate of this member for Flight SQL tools, its key and the root.
     client_certificate: String,
     client_key: String,
+    /// People who sign in to the node's web interface at `base_url`.
+    users: Vec<DemoUser>,
 }
 
 #[derive(Serialize)]
@@ -106,6 +163,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     // 2. One node per member, with its products registered once.
     let tables = agora_datagen::all_tables();
     let mut nodes = Vec::new();
+    let mut users = Vec::new();
     for (id, name) in MEMBERS {
         let member = MemberId::parse(id)?;
         let cfg = NodeConfig::new(data_dir.join("nodes").join(id));
@@ -139,6 +197,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             }
         }
         let token = node.create_token(DEMO_TOKEN_LABEL, ApiRole::Admin).await?;
+        users.push(
+            demo_users(&node)
+                .await
+                .with_context(|| format!("cannot create the demo users of {id}"))?,
+        );
         nodes.push((node, token.secret));
     }
 
@@ -213,11 +276,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
 
     let mut members = Vec::new();
-    for ((((node, token), l), xl), files) in nodes
+    for (((((node, token), l), xl), files), users) in nodes
         .iter()
         .zip(&listeners)
         .zip(&exchange_listeners)
         .zip(&client_files)
+        .zip(users)
     {
         members.push(EcosystemMember {
             id: node.member().to_string(),
@@ -228,6 +292,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             exchange_url: format!("https://{}", xl.local_addr()?),
             client_certificate: files.certificate.display().to_string(),
             client_key: files.key.display().to_string(),
+            users,
         });
     }
     let eco = Ecosystem {
@@ -403,9 +468,27 @@ fn print_guide(eco: &Ecosystem, eco_path: &Path, secs: f64, no_serve: bool) {
     }
     println!();
     println!(
-        "Members, URLs and administrator tokens are in {} (readable only by you).",
+        "Members, URLs, administrator tokens and web sign-ins are in {} (readable only by you).",
         eco_path.display()
     );
+    println!();
+    println!("Web interface: open a member's URL in a browser and sign in as");
+    for m in eco
+        .members
+        .iter()
+        .filter(|m| m.id == "employment-agency" || m.id == "tax-office")
+    {
+        for u in &m.users {
+            println!(
+                "  {:<20} {:<8} {:<9} password {}",
+                m.id,
+                u.username,
+                u.role.as_str(),
+                u.password
+            );
+        }
+    }
+    println!("  (every member has steward, analyst and admin users; see the file above).");
     if let Some(m) = eco.members.iter().find(|m| m.id == "employment-agency") {
         println!();
         println!("Try it (with jq installed):");

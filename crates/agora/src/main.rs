@@ -68,6 +68,9 @@ enum Command {
     /// Issue, list and revoke API tokens.
     #[command(subcommand)]
     Token(cmd::TokenCmd),
+    /// Add, list and disable the people who sign in to the web interface.
+    #[command(subcommand)]
+    User(cmd::UserCmd),
     /// Generate the demo ecosystem's data as Parquet.
     DemoData(cmd::DemoDataArgs),
     /// Start the whole demo ecosystem on this machine.
@@ -96,6 +99,7 @@ fn main() -> std::process::ExitCode {
             Command::Catalog(c) => cmd::catalog(c).await,
             Command::Sql(a) => cmd::sql(a).await,
             Command::Token(c) => cmd::token(c).await,
+            Command::User(c) => cmd::user(c).await,
             Command::Agreement(c) => agreement::agreement(c).await,
             Command::DemoData(a) => cmd::demo_data(a),
             Command::Demo(a) => demo::run(a).await,

@@ -147,6 +147,22 @@ pub fn tokens_table(tokens: &[TokenInfo]) {
     println!("{t}");
 }
 
+pub fn users_table(users: &[agora_node::UserInfo]) {
+    let mut t = table(&["user", "name", "role", "created", "disabled"]);
+    for u in users {
+        t.add_row(vec![
+            u.username.clone(),
+            u.display_name.clone(),
+            u.role.to_string(),
+            u.created_at.format("%Y-%m-%d %H:%M").to_string(),
+            u.disabled_at
+                .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
 pub fn gen_summary(s: &GenSummary) {
     let mut t = table(&["member", "table", "rows"]);
     for x in &s.tables {

@@ -1,0 +1,107 @@
+//! The node's web interface: server-rendered HTML pages (maud) for every role, in one
+//! design, working without JavaScript.
+//!
+//! People sign in with a user name and password (users are made by `agora user add` or by
+//! `agora demo`); a session is a random secret in an `HttpOnly`, `SameSite=Strict` cookie,
+//! known to the store only by its hash, and every form carries the session's CSRF token.
+//! Each page checks the same role as the API route doing the same thing, through the same
+//! node workflows. Responses carry a strict Content Security Policy (no inline script, no
+//! framing), `Referrer-Policy: no-referrer` and `nosniff`; nothing personal travels in a
+//! URL (queries are sent in form bodies).
+
+mod layout;
+mod pages;
+mod session;
+
+use agora_node::Node;
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+pub use session::SESSION_COOKIE;
+
+/// Web interface settings.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Mark cookies `Secure` (sent over HTTPS only). Browsers also accept secure cookies
+    /// from `http://localhost` and `http://127.0.0.1`, so this stays on unless the node is
+    /// reached over plain HTTP on another address.
+    pub secure_cookies: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: true,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Web {
+    pub node: Node,
+    pub config: WebConfig,
+}
+
+/// The stylesheet, written for the project.
+const CSS: &str = include_str!("../assets/agora.css");
+
+/// The web interface's routes, with their security headers.
+pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
+    let web = Web { node, config };
+    Router::new()
+        .route("/", get(pages::home))
+        .route(
+            "/sign-in",
+            get(pages::sign_in::form).post(pages::sign_in::submit),
+        )
+        .route("/sign-out", post(pages::sign_in::sign_out))
+        .route("/catalog", get(pages::catalog::search))
+        .route("/catalog/{owner}/{product}", get(pages::catalog::product))
+        .route("/query", get(pages::query::form).post(pages::query::run))
+        .route("/assets/agora.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(web)
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        CSS,
+    )
+}
+
+/// Headers every page carries.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(
+        h,
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        // Pages show what the signed-in person may see: never kept by shared caches.
+        set(h, "cache-control", "no-store");
+    }
+    response
+}

@@ -1,0 +1,297 @@
+//! The catalog: search every member's offers with filters, and a product's page.
+
+use agora_model::{Classification, ColumnRole, MemberId, Offer, PageRequest, SearchHit, Theme};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use crate::Web;
+use crate::layout::{Frame, Section, bar_chart, classification_tag, number, page};
+use crate::session::{Viewer, urlencode};
+
+/// Results per page.
+const PER_PAGE: usize = 20;
+/// The best matches a search considers before its filters (the whole catalog of an
+/// ecosystem of a few hundred products).
+const CONSIDERED: u32 = PageRequest::MAX_PER_PAGE;
+
+#[derive(Deserialize, Default)]
+pub(crate) struct SearchForm {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    member: String,
+    #[serde(default)]
+    classification: String,
+    #[serde(default)]
+    theme: String,
+    #[serde(default)]
+    page: Option<usize>,
+}
+
+fn keeps(hit: &SearchHit, f: &SearchForm) -> bool {
+    (f.member.is_empty() || hit.owner == f.member)
+        && (f.classification.is_empty() || hit.classification.as_str() == f.classification)
+        && (f.theme.is_empty() || hit.themes.iter().any(|t| t.code() == f.theme))
+}
+
+fn frame<'a>(web: &'a Web, viewer: &'a Viewer) -> Frame<'a> {
+    Frame {
+        organisation: web.node.name(),
+        viewer: Some(viewer),
+        section: Section::Catalog,
+    }
+}
+
+fn select(name: &str, label: &str, current: &str, options: &[(String, String)]) -> Markup {
+    html! {
+        div.field {
+            label for=(name) { (label) }
+            select id=(name) name=(name) {
+                option value="" selected[current.is_empty()] { "Any" }
+                @for (value, text) in options {
+                    option value=(value) selected[current == value] { (text) }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn search(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Query(f): Query<SearchForm>,
+) -> Response {
+    let hits = match web
+        .node
+        .search_ecosystem(
+            &f.q,
+            PageRequest {
+                page: 1,
+                per_page: CONSIDERED,
+            },
+        )
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => return crate::pages::node_error(&e),
+    };
+    let mut members: Vec<String> = hits.items.iter().map(|h| h.owner.clone()).collect();
+    members.push(web.node.member().to_string());
+    members.sort();
+    members.dedup();
+    let kept: Vec<&SearchHit> = hits.items.iter().filter(|h| keeps(h, &f)).collect();
+    let pages = kept.len().div_ceil(PER_PAGE).max(1);
+    let current = f.page.unwrap_or(1).clamp(1, pages);
+    let shown = kept.iter().skip((current - 1) * PER_PAGE).take(PER_PAGE);
+    let link = |p: usize| {
+        format!(
+            "/catalog?q={}&member={}&classification={}&theme={}&page={p}",
+            urlencode(&f.q),
+            urlencode(&f.member),
+            urlencode(&f.classification),
+            urlencode(&f.theme)
+        )
+    };
+    let body = html! {
+        h1 { "Find data" }
+        p.lead { "Data products offered by every member of the ecosystem. Only descriptions are shown here: data is read under an agreement with its owner." }
+        div.layout {
+            form.filters method="get" action="/catalog" role="search" aria-label="Catalog" {
+                div.field {
+                    label for="q" { "Search words" }
+                    p.hint id="q-hint" { "For example: income, vacancies, admissions" }
+                    input #q type="search" name="q" value=(f.q) aria-describedby="q-hint";
+                }
+                (select("member", "Member", &f.member, &members.iter().map(|m| (m.clone(), m.clone())).collect::<Vec<_>>()))
+                (select("classification", "Classification", &f.classification,
+                    &Classification::ALL.iter().map(|c| (c.as_str().to_owned(), c.as_str().to_owned())).collect::<Vec<_>>()))
+                (select("theme", "Theme", &f.theme,
+                    &Theme::ALL.iter().map(|t| (t.code().to_owned(), t.label().to_owned())).collect::<Vec<_>>()))
+                button.button type="submit" { "Search" }
+            }
+            div {
+                h2 id="results" { (kept.len()) @if kept.len() == 1 { " product" } @else { " products" } }
+                @if kept.is_empty() {
+                    p { "No product matches. Try fewer or other words, or remove a filter." }
+                }
+                ul.results aria-labelledby="results" {
+                    @for h in shown {
+                        li {
+                            h2 { a href={ "/catalog/" (h.owner) "/" (h.name) } { (h.title) } }
+                            p { (classification_tag(h.classification)) " " (h.owner) " · " code { (h.name) } }
+                            @if !h.description.is_empty() { p { (h.description) } }
+                            @if let Some(a) = &h.access { p.meta { (a) } }
+                        }
+                    }
+                }
+                @if pages > 1 {
+                    nav.pagination aria-label="Pages of results" {
+                        @if current > 1 { a href=(link(current - 1)) rel="prev" { "Previous page" } }
+                        span { "Page " (current) " of " (pages) }
+                        @if current < pages { a href=(link(current + 1)) rel="next" { "Next page" } }
+                    }
+                }
+            }
+        }
+    };
+    Html(page(&frame(&web, &viewer), "Find data", body).into_string()).into_response()
+}
+
+/// A product's page: what it holds, its columns and their roles, its quality profile, and
+/// how to use it.
+pub(crate) async fn product(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path((owner, name)): Path<(String, String)>,
+) -> Response {
+    let not_found = || {
+        crate::pages::problem(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is no such data product in the catalog. It may have been withdrawn; search the catalog again.",
+        )
+    };
+    let Ok(member) = MemberId::parse(&owner) else {
+        return not_found();
+    };
+    let mine = &member == web.node.member();
+    let offer: Offer = if mine {
+        match web.node.product(&name).await {
+            Ok(p) => p.offer(),
+            Err(e) if e.is_user_error() => return not_found(),
+            Err(e) => return crate::pages::node_error(&e),
+        }
+    } else {
+        match web.node.offer(&member, &name).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return not_found(),
+            Err(e) => return crate::pages::node_error(&e),
+        }
+    };
+    let m = &offer.metadata;
+    let rows = offer.profile.row_count;
+    let completeness: Vec<(String, f64, String)> = offer
+        .profile
+        .columns
+        .iter()
+        .map(|c| {
+            let filled = rows.saturating_sub(c.null_count);
+            let share = if rows == 0 {
+                0.0
+            } else {
+                filled as f64 / rows as f64
+            };
+            (
+                c.name.clone(),
+                share,
+                format!("{:.1}% filled", share * 100.0),
+            )
+        })
+        .collect();
+    let max_distinct = offer
+        .profile
+        .columns
+        .iter()
+        .map(|c| c.distinct_estimate)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let distinct: Vec<(String, f64, String)> = offer
+        .profile
+        .columns
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                (c.distinct_estimate as f64).ln_1p() / (max_distinct as f64).ln_1p(),
+                format!("≈ {}", number(c.distinct_estimate)),
+            )
+        })
+        .collect();
+    let role_of = |col: &str| {
+        m.columns
+            .get(col)
+            .map(|a| a.role)
+            .unwrap_or(ColumnRole::None)
+    };
+    let body = html! {
+        span.caption { (offer.owner) }
+        h1 { (m.title) }
+        p { (classification_tag(m.classification)) }
+        @if !m.description.is_empty() { p.lead { (m.description) } }
+        h2 { "How to use it" }
+        @if mine {
+            p { "This is one of your own products. Query it in the " a href="/query" { "query workspace" } " as " code { (offer.name) } "." }
+        } @else if m.classification == Classification::Open {
+            p { "It is open: any member may query it as " code { "\"" (offer.owner) "\"." (offer.name) } " in the " a href="/query" { "query workspace" } "." }
+        } @else {
+            p { "It is classified " (m.classification.as_str()) ": you can read it only under a sharing agreement with " (offer.owner) ", for a purpose it admits." }
+            @if viewer.can(agora_node::ApiRole::Steward) {
+                p { "Request access with the command line (the request page comes with the next release of this interface):" }
+                pre { code { "agora agreement request --owner " (offer.owner) " --product " (offer.name) " --purpose PURPOSE --legal-basis BASIS --mode records|aggregate|linkage --columns COLUMNS" } }
+            } @else {
+                p { "Ask a data steward of your organisation to request access." }
+            }
+        }
+        h2 { "About this product" }
+        dl.summary {
+            div { dt { "Owner" } dd { (offer.owner) } }
+            div { dt { "Name in SQL" } dd { code { (offer.name) } } }
+            div { dt { "Themes" } dd { @for (i, t) in m.themes.iter().enumerate() { @if i > 0 { ", " } (t.label()) } @if m.themes.is_empty() { "None given" } } }
+            div { dt { "Keywords" } dd { @if m.keywords.is_empty() { "None given" } @else { (m.keywords.join(", ")) } } }
+            div { dt { "Purposes it admits" } dd { @if m.purposes.is_empty() { "None listed" } @else { (m.purposes.join(", ")) } } }
+            div { dt { "Legal basis" } dd { (m.legal_basis.as_deref().unwrap_or("None given")) } }
+            div { dt { "Retention" } dd { @match &m.retention { Some(r) => (r.to_string()), None => "None given" } } }
+            div { dt { "Updated" } dd { @match m.update_frequency { Some(u) => (u.as_str()), None => "Not stated" } } }
+            div { dt { "Contact" } dd { (m.contact.as_deref().unwrap_or("None given")) } }
+            div { dt { "Rows" } dd { (number(rows)) } }
+        }
+        h2 { "Columns" }
+        div.table-wrap {
+            table {
+                caption.visually-hidden { "Columns of " (m.title) }
+                thead { tr { th scope="col" { "Column" } th scope="col" { "Type" } th scope="col" { "Role" } th scope="col" { "Description" } } }
+                tbody {
+                    @for c in &offer.schema {
+                        tr {
+                            th scope="row" { code { (c.name) } }
+                            td { (c.data_type) }
+                            td { (role_of(&c.name).as_str().replace('_', " ")) }
+                            td { (m.columns.get(&c.name).and_then(|a| a.description.as_deref()).unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Quality profile" }
+        p { "Measured on " (offer.profile.computed_at.format("%-d %B %Y")) " over " (number(rows)) " rows." }
+        h3 { "How complete each column is" }
+        (bar_chart("chart-completeness", "Share of rows with a value, per column", &completeness))
+        h3 { "Distinct values per column" }
+        (bar_chart("chart-distinct", "Approximate number of distinct values per column (logarithmic)", &distinct))
+        div.table-wrap {
+            table {
+                caption { "Profile per column" }
+                thead { tr { th scope="col" { "Column" } th.num scope="col" { "Empty" } th.num scope="col" { "Distinct (approx.)" } th scope="col" { "Smallest" } th scope="col" { "Largest" } } }
+                tbody {
+                    @for c in &offer.profile.columns {
+                        tr {
+                            th scope="row" { code { (c.name) } }
+                            td.num { (number(c.null_count)) }
+                            td.num { (number(c.distinct_estimate)) }
+                            td { (c.min.as_deref().unwrap_or("not shown")) }
+                            td { (c.max.as_deref().unwrap_or("not shown")) }
+                        }
+                    }
+                }
+            }
+        }
+        @if m.classification != Classification::Open {
+            p.hint { "Smallest and largest values of non-open products are not shown: they can be personal data." }
+        }
+    };
+    Html(page(&frame(&web, &viewer), &m.title, body).into_string()).into_response()
+}

@@ -1,0 +1,50 @@
+//! The pages, one module per journey.
+
+pub(crate) mod catalog;
+pub(crate) mod query;
+pub(crate) mod sign_in;
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::html;
+
+use crate::layout::{Frame, Section, page};
+use crate::session::MaybeViewer;
+
+/// The start page: the catalog for people signed in, the sign-in page for others.
+pub(crate) async fn home(MaybeViewer(viewer): MaybeViewer) -> Redirect {
+    match viewer {
+        Some(_) => Redirect::to("/catalog"),
+        None => Redirect::to("/sign-in"),
+    }
+}
+
+/// A page that explains a problem in plain words.
+pub(crate) fn problem(status: StatusCode, title: &str, text: &str) -> Response {
+    let frame = Frame {
+        organisation: "",
+        viewer: None,
+        section: Section::None,
+    };
+    let body = html! {
+        h1 { (title) }
+        p.lead { (text) }
+        p { a href="/" { "Go to the start page" } }
+    };
+    (status, Html(page(&frame, title, body).into_string())).into_response()
+}
+
+/// A page for an error of the node: the user's own mistakes in words, the rest as a
+/// problem with the service (logged, details not shown).
+pub(crate) fn node_error(e: &agora_node::NodeError) -> Response {
+    if e.is_user_error() {
+        problem(StatusCode::BAD_REQUEST, "That did not work", &e.to_string())
+    } else {
+        tracing::error!(error = %e, "web page failed");
+        problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sorry, there is a problem with the service",
+            "Try again later. The problem has been logged.",
+        )
+    }
+}

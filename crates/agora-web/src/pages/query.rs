@@ -1,0 +1,259 @@
+//! The query workspace: SQL over the node's products and, under agreements, other
+//! members', with results in pages and downloads. The SQL travels in the form's body,
+//! never in a URL.
+
+use agora_node::OutputFormat;
+use axum::Form;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use futures::StreamExt;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use crate::Web;
+use crate::layout::{FieldError, Frame, Section, error_summary, field_error, page};
+use crate::session::Viewer;
+
+/// Rows per page of results.
+const PER_PAGE: usize = 50;
+/// The longest SQL accepted from the form.
+const MAX_SQL: usize = 64 * 1024;
+
+#[derive(Deserialize, Default)]
+pub(crate) struct QueryForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    sql: String,
+    #[serde(default)]
+    page: Option<usize>,
+    /// `run` (default), or a download format: `csv`, `json`, `arrow`.
+    #[serde(default)]
+    action: String,
+}
+
+fn frame<'a>(web: &'a Web, viewer: &'a Viewer) -> Frame<'a> {
+    Frame {
+        organisation: web.node.name(),
+        viewer: Some(viewer),
+        section: Section::Query,
+    }
+}
+
+/// The agreements in force this node reads other members' products under, as (product as
+/// named in SQL, what the agreement does), for the products `sql` names.
+async fn agreements_named(web: &Web, sql: &str) -> Vec<(String, agora_model::Agreement)> {
+    let Ok(all) = web
+        .node
+        .agreements_in_force(agora_model::NegotiationRole::Consumer)
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, agora_model::Agreement)> = all
+        .into_iter()
+        .filter_map(|((owner, product), n)| {
+            let named = format!("\"{owner}\".{product}");
+            let a = n.agreement?;
+            sql.contains(&named).then_some((named, a))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn agreement_terms(named: &str, a: &agora_model::Agreement) -> Markup {
+    let t = &a.terms;
+    html! {
+        div.notice {
+            h3 { code { (named) } " is read under agreement " (a.id) }
+            p { "Purpose: " (a.purpose) ". Mode: " (t.mode.as_str()) "." }
+            ul {
+                @for c in &t.columns {
+                    @if let Some(m) = &c.mask {
+                        li { code { (c.name) } " is masked (" (m.label()) ")." }
+                    }
+                }
+                @if let Some(f) = &t.row_filter { li { "Only rows where " code { (f) } " are visible." } }
+                @if t.mode == agora_model::AccessMode::Aggregate {
+                    li { "Only aggregates are answered; groups of fewer than " (t.min_group_size) " people are left out." }
+                }
+                @if let Some(max) = t.max_rows { li { "At most " (max) " rows per query." } }
+                li { "Columns not listed in the agreement cannot be read." }
+            }
+        }
+    }
+}
+
+fn render(
+    web: &Web,
+    viewer: &Viewer,
+    sql: &str,
+    errors: &[FieldError],
+    results: Option<Markup>,
+) -> Response {
+    let title = if errors.is_empty() {
+        "Query data"
+    } else {
+        "Error: Query data"
+    };
+    let e = field_error(errors, "sql");
+    let body = html! {
+        (error_summary(errors))
+        h1 { "Query data" }
+        p.lead { "Write SQL over your own products, and over other members' products as " code { "\"member\".product" } " where they are open or you have an agreement." }
+        form method="post" action="/query" {
+            input type="hidden" name="csrf" value=(viewer.session.csrf_token);
+            div class={ "field" @if e.is_some() { " field--error" } } {
+                label for="sql" { "SQL query" }
+                p.hint id="sql-hint" { "For example: SELECT municipality, count(*) FROM job_seekers GROUP BY 1" }
+                @if let Some(e) = e { p.field__error id="sql-error" { span.visually-hidden { "Error: " } (e.message) } }
+                textarea #sql name="sql" rows="8" spellcheck="false"
+                    aria-describedby={ "sql-hint" @if e.is_some() { " sql-error" } } { (sql) }
+            }
+            button.button type="submit" name="action" value="run" { "Run query" }
+            button.button.button--secondary type="submit" name="action" value="csv" { "Download CSV" }
+            button.button.button--secondary type="submit" name="action" value="json" { "Download JSON" }
+            button.button.button--secondary type="submit" name="action" value="arrow" { "Download Arrow" }
+        }
+        @if let Some(r) = results { (r) }
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (
+        status,
+        Html(page(&frame(web, viewer), title, body).into_string()),
+    )
+        .into_response()
+}
+
+pub(crate) async fn form(State(web): State<Web>, viewer: Viewer) -> Response {
+    render(&web, &viewer, "", &[], None)
+}
+
+pub(crate) async fn run(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Form(f): Form<QueryForm>,
+) -> Response {
+    if let Err(r) = viewer.check_csrf(&f.csrf) {
+        return r;
+    }
+    let sql = f.sql.trim();
+    let sql_error = |message: String| {
+        vec![FieldError {
+            field: "sql",
+            message,
+        }]
+    };
+    if sql.is_empty() {
+        return render(
+            &web,
+            &viewer,
+            sql,
+            &sql_error("Enter an SQL query".into()),
+            None,
+        );
+    }
+    if sql.len() > MAX_SQL {
+        return render(
+            &web,
+            &viewer,
+            "",
+            &sql_error(format!(
+                "The query is too long: at most {} KiB",
+                MAX_SQL / 1024
+            )),
+            None,
+        );
+    }
+    let result = match web.node.query_as(&viewer.caller, sql).await {
+        Ok(r) => r,
+        Err(e) if e.is_user_error() => {
+            return render(&web, &viewer, sql, &sql_error(e.to_string()), None);
+        }
+        Err(e) => return crate::pages::node_error(&e),
+    };
+    tracing::info!(user = %viewer.session.user.username, action = %f.action, "web query");
+    let download = match f.action.as_str() {
+        "csv" => Some((OutputFormat::Csv, "csv")),
+        "json" => Some((OutputFormat::Json, "json")),
+        "arrow" => Some((OutputFormat::ArrowIpc, "arrows")),
+        _ => None,
+    };
+    if let Some((format, ext)) = download {
+        let stream = result
+            .encode(format)
+            .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+        return (
+            [
+                (header::CONTENT_TYPE, format.content_type().to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"query-result.{ext}\""),
+                ),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response();
+    }
+    let columns = result.columns.clone();
+    let current = f.page.unwrap_or(1).max(1);
+    let rows = match result.text_page((current - 1) * PER_PAGE, PER_PAGE).await {
+        Ok(p) => p,
+        Err(e) => {
+            let e = agora_node::NodeError::from(e);
+            if e.is_user_error() {
+                return render(&web, &viewer, sql, &sql_error(e.to_string()), None);
+            }
+            return crate::pages::node_error(&e);
+        }
+    };
+    let agreements = agreements_named(&web, sql).await;
+    let first = (current - 1) * PER_PAGE + 1;
+    let last = first + rows.rows.len() - 1;
+    let page_button = |p: usize, label: &str| {
+        html! {
+            form.inline-form method="post" action="/query" {
+                input type="hidden" name="csrf" value=(viewer.session.csrf_token);
+                input type="hidden" name="sql" value=(sql);
+                input type="hidden" name="page" value=(p);
+                button.button.button--secondary type="submit" name="action" value="run" { (label) }
+            }
+        }
+    };
+    let results = html! {
+        h2 id="results" { "Results" }
+        @if rows.rows.is_empty() {
+            p { @if current == 1 { "The query returned no rows." } @else { "No more rows." } }
+        } @else {
+            p { "Rows " (first) " to " (last) @if rows.more { " (more follow)" } "." }
+            div.table-wrap {
+                table aria-labelledby="results" {
+                    thead { tr { @for c in &columns { th scope="col" { (c.name) } } } }
+                    tbody {
+                        @for r in &rows.rows {
+                            tr { @for cell in r { td { @match cell { Some(v) => (v), None => span.hint { "empty" } } } } }
+                        }
+                    }
+                }
+            }
+        }
+        @if current > 1 || rows.more {
+            nav.pagination aria-label="Pages of results" {
+                @if current > 1 { (page_button(current - 1, "Previous page")) }
+                @if rows.more { (page_button(current + 1, "Next page")) }
+            }
+        }
+        @if !agreements.is_empty() {
+            h2 { "What your agreements hide" }
+            @for (named, a) in &agreements { (agreement_terms(named, a)) }
+        }
+    };
+    render(&web, &viewer, sql, &[], Some(results))
+}

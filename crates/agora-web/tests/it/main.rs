@@ -1,0 +1,493 @@
+//! The web interface over HTTP: sign-in, sessions, CSRF, authorisation and the catalog
+//! pages, against a real node on an ephemeral port. (Journeys in a real browser, with
+//! accessibility checks, run in `tests/browser`.)
+
+use agora_model::MemberId;
+use agora_node::{ApiRole, Node, NodeConfig, RegisterRequest};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+const PASSWORD: &str = "a long enough password";
+
+struct Site {
+    url: String,
+    http: reqwest::Client,
+    node: Node,
+    _dir: tempfile::TempDir,
+}
+
+async fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let member = MemberId::parse("employment-agency").unwrap();
+    let (node, _) = Node::init(
+        &NodeConfig::new(dir.path().join("node")),
+        &member,
+        "National Employment Agency",
+    )
+    .await
+    .unwrap();
+    let csv = dir.path().join("job_seekers.csv");
+    std::fs::write(
+        &csv,
+        "person_id,municipality,months_unemployed\n\
+         10000000009,Northport,3\n10000000017,Southmoor,\n10000000025,Northport,12\n",
+    )
+    .unwrap();
+    node.register(
+        RegisterRequest {
+            location: csv.display().to_string(),
+            name: Some("job_seekers".into()),
+            ..Default::default()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let numbers = dir.path().join("numbers.csv");
+    let mut text = String::from("n,label\n");
+    for i in 1..=120 {
+        text.push_str(&format!("{i},row {i}\n"));
+    }
+    std::fs::write(&numbers, text).unwrap();
+    node.register(
+        RegisterRequest {
+            location: numbers.display().to_string(),
+            name: Some("numbers".into()),
+            ..Default::default()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    for (name, role) in [
+        ("analyst", ApiRole::Analyst),
+        ("steward", ApiRole::Steward),
+        ("admin", ApiRole::Admin),
+    ] {
+        node.create_user(name, &format!("Test {name}"), role, PASSWORD)
+            .await
+            .unwrap();
+    }
+    let app = agora_web::router(
+        node.clone(),
+        agora_web::WebConfig {
+            secure_cookies: false,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum_serve(listener, app).await });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Site {
+        url,
+        http,
+        node,
+        _dir: dir,
+    }
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    axum::serve(listener, app).await.unwrap();
+}
+
+/// The value a response sets for a cookie.
+fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let first = v.split(';').next()?;
+            let (k, val) = first.split_once('=')?;
+            (k == name).then(|| val.to_owned())
+        })
+}
+
+/// The value of a hidden input in a page.
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        + marker.len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+impl Site {
+    /// Signs in; returns the session cookie.
+    async fn sign_in(&self, user: &str, password: &str) -> Result<String, (StatusCode, String)> {
+        let form = self
+            .http
+            .get(format!("{}/sign-in", self.url))
+            .send()
+            .await
+            .unwrap();
+        let pre = set_cookie(form.headers(), "agora_sign_in").expect("a sign-in cookie");
+        let body = form.text().await.unwrap();
+        let csrf = hidden(&body, "csrf");
+        let r = self
+            .http
+            .post(format!("{}/sign-in", self.url))
+            .header("cookie", format!("agora_sign_in={pre}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("next", "/catalog"),
+                ("username", user),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        match set_cookie(r.headers(), agora_web::SESSION_COOKIE) {
+            Some(s) if r.status() == StatusCode::SEE_OTHER => Ok(s),
+            _ => Err((r.status(), r.text().await.unwrap())),
+        }
+    }
+
+    async fn get(&self, path: &str, session: Option<&str>) -> reqwest::Response {
+        let mut r = self.http.get(format!("{}{path}", self.url));
+        if let Some(s) = session {
+            r = r.header("cookie", format!("{}={s}", agora_web::SESSION_COOKIE));
+        }
+        r.send().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_send_people_to_sign_in() {
+    let s = site().await;
+    for path in ["/catalog", "/catalog/employment-agency/job_seekers"] {
+        let r = s.get(path, None).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        let to = r.headers()[LOCATION].to_str().unwrap().to_owned();
+        assert!(
+            to.starts_with("/sign-in?next=%2Fcatalog") || to.starts_with("/sign-in?next=/catalog"),
+            "{to}"
+        );
+    }
+    // A made-up session is no session.
+    let r = s.get("/catalog", Some("agora_s_0000")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(s.get("/", None).await.headers()[LOCATION], "/sign-in");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_told_in_an_error_summary_that_links_to_the_field() {
+    let s = site().await;
+    let (status, body) = s.sign_in("analyst", "not the password").await.unwrap_err();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("There is a problem"), "{body}");
+    assert!(body.contains("href=\"#username\""), "{body}");
+    assert!(body.contains("The user name or password is not right"));
+    assert!(body.contains("<title>Error: Sign in"), "{body}");
+    // An unknown user gets the same answer.
+    let (status, body2) = s.sign_in("nobody", PASSWORD).await.unwrap_err();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body2.contains("The user name or password is not right"));
+    // Empty fields are named one by one.
+    let (_, body3) = s.sign_in("", "").await.unwrap_err();
+    assert!(body3.contains("Enter your user name") && body3.contains("Enter your password"));
+}
+
+#[tokio::test]
+async fn a_sign_in_form_not_from_this_site_is_refused() {
+    let s = site().await;
+    let r = s
+        .http
+        .post(format!("{}/sign-in", s.url))
+        .form(&[
+            ("csrf", "x"),
+            ("username", "analyst"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(r.headers(), agora_web::SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_and_strict() {
+    let s = site().await;
+    let form = s
+        .http
+        .get(format!("{}/sign-in", s.url))
+        .send()
+        .await
+        .unwrap();
+    let raw = form.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        raw.contains("HttpOnly") && raw.contains("SameSite=Strict"),
+        "{raw}"
+    );
+    let session = s.sign_in("analyst", PASSWORD).await.unwrap();
+    assert!(session.starts_with("agora_s_"));
+    // The store knows only a hash of it.
+    let users = s.node.users().await.unwrap();
+    assert_eq!(users.len(), 3);
+}
+
+#[tokio::test]
+async fn an_analyst_finds_a_product_and_reads_its_page() {
+    let s = site().await;
+    let session = s.sign_in("analyst", PASSWORD).await.unwrap();
+    let r = s.get("/catalog?q=job", Some(&session)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("href=\"/catalog/employment-agency/job_seekers\""),
+        "{body}"
+    );
+    assert!(body.contains("Signed in as Test analyst"));
+    // Filters that leave nothing out and that leave everything out.
+    let body = s
+        .get("/catalog?classification=sensitive", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("No product matches"), "{body}");
+    let r = s
+        .get("/catalog/employment-agency/job_seekers", Some(&session))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    for expected in [
+        "<h1>Job seekers</h1>",
+        "This is one of your own products",
+        "months_unemployed",
+        "<svg",
+        "66.7% filled",
+        "Profile per column",
+    ] {
+        assert!(body.contains(expected), "{expected} missing from {body}");
+    }
+    // An analyst sees no administration link.
+    assert!(!body.contains("href=\"/admin\""));
+    let r = s
+        .get("/catalog/employment-agency/no_such_product", Some(&session))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = s.get("/catalog/Not%20A%20Member/x", Some(&session)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn signing_out_needs_the_session_token_and_ends_the_session() {
+    let s = site().await;
+    let session = s.sign_in("steward", PASSWORD).await.unwrap();
+    let page = s
+        .get("/catalog", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&page, "csrf");
+    let cookie = format!("{}={session}", agora_web::SESSION_COOKIE);
+    let forged = s
+        .http
+        .post(format!("{}/sign-out", s.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.get("/catalog", Some(&session)).await.status(),
+        StatusCode::OK
+    );
+    let out = s
+        .http
+        .post(format!("{}/sign-out", s.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        s.get("/catalog", Some(&session)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_signed_out_and_cannot_sign_in() {
+    let s = site().await;
+    let session = s.sign_in("analyst", PASSWORD).await.unwrap();
+    s.node.disable_user("analyst").await.unwrap();
+    assert_eq!(
+        s.get("/catalog", Some(&session)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert!(s.sign_in("analyst", PASSWORD).await.is_err());
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let s = site().await;
+    let session = s.sign_in("admin", PASSWORD).await.unwrap();
+    for path in [
+        "/sign-in",
+        "/catalog",
+        "/catalog/employment-agency/job_seekers",
+    ] {
+        let r = s.get(path, Some(&session)).await;
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+    }
+    let css = s.get("/assets/agora.css", None).await;
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+}
+
+impl Site {
+    async fn post(&self, path: &str, session: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", format!("{}={session}", agora_web::SESSION_COOKIE))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_analyst_runs_sql_pages_through_results_and_downloads_them() {
+    let s = site().await;
+    let session = s.sign_in("analyst", PASSWORD).await.unwrap();
+    let page = s.get("/query", Some(&session)).await.text().await.unwrap();
+    let csrf = hidden(&page, "csrf");
+    let sql = "SELECT n, label FROM numbers ORDER BY n";
+    let r = s
+        .post(
+            "/query",
+            &session,
+            &[("csrf", &csrf), ("sql", sql), ("action", "run")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Rows 1 to 50 (more follow)"), "{body}");
+    assert!(body.contains("<td>row 50</td>") && !body.contains("<td>row 51</td>"));
+    let r = s
+        .post(
+            "/query",
+            &session,
+            &[
+                ("csrf", &csrf),
+                ("sql", sql),
+                ("page", "3"),
+                ("action", "run"),
+            ],
+        )
+        .await;
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Rows 101 to 120."), "{body}");
+    assert!(body.contains("<td>row 120</td>") && body.contains("Previous page"));
+    assert!(!body.contains("Next page"));
+    // Nulls are told in words, not left blank.
+    let body = s
+        .post(
+            "/query",
+            &session,
+            &[
+                ("csrf", &csrf),
+                (
+                    "sql",
+                    "SELECT months_unemployed FROM job_seekers WHERE municipality = 'Southmoor'",
+                ),
+                ("action", "run"),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains(">empty<"), "{body}");
+    // Downloads are attachments of the whole result.
+    let r = s
+        .post(
+            "/query",
+            &session,
+            &[("csrf", &csrf), ("sql", sql), ("action", "csv")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("query-result.csv")
+    );
+    let csv = r.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 121, "{csv}");
+    assert!(csv.starts_with("n,label"));
+}
+
+#[tokio::test]
+async fn a_bad_query_is_told_next_to_the_sql_and_nothing_runs_without_the_form_token() {
+    let s = site().await;
+    let session = s.sign_in("analyst", PASSWORD).await.unwrap();
+    let page = s.get("/query", Some(&session)).await.text().await.unwrap();
+    let csrf = hidden(&page, "csrf");
+    let r = s
+        .post(
+            "/query",
+            &session,
+            &[("csrf", &csrf), ("sql", "SELECT nope FROM numbers")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("href=\"#sql\"") && body.contains("nope"),
+        "{body}"
+    );
+    // The SQL stays in the box to be corrected.
+    assert!(
+        body.contains(">SELECT nope FROM numbers</textarea>"),
+        "{body}"
+    );
+    for sql in ["", "DROP TABLE numbers"] {
+        let r = s
+            .post("/query", &session, &[("csrf", &csrf), ("sql", sql)])
+            .await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{sql}");
+    }
+    let r = s
+        .post(
+            "/query",
+            &session,
+            &[("csrf", "forged"), ("sql", "SELECT 1")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Without a session, the form sends people to sign in and runs nothing.
+    let r = s
+        .http
+        .post(format!("{}/query", s.url))
+        .form(&[("csrf", csrf.as_str()), ("sql", "SELECT 1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
