@@ -136,35 +136,38 @@ impl Store {
         username: &str,
         password_hash: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
-            .bind(password_hash)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::UserNotFound(username.to_owned()));
-        }
-        sqlx::query(
-            "DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE username = $1)",
+        self.change_user(
+            "UPDATE users SET password_hash = $1 WHERE username = $2",
+            password_hash.to_owned(),
+            username,
         )
-        .bind(username)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Disables a user (who can no longer sign in) and ends their sessions.
     pub async fn disable_user(&self, username: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        self.change_user(
             "UPDATE users SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL",
+            now(),
+            username,
         )
-        .bind(now())
-        .bind(username)
-        .execute(&mut *tx)
-        .await?;
+        .await
+    }
+
+    /// Runs `update` (binding `value` and the user name) and ends the user's sessions, in
+    /// one transaction; fails when no user was changed.
+    async fn change_user(
+        &self,
+        update: &'static str,
+        value: String,
+        username: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(update)
+            .bind(value)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::UserNotFound(username.to_owned()));
         }

@@ -66,12 +66,13 @@ impl Viewer {
         self.role().allows(needed)
     }
 
-    /// Checks a form's CSRF token against the session's.
-    pub fn check_csrf(&self, sent: &str) -> Result<(), Response> {
+    /// Checks a form's CSRF token against the session's: the page that refuses the form,
+    /// or `None` when it may go on.
+    pub fn csrf_refusal(&self, sent: &str) -> Option<Response> {
         if same_secret(sent, &self.session.csrf_token) {
-            Ok(())
+            None
         } else {
-            Err(crate::pages::problem(
+            Some(crate::pages::problem(
                 axum::http::StatusCode::FORBIDDEN,
                 "The form has expired",
                 "This form was not sent from this session, or the session has changed. Go \

@@ -205,6 +205,8 @@ pub struct EnforcedTable {
     row_filter: Option<Expr>,
     /// Per agreed column: its name and the expression computing it from the product's row.
     columns: Vec<(String, Expr)>,
+    /// Per agreed column, the mask its expression applies.
+    masks: Vec<Option<Mask>>,
     schema: SchemaRef,
 }
 
@@ -304,6 +306,7 @@ impl EnforcedTable {
             }
         };
         let mut columns = Vec::new();
+        let mut masks = Vec::new();
         let mut fields = Vec::new();
         for term in &terms.columns {
             let field = raw.field_with_name(&term.name).map_err(|_| {
@@ -332,6 +335,7 @@ impl EnforcedTable {
                 field.is_nullable() || mask == Some(Mask::Redact),
             ));
             columns.push((term.name.clone(), expr));
+            masks.push(mask);
         }
         Ok(Self {
             inner,
@@ -346,6 +350,7 @@ impl EnforcedTable {
             aggregation_granted: false,
             row_filter,
             columns,
+            masks,
             schema: Arc::new(Schema::new(fields)),
         })
     }
@@ -377,10 +382,24 @@ impl EnforcedTable {
         let mut unknown = false;
         let rewritten = filter
             .clone()
-            .transform(|e| {
+            .transform_down(|e| {
+                if let Some(raw) = self.truncated_comparison(&e) {
+                    // Already over the product's row: its column is not to be masked.
+                    return Ok(Transformed::new(
+                        raw,
+                        true,
+                        datafusion::common::tree_node::TreeNodeRecursion::Jump,
+                    ));
+                }
                 Ok(match e {
+                    // The mask reads the product's column of the same name: not to be
+                    // rewritten again.
                     Expr::Column(c) => match self.columns.iter().find(|(n, _)| *n == c.name) {
-                        Some((_, mask)) => Transformed::yes(mask.clone()),
+                        Some((_, mask)) => Transformed::new(
+                            mask.clone(),
+                            true,
+                            datafusion::common::tree_node::TreeNodeRecursion::Jump,
+                        ),
                         None => {
                             unknown = true;
                             Transformed::no(Expr::Column(c))
@@ -397,6 +416,73 @@ impl EnforcedTable {
         let raw = DFSchema::try_from(self.inner.schema().as_ref().clone()).ok()?;
         aggregate::check_total(&rewritten, &raw).ok()?;
         Some(rewritten)
+    }
+
+    /// A comparison of a date truncated by its mask (to the month or year) with a date, as
+    /// the equivalent comparison of the product's own date: `paid_on >= DATE '2025-01-01'`
+    /// over months is `paid_on >= DATE '2025-01-01'` over days, and `= DATE '2025-03-01'`
+    /// is the month's range. The answer is the same; no row is truncated to be compared,
+    /// and the scan can skip row groups by the date's statistics.
+    fn truncated_comparison(&self, e: &Expr) -> Option<Expr> {
+        use chrono::{Datelike, NaiveDate};
+        use datafusion::logical_expr::{BinaryExpr, Operator};
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
+            return None;
+        };
+        let (column, op, value) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) => (c, *op, v),
+            (Expr::Literal(v, _), Expr::Column(c)) => (c, op.swap()?, v),
+            _ => return None,
+        };
+        let i = self.columns.iter().position(|(n, _)| *n == column.name)?;
+        let by_month = match self.masks[i] {
+            Some(Mask::TruncateToMonth) => true,
+            Some(Mask::TruncateToYear) => false,
+            _ => return None,
+        };
+        let raw = self.inner.schema();
+        if raw.field_with_name(&column.name).ok()?.data_type() != &DataType::Date32 {
+            return None;
+        }
+        let ScalarValue::Date32(Some(days)) = value else {
+            return None;
+        };
+        const EPOCH_FROM_CE: i32 = 719_163;
+        let day = NaiveDate::from_num_days_from_ce_opt(days.checked_add(EPOCH_FROM_CE)?)?;
+        let (floor, next) = if by_month {
+            let floor = day.with_day(1)?;
+            let next = if floor.month() == 12 {
+                NaiveDate::from_ymd_opt(floor.year().checked_add(1)?, 1, 1)?
+            } else {
+                NaiveDate::from_ymd_opt(floor.year(), floor.month() + 1, 1)?
+            };
+            (floor, next)
+        } else {
+            (
+                NaiveDate::from_ymd_opt(day.year(), 1, 1)?,
+                NaiveDate::from_ymd_opt(day.year().checked_add(1)?, 1, 1)?,
+            )
+        };
+        let date = |d: NaiveDate| {
+            lit(ScalarValue::Date32(Some(
+                d.num_days_from_ce() - EPOCH_FROM_CE,
+            )))
+        };
+        let at_start = floor == day;
+        let ceil = if at_start { floor } else { next };
+        let c = col(datafusion::common::Column::new_unqualified(&column.name));
+        Some(match op {
+            Operator::GtEq => c.gt_eq(date(ceil)),
+            Operator::Gt => c.gt_eq(date(next)),
+            Operator::Lt => c.lt(date(ceil)),
+            Operator::LtEq => c.lt(date(next)),
+            Operator::Eq if at_start => c.clone().gt_eq(date(floor)).and(c.lt(date(next))),
+            // No truncated date equals a day that starts no month (or year).
+            Operator::Eq => c.is_not_null().and(lit(false)),
+            Operator::NotEq if at_start => c.clone().lt(date(floor)).or(c.gt_eq(date(next))),
+            Operator::NotEq => c.is_not_null(),
+            _ => return None,
+        })
     }
 
     /// The copy whose scan feeds an aggregation that suppresses small groups.
@@ -677,8 +763,51 @@ mod tests {
         // A column the table does not have is never rewritten.
         assert!(!pushed(&t, col("secret").eq(lit(1i64))));
         // The rewritten condition reads the product's row through the mask.
-        let raw = t.raw_condition(&col("d").gt_eq(day(20_000))).unwrap();
-        assert!(raw.to_string().contains("date_trunc"), "{raw}");
+        let raw = t.raw_condition(&col("id").not_eq(lit(""))).unwrap();
+        assert!(raw.to_string().contains("agora_pseudonym"), "{raw}");
+    }
+
+    #[test]
+    fn comparisons_of_truncated_dates_become_comparisons_of_the_dates() {
+        let t = enforced(AccessMode::Records, "id=pseudonym,city,d=month");
+        let day = |y: i32, m: u32, d: u32| {
+            let days = chrono::NaiveDate::from_ymd_opt(y, m, d)
+                .unwrap()
+                .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+                .num_days() as i32;
+            lit(ScalarValue::Date32(Some(days)))
+        };
+        let raw = |e: Expr| t.raw_condition(&e).unwrap().to_string();
+        // No truncation is left in them: the scan can compare the stored dates.
+        for e in [
+            col("d").gt_eq(day(2025, 1, 1)),
+            col("d").lt(day(2025, 1, 15)),
+            day(2025, 12, 1).lt_eq(col("d")),
+            col("d").eq(day(2025, 12, 1)),
+            col("d").not_eq(day(2025, 3, 2)),
+        ] {
+            assert!(
+                !raw(e.clone()).contains("date_trunc"),
+                "{e}: {}",
+                raw(e.clone())
+            );
+        }
+        // Bounds move to the next month where the day starts none.
+        assert_eq!(
+            raw(col("d").gt_eq(day(2025, 1, 15))),
+            raw(col("d").gt_eq(day(2025, 2, 1)))
+        );
+        assert_eq!(
+            raw(col("d").gt(day(2025, 1, 1))),
+            raw(col("d").gt_eq(day(2025, 2, 1)))
+        );
+        // December's next month is January of the next year.
+        assert!(raw(col("d").eq(day(2025, 12, 1))).contains(&day(2026, 1, 1).to_string()));
+        let year = enforced(AccessMode::Records, "id,d=year");
+        let r = year
+            .raw_condition(&col("d").lt_eq(day(1969, 6, 30)))
+            .unwrap();
+        assert_eq!(r.to_string(), col("d").lt(day(1970, 1, 1)).to_string());
     }
 
     #[test]

@@ -384,6 +384,65 @@ async fn tokens_authenticate_until_revoked() {
 }
 
 #[tokio::test]
+async fn web_sessions_last_until_expiry_sign_out_password_change_or_disabling() {
+    for t in stores().await {
+        let s = &t.store;
+        let u = s
+            .create_user("jdoe", "Jane Doe", ApiRole::Steward, "$argon2id$stub")
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.create_user("jdoe", "Other", ApiRole::Analyst, "x")
+                .await
+                .unwrap_err(),
+            StoreError::DuplicateUser(_)
+        ));
+        let (found, hash) = s.user("jdoe").await.unwrap().unwrap();
+        assert_eq!(
+            (found.role, hash.as_str()),
+            (ApiRole::Steward, "$argon2id$stub")
+        );
+        let later = Utc::now() + chrono::Duration::hours(1);
+        // A session is found by its secret only, never by what the store keeps.
+        let a = s.create_session(&u.id, later).await.unwrap();
+        let seen = s.session(&a.secret).await.unwrap().unwrap();
+        assert_eq!(
+            (seen.user.username.as_str(), seen.csrf_token.as_str()),
+            ("jdoe", a.csrf_token.as_str())
+        );
+        assert!(s.session("agora_s_wrong").await.unwrap().is_none());
+        assert!(s.session(&a.csrf_token).await.unwrap().is_none());
+        // Expired sessions are not sessions.
+        let old = s
+            .create_session(&u.id, Utc::now() - chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        assert!(s.session(&old.secret).await.unwrap().is_none());
+        // Signing out ends one session; a new password ends them all.
+        let b = s.create_session(&u.id, later).await.unwrap();
+        s.end_session(&a.secret).await.unwrap();
+        assert!(s.session(&a.secret).await.unwrap().is_none());
+        assert!(s.session(&b.secret).await.unwrap().is_some());
+        s.set_password("jdoe", "$argon2id$new").await.unwrap();
+        assert!(s.session(&b.secret).await.unwrap().is_none());
+        // Disabling ends sessions and is refused twice.
+        let c = s.create_session(&u.id, later).await.unwrap();
+        s.disable_user("jdoe").await.unwrap();
+        assert!(s.session(&c.secret).await.unwrap().is_none());
+        assert!(matches!(
+            s.disable_user("jdoe").await.unwrap_err(),
+            StoreError::UserNotFound(_)
+        ));
+        assert!(matches!(
+            s.set_password("nobody", "x").await.unwrap_err(),
+            StoreError::UserNotFound(_)
+        ));
+        assert_eq!(s.users().await.unwrap().len(), 1);
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
 async fn sqlite_store_uses_wal_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -141,7 +141,7 @@ pub(crate) async fn run(
     viewer: Viewer,
     Form(f): Form<QueryForm>,
 ) -> Response {
-    if let Err(r) = viewer.check_csrf(&f.csrf) {
+    if let Some(r) = viewer.csrf_refusal(&f.csrf) {
         return r;
     }
     let sql = f.sql.trim();

@@ -189,7 +189,7 @@ pub(crate) async fn sign_out(
     viewer: Viewer,
     Form(f): Form<SignOut>,
 ) -> Response {
-    if let Err(r) = viewer.check_csrf(&f.csrf) {
+    if let Some(r) = viewer.csrf_refusal(&f.csrf) {
         return r;
     }
     if let Err(e) = web.node.sign_out(&viewer.secret).await {

@@ -26,39 +26,19 @@ async fn site() -> Site {
     )
     .await
     .unwrap();
-    let csv = dir.path().join("job_seekers.csv");
-    std::fs::write(
-        &csv,
+    register_csv(
+        &node,
+        dir.path(),
+        "job_seekers",
         "person_id,municipality,months_unemployed\n\
          10000000009,Northport,3\n10000000017,Southmoor,\n10000000025,Northport,12\n",
     )
-    .unwrap();
-    node.register(
-        RegisterRequest {
-            location: csv.display().to_string(),
-            name: Some("job_seekers".into()),
-            ..Default::default()
-        },
-        &|_| {},
-    )
-    .await
-    .unwrap();
-    let numbers = dir.path().join("numbers.csv");
+    .await;
     let mut text = String::from("n,label\n");
     for i in 1..=120 {
         text.push_str(&format!("{i},row {i}\n"));
     }
-    std::fs::write(&numbers, text).unwrap();
-    node.register(
-        RegisterRequest {
-            location: numbers.display().to_string(),
-            name: Some("numbers".into()),
-            ..Default::default()
-        },
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    register_csv(&node, dir.path(), "numbers", &text).await;
     for (name, role) in [
         ("analyst", ApiRole::Analyst),
         ("steward", ApiRole::Steward),
@@ -87,6 +67,21 @@ async fn site() -> Site {
         node,
         _dir: dir,
     }
+}
+
+async fn register_csv(node: &Node, dir: &std::path::Path, name: &str, text: &str) {
+    let path = dir.join(format!("{name}.csv"));
+    std::fs::write(&path, text).unwrap();
+    node.register(
+        RegisterRequest {
+            location: path.display().to_string(),
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        &|_| {},
+    )
+    .await
+    .unwrap();
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
