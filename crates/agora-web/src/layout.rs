@@ -25,11 +25,11 @@ pub(crate) struct Frame<'a> {
 /// A whole page: `title` is the page's `<title>` (followed by the service name) and should
 /// match its `<h1>`.
 pub(crate) fn page(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
-    // The sections served so far (access requests and administration join as their
-    // pages are built).
+    // The sections served so far (access requests join as their pages are built).
     let nav: &[(Section, &str, &str)] = &[
         (Section::Catalog, "/catalog", "Catalog"),
         (Section::Query, "/query", "Query"),
+        (Section::Admin, "/admin", "Administration"),
     ];
     html! {
         (DOCTYPE)

@@ -60,6 +60,7 @@ pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
         .route("/catalog", get(pages::catalog::search))
         .route("/catalog/{owner}/{product}", get(pages::catalog::product))
         .route("/query", get(pages::query::form).post(pages::query::run))
+        .route("/admin", get(pages::admin::overview))
         .route("/assets/agora.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)

@@ -1,5 +1,6 @@
 //! The pages, one module per journey.
 
+pub(crate) mod admin;
 pub(crate) mod catalog;
 pub(crate) mod query;
 pub(crate) mod sign_in;

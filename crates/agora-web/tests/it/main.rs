@@ -486,3 +486,35 @@ async fn a_bad_query_is_told_next_to_the_sql_and_nothing_runs_without_the_form_t
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn administration_is_for_administrators_only() {
+    let s = site().await;
+    for user in ["analyst", "steward"] {
+        let session = s.sign_in(user, PASSWORD).await.unwrap();
+        let r = s.get("/admin", Some(&session)).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{user}");
+        let catalog = s
+            .get("/catalog", Some(&session))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(!catalog.contains("href=\"/admin\""), "{user} sees the link");
+    }
+    let session = s.sign_in("admin", PASSWORD).await.unwrap();
+    let r = s.get("/admin", Some(&session)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("Node health") && body.contains("working"),
+        "{body}"
+    );
+    // This node has not joined an ecosystem, and says how to.
+    assert!(body.contains("not enrolled in an ecosystem") && body.contains("agora node enroll"));
+    assert!(
+        body.contains("href=\"/admin\" aria-current=\"page\""),
+        "{body}"
+    );
+    assert_eq!(s.get("/admin", None).await.status(), StatusCode::SEE_OTHER);
+}

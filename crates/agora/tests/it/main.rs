@@ -358,6 +358,61 @@ fn post_query(url: &str, token: &str, sql: &str) -> (u16, String) {
     })
 }
 
+/// Signs in to a node's web interface and returns the page at `path`.
+fn web_page(url: &str, user: &str, password: &str, path: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cookie = |r: &reqwest::Response, name: &str| -> String {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                v.split(';')
+                    .next()?
+                    .strip_prefix(&format!("{name}="))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+    };
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = http.get(format!("{url}/sign-in")).send().await.unwrap();
+        let pre = cookie(&form, "agora_sign_in");
+        let body = form.text().await.unwrap();
+        let marker = "name=\"csrf\" value=\"";
+        let at = body.find(marker).expect("a csrf field") + marker.len();
+        let csrf = body[at..].split('"').next().unwrap().to_owned();
+        let signed = http
+            .post(format!("{url}/sign-in"))
+            .header("cookie", format!("agora_sign_in={pre}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("next", path),
+                ("username", user),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status().as_u16(), 303, "sign-in as {user} failed");
+        let session = cookie(&signed, "agora_session");
+        let r = http
+            .get(format!("{url}{path}"))
+            .header("cookie", format!("agora_session={session}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.text().await.unwrap()
+    })
+}
+
 /// Runs tests/interop/adbc_flight_sql.py against the running demo with the Python of
 /// `AGORA_PYTHON` (scripts/test.sh prepares one with the ADBC driver installed).
 fn adbc_interop(eco_path: &Path) {
@@ -532,6 +587,20 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
 
     let hits = get(&format!("{url}/api/v1/catalog/search?q=vacancies"), token);
     assert_eq!(hits["items"][0]["owner"], "city-hospital", "{hits}");
+
+    // The web interface: the demo's administrator signs in and sees the node enrolled,
+    // its trust list valid and every member on it.
+    let admin = ea["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "admin")
+        .expect("a demo admin user");
+    let page = web_page(url, "admin", admin["password"].as_str().unwrap(), "/admin");
+    assert!(page.contains(">valid<"), "{page}");
+    for m in members {
+        assert!(page.contains(m["id"].as_str().unwrap()), "{page}");
+    }
 
     // A standard Flight SQL client (ADBC, from PyPI) lists and queries products with the
     // member's client certificate.

@@ -1,0 +1,125 @@
+//! Administration: the node's health, its membership (certificate and trust list) and the
+//! ecosystem's members as the trust list names them. Administrators only.
+
+use agora_node::ApiRole;
+use agora_node::trust::ListStatus;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use maud::html;
+
+use crate::Web;
+use crate::layout::{Frame, Section, page};
+use crate::session::Viewer;
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%-d %B %Y %H:%M UTC").to_string()
+}
+
+/// Time left until `t`, in words ("expired" once past).
+fn left(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let d = t - now;
+    if d.num_seconds() <= 0 {
+        "expired".into()
+    } else if d.num_days() >= 2 {
+        format!("{} days left", d.num_days())
+    } else if d.num_hours() >= 2 {
+        format!("{} hours left", d.num_hours())
+    } else {
+        format!("{} minutes left", d.num_minutes().max(1))
+    }
+}
+
+pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response {
+    if !viewer.can(ApiRole::Admin) {
+        return crate::pages::problem(
+            StatusCode::FORBIDDEN,
+            "You cannot see this page",
+            "Administration is for the node's administrators. Ask one of them if you need something changed.",
+        );
+    }
+    let now = Utc::now();
+    let store_ok = web.node.ready().await.is_ok();
+    let trust = web.node.trust();
+    let frame = Frame {
+        organisation: web.node.name(),
+        viewer: Some(&viewer),
+        section: Section::Admin,
+    };
+    let body = html! {
+        h1 { "Administration" }
+        h2 { "Node health" }
+        dl.summary {
+            div { dt { "Member" } dd { (web.node.member()) " — " (web.node.name()) } }
+            div { dt { "Metadata store" } dd { strong.tag.tag--state { @if store_ok { "working" } @else { "not answering" } } } }
+            div { dt { "Serving other members" } dd {
+                @match &trust {
+                    Some(t) if t.status(now).usable() => strong.tag.tag--state { "yes" },
+                    Some(_) => strong.tag.tag--state { "no: the trust list has expired" },
+                    None => strong.tag.tag--state { "no: not enrolled in an ecosystem" },
+                }
+            } }
+        }
+        @if let Some(t) = &trust {
+            @let m = t.material();
+            @let list = t.list();
+            h2 { "This node's certificate" }
+            dl.summary {
+                div { dt { "Ecosystem" } dd { (m.info.ecosystem) } }
+                div { dt { "Valid until" } dd { (when(m.info.not_after)) " (" (left(m.info.not_after, now)) "; renewed automatically when a third of its life is left)" } }
+                div { dt { "Fingerprint" } dd { code { (m.info.fingerprint) } } }
+                div { dt { "Root certificate valid until" } dd { (when(m.root_info.not_after)) } }
+            }
+            h2 { "Trust list" }
+            dl.summary {
+                div { dt { "State" } dd {
+                    @match t.status(now) {
+                        ListStatus::Valid { sequence, expires_at } => { strong.tag.tag--state { "valid" } " — number " (sequence) ", until " (when(expires_at)) " (" (left(expires_at, now)) ")" }
+                        ListStatus::Grace { sequence, expired_at, serving_until } => { strong.tag.tag--state { "expired, in grace" } " — number " (sequence) " expired " (when(expired_at)) "; the node stops serving other members at " (when(serving_until)) " unless a new list arrives" }
+                        ListStatus::Expired { sequence, expired_at } => { strong.tag.tag--state { "expired" } " — number " (sequence) " expired " (when(expired_at)) "; the node neither serves nor calls other members" }
+                    }
+                } }
+                div { dt { "Issued by" } dd { (list.authority_url) " at " (when(list.issued_at)) } }
+            }
+            h2 { "Members" }
+            div.table-wrap {
+                table {
+                    caption.visually-hidden { "Members on the trust list" }
+                    thead { tr { th scope="col" { "Member" } th scope="col" { "Organisation" } th scope="col" { "Exchange endpoint" } th scope="col" { "Certificates valid until" } } }
+                    tbody {
+                        @for member in &list.members {
+                            tr {
+                                th scope="row" { (member.id) }
+                                td { (member.name) }
+                                td { (member.endpoints.exchange.as_deref().unwrap_or("none")) }
+                                td {
+                                    @for c in &member.certificates {
+                                        div { (when(c.not_after)) " (" (left(c.not_after, now)) ")" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !list.revocations.is_empty() {
+                h2 { "Revoked certificates" }
+                div.table-wrap {
+                    table {
+                        caption.visually-hidden { "Revoked certificates" }
+                        thead { tr { th scope="col" { "Member" } th scope="col" { "Revoked" } th scope="col" { "Reason" } } }
+                        tbody {
+                            @for r in &list.revocations {
+                                tr { th scope="row" { (r.member) } td { (when(r.revoked_at)) } td { (r.reason) } }
+                            }
+                        }
+                    }
+                }
+            }
+        } @else {
+            p { "This node has not joined an ecosystem. Enrol it with " code { "agora node enroll" } " and a token from the ecosystem's authority." }
+        }
+    };
+    Html(page(&frame, "Administration", body).into_string()).into_response()
+}
