@@ -74,8 +74,17 @@ pub(crate) fn public_router(doc: Arc<utoipa::openapi::OpenApi>) -> Router<AppSta
         )
 }
 
-pub(crate) async fn not_found() -> ApiError {
-    ApiError::not_found("no such route; see /api/v1/openapi.json for the API")
+/// No such route: a page for browsers asking for anything but the API, a JSON error
+/// otherwise.
+pub(crate) async fn not_found(uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html && !uri.path().starts_with("/api/") {
+        return agora_web::not_found_page();
+    }
+    ApiError::not_found("no such route; see /api/v1/openapi.json for the API").into_response()
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {

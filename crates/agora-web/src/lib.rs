@@ -21,6 +21,22 @@ use axum::routing::{get, post};
 
 pub use session::SESSION_COOKIE;
 
+/// The page for an address that does not exist, for the node's fallback route.
+pub fn not_found_page() -> axum::response::Response {
+    let mut response = pages::problem(
+        axum::http::StatusCode::NOT_FOUND,
+        "Page not found",
+        "If you typed the web address, check it is correct. If you pasted it, check you \
+         copied the entire address.",
+    );
+    let h = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(*name, HeaderValue::from_static(value));
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// Web interface settings.
 #[derive(Debug, Clone)]
 pub struct WebConfig {
@@ -83,26 +99,28 @@ async fn security_headers(
 ) -> axum::response::Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
-        h.insert(name, HeaderValue::from_static(value));
-    };
-    set(
-        h,
-        "content-security-policy",
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'",
-    );
-    set(h, "referrer-policy", "no-referrer");
-    set(h, "x-content-type-options", "nosniff");
-    set(h, "x-frame-options", "DENY");
-    set(
-        h,
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=()",
-    );
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(*name, HeaderValue::from_static(value));
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         // Pages show what the signed-in person may see: never kept by shared caches.
-        set(h, "cache-control", "no-store");
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
 }
+
+/// The headers of every page: no script, no framing, no referrer, no sniffing.
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    ),
+];

@@ -156,6 +156,29 @@ async fn health_is_public_and_the_api_is_not() {
     let r = n.get("/api/v1/nothing-here").send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(&r.json().await.unwrap()), "not_found");
+    // A browser asking for a page that does not exist gets a page, with the pages' headers;
+    // the API stays JSON whatever is accepted.
+    let r = n
+        .get("/no-such-page")
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert!(r.text().await.unwrap().contains("<h1>Page not found</h1>"));
+    let r = n
+        .get("/api/v1/nothing-here")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(&r.json().await.unwrap()), "not_found");
     let r = n
         .req(reqwest::Method::PUT, "/api/v1/products")
         .send()
