@@ -207,6 +207,8 @@ pub struct EnforcedTable {
     columns: Vec<(String, Expr)>,
     /// Per agreed column, the mask its expression applies.
     masks: Vec<Option<Mask>>,
+    /// The product's schema, for checking conditions rewritten over its row (made once).
+    raw_schema: Arc<DFSchema>,
     schema: SchemaRef,
 }
 
@@ -351,6 +353,7 @@ impl EnforcedTable {
             row_filter,
             columns,
             masks,
+            raw_schema: Arc::new(df_schema),
             schema: Arc::new(Schema::new(fields)),
         })
     }
@@ -413,8 +416,7 @@ impl EnforcedTable {
         if unknown {
             return None;
         }
-        let raw = DFSchema::try_from(self.inner.schema().as_ref().clone()).ok()?;
-        aggregate::check_total(&rewritten, &raw).ok()?;
+        aggregate::check_total(&rewritten, &self.raw_schema).ok()?;
         Some(rewritten)
     }
 
