@@ -18,6 +18,9 @@ use datafusion::arrow::json::writer::{
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::{Stream, StreamExt};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 
 use crate::EngineError;
 
@@ -32,10 +35,19 @@ pub enum OutputFormat {
     Csv,
     /// The Arrow IPC streaming format.
     ArrowIpc,
+    /// A Parquet file (zstd-compressed), written as the result streams: each row group
+    /// is sent once it is complete, and the footer at the end.
+    Parquet,
 }
 
 impl OutputFormat {
-    pub const ALL: [OutputFormat; 4] = [Self::Json, Self::Ndjson, Self::Csv, Self::ArrowIpc];
+    pub const ALL: [OutputFormat; 5] = [
+        Self::Json,
+        Self::Ndjson,
+        Self::Csv,
+        Self::ArrowIpc,
+        Self::Parquet,
+    ];
 
     pub fn content_type(self) -> &'static str {
         match self {
@@ -43,6 +55,7 @@ impl OutputFormat {
             Self::Ndjson => "application/x-ndjson",
             Self::Csv => "text/csv; charset=utf-8",
             Self::ArrowIpc => "application/vnd.apache.arrow.stream",
+            Self::Parquet => "application/vnd.apache.parquet",
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -51,6 +64,7 @@ impl OutputFormat {
             Self::Ndjson => "ndjson",
             Self::Csv => "csv",
             Self::ArrowIpc => "arrow",
+            Self::Parquet => "parquet",
         }
     }
     /// The format for a media type of an `Accept` header, if it names one.
@@ -70,8 +84,9 @@ impl FromStr for OutputFormat {
             "ndjson" | "jsonl" => Ok(Self::Ndjson),
             "csv" => Ok(Self::Csv),
             "arrow" | "arrow-ipc" | "ipc" => Ok(Self::ArrowIpc),
+            "parquet" => Ok(Self::Parquet),
             other => Err(format!(
-                "unknown result format {other:?}: use json, ndjson, csv or arrow"
+                "unknown result format {other:?}: use json, ndjson, csv, arrow or parquet"
             )),
         }
     }
@@ -104,7 +119,14 @@ enum Encoder {
     Ndjson(JsonWriter<SharedBuf, LineDelimited>),
     Csv(Box<CsvWriter<SharedBuf>>),
     Ipc(StreamWriter<SharedBuf>),
+    Parquet(Box<ArrowWriter<SharedBuf>>),
 }
+
+/// Rows per Parquet row group of a result (also the most a download holds in memory
+/// before sending, with [`PARQUET_FLUSH_BYTES`]).
+const PARQUET_ROW_GROUP: usize = 256 * 1024;
+/// A row group is sent early once its encoded size reaches this.
+const PARQUET_FLUSH_BYTES: usize = 32 * 1024 * 1024;
 
 impl Encoder {
     fn new(format: OutputFormat, schema: &SchemaRef, buf: &SharedBuf) -> Result<Self, EngineError> {
@@ -126,6 +148,16 @@ impl Encoder {
             OutputFormat::ArrowIpc => {
                 Self::Ipc(StreamWriter::try_new(buf.clone(), schema).map_err(enc)?)
             }
+            OutputFormat::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                    .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP))
+                    .build();
+                Self::Parquet(Box::new(
+                    ArrowWriter::try_new(buf.clone(), schema.clone(), Some(props))
+                        .map_err(|e| EngineError::Encode(e.to_string()))?,
+                ))
+            }
         })
     }
 
@@ -135,6 +167,14 @@ impl Encoder {
             Self::Ndjson(w) => w.write(batch),
             Self::Csv(w) => w.write(batch),
             Self::Ipc(w) => w.write(batch),
+            Self::Parquet(w) => {
+                let pq = |e: parquet::errors::ParquetError| EngineError::Encode(e.to_string());
+                w.write(batch).map_err(pq)?;
+                if w.in_progress_size() >= PARQUET_FLUSH_BYTES {
+                    w.flush().map_err(pq)?;
+                }
+                return Ok(());
+            }
         };
         r.map_err(|e| EngineError::Encode(e.to_string()))
     }
@@ -145,6 +185,12 @@ impl Encoder {
             Self::Ndjson(w) => w.finish(),
             Self::Csv(_) => Ok(()),
             Self::Ipc(w) => w.finish(),
+            Self::Parquet(w) => {
+                return w
+                    .finish()
+                    .map(|_| ())
+                    .map_err(|e| EngineError::Encode(e.to_string()));
+            }
         };
         r.map_err(|e| EngineError::Encode(e.to_string()))
     }
@@ -312,5 +358,61 @@ mod tests {
             Some(OutputFormat::Csv)
         );
         assert_eq!(OutputFormat::from_media_type("*/*"), None);
+        assert_eq!(
+            "parquet".parse::<OutputFormat>().unwrap(),
+            OutputFormat::Parquet
+        );
+    }
+
+    #[tokio::test]
+    async fn parquet_results_stream_as_a_readable_file() {
+        use datafusion::arrow::array::{Int64Array, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("label", DataType::Utf8, true),
+        ]));
+        let batches: Vec<_> = (0..3)
+            .map(|b| {
+                Ok(RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(b * 1000..(b + 1) * 1000)),
+                        Arc::new(StringArray::from_iter(
+                            (0..1000).map(|i| (i % 7 != 0).then(|| format!("row {i}"))),
+                        )),
+                    ],
+                )
+                .unwrap())
+            })
+            .collect();
+        let input = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::iter(batches),
+        ));
+        let chunks: Vec<Bytes> = encode(input, OutputFormat::Parquet)
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        let file: Vec<u8> = chunks.concat();
+        assert_eq!(&file[..4], b"PAR1");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            Bytes::from(file),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let read: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let rows: usize = read.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 3000);
+        assert_eq!(read[0].schema().fields(), schema.fields());
+        let last = read.last().unwrap();
+        let n = last
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(n.value(last.num_rows() - 1), 2999);
     }
 }

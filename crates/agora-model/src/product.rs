@@ -169,6 +169,59 @@ pub struct ColumnProfile {
     pub min: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<String>,
+    /// How the values spread: equal-width bins for numbers and dates, the commonest
+    /// values for text with few distinct values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
+}
+
+/// The smallest count a histogram bin shows to other members of a product that is not
+/// open (the default smallest group of aggregate agreements); smaller counts are withheld.
+pub const HISTOGRAM_MIN_COUNT: u64 = 5;
+
+/// A column's distribution, as bins in order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// `range` (equal-width bins of numbers or dates) or `values` (the commonest values).
+    pub kind: String,
+    pub bins: Vec<HistogramBin>,
+}
+
+/// One bin of a histogram.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramBin {
+    /// What the bin holds (`1000 – 1999`, `2024-01 – 2024-03`, `Northport`); absent
+    /// where withheld from other members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Rows in the bin; absent where withheld (fewer than [`HISTOGRAM_MIN_COUNT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+impl Histogram {
+    /// The histogram as other members may see it of a product that is not open: the shape
+    /// only. Range bins lose their labels (they would give the extremes away), value bins
+    /// are dropped (values of personal data are themselves personal), and counts below
+    /// [`HISTOGRAM_MIN_COUNT`] are withheld.
+    pub fn shape_only(&self) -> Option<Self> {
+        if self.kind != "range" {
+            return None;
+        }
+        Some(Self {
+            kind: self.kind.clone(),
+            bins: self
+                .bins
+                .iter()
+                .map(|b| HistogramBin {
+                    label: None,
+                    count: b.count.filter(|c| *c >= HISTOGRAM_MIN_COUNT),
+                })
+                .collect(),
+        })
+    }
 }
 
 /// Measured facts about a product, computed at registration.
@@ -216,10 +269,21 @@ impl Product {
     /// The product as offered to other members.
     pub fn offer(&self) -> Offer {
         let mut profile = self.profile.clone();
+        // The spread of identifiers tells nothing about the data's quality.
+        for c in &mut profile.columns {
+            let role = self.metadata.columns.get(&c.name).map(|a| a.role);
+            if matches!(
+                role,
+                Some(crate::ColumnRole::SubjectId | crate::ColumnRole::DirectIdentifier)
+            ) {
+                c.histogram = None;
+            }
+        }
         if self.metadata.classification != crate::Classification::Open {
             for c in &mut profile.columns {
                 c.min = None;
                 c.max = None;
+                c.histogram = c.histogram.as_ref().and_then(Histogram::shape_only);
             }
         }
         Offer {

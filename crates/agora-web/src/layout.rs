@@ -10,6 +10,7 @@ use crate::session::Viewer;
 pub(crate) enum Section {
     None,
     Catalog,
+    Requests,
     Query,
     Admin,
 }
@@ -25,9 +26,9 @@ pub(crate) struct Frame<'a> {
 /// A whole page: `title` is the page's `<title>` (followed by the service name) and should
 /// match its `<h1>`.
 pub(crate) fn page(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
-    // The sections served so far (access requests join as their pages are built).
     let nav: &[(Section, &str, &str)] = &[
         (Section::Catalog, "/catalog", "Catalog"),
+        (Section::Requests, "/requests", "Access requests"),
         (Section::Query, "/query", "Query"),
         (Section::Admin, "/admin", "Administration"),
     ];
@@ -135,6 +136,60 @@ pub(crate) fn bar_chart(id: &str, title: &str, bars: &[(String, f64, String)]) -
                 rect.bar x=(label_w) y=(y + 3.0) width=(bar_w * value.clamp(0.0, 1.0)) height="14" {}
                 rect x=(label_w) y=(y + 3.0) width=(bar_w) height="14" fill="none" stroke="#505a5f" {}
                 text x=(label_w + bar_w + 6.0) y=(y + 14.0) { (text) }
+            }
+        }
+    }
+}
+
+/// A small histogram as inline SVG (vertical bars), followed by its counts in a table that
+/// opens on request. Withheld counts (`None`) are drawn as a hatched stub and said in words.
+pub(crate) fn histogram(id: &str, title: &str, h: &agora_model::Histogram) -> Markup {
+    let w = 240.0;
+    let ht = 72.0;
+    let n = h.bins.len().max(1) as f64;
+    let most = h
+        .bins
+        .iter()
+        .filter_map(|b| b.count)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let bar = w / n;
+    let name = |i: usize, b: &agora_model::HistogramBin| {
+        b.label.clone().unwrap_or_else(|| format!("Bin {}", i + 1))
+    };
+    html! {
+        figure.histogram {
+            svg.chart role="img" aria-labelledby=(id) width=(w) height=(ht + 2.0) viewBox={ "0 0 " (w) " " (ht + 2.0) } {
+                title id=(id) { (title) }
+                @for (i, b) in h.bins.iter().enumerate() {
+                    @let x = i as f64 * bar;
+                    @match b.count {
+                        Some(c) => {
+                            @let bh = (c as f64 / most * ht).max(if c > 0 { 1.0 } else { 0.0 });
+                            rect.bar x=(x + 1.0) y=(ht - bh) width=((bar - 2.0).max(1.0)) height=(bh) {}
+                        }
+                        None => {
+                            rect.withheld x=(x + 1.0) y=(ht - 6.0) width=((bar - 2.0).max(1.0)) height="6" {}
+                        }
+                    }
+                }
+                line x1="0" y1=(ht + 1.0) x2=(w) y2=(ht + 1.0) stroke="#505a5f" {}
+            }
+            details {
+                summary { "Counts" }
+                table.compact {
+                    caption.visually-hidden { (title) }
+                    thead { tr { th scope="col" { @if h.kind == "values" { "Value" } @else { "Range" } } th.num scope="col" { "Rows" } } }
+                    tbody {
+                        @for (i, b) in h.bins.iter().enumerate() {
+                            tr {
+                                td { (name(i, b)) }
+                                td.num { @match b.count { Some(c) => (number(c)), None => "fewer than 5" } }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

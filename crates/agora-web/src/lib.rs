@@ -75,6 +75,20 @@ pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
         .route("/sign-out", post(pages::sign_in::sign_out))
         .route("/catalog", get(pages::catalog::search))
         .route("/catalog/{owner}/{product}", get(pages::catalog::product))
+        .route(
+            "/catalog/{owner}/{product}/request",
+            get(pages::requests::request_form).post(pages::requests::request_submit),
+        )
+        .route("/requests", get(pages::requests::list))
+        .route("/requests/{id}", get(pages::requests::detail))
+        .route("/requests/{id}/approve", post(pages::requests::approve))
+        .route("/requests/{id}/accept", post(pages::requests::accept))
+        .route("/requests/{id}/end", post(pages::requests::end))
+        .route(
+            "/requests/{id}/offer",
+            get(pages::requests::offer_form).post(pages::requests::offer_submit),
+        )
+        .route("/requests/{id}/odrl", get(pages::requests::odrl))
         .route("/query", get(pages::query::form).post(pages::query::run))
         .route("/admin", get(pages::admin::overview))
         .route("/assets/agora.css", get(stylesheet))

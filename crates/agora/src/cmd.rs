@@ -659,7 +659,7 @@ pub async fn catalog(cmd: CatalogCmd) -> Result<()> {
 pub struct SqlArgs {
     /// The query, e.g. "SELECT municipality, count(*) FROM job_seekers GROUP BY 1".
     query: String,
-    /// table, json, ndjson, csv or arrow (Arrow IPC stream; redirect to a file).
+    /// table, json, ndjson, csv, arrow (Arrow IPC stream) or parquet (redirect those two to a file).
     #[arg(long, default_value = "table")]
     format: String,
     /// Rows shown in table format.

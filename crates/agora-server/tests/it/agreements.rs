@@ -56,14 +56,14 @@ async fn register(
     .unwrap();
 }
 
-struct World {
-    tax: Member,
-    ea: Member,
+pub(crate) struct World {
+    pub tax: Member,
+    pub ea: Member,
     dir: tempfile::TempDir,
     _a: TestAuthority,
 }
 
-async fn world(consumer: TrustSettings) -> World {
+pub(crate) async fn world(consumer: TrustSettings) -> World {
     let a = start_authority(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let tax = member(&a, dir.path(), "tax-office").await;
@@ -86,7 +86,12 @@ async fn world(consumer: TrustSettings) -> World {
     }
 }
 
-fn request(product: &str, purpose: &str, columns: &str, mode: AccessMode) -> AccessRequest {
+pub(crate) fn request(
+    product: &str,
+    purpose: &str,
+    columns: &str,
+    mode: AccessMode,
+) -> AccessRequest {
     let now = chrono::Utc::now();
     AccessRequest {
         owner: MemberId::parse("tax-office").unwrap(),
@@ -108,7 +113,7 @@ fn request(product: &str, purpose: &str, columns: &str, mode: AccessMode) -> Acc
 
 /// Waits until `node`'s side of negotiation `id` is in `state` (steps travel on their own
 /// tasks), and returns it.
-async fn reaches(
+pub(crate) async fn reaches(
     node: &Node,
     id: &str,
     role: NegotiationRole,

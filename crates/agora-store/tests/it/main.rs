@@ -92,6 +92,7 @@ fn product(name: &str, title: &str, keywords: &[&str]) -> Product {
                 distinct_estimate: 10,
                 min: Some("1".into()),
                 max: Some("9".into()),
+                histogram: None,
             }],
             computed_at: now,
         },
@@ -754,13 +755,36 @@ fn offers_never_reveal_where_data_lives_nor_extremes_of_personal_data() {
         distinct_estimate: 50,
         min: Some("16".into()),
         max: Some("99".into()),
+        histogram: Some(agora_model::Histogram {
+            kind: "range".into(),
+            bins: [("16 – 40", 3), ("41 – 70", 40), ("71 – 99", 7)]
+                .into_iter()
+                .map(|(l, c)| agora_model::HistogramBin {
+                    label: Some(l.into()),
+                    count: Some(c),
+                })
+                .collect(),
+        }),
     }];
     let o = p.offer();
     let text = serde_json::to_string(&o).unwrap();
     assert!(!text.contains("/data/"), "{text}");
     assert_eq!(o.profile.columns[0].max, None);
+    // The shape of the spread only: no labels (they would give the extremes away), and
+    // no count below the smallest group.
+    let shape = o.profile.columns[0].histogram.as_ref().unwrap();
+    assert!(shape.bins.iter().all(|b| b.label.is_none()));
+    let counts: Vec<Option<u64>> = shape.bins.iter().map(|b| b.count).collect();
+    assert_eq!(counts, [None, Some(40), Some(7)]);
     p.metadata.classification = Classification::Open;
-    assert_eq!(p.offer().profile.columns[0].max.as_deref(), Some("99"));
+    let open = p.offer();
+    assert_eq!(open.profile.columns[0].max.as_deref(), Some("99"));
+    assert_eq!(
+        open.profile.columns[0].histogram.as_ref().unwrap().bins[0]
+            .label
+            .as_deref(),
+        Some("16 – 40")
+    );
 }
 
 mod negotiations {

@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::Web;
-use crate::layout::{Frame, Section, bar_chart, classification_tag, number, page};
+use crate::layout::{Frame, Section, bar_chart, classification_tag, histogram, number, page};
 use crate::session::{Viewer, urlencode};
 
 /// Results per page.
@@ -229,12 +229,8 @@ pub(crate) async fn product(
             p { "It is open: any member may query it as " code { "\"" (offer.owner) "\"." (offer.name) } " in the " a href="/query" { "query workspace" } "." }
         } @else {
             p { "It is classified " (m.classification.as_str()) ": you can read it only under a sharing agreement with " (offer.owner) ", for a purpose it admits." }
-            @if viewer.can(agora_node::ApiRole::Steward) {
-                p { "Request access with the command line (the request page comes with the next release of this interface):" }
-                pre { code { "agora agreement request --owner " (offer.owner) " --product " (offer.name) " --purpose PURPOSE --legal-basis BASIS --mode records|aggregate|linkage --columns COLUMNS" } }
-            } @else {
-                p { "Ask a data steward of your organisation to request access." }
-            }
+            p { a.button href={ "/catalog/" (offer.owner) "/" (offer.name) "/request" } { "Request access" } }
+            p.hint { "Your request names the purpose, the columns and how they are masked; " (offer.owner) " approves it, offers other terms or rejects it. Follow it under " a href="/requests" { "Access requests" } "." }
         }
         h2 { "About this product" }
         dl.summary {
@@ -272,6 +268,22 @@ pub(crate) async fn product(
         (bar_chart("chart-completeness", "Share of rows with a value, per column", &completeness))
         h3 { "Distinct values per column" }
         (bar_chart("chart-distinct", "Approximate number of distinct values per column (logarithmic)", &distinct))
+        @if offer.profile.columns.iter().any(|c| c.histogram.is_some()) {
+            h3 { "How the values spread" }
+            @if m.classification != Classification::Open && !mine {
+                p.hint { "Only the shape is shown for data that is not open: ranges and values are left out, and counts below 5 are withheld." }
+            }
+            div.histograms {
+                @for (i, c) in offer.profile.columns.iter().enumerate() {
+                    @if let Some(h) = &c.histogram {
+                        div.histograms__item {
+                            h4 { code { (c.name) } }
+                            (histogram(&format!("hist-{i}"), &format!("Spread of the values of {}", c.name), h))
+                        }
+                    }
+                }
+            }
+        }
         div.table-wrap {
             table {
                 caption { "Profile per column" }

@@ -3,7 +3,9 @@
 pub(crate) mod admin;
 pub(crate) mod catalog;
 pub(crate) mod query;
+pub(crate) mod requests;
 pub(crate) mod sign_in;
+pub(crate) mod terms;
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};

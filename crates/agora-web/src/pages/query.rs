@@ -29,7 +29,7 @@ pub(crate) struct QueryForm {
     sql: String,
     #[serde(default)]
     page: Option<usize>,
-    /// `run` (default), or a download format: `csv`, `json`, `arrow`.
+    /// `run` (default), or a download format: `csv`, `parquet`, `json`, `arrow`.
     #[serde(default)]
     action: String,
 }
@@ -115,6 +115,7 @@ fn render(
             }
             button.button type="submit" name="action" value="run" { "Run query" }
             button.button.button--secondary type="submit" name="action" value="csv" { "Download CSV" }
+            button.button.button--secondary type="submit" name="action" value="parquet" { "Download Parquet" }
             button.button.button--secondary type="submit" name="action" value="json" { "Download JSON" }
             button.button.button--secondary type="submit" name="action" value="arrow" { "Download Arrow" }
         }
@@ -184,6 +185,7 @@ pub(crate) async fn run(
         "csv" => Some((OutputFormat::Csv, "csv")),
         "json" => Some((OutputFormat::Json, "json")),
         "arrow" => Some((OutputFormat::ArrowIpc, "arrows")),
+        "parquet" => Some((OutputFormat::Parquet, "parquet")),
         _ => None,
     };
     if let Some((format, ext)) = download {

@@ -518,3 +518,185 @@ async fn administration_is_for_administrators_only() {
     );
     assert_eq!(s.get("/admin", None).await.status(), StatusCode::SEE_OTHER);
 }
+
+/// Every route of the interface, with what each role gets: (method, path, form,
+/// [anonymous, analyst, steward, admin]). The catalog's own product cannot be requested
+/// (400); an unknown negotiation is 404 to those allowed to act on it and 403 to others.
+/// One route: method, path, form fields, and the status for each of the four viewers.
+type Route = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    [u16; 4],
+);
+
+const ROUTES: &[Route] = &[
+    ("GET", "/", &[], [303, 303, 303, 303]),
+    ("GET", "/sign-in", &[], [200, 303, 303, 303]),
+    ("GET", "/assets/agora.css", &[], [200, 200, 200, 200]),
+    ("GET", "/catalog", &[], [303, 200, 200, 200]),
+    (
+        "GET",
+        "/catalog?q=job&theme=economy&page=2",
+        &[],
+        [303, 200, 200, 200],
+    ),
+    (
+        "GET",
+        "/catalog/employment-agency/job_seekers",
+        &[],
+        [303, 200, 200, 200],
+    ),
+    (
+        "GET",
+        "/catalog/employment-agency/nothing",
+        &[],
+        [303, 404, 404, 404],
+    ),
+    (
+        "GET",
+        "/catalog/Not%20A%20Member/x",
+        &[],
+        [303, 404, 404, 404],
+    ),
+    (
+        "GET",
+        "/catalog/employment-agency/job_seekers/request",
+        &[],
+        [303, 400, 400, 400],
+    ),
+    (
+        "GET",
+        "/catalog/tax-office/annual_income/request",
+        &[],
+        [303, 404, 404, 404],
+    ),
+    (
+        "POST",
+        "/catalog/employment-agency/job_seekers/request",
+        &[],
+        [303, 400, 400, 400],
+    ),
+    ("GET", "/requests", &[], [303, 200, 200, 200]),
+    (
+        "GET",
+        "/requests?state=FINALIZED",
+        &[],
+        [303, 200, 200, 200],
+    ),
+    (
+        "GET",
+        "/requests/no-such-id?side=consumer",
+        &[],
+        [303, 404, 404, 404],
+    ),
+    (
+        "GET",
+        "/requests/no-such-id/odrl?side=provider",
+        &[],
+        [303, 404, 404, 404],
+    ),
+    (
+        "GET",
+        "/requests/no-such-id/offer",
+        &[],
+        [303, 403, 404, 404],
+    ),
+    (
+        "POST",
+        "/requests/no-such-id/offer",
+        &[("mode", "records")],
+        [303, 403, 404, 404],
+    ),
+    (
+        "POST",
+        "/requests/no-such-id/approve",
+        &[("side", "provider")],
+        [303, 403, 404, 404],
+    ),
+    (
+        "POST",
+        "/requests/no-such-id/accept",
+        &[("side", "consumer")],
+        [303, 403, 404, 404],
+    ),
+    (
+        "POST",
+        "/requests/no-such-id/end",
+        &[("reason", "done")],
+        [303, 403, 404, 404],
+    ),
+    ("GET", "/query", &[], [303, 200, 200, 200]),
+    (
+        "POST",
+        "/query",
+        &[("sql", "SELECT 1")],
+        [303, 200, 200, 200],
+    ),
+    ("GET", "/admin", &[], [303, 403, 403, 200]),
+    ("GET", "/no-such-page", &[], [404, 404, 404, 404]),
+];
+
+#[tokio::test]
+async fn every_route_gives_each_role_what_the_api_would() {
+    let s = site().await;
+    let mut sessions = vec![None];
+    for user in ["analyst", "steward", "admin"] {
+        let session = s.sign_in(user, PASSWORD).await.unwrap();
+        let page = s
+            .get("/catalog", Some(&session))
+            .await
+            .text()
+            .await
+            .unwrap();
+        sessions.push(Some((session, hidden(&page, "csrf"))));
+    }
+    let mut wrong = Vec::new();
+    for (method, path, form, expected) in ROUTES {
+        for (who, session) in sessions.iter().enumerate() {
+            let url = format!("{}{path}", s.url);
+            let mut fields: Vec<(&str, &str)> = form.to_vec();
+            let mut r = match *method {
+                "GET" => s.http.get(&url),
+                _ => {
+                    if let Some((_, csrf)) = session {
+                        fields.push(("csrf", csrf));
+                    }
+                    s.http.post(&url).form(&fields)
+                }
+            };
+            if let Some((cookie, _)) = session {
+                r = r.header("cookie", format!("{}={cookie}", agora_web::SESSION_COOKIE));
+            }
+            let got = r.send().await.unwrap().status().as_u16();
+            if got != expected[who] {
+                wrong.push(format!(
+                    "{method} {path} as {}: {got}, expected {}",
+                    ["anonymous", "analyst", "steward", "admin"][who],
+                    expected[who]
+                ));
+            }
+            // Without the form's token, no signed-in POST does anything.
+            if *method == "POST"
+                && let Some((cookie, _)) = session
+            {
+                let got = s
+                    .http
+                    .post(&url)
+                    .header("cookie", format!("{}={cookie}", agora_web::SESSION_COOKIE))
+                    .form(form)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                if got != 403 {
+                    wrong.push(format!(
+                        "{method} {path} without a token: {got}, expected 403"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -1,0 +1,438 @@
+//! The terms of an agreement, as a form (to request or counter-offer) and as a summary.
+
+use agora_model::{
+    AccessMode, AgreementTerms, ColumnRole, ColumnSchema, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask,
+    ProductMetadata,
+};
+use maud::{Markup, html};
+
+use crate::layout::{FieldError, field_error};
+
+/// What the terms part of a form holds, as typed (so that it can be shown again).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TermsInput {
+    pub mode: String,
+    /// Per column of the product, in its order: (name, chosen, mask, band width).
+    pub columns: Vec<(String, bool, String, String)>,
+    pub row_filter: String,
+    pub max_rows: String,
+    pub min_group_size: String,
+}
+
+/// The masks a form offers, as (value, label).
+const MASKS: &[(&str, &str)] = &[
+    ("", "As it is"),
+    ("redact", "Hidden (redact)"),
+    ("month", "Date cut to the month"),
+    ("year", "Date cut to the year"),
+    ("band", "Number in bands"),
+    ("pseudonym", "Pseudonym"),
+];
+
+fn mask_value(m: &Option<Mask>) -> (String, String) {
+    match m {
+        None => (String::new(), String::new()),
+        Some(Mask::Band { width }) => ("band".into(), width.to_string()),
+        Some(other) => (other.label(), String::new()),
+    }
+}
+
+impl TermsInput {
+    /// Blank terms over a product's columns (none chosen, records mode).
+    pub fn blank(schema: &[ColumnSchema]) -> Self {
+        Self {
+            mode: String::new(),
+            columns: schema
+                .iter()
+                .map(|c| (c.name.clone(), false, String::new(), String::new()))
+                .collect(),
+            row_filter: String::new(),
+            max_rows: String::new(),
+            min_group_size: DEFAULT_MIN_GROUP_SIZE.to_string(),
+        }
+    }
+
+    /// Terms already proposed, shown over a product's columns.
+    pub fn from_terms(schema: &[ColumnSchema], t: &AgreementTerms) -> Self {
+        Self {
+            mode: t.mode.as_str().to_owned(),
+            columns: schema
+                .iter()
+                .map(|c| match t.columns.iter().find(|x| x.name == c.name) {
+                    Some(x) => {
+                        let (m, w) = mask_value(&x.mask);
+                        (c.name.clone(), true, m, w)
+                    }
+                    None => (c.name.clone(), false, String::new(), String::new()),
+                })
+                .collect(),
+            row_filter: t.row_filter.clone().unwrap_or_default(),
+            max_rows: t.max_rows.map(|m| m.to_string()).unwrap_or_default(),
+            min_group_size: t.min_group_size.to_string(),
+        }
+    }
+
+    /// Reads the terms fields of a posted form (`col.NAME`, `mask.NAME`, `band.NAME`,
+    /// `mode`, `row_filter`, `max_rows`, `min_group_size`) over a product's columns.
+    pub fn from_form(schema: &[ColumnSchema], pairs: &[(String, String)]) -> Self {
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            mode: get("mode"),
+            columns: schema
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        !get(&format!("col.{}", c.name)).is_empty(),
+                        get(&format!("mask.{}", c.name)),
+                        get(&format!("band.{}", c.name)),
+                    )
+                })
+                .collect(),
+            row_filter: get("row_filter"),
+            max_rows: get("max_rows"),
+            min_group_size: get("min_group_size"),
+        }
+    }
+
+    /// The terms, or what is wrong with them, field by field. What needs the product's
+    /// data (types against masks, the row filter) is checked by the node afterwards.
+    pub fn to_terms(&self) -> Result<AgreementTerms, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mode = match self.mode.parse::<AccessMode>() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                errors.push(FieldError {
+                    field: "mode",
+                    message: "Choose how the data may be used".into(),
+                });
+                None
+            }
+        };
+        let mut columns = Vec::new();
+        for (name, chosen, mask, band) in &self.columns {
+            if !chosen {
+                continue;
+            }
+            let mask = match mask.as_str() {
+                "" => None,
+                "band" => match band.parse::<f64>() {
+                    Ok(w) if w > 0.0 && w.is_finite() => Some(Mask::Band { width: w }),
+                    _ => {
+                        errors.push(FieldError {
+                            field: "columns",
+                            message: format!(
+                                "Enter a band width greater than 0 for column {name}, for example 1000"
+                            ),
+                        });
+                        None
+                    }
+                },
+                other => match other.parse::<Mask>() {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        errors.push(FieldError {
+                            field: "columns",
+                            message: format!("Choose a mask from the list for column {name}"),
+                        });
+                        None
+                    }
+                },
+            };
+            columns.push(ColumnTerm {
+                name: name.clone(),
+                mask,
+            });
+        }
+        if columns.is_empty() {
+            errors.push(FieldError {
+                field: "columns",
+                message: "Choose at least one column".into(),
+            });
+        }
+        let max_rows = if self.max_rows.is_empty() {
+            None
+        } else {
+            match self.max_rows.parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    errors.push(FieldError {
+                        field: "max_rows",
+                        message: "The most rows per query must be a whole number greater than 0, or left empty".into(),
+                    });
+                    None
+                }
+            }
+        };
+        let min_group_size = if self.min_group_size.is_empty() {
+            DEFAULT_MIN_GROUP_SIZE
+        } else {
+            match self.min_group_size.parse::<u32>() {
+                Ok(n) if n >= DEFAULT_MIN_GROUP_SIZE => n,
+                _ => {
+                    errors.push(FieldError {
+                        field: "min_group_size",
+                        message: format!(
+                            "The smallest group must be a whole number of at least {DEFAULT_MIN_GROUP_SIZE}"
+                        ),
+                    });
+                    DEFAULT_MIN_GROUP_SIZE
+                }
+            }
+        };
+        match (mode, errors.is_empty()) {
+            (Some(mode), true) => Ok(AgreementTerms {
+                columns,
+                row_filter: (!self.row_filter.is_empty()).then(|| self.row_filter.clone()),
+                mode,
+                min_group_size,
+                max_rows,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn mode_hint(m: AccessMode) -> &'static str {
+    match m {
+        AccessMode::Records => {
+            "Rows, with the chosen columns, masks and row filter. Not allowed for sensitive products."
+        }
+        AccessMode::Aggregate => {
+            "Only counts, sums and other aggregates; small groups are left out of every answer."
+        }
+        AccessMode::Linkage => {
+            "Pseudonymised keys and the chosen columns, to link records with other products for the same purpose."
+        }
+    }
+}
+
+fn error_class(errors: &[FieldError], field: &str) -> &'static str {
+    if field_error(errors, field).is_some() {
+        "field field--error"
+    } else {
+        "field"
+    }
+}
+
+fn error_line(errors: &[FieldError], field: &str) -> Markup {
+    html! {
+        @for e in errors.iter().filter(|e| e.field == field) {
+            p.field__error { span.visually-hidden { "Error: " } (e.message) }
+        }
+    }
+}
+
+/// The terms fields of a form.
+pub(crate) fn fields(
+    input: &TermsInput,
+    metadata: &ProductMetadata,
+    schema: &[ColumnSchema],
+    errors: &[FieldError],
+) -> Markup {
+    let role_of = |col: &str| {
+        metadata
+            .columns
+            .get(col)
+            .map(|a| a.role)
+            .unwrap_or(ColumnRole::None)
+    };
+    let type_of = |col: &str| {
+        schema
+            .iter()
+            .find(|c| c.name == col)
+            .map(|c| c.data_type.as_str())
+            .unwrap_or("")
+    };
+    html! {
+        div class=(error_class(errors, "mode")) {
+            fieldset.fieldset aria-describedby="mode-hint" {
+                legend { "How may the data be used?" }
+                p.hint id="mode-hint" { "The owner's node enforces this on every query." }
+                (error_line(errors, "mode"))
+                div.radios {
+                    @for (i, m) in AccessMode::ALL.iter().enumerate() {
+                        @let id = if i == 0 { "mode".to_owned() } else { format!("mode-{}", m.as_str()) };
+                        div.radio {
+                            input type="radio" id=(id) name="mode" value=(m.as_str())
+                                checked[input.mode == m.as_str()] aria-describedby={ (id) "-hint" };
+                            label for=(id) { (m.as_str()) }
+                            p.hint id={ (id) "-hint" } { (mode_hint(*m)) }
+                        }
+                    }
+                }
+            }
+        }
+        div class=(error_class(errors, "columns")) {
+            fieldset.fieldset {
+                legend { "Which columns, and how masked?" }
+                p.hint { "Only the columns you choose can be read. A mask changes what is seen: a pseudonym replaces an identifier with a code that only the owner can map back." }
+                (error_line(errors, "columns"))
+                div.table-wrap {
+                    table.terms-table {
+                        caption.visually-hidden { "Columns to request" }
+                        thead { tr { th scope="col" { "Column" } th scope="col" { "Type and role" } th scope="col" { "Mask" } th scope="col" { "Band width" } } }
+                        tbody {
+                            @for (i, (name, chosen, mask, band)) in input.columns.iter().enumerate() {
+                                @let id = if i == 0 { "columns".to_owned() } else { format!("col-{i}") };
+                                tr {
+                                    th scope="row" {
+                                        div.checkbox {
+                                            input type="checkbox" id=(id) name={ "col." (name) } value="on" checked[*chosen];
+                                            label for=(id) { code { (name) } }
+                                        }
+                                    }
+                                    td { (type_of(name)) ", " (role_of(name).as_str().replace('_', " ")) }
+                                    td {
+                                        label.visually-hidden for={ "mask-" (i) } { "Mask for " (name) }
+                                        select id={ "mask-" (i) } name={ "mask." (name) } {
+                                            @for (value, label) in MASKS {
+                                                option value=(value) selected[mask == value] { (label) }
+                                            }
+                                        }
+                                    }
+                                    td {
+                                        label.visually-hidden for={ "band-" (i) } { "Band width for " (name) }
+                                        input.input--short type="text" inputmode="decimal" id={ "band-" (i) } name={ "band." (name) } value=(band);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        div class=(error_class(errors, "row_filter")) {
+            label for="row_filter" { "Only rows where (optional)" }
+            p.hint id="row_filter-hint" { "An SQL condition over the product's columns, for example: municipality = 'Northport'" }
+            (error_line(errors, "row_filter"))
+            input.input--wide type="text" id="row_filter" name="row_filter" value=(input.row_filter) aria-describedby="row_filter-hint" spellcheck="false";
+        }
+        div class=(error_class(errors, "max_rows")) {
+            label for="max_rows" { "Most rows per query (optional)" }
+            (error_line(errors, "max_rows"))
+            input.input--short type="text" inputmode="numeric" id="max_rows" name="max_rows" value=(input.max_rows);
+        }
+        div class=(error_class(errors, "min_group_size")) {
+            label for="min_group_size" { "Smallest group in an answer" }
+            p.hint id="min_group_size-hint" { "Aggregate mode only: groups of fewer people than this are left out. At least " (DEFAULT_MIN_GROUP_SIZE) "." }
+            (error_line(errors, "min_group_size"))
+            input.input--short type="text" inputmode="numeric" id="min_group_size" name="min_group_size" value=(input.min_group_size) aria-describedby="min_group_size-hint";
+        }
+    }
+}
+
+/// Terms as a summary list and a column table.
+pub(crate) fn summary(t: &AgreementTerms, caption: &str) -> Markup {
+    html! {
+        dl.summary {
+            div { dt { "Mode" } dd { (t.mode.as_str()) " – " (mode_hint(t.mode)) } }
+            div { dt { "Rows" } dd { @match &t.row_filter { Some(f) => { "Only where " code { (f) } }, None => "Every row" } } }
+            div { dt { "Most rows per query" } dd { @match t.max_rows { Some(m) => (m), None => "No limit" } } }
+            @if t.mode == AccessMode::Aggregate {
+                div { dt { "Smallest group" } dd { (t.min_group_size) " people" } }
+            }
+        }
+        div.table-wrap {
+            table {
+                caption { (caption) }
+                thead { tr { th scope="col" { "Column" } th scope="col" { "Seen as" } } }
+                tbody {
+                    @for c in &t.columns {
+                        tr {
+                            th scope="row" { code { (c.name) } }
+                            td { @match &c.mask {
+                                None => "As it is",
+                                Some(m) => (mask_words(m)),
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A mask in words.
+pub(crate) fn mask_words(m: &Mask) -> String {
+    match m {
+        Mask::Redact => "Hidden: every value is empty".into(),
+        Mask::TruncateToMonth => "Cut to the first day of the month".into(),
+        Mask::TruncateToYear => "Cut to the first day of the year".into(),
+        Mask::Band { width } => format!("In bands of {width}"),
+        Mask::Pseudonym => "Pseudonym (HMAC-SHA256 under the purpose's linkage key)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Vec<ColumnSchema> {
+        vec![
+            ColumnSchema::new("person_id", "Utf8", false),
+            ColumnSchema::new("income", "Float64", true),
+        ]
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_posted_form_becomes_terms() {
+        let input = TermsInput::from_form(
+            &schema(),
+            &pairs(&[
+                ("mode", "linkage"),
+                ("col.person_id", "on"),
+                ("mask.person_id", "pseudonym"),
+                ("col.income", "on"),
+                ("mask.income", "band"),
+                ("band.income", "1000"),
+                ("max_rows", "500"),
+            ]),
+        );
+        let t = input.to_terms().unwrap();
+        assert_eq!(t.mode, AccessMode::Linkage);
+        assert_eq!(t.columns.len(), 2);
+        assert_eq!(t.columns[0].mask, Some(Mask::Pseudonym));
+        assert_eq!(t.columns[1].mask, Some(Mask::Band { width: 1000.0 }));
+        assert_eq!(t.max_rows, Some(500));
+        assert_eq!(t.min_group_size, DEFAULT_MIN_GROUP_SIZE);
+        // And back again, for a counter-offer prefilled with the request.
+        let again = TermsInput::from_terms(&schema(), &t).to_terms().unwrap();
+        assert_eq!(again, t);
+    }
+
+    #[test]
+    fn every_mistake_is_named_with_its_field() {
+        let input = TermsInput::from_form(
+            &schema(),
+            &pairs(&[
+                ("mode", "everything"),
+                ("col.income", "on"),
+                ("mask.income", "band"),
+                ("band.income", "-3"),
+                ("max_rows", "many"),
+                ("min_group_size", "2"),
+            ]),
+        );
+        let errors = input.to_terms().unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["mode", "columns", "max_rows", "min_group_size"]);
+        let none = TermsInput::from_form(&schema(), &pairs(&[("mode", "records")]));
+        assert_eq!(
+            none.to_terms().unwrap_err()[0].message,
+            "Choose at least one column"
+        );
+    }
+}
