@@ -7,6 +7,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/agora-target}
 # The interoperability tests use real clients: the ADBC Flight SQL driver from PyPI.
 AGORA_PYTHON=$(bash scripts/python-env.sh)
 export AGORA_PYTHON
+# The browser tests drive Debian's Chromium with Playwright (tests/browser).
+AGORA_BROWSER_TESTS=$(bash scripts/browser-env.sh)
+export AGORA_BROWSER_TESTS
 if cargo nextest --version >/dev/null 2>&1; then
   # One process per test: the streaming-memory test measures the whole process heap.
   exec cargo nextest run --workspace --locked --no-fail-fast "$@"

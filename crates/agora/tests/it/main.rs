@@ -433,6 +433,35 @@ fn adbc_interop(eco_path: &Path) {
     assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
 }
 
+/// Runs the browser journeys (tests/browser/journeys.mjs, Playwright driving Debian's
+/// Chromium) against the running demo. `AGORA_BROWSER_TESTS` names their folder with its
+/// npm packages installed (scripts/test.sh prepares it with scripts/browser-env.sh);
+/// `AGORA_SCREENSHOTS`, if set, is where they save screenshots of the main pages.
+fn browser_journeys(eco_path: &Path) {
+    let dir = std::env::var("AGORA_BROWSER_TESTS").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser").to_owned()
+    });
+    assert!(
+        Path::new(&dir).join("node_modules/playwright-core").exists(),
+        "the browser tests are not installed in {dir}: run scripts/browser-env.sh (or the \
+         README's test command, scripts/test.sh)"
+    );
+    let out = Command::new("node")
+        .arg("journeys.mjs")
+        .current_dir(&dir)
+        .env("AGORA_ECOSYSTEM", eco_path)
+        .output()
+        .expect("node runs the browser tests");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser journeys failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("every journey passed"), "{stdout}");
+    eprintln!("{stdout}");
+}
+
 #[test]
 fn demo_runs_every_member_with_its_products_and_restarts_warm() {
     let tmp = tempfile::tempdir().unwrap();
@@ -605,6 +634,10 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
     // A standard Flight SQL client (ADBC, from PyPI) lists and queries products with the
     // member's client certificate.
     adbc_interop(&eco_path);
+
+    // Every journey of the web interface in Debian's headless Chromium, with axe-core
+    // checks on every page (tests/browser).
+    browser_journeys(&eco_path);
 
     // Ctrl-C stops every node cleanly.
     let pid = demo.child.id().to_string();
