@@ -282,8 +282,13 @@ pub enum NegotiationMessage {
         request: AccessRequest,
         deadline: DateTime<Utc>,
     },
-    /// Owner → consumer: a counter-offer (OFFERED).
-    Offer { id: String, terms: AgreementTerms },
+    /// Owner → consumer: a counter-offer (OFFERED), with the owner's reason for it.
+    Offer {
+        id: String,
+        terms: AgreementTerms,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        note: String,
+    },
     /// Consumer → owner: the consumer accepts the offer (ACCEPTED).
     Accept { id: String },
     /// Owner → consumer: the agreement, signed by the owner (AGREED).

@@ -321,10 +321,11 @@ impl Node {
                 decision.explain()
             )));
         }
-        let note = if note.trim().is_empty() {
+        let reason = note.trim().to_owned();
+        let note = if reason.is_empty() {
             "offered other terms".to_owned()
         } else {
-            format!("offered other terms: {}", note.trim())
+            format!("offered other terms: {reason}")
         };
         let next = self
             .advance(&n, NegotiationState::Offered, self.member(), &note, |x| {
@@ -336,6 +337,7 @@ impl Node {
             &NegotiationMessage::Offer {
                 id: id.into(),
                 terms,
+                note: reason,
             },
         )
         .await?;
@@ -811,7 +813,7 @@ impl Node {
             )));
         }
         match message {
-            NegotiationMessage::Offer { terms, .. } => {
+            NegotiationMessage::Offer { terms, note, .. } => {
                 let offer = self
                     .store()
                     .offer(&n.request.owner, n.request.product.as_str())
@@ -821,10 +823,12 @@ impl Node {
                         .validate(o.name.as_str(), &o.schema, &o.metadata)
                         .map_err(|e| NodeError::Agreement(format!("the offer is invalid: {e}")))?;
                 }
-                self.advance(n, target, &peer.id, "received a counter-offer", |x| {
-                    x.offer = Some(terms)
-                })
-                .await
+                let note = match note.trim() {
+                    "" => "received a counter-offer".to_owned(),
+                    why => format!("received a counter-offer: {why}"),
+                };
+                self.advance(n, target, &peer.id, &note, |x| x.offer = Some(terms))
+                    .await
             }
             NegotiationMessage::Accept { .. } => {
                 let next = self

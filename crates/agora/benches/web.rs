@@ -26,9 +26,15 @@ fn percentile(v: &[f64], p: f64) -> f64 {
 /// The page paths measured, with their names.
 const PAGES: &[(&str, &str)] = &[
     ("catalog_search", "/catalog?q=income"),
-    ("catalog_filtered", "/catalog?q=&member=tax-office&classification=&theme="),
+    (
+        "catalog_filtered",
+        "/catalog?q=&member=tax-office&classification=&theme=",
+    ),
     ("catalog_all", "/catalog"),
-    ("product_page_remote", "/catalog/population-registry/residents"),
+    (
+        "product_page_remote",
+        "/catalog/population-registry/residents",
+    ),
     ("product_page_own", "/catalog/employment-agency/job_seekers"),
     ("requests_list", "/requests"),
 ];
@@ -42,7 +48,10 @@ fn main() {
     let dir = root.join(format!("web-demo-{scale}"));
     let eco_path = dir.join("ecosystem.json");
     let _ = std::fs::remove_file(&eco_path);
-    eprintln!("# starting the demo ({scale} residents) in {}", dir.display());
+    eprintln!(
+        "# starting the demo ({scale} residents) in {}",
+        dir.display()
+    );
     let mut demo = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["demo", "--base-port", "0", "--scale", &scale.to_string()])
         .arg("--data-dir")
@@ -58,11 +67,11 @@ fn main() {
         {
             break v;
         }
+        assert!(demo.try_wait().unwrap().is_none(), "the demo exited early");
         assert!(
-            demo.try_wait().unwrap().is_none(),
-            "the demo exited early"
+            started.elapsed() < Duration::from_secs(900),
+            "the demo took too long"
         );
-        assert!(started.elapsed() < Duration::from_secs(900), "the demo took too long");
         std::thread::sleep(Duration::from_millis(200));
     };
     let ea = eco["members"]

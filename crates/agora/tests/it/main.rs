@@ -438,11 +438,12 @@ fn adbc_interop(eco_path: &Path) {
 /// npm packages installed (scripts/test.sh prepares it with scripts/browser-env.sh);
 /// `AGORA_SCREENSHOTS`, if set, is where they save screenshots of the main pages.
 fn browser_journeys(eco_path: &Path) {
-    let dir = std::env::var("AGORA_BROWSER_TESTS").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser").to_owned()
-    });
+    let dir = std::env::var("AGORA_BROWSER_TESTS")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser").to_owned());
     assert!(
-        Path::new(&dir).join("node_modules/playwright-core").exists(),
+        Path::new(&dir)
+            .join("node_modules/playwright-core")
+            .exists(),
         "the browser tests are not installed in {dir}: run scripts/browser-env.sh (or the \
          README's test command, scripts/test.sh)"
     );
