@@ -271,12 +271,23 @@ impl Node {
         q: &str,
         page: PageRequest,
     ) -> Result<Page<SearchHit>, NodeError> {
+        self.search_ecosystem_filtered(q, page, &Default::default())
+            .await
+    }
+
+    /// [`Node::search_ecosystem`] narrowed to one owner and/or one classification.
+    pub async fn search_ecosystem_filtered(
+        &self,
+        q: &str,
+        page: PageRequest,
+        filter: &agora_store::SearchFilter,
+    ) -> Result<Page<SearchHit>, NodeError> {
         let scope = if self.trust().is_some() {
             SearchScope::Ecosystem
         } else {
             SearchScope::Local
         };
-        let mut hits = self.store().search(q, page, scope).await?;
+        let mut hits = self.store().search_filtered(q, page, scope, filter).await?;
         for h in &mut hits.items {
             h.access = Some(access_hint(self.member(), h));
         }

@@ -22,7 +22,9 @@ use agora_model::{
 use agora_store::{NodeRecord, Store};
 
 pub use agora_engine::{EngineError, OutputFormat, ProfileProgress, QueryResult, TextPage};
-pub use agora_store::{ApiRole, NewSession, NewToken, StoreError, TokenInfo, UserInfo, WebSession};
+pub use agora_store::{
+    ApiRole, NewSession, NewToken, SearchFilter, StoreError, TokenInfo, UserInfo, WebSession,
+};
 pub use agora_trust;
 pub use agora_trust::EnrolmentToken;
 pub use federation::VisibleTable;

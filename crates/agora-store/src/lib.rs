@@ -25,7 +25,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use authority::{AdmittedMember, AuthorityRecord, IssuedCertificate};
 pub use exchange::{ExchangeEnd, ExchangeStart, OfferSource};
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
-pub use search::{SearchScope, tokenize};
+pub use search::{SearchFilter, SearchScope, tokenize};
 pub use tokens::{ApiRole, Authenticated, NewToken, TokenInfo};
 pub use users::{NewSession, UserInfo, WebSession};
 
@@ -439,7 +439,18 @@ impl Store {
         page: PageRequest,
         scope: SearchScope,
     ) -> Result<Page<SearchHit>, StoreError> {
-        search::search(&self.pool, query, page, scope).await
+        search::search(&self.pool, query, page, scope, &SearchFilter::default()).await
+    }
+
+    /// [`Store::search`] narrowed to one owner and/or one classification.
+    pub async fn search_filtered(
+        &self,
+        query: &str,
+        page: PageRequest,
+        scope: SearchScope,
+        filter: &SearchFilter,
+    ) -> Result<Page<SearchHit>, StoreError> {
+        search::search(&self.pool, query, page, scope, filter).await
     }
 
     // ---- tokens ----

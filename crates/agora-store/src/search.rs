@@ -118,11 +118,19 @@ pub enum SearchScope {
     Ecosystem,
 }
 
+/// Narrows a search to one owner and/or one classification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilter {
+    pub owner: Option<String>,
+    pub classification: Option<agora_model::Classification>,
+}
+
 pub(crate) async fn search(
     pool: &AnyPool,
     query: &str,
     page: PageRequest,
     scope: SearchScope,
+    filter: &SearchFilter,
 ) -> Result<Page<SearchHit>, StoreError> {
     let (terms_table, entries) = match scope {
         SearchScope::Local => (
@@ -140,6 +148,27 @@ pub(crate) async fn search(
     q.sort();
     q.dedup();
     q.truncate(MAX_QUERY_TERMS);
+    let n = q.len();
+    // The filters apply to the entries, as bound parameters after the terms.
+    let mut conditions = Vec::new();
+    let mut filter_values = Vec::new();
+    if let Some(o) = &filter.owner {
+        filter_values.push(o.clone());
+        conditions.push(format!("owner = ${}", n + filter_values.len()));
+    }
+    if let Some(c) = filter.classification {
+        filter_values.push(c.as_str().to_owned());
+        conditions.push(format!("classification = ${}", n + filter_values.len()));
+    }
+    let entries = if conditions.is_empty() {
+        entries.to_owned()
+    } else {
+        format!(
+            "SELECT * FROM ({entries}) AS f WHERE {}",
+            conditions.join(" AND ")
+        )
+    };
+    let f = filter_values.len();
 
     // One sub-select per query term: the best weight of a matching term per product.
     // With no terms, every product matches with score 0 (plain listing).
@@ -161,25 +190,32 @@ pub(crate) async fn search(
             q.len()
         )
     };
-    let n = q.len();
-    let count_sql = format!("SELECT COUNT(*) FROM ({matches}) AS c");
+    let count_sql = format!(
+        "SELECT COUNT(*) FROM ({matches}) AS h JOIN ({entries}) AS p ON p.id = h.product_id"
+    );
     let page_sql = format!(
         "SELECT p.name, p.title, p.owner, p.classification, p.doc, h.score, p.remote \
          FROM ({matches}) AS h JOIN ({entries}) AS p ON p.id = h.product_id \
          ORDER BY h.score DESC, p.name, p.owner LIMIT ${} OFFSET ${}",
-        n + 1,
-        n + 2
+        n + f + 1,
+        n + f + 2
     );
 
     let mut count = sqlx::query(AssertSqlSafe(count_sql));
     for t in &q {
         count = count.bind(format!("{t}%"));
     }
+    for v in &filter_values {
+        count = count.bind(v.clone());
+    }
     let total: i64 = count.fetch_one(pool).await?.try_get(0)?;
 
     let mut rows = sqlx::query(AssertSqlSafe(page_sql));
     for t in &q {
         rows = rows.bind(format!("{t}%"));
+    }
+    for v in &filter_values {
+        rows = rows.bind(v.clone());
     }
     let rows = rows
         .bind(i64::from(page.per_page))

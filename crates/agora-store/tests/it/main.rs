@@ -225,6 +225,7 @@ async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
             .unwrap();
         let mut p = product("benefits", "Benefit payments", &["allowance"]);
         p.metadata.description = "payments to job seekers and others".into();
+        p.metadata.classification = Classification::Open;
         s.insert_product(&p).await.unwrap();
 
         let hits = s
@@ -297,6 +298,45 @@ async fn search_matches_every_word_by_prefix_and_ranks_titles_first() {
             .await
             .unwrap();
         assert_eq!((p2.total, p2.items.len()), (3, 1));
+        // Filters by owner and classification narrow the matches and their count.
+        let filtered = |owner: Option<&str>, classification: Option<Classification>| {
+            agora_store::SearchFilter {
+                owner: owner.map(str::to_owned),
+                classification,
+            }
+        };
+        let open = s
+            .search_filtered(
+                "",
+                PageRequest::default(),
+                SearchScope::Local,
+                &filtered(None, Some(Classification::Open)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(open.total, 1);
+        assert_eq!(open.items[0].name.as_str(), "benefits");
+        let personal = s
+            .search_filtered(
+                "job seeker",
+                PageRequest::default(),
+                SearchScope::Local,
+                &filtered(Some("employment-agency"), Some(Classification::Personal)),
+            )
+            .await
+            .unwrap();
+        let names: Vec<&str> = personal.items.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!((personal.total, names), (1, vec!["job_seekers"]));
+        let elsewhere = s
+            .search_filtered(
+                "",
+                PageRequest::default(),
+                SearchScope::Local,
+                &filtered(Some("tax-office"), None),
+            )
+            .await
+            .unwrap();
+        assert_eq!((elsewhere.total, elsewhere.items.len()), (0, 0));
         t.drop_schema().await;
     }
 }

@@ -13,9 +13,10 @@ use crate::session::{Viewer, urlencode};
 
 /// Results per page.
 const PER_PAGE: usize = 20;
-/// The best matches a search considers before its filters (the whole catalog of an
-/// ecosystem of a few hundred products).
+/// Matches read at a time when a theme filter is checked over them.
 const CONSIDERED: u32 = PageRequest::MAX_PER_PAGE;
+/// The most pages of matches a theme filter reads (the first 10 000 matches).
+const MAX_THEMED_PAGES: u32 = 50;
 
 #[derive(Deserialize, Default)]
 pub(crate) struct SearchForm {
@@ -32,9 +33,7 @@ pub(crate) struct SearchForm {
 }
 
 fn keeps(hit: &SearchHit, f: &SearchForm) -> bool {
-    (f.member.is_empty() || hit.owner == f.member)
-        && (f.classification.is_empty() || hit.classification.as_str() == f.classification)
-        && (f.theme.is_empty() || hit.themes.iter().any(|t| t.code() == f.theme))
+    f.theme.is_empty() || hit.themes.iter().any(|t| t.code() == f.theme)
 }
 
 fn frame<'a>(web: &'a Web, viewer: &'a Viewer) -> Frame<'a> {
@@ -64,28 +63,93 @@ pub(crate) async fn search(
     viewer: Viewer,
     Query(f): Query<SearchForm>,
 ) -> Response {
-    let hits = match web
-        .node
-        .search_ecosystem(
-            &f.q,
-            PageRequest {
-                page: 1,
-                per_page: CONSIDERED,
-            },
-        )
-        .await
-    {
-        Ok(h) => h,
+    // Owner and classification narrow the search in the store; a theme is checked here,
+    // over every match of the others.
+    let filter = agora_node::SearchFilter {
+        owner: (!f.member.is_empty()).then(|| f.member.clone()),
+        classification: f.classification.parse::<Classification>().ok(),
+    };
+    let wanted = f.page.unwrap_or(1).max(1);
+    let (total, shown): (usize, Vec<SearchHit>) = if f.theme.is_empty() {
+        let mut page = wanted;
+        loop {
+            let hits = match web
+                .node
+                .search_ecosystem_filtered(
+                    &f.q,
+                    PageRequest {
+                        page: page as u32,
+                        per_page: PER_PAGE as u32,
+                    },
+                    &filter,
+                )
+                .await
+            {
+                Ok(h) => h,
+                Err(e) => return crate::pages::node_error(&e),
+            };
+            let total = hits.total as usize;
+            let last = total.div_ceil(PER_PAGE).max(1);
+            // A page past the end shows the last one.
+            if hits.items.is_empty() && page > last {
+                page = last;
+                continue;
+            }
+            break (total, hits.items);
+        }
+    } else {
+        let mut kept = Vec::new();
+        for page in 1..=MAX_THEMED_PAGES {
+            let hits = match web
+                .node
+                .search_ecosystem_filtered(
+                    &f.q,
+                    PageRequest {
+                        page,
+                        per_page: CONSIDERED,
+                    },
+                    &filter,
+                )
+                .await
+            {
+                Ok(h) => h,
+                Err(e) => return crate::pages::node_error(&e),
+            };
+            let last = (page as u64) * u64::from(CONSIDERED) >= hits.total;
+            kept.extend(hits.items.into_iter().filter(|h| keeps(h, &f)));
+            if last {
+                break;
+            }
+        }
+        let total = kept.len();
+        let shown = kept
+            .into_iter()
+            .skip((wanted - 1) * PER_PAGE)
+            .take(PER_PAGE)
+            .collect();
+        (total, shown)
+    };
+    let members = match web.node.visible_tables().await {
+        Ok(tables) => {
+            let mut m: Vec<String> = tables
+                .into_iter()
+                .map(|t| {
+                    if t.schema == "public" {
+                        web.node.member().to_string()
+                    } else {
+                        t.schema
+                    }
+                })
+                .collect();
+            m.push(web.node.member().to_string());
+            m.sort();
+            m.dedup();
+            m
+        }
         Err(e) => return crate::pages::node_error(&e),
     };
-    let mut members: Vec<String> = hits.items.iter().map(|h| h.owner.clone()).collect();
-    members.push(web.node.member().to_string());
-    members.sort();
-    members.dedup();
-    let kept: Vec<&SearchHit> = hits.items.iter().filter(|h| keeps(h, &f)).collect();
-    let pages = kept.len().div_ceil(PER_PAGE).max(1);
-    let current = f.page.unwrap_or(1).clamp(1, pages);
-    let shown = kept.iter().skip((current - 1) * PER_PAGE).take(PER_PAGE);
+    let pages = total.div_ceil(PER_PAGE).max(1);
+    let current = wanted.min(pages);
     let link = |p: usize| {
         format!(
             "/catalog?q={}&member={}&classification={}&theme={}&page={p}",
@@ -113,8 +177,8 @@ pub(crate) async fn search(
                 button.button type="submit" { "Search" }
             }
             div {
-                h2 id="results" { (kept.len()) @if kept.len() == 1 { " product" } @else { " products" } }
-                @if kept.is_empty() {
+                h2 id="results" { (total) @if total == 1 { " product" } @else { " products" } }
+                @if total == 0 {
                     p { "No product matches. Try fewer or other words, or remove a filter." }
                 }
                 ul.results aria-labelledby="results" {
