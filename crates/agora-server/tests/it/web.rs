@@ -228,6 +228,14 @@ async fn an_access_request_goes_from_a_product_page_to_a_revoked_agreement_in_th
     assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
     assert!(sent.location.ends_with("side=consumer&done=requested"));
     let id = negotiation_id(&sent.location);
+    let product = analyst.get("/catalog/tax-office/annual_income").await;
+    assert!(
+        product
+            .body
+            .contains(&format!("href=\"/requests/{id}?side=consumer\"")),
+        "the product page links to the request: {}",
+        product.body
+    );
     let mine = analyst.get(&sent.location).await;
     assert!(mine.body.contains("Your request was sent to the owner."));
     assert!(mine.body.contains("Waiting for tax-office to answer"));

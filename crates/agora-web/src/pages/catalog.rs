@@ -275,6 +275,23 @@ pub(crate) async fn product(
             )
         })
         .collect();
+    // This organisation's requests for the product, newest first.
+    let requests: Vec<agora_model::Negotiation> = if mine {
+        Vec::new()
+    } else {
+        match web
+            .node
+            .negotiations(Some(agora_model::NegotiationRole::Consumer), None, 1000)
+            .await
+        {
+            Ok(all) => all
+                .into_iter()
+                .filter(|n| n.request.owner == member && n.request.product == offer.name)
+                .take(5)
+                .collect(),
+            Err(e) => return crate::pages::node_error(&e),
+        }
+    };
     let role_of = |col: &str| {
         m.columns
             .get(col)
@@ -293,6 +310,21 @@ pub(crate) async fn product(
             p { "It is open: any member may query it as " code { "\"" (offer.owner) "\"." (offer.name) } " in the " a href="/query" { "query workspace" } "." }
         } @else {
             p { "It is classified " (m.classification.as_str()) ": you can read it only under a sharing agreement with " (offer.owner) ", for a purpose it admits." }
+            @if !requests.is_empty() {
+                div.notice {
+                    h3 { "Your organisation's requests for it" }
+                    ul {
+                        @for n in &requests {
+                            li {
+                                a href={ "/requests/" (n.id) "?side=consumer" } { "Request of " (n.created_at.format("%-d %B %Y")) }
+                                " for " (n.request.purpose.replace('_', " ")) ": "
+                                strong { (n.state.as_str().to_ascii_lowercase()) }
+                                @if n.agreement_in_force(chrono::Utc::now()).is_some() { " (in force)" }
+                            }
+                        }
+                    }
+                }
+            }
             p { a.button href={ "/catalog/" (offer.owner) "/" (offer.name) "/request" } { "Request access" } }
             p.hint { "Your request names the purpose, the columns and how they are masked; " (offer.owner) " approves it, offers other terms or rejects it. Follow it under " a href="/requests" { "Access requests" } "." }
         }
