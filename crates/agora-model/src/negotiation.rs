@@ -281,6 +281,9 @@ pub enum NegotiationMessage {
         id: String,
         request: AccessRequest,
         deadline: DateTime<Utc>,
+        /// In answer to an offer: why the consumer asks for other terms.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        note: String,
     },
     /// Owner → consumer: a counter-offer (OFFERED), with the owner's reason for it.
     Offer {

@@ -229,6 +229,7 @@ impl Node {
                 id: n.id.clone(),
                 request: n.request.clone(),
                 deadline: n.deadline,
+                note: String::new(),
             },
         )
         .await?;
@@ -257,6 +258,67 @@ impl Node {
             .await?;
         self.send(n.peer(), &NegotiationMessage::Accept { id: id.into() })
             .await?;
+        self.current(&next).await
+    }
+
+    /// Answers the owner's counter-offer with other terms (REQUESTED again): the owner
+    /// then approves, offers again or rejects, as for a first request.
+    pub async fn counter_request(
+        &self,
+        id: &str,
+        terms: AgreementTerms,
+        note: &str,
+    ) -> Result<Negotiation, NodeError> {
+        let n = self
+            .find_negotiation(id, Some(NegotiationRole::Consumer))
+            .await?;
+        if n.state != NegotiationState::Offered {
+            return Err(NodeError::Agreement(format!(
+                "negotiation {id} is {}, not OFFERED: there is no offer to answer",
+                n.state
+            )));
+        }
+        let offer = self
+            .store()
+            .offer(&n.request.owner, n.request.product.as_str())
+            .await?
+            .ok_or_else(|| {
+                NodeError::Agreement(format!(
+                    "member {} no longer offers {:?}",
+                    n.request.owner, n.request.product
+                ))
+            })?;
+        terms.validate(n.request.product.as_str(), &offer.schema, &offer.metadata)?;
+        let mut request = n.request.clone();
+        request.terms = terms;
+        let reason = note.trim();
+        request.validate(self.member(), Utc::now())?;
+        let next = self
+            .advance(
+                &n,
+                NegotiationState::Requested,
+                self.member(),
+                &if reason.is_empty() {
+                    "asked for other terms".to_owned()
+                } else {
+                    format!("asked for other terms: {reason}")
+                },
+                |x| {
+                    x.request = request.clone();
+                    x.offer = None;
+                },
+            )
+            .await?;
+        self.send(
+            n.peer(),
+            &NegotiationMessage::Request {
+                id: id.into(),
+                request,
+                deadline: n.deadline,
+                note: reason.to_owned(),
+            },
+        )
+        .await?;
         self.current(&next).await
     }
 
@@ -590,7 +652,10 @@ impl Node {
             });
         }
         let NegotiationMessage::Request {
-            request, deadline, ..
+            request,
+            deadline,
+            note,
+            ..
         } = &message
         else {
             let Some(n) = existing else {
@@ -603,6 +668,14 @@ impl Node {
             return self.apply_step(peer, peer_key, n, message).await;
         };
         if let Some(n) = existing {
+            if &n.request != request
+                && n.role == NegotiationRole::Provider
+                && n.state == NegotiationState::Offered
+            {
+                return self
+                    .receive_counter_request(peer, n, request.clone(), note)
+                    .await;
+            }
             // A repeated delivery of the request.
             let same = &n.request == request;
             return Ok(NegotiationReply {
@@ -617,6 +690,85 @@ impl Node {
         }
         self.receive_request(peer, &id, request.clone(), *deadline)
             .await
+    }
+
+    /// The consumer's answer to this owner's offer: a request with other terms. It is
+    /// checked as a first request is; refused, the negotiation ends on both sides.
+    async fn receive_counter_request(
+        &self,
+        peer: &TrustedMember,
+        n: Negotiation,
+        request: AccessRequest,
+        note: &str,
+    ) -> Result<NegotiationReply, NodeError> {
+        let checked: Result<Product, String> = async {
+            let before = &n.request;
+            if request.owner != before.owner
+                || request.product != before.product
+                || request.purpose != before.purpose
+                || request.legal_basis != before.legal_basis
+            {
+                return Err(
+                    "an answer to an offer may change the terms, not the product, purpose or \
+                     legal basis"
+                        .to_owned(),
+                );
+            }
+            request
+                .validate(&peer.id, Utc::now())
+                .map_err(|e| e.to_string())?;
+            let product = self
+                .own_product(&request)
+                .await
+                .map_err(|e| e.to_string())?;
+            request
+                .terms
+                .validate(product.name.as_str(), &product.schema, &product.metadata)
+                .map_err(|e| e.to_string())?;
+            self.check_row_filter(&product, &request.terms)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(product)
+        }
+        .await;
+        let refusal = match checked {
+            Err(reason) => Some(format!("refused: {reason}")),
+            Ok(product) => {
+                let d = self
+                    .decide(PolicyAction::Request, &n, &request.terms, &product.metadata)
+                    .await?;
+                (!d.allowed).then(|| format!("refused by policy: {}", d.explain()))
+            }
+        };
+        if let Some(reason) = refusal {
+            let ended = self.end_locally(&n, self.member(), &reason).await?;
+            return Ok(NegotiationReply {
+                accepted: false,
+                state: ended.state,
+                reason: ended.reason,
+            });
+        }
+        let next = self
+            .advance(
+                &n,
+                NegotiationState::Requested,
+                &peer.id,
+                &match note.trim() {
+                    "" => "received a request with other terms".to_owned(),
+                    why => format!("received a request with other terms: {why}"),
+                },
+                |x| {
+                    x.request = request.clone();
+                    x.offer = None;
+                },
+            )
+            .await?;
+        tracing::info!(negotiation = %n.id, consumer = %peer.id, "counter-request received");
+        Ok(NegotiationReply {
+            accepted: true,
+            state: next.state,
+            reason: None,
+        })
     }
 
     async fn receive_request(

@@ -22,6 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(approve))
         .routes(routes!(counter_offer))
         .routes(routes!(accept_offer))
+        .routes(routes!(counter_request))
         .routes(routes!(terminate))
         .routes(routes!(odrl))
         .routes(routes!(reidentify))
@@ -143,6 +144,27 @@ async fn counter_offer(
         state
             .node
             .counter_offer(&id, body.terms, &body.note)
+            .await?,
+    ))
+}
+
+/// Answers the owner's counter-offer with other terms (the consumer's steward): the
+/// negotiation is REQUESTED again, for the owner to approve, offer again or reject.
+#[utoipa::path(post, path = "/api/v1/negotiations/{id}/request", tag = "agreements",
+    request_body = OfferBody,
+    responses((status = 200, body = Negotiation), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+async fn counter_request(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<OfferBody>,
+) -> Result<Json<Negotiation>, ApiError> {
+    caller.require(ApiRole::Steward)?;
+    Ok(Json(
+        state
+            .node
+            .counter_request(&id, body.terms, &body.note)
             .await?,
     ))
 }

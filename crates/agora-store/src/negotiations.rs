@@ -173,7 +173,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE negotiations SET state = $1, offer_json = $2, agreement_json = $3, \
              owner_signature = $4, consumer_signature = $5, reason = $6, updated_at = $7, \
-             deadline = $8, owner_key = $12, consumer_key = $13 \
+             deadline = $8, owner_key = $12, consumer_key = $13, request_json = $14 \
              WHERE id = $9 AND role = $10 AND state = $11",
         )
         .bind(n.state.as_str())
@@ -189,6 +189,7 @@ impl Store {
         .bind(from.as_str())
         .bind(n.signatures.owner_key.clone())
         .bind(n.signatures.consumer_key.clone())
+        .bind(to_json(&n.request))
         .execute(&mut *tx)
         .await?
         .rows_affected();

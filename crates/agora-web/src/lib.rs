@@ -88,6 +88,10 @@ pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
             "/requests/{id}/offer",
             get(pages::requests::offer_form).post(pages::requests::offer_submit),
         )
+        .route(
+            "/requests/{id}/counter",
+            get(pages::requests::counter_form).post(pages::requests::counter_submit),
+        )
         .route("/requests/{id}/odrl", get(pages::requests::odrl))
         .route("/query", get(pages::query::form).post(pages::query::run))
         .route("/admin", get(pages::admin::overview))

@@ -125,6 +125,17 @@ pub enum AgreementCmd {
         #[command(flatten)]
         dir: NodeDir,
     },
+    /// Answer the owner's counter-offer with other terms (consumer): the owner then
+    /// approves, offers again or rejects.
+    Counter {
+        id: String,
+        #[command(flatten)]
+        terms: TermsArgs,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        dir: NodeDir,
+    },
     /// Accept the owner's counter-offer (consumer).
     Accept {
         id: String,
@@ -314,6 +325,18 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
             let n = node.counter_offer(&id, terms.build()?, &note).await?;
             node.deliver_outbox().await?;
             println!("Offered: {}", summary(&n));
+            Ok(())
+        }
+        AgreementCmd::Counter {
+            id,
+            terms,
+            note,
+            dir,
+        } => {
+            let node = open(&dir).await?;
+            let n = node.counter_request(&id, terms.build()?, &note).await?;
+            node.deliver_outbox().await?;
+            println!("Asked for other terms: {}", summary(&n));
             Ok(())
         }
         AgreementCmd::Accept { id, dir } => {

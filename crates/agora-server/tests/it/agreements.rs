@@ -648,3 +648,83 @@ async fn an_agreement_serves_only_its_consumer_and_only_until_it_expires() {
     let e = text(ea, sql).await.unwrap_err().to_string();
     assert!(e.contains("expired"), "{e}");
 }
+
+#[tokio::test]
+async fn a_counter_request_the_owner_cannot_accept_ends_the_negotiation_on_both_sides() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let n = ea
+        .request_access(request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id,year,income",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap();
+    reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    let offer = AgreementTerms {
+        columns: ColumnTerm::parse_list("person_id=pseudonym,income=band:5000").unwrap(),
+        row_filter: None,
+        mode: AccessMode::Records,
+        min_group_size: 5,
+        max_rows: Some(100),
+    };
+    tax.counter_offer(&n.id, offer, "").await.unwrap();
+    reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Offered,
+    )
+    .await;
+    // Only an OFFERED negotiation can be answered with other terms, and only by its consumer.
+    assert!(
+        tax.counter_request(&n.id, n.request.terms.clone(), "")
+            .await
+            .is_err()
+    );
+    // Terms naming a column the product does not have are refused before anything is sent.
+    let unknown = AgreementTerms {
+        columns: ColumnTerm::parse_list("person_id,shoe_size").unwrap(),
+        ..n.request.terms.clone()
+    };
+    let e = ea.counter_request(&n.id, unknown, "").await.unwrap_err();
+    assert!(e.to_string().contains("shoe_size"), "{e}");
+    assert_eq!(
+        ea.negotiation(&n.id, None).await.unwrap().negotiation.state,
+        NegotiationState::Offered
+    );
+    // A row filter the owner's engine cannot use is refused by the owner: both sides end.
+    let bad_filter = AgreementTerms {
+        row_filter: Some("no_such_column > 1".into()),
+        ..n.request.terms.clone()
+    };
+    ea.counter_request(&n.id, bad_filter, "a narrower selection")
+        .await
+        .unwrap();
+    let ended = reaches(
+        ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Terminated,
+    )
+    .await;
+    assert!(
+        ended.reason.unwrap_or_default().contains("refused"),
+        "the consumer learns why"
+    );
+    reaches(
+        tax,
+        &n.id,
+        NegotiationRole::Provider,
+        NegotiationState::Terminated,
+    )
+    .await;
+}

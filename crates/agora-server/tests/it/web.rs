@@ -478,3 +478,121 @@ async fn a_steward_counter_offers_in_the_browser_and_the_consumer_accepts() {
         agora_model::AccessMode::Aggregate
     );
 }
+
+#[tokio::test]
+async fn a_consumer_answers_an_offer_with_other_terms_in_the_browser() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let (tax_web, ea_web) = (web_site(tax).await, web_site(ea).await);
+    let ea_analyst = Person::sign_in(&ea_web, ea, "ea-analyst", ApiRole::Analyst).await;
+    let ea_steward = Person::sign_in(&ea_web, ea, "ea-steward", ApiRole::Steward).await;
+    let tax_steward = Person::sign_in(&tax_web, tax, "tax-steward", ApiRole::Steward).await;
+    let id = ea
+        .request_access(crate::agreements::request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id,year,income",
+            agora_model::AccessMode::Aggregate,
+        ))
+        .await
+        .unwrap()
+        .id;
+    reaches(
+        tax,
+        &id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    tax.counter_offer(
+        &id,
+        agora_model::AgreementTerms {
+            columns: agora_model::ColumnTerm::parse_list("person_id,income=band:10000").unwrap(),
+            row_filter: None,
+            mode: agora_model::AccessMode::Aggregate,
+            min_group_size: 10,
+            max_rows: None,
+        },
+        "income in bands only",
+    )
+    .await
+    .unwrap();
+    reaches(
+        ea,
+        &id,
+        NegotiationRole::Consumer,
+        NegotiationState::Offered,
+    )
+    .await;
+
+    // The analyst reads the offer but cannot answer it; the steward's form starts from it.
+    let seen = ea_analyst
+        .get(&format!("/requests/{id}?side=consumer"))
+        .await;
+    assert!(!seen.body.contains("/counter?side=consumer"));
+    let refused = ea_analyst.get(&format!("/requests/{id}/counter")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let page = ea_steward
+        .get(&format!("/requests/{id}?side=consumer"))
+        .await;
+    assert!(
+        page.body
+            .contains(&format!("/requests/{id}/counter?side=consumer"))
+    );
+    let form = ea_steward.get(&format!("/requests/{id}/counter")).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    assert!(form.body.contains("value=\"10000\""), "{}", form.body);
+    assert!(!form.body.contains("name=\"col.year\" value=\"on\" checked"));
+
+    let fields = [
+        ("side", "consumer"),
+        ("mode", "aggregate"),
+        ("col.person_id", "on"),
+        ("col.year", "on"),
+        ("col.income", "on"),
+        ("mask.income", "band"),
+        ("band.income", "10000"),
+        ("min_group_size", "10"),
+        ("note", "we need the year to compare"),
+    ];
+    let sent = ea_steward
+        .post(&format!("/requests/{id}/counter"), &fields)
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    assert!(sent.location.ends_with("done=countered"));
+
+    // The owner sees the request again, with the new terms and the reason, and approves.
+    let at_owner = reaches(
+        tax,
+        &id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    assert!(at_owner.offer.is_none());
+    assert_eq!(at_owner.request.terms.columns.len(), 3);
+    let owner_page = tax_steward
+        .get(&format!("/requests/{id}?side=provider"))
+        .await;
+    assert!(
+        owner_page
+            .body
+            .contains("received a request with other terms: we need the year to compare"),
+        "{}",
+        owner_page.body
+    );
+    let approved = tax_steward
+        .post(&format!("/requests/{id}/approve"), &[("side", "provider")])
+        .await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    let done = reaches(
+        ea,
+        &id,
+        NegotiationRole::Consumer,
+        NegotiationState::Finalized,
+    )
+    .await;
+    let terms = done.agreement.unwrap().terms;
+    assert_eq!(terms.min_group_size, 10);
+    assert!(terms.columns.iter().any(|c| c.name == "year"));
+}

@@ -70,7 +70,7 @@ fn state_words(n: &Negotiation) -> String {
             "{consumer} asks for this product. A steward of your organisation approves it, offers other terms or rejects it, by {by}."
         ),
         (Offered, NegotiationRole::Consumer) => format!(
-            "{owner} offers other terms. A steward of your organisation accepts them or ends the request, by {by}."
+            "{owner} offers other terms. A steward of your organisation accepts them, asks for other terms or ends the request, by {by}."
         ),
         (Offered, NegotiationRole::Provider) => {
             format!("You offered other terms. Waiting for {consumer} to accept them, by {by}.")
@@ -263,6 +263,7 @@ fn done_words(done: &str) -> Option<&'static str> {
         }
         "offered" => "Your offer was sent.",
         "accepted" => "You accepted the offer: the owner's node signs the agreement next.",
+        "countered" => "Your request for other terms was sent to the owner.",
         "ended" => "The negotiation was ended, and the other member is told.",
         _ => return None,
     })
@@ -367,6 +368,7 @@ fn render_detail(
                         input type="hidden" name="side" value=(side);
                         button.button type="submit" { "Accept the offered terms" }
                     }
+                    p { a.button.button--secondary href={ (action("counter")) "?side=" (side) } { "Ask for other terms" } }
                 }
             }
         } @else if !steward && (can_approve || can_offer || can_accept) {
@@ -601,35 +603,75 @@ pub(crate) async fn end(
 
 // ---- the counter-offer ----
 
-fn offer_page(
+/// The two answers with other terms: the owner's offer, and the consumer's answer to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Offer,
+    Counter,
+}
+
+impl Answer {
+    fn role(self) -> NegotiationRole {
+        match self {
+            Self::Offer => NegotiationRole::Provider,
+            Self::Counter => NegotiationRole::Consumer,
+        }
+    }
+    fn path(self) -> &'static str {
+        match self {
+            Self::Offer => "offer",
+            Self::Counter => "counter",
+        }
+    }
+    fn title(self) -> &'static str {
+        match self {
+            Self::Offer => "Offer other terms",
+            Self::Counter => "Ask for other terms",
+        }
+    }
+}
+
+/// What an answer with other terms needs: the negotiation, and the product's description
+/// and columns (the owner's own product, or its offer as the consumer knows it).
+struct Answering {
+    n: Negotiation,
+    metadata: agora_model::ProductMetadata,
+    schema: Vec<agora_model::ColumnSchema>,
+}
+
+fn answer_page(
     web: &Web,
     viewer: &Viewer,
-    n: &Negotiation,
-    product: &agora_model::Product,
+    kind: Answer,
+    a: &Answering,
     input: &TermsInput,
     note: &str,
     errors: &[FieldError],
 ) -> Response {
+    let n = &a.n;
     let title = if errors.is_empty() {
-        "Offer other terms".to_owned()
+        kind.title().to_owned()
     } else {
-        "Error: Offer other terms".to_owned()
+        format!("Error: {}", kind.title())
     };
     let body = html! {
         (error_summary(errors))
         span.caption { "Access request " (n.id) }
-        h1 { "Offer other terms" }
-        p.lead { (n.consumer) " asked for " code { (n.request.product) } " for " (n.request.purpose.replace('_', " ")) ". The form starts with what they asked; change what your organisation can agree to." }
-        form method="post" action={ "/requests/" (urlencode(&n.id)) "/offer" } novalidate {
+        h1 { (kind.title()) }
+        @match kind {
+            Answer::Offer => p.lead { (n.consumer) " asked for " code { (n.request.product) } " for " (n.request.purpose.replace('_', " ")) ". The form starts with what they asked; change what your organisation can agree to." },
+            Answer::Counter => p.lead { (n.request.owner) " offered other terms for " code { (n.request.product) } ". The form starts with its offer; change what your organisation needs. " (n.request.owner) " then approves, offers again or rejects." },
+        }
+        form method="post" action={ "/requests/" (urlencode(&n.id)) "/" (kind.path()) } novalidate {
             input type="hidden" name="csrf" value=(viewer.session.csrf_token);
-            input type="hidden" name="side" value="provider";
-            (terms::fields(input, &product.metadata, &product.schema, errors))
+            input type="hidden" name="side" value=(kind.role().as_str());
+            (terms::fields(input, &a.metadata, &a.schema, errors))
             div.field {
                 label for="note" { "Why these terms (optional)" }
-                p.hint id="note-hint" { (n.consumer) " sees this note." }
+                p.hint id="note-hint" { (n.peer()) " sees this note." }
                 textarea id="note" name="note" rows="3" aria-describedby="note-hint" { (note) }
             }
-            button.button type="submit" { "Send the offer" }
+            button.button type="submit" { @match kind { Answer::Offer => "Send the offer", Answer::Counter => "Send the request" } }
         }
         p { a href=(detail_link(n)) { "Back to the request" } }
     };
@@ -645,48 +687,77 @@ fn offer_page(
         .into_response()
 }
 
-async fn offerable(
+async fn answerable(
     web: &Web,
     viewer: &Viewer,
     id: &str,
-) -> Result<(Negotiation, agora_model::Product), Response> {
+    kind: Answer,
+) -> Result<Answering, Response> {
     if !viewer.can(ApiRole::Steward) {
-        return Err(forbidden("Only data stewards offer terms."));
+        return Err(forbidden("Only data stewards answer with other terms."));
     }
-    let r = load(web, id, "provider").await?;
+    let r = load(web, id, kind.role().as_str()).await?;
     let n = r.negotiation;
-    if n.role != NegotiationRole::Provider || n.state != NegotiationState::Requested {
+    let waiting = match kind {
+        Answer::Offer => NegotiationState::Requested,
+        Answer::Counter => NegotiationState::Offered,
+    };
+    if n.role != kind.role() || n.state != waiting {
         return Err(super::problem(
             StatusCode::CONFLICT,
             "There is nothing to answer",
-            "Only a request for one of your organisation's products, waiting for an answer, can get an offer.",
+            match kind {
+                Answer::Offer => {
+                    "Only a request for one of your organisation's products, waiting for an answer, can get an offer."
+                }
+                Answer::Counter => {
+                    "Only an offer made to your organisation, waiting for an answer, can be answered with other terms."
+                }
+            },
         ));
     }
-    match web.node.product(n.request.product.as_str()).await {
-        Ok(p) => Ok((n, p)),
-        Err(e) => Err(super::node_error(&e)),
-    }
+    let (metadata, schema) = match kind {
+        Answer::Offer => match web.node.product(n.request.product.as_str()).await {
+            Ok(p) => (p.metadata, p.schema),
+            Err(e) => return Err(super::node_error(&e)),
+        },
+        Answer::Counter => match web
+            .node
+            .offer(&n.request.owner, n.request.product.as_str())
+            .await
+        {
+            Ok(Some(o)) => (o.metadata, o.schema),
+            Ok(None) => return Err(not_found()),
+            Err(e) => return Err(super::node_error(&e)),
+        },
+    };
+    Ok(Answering {
+        n,
+        metadata,
+        schema,
+    })
 }
 
-pub(crate) async fn offer_form(
-    State(web): State<Web>,
-    viewer: Viewer,
-    Path(id): Path<String>,
-) -> Response {
-    match offerable(&web, &viewer, &id).await {
-        Ok((n, p)) => {
-            let input = TermsInput::from_terms(&p.schema, &n.request.terms);
-            offer_page(&web, &viewer, &n, &p, &input, "", &[])
+async fn answer_form(web: Web, viewer: Viewer, id: String, kind: Answer) -> Response {
+    match answerable(&web, &viewer, &id, kind).await {
+        Ok(a) => {
+            let start = match kind {
+                Answer::Offer => &a.n.request.terms,
+                Answer::Counter => a.n.offer.as_ref().unwrap_or(&a.n.request.terms),
+            };
+            let input = TermsInput::from_terms(&a.schema, start);
+            answer_page(&web, &viewer, kind, &a, &input, "", &[])
         }
         Err(r) => r,
     }
 }
 
-pub(crate) async fn offer_submit(
-    State(web): State<Web>,
+async fn answer_submit(
+    web: Web,
     viewer: Viewer,
-    Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    id: String,
+    kind: Answer,
+    pairs: Vec<(String, String)>,
 ) -> Response {
     let get = |k: &str| {
         pairs
@@ -698,27 +769,71 @@ pub(crate) async fn offer_submit(
     if let Some(refusal) = viewer.csrf_refusal(&get("csrf")) {
         return refusal;
     }
-    let (n, product) = match offerable(&web, &viewer, &id).await {
+    let a = match answerable(&web, &viewer, &id, kind).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let input = TermsInput::from_form(&product.schema, &pairs);
+    let input = TermsInput::from_form(&a.schema, &pairs);
     let note = get("note");
     let terms = match input.to_terms() {
         Ok(t) => t,
-        Err(errors) => return offer_page(&web, &viewer, &n, &product, &input, &note, &errors),
+        Err(errors) => return answer_page(&web, &viewer, kind, &a, &input, &note, &errors),
     };
-    match web.node.counter_offer(&id, terms, note.trim()).await {
-        Ok(n) => Redirect::to(&format!("{}&done=offered", detail_link(&n))).into_response(),
+    let (result, done) = match kind {
+        Answer::Offer => (
+            web.node.counter_offer(&id, terms, note.trim()).await,
+            "offered",
+        ),
+        Answer::Counter => (
+            web.node.counter_request(&id, terms, note.trim()).await,
+            "countered",
+        ),
+    };
+    match result {
+        Ok(n) => Redirect::to(&format!("{}&done={done}", detail_link(&n))).into_response(),
         Err(e) if e.is_user_error() => {
             let errors = [FieldError {
                 field: node_error_field(&e),
                 message: e.to_string(),
             }];
-            offer_page(&web, &viewer, &n, &product, &input, &note, &errors)
+            answer_page(&web, &viewer, kind, &a, &input, &note, &errors)
         }
         Err(e) => super::node_error(&e),
     }
+}
+
+pub(crate) async fn offer_form(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    answer_form(web, viewer, id, Answer::Offer).await
+}
+
+pub(crate) async fn offer_submit(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    answer_submit(web, viewer, id, Answer::Offer, pairs).await
+}
+
+pub(crate) async fn counter_form(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    answer_form(web, viewer, id, Answer::Counter).await
+}
+
+pub(crate) async fn counter_submit(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    answer_submit(web, viewer, id, Answer::Counter, pairs).await
 }
 
 /// The field a refusal of the node is about.
