@@ -288,6 +288,85 @@ await journey('revocation: a steward must give a reason, then the agreement stop
   assert.match(await page.locator('.error-summary').innerText(), /agreement/);
 });
 
+await journey('negotiation: the owner offers other terms, the consumer asks for others, the owner rejects', async () => {
+  const { page: analyst } = await person();
+  await signIn(analyst, EA, 'analyst', '/catalog/population-registry/residents/request');
+  await analyst.getByLabel('public health research').check();
+  await analyst.getByLabel('Legal basis').selectOption('public_task');
+  await analyst.getByLabel('Why do you need it?').fill('Long-term unemployment and health: a study with the city hospital.');
+  await analyst.getByLabel('aggregate', { exact: true }).check();
+  for (const c of ['person_id', 'sex', 'birth_date']) await analyst.getByRole('checkbox', { name: c }).check();
+  await analyst.getByLabel('Mask for birth_date').selectOption('year');
+  await analyst.getByRole('button', { name: 'Send the request' }).click();
+  await analyst.waitForLoadState();
+  assert.match(analyst.url(), /done=requested/, await analyst.locator('main').innerText());
+  const id = new URL(analyst.url()).pathname.split('/')[2];
+
+  // The owner's steward offers other terms; an empty choice of columns is refused first.
+  const { page: owner } = await person();
+  await signIn(owner, REGISTRY, 'steward', '/requests');
+  for (let i = 0; i < 100; i += 1) {
+    const r = await owner.goto(`${REGISTRY.base_url}/requests/${id}?side=provider`);
+    if (r.status() === 200) break;
+    await owner.waitForTimeout(100);
+  }
+  await owner.getByRole('link', { name: 'Offer other terms' }).click();
+  await owner.waitForURL(/\/offer/);
+  await accessible(owner, 'offer form');
+  for (const c of ['person_id', 'sex', 'birth_date']) await owner.getByRole('checkbox', { name: c }).uncheck();
+  await owner.getByRole('button', { name: 'Send the offer' }).click();
+  await owner.locator('.error-summary').waitFor();
+  assert.match(await owner.locator('.error-summary').innerText(), /Choose at least one column/);
+  await accessible(owner, 'offer form with errors');
+  for (const c of ['person_id', 'sex']) await owner.getByRole('checkbox', { name: c }).check();
+  await owner.getByLabel('Why these terms').fill('Birth dates are not needed for this study.');
+  await owner.getByRole('button', { name: 'Send the offer' }).click();
+  await owner.waitForURL(/done=offered/);
+
+  // The consumer's steward asks for other terms, starting from the offer.
+  const { page: steward } = await person();
+  await signIn(steward, EA, 'steward', '/requests');
+  let text = '';
+  for (let i = 0; i < 100; i += 1) {
+    await steward.goto(`${EA.base_url}/requests/${id}?side=consumer`);
+    text = await steward.locator('main').innerText();
+    if (/offers other terms/.test(text)) break;
+    await steward.waitForTimeout(100);
+  }
+  assert.match(text, /Birth dates are not needed/);
+  await accessible(steward, 'negotiation (offered)');
+  await steward.getByRole('link', { name: 'Ask for other terms' }).click();
+  await steward.waitForURL(/\/counter/);
+  assert.ok(await steward.getByRole('checkbox', { name: 'sex' }).isChecked());
+  assert.ok(!(await steward.getByRole('checkbox', { name: 'birth_date' }).isChecked()));
+  await accessible(steward, 'counter-request form');
+  await screenshot(steward, 'counter-request');
+  await steward.getByRole('checkbox', { name: 'municipality' }).check();
+  await steward.getByLabel('Why these terms').fill('Municipalities are needed to compare regions.');
+  await steward.getByRole('button', { name: 'Send the request' }).click();
+  await steward.waitForURL(/done=countered/);
+
+  // The owner sees the new terms and rejects them, with a reason the consumer reads.
+  for (let i = 0; i < 100; i += 1) {
+    await owner.goto(`${REGISTRY.base_url}/requests/${id}?side=provider`);
+    text = await owner.locator('main').innerText();
+    if (/received a request with other terms/.test(text)) break;
+    await owner.waitForTimeout(100);
+  }
+  assert.match(text, /Municipalities are needed/);
+  await owner.getByLabel('Reject the request').fill('Municipality and sex together single people out in small places.');
+  await owner.getByRole('button', { name: 'Reject the request' }).click();
+  await owner.waitForURL(/done=ended/);
+  for (let i = 0; i < 100; i += 1) {
+    await analyst.goto(`${EA.base_url}/requests/${id}?side=consumer`);
+    text = await analyst.locator('main').innerText();
+    if (/single people out/.test(text)) break;
+    await analyst.waitForTimeout(100);
+  }
+  assert.match(text, /Ended: .*single people out/);
+  await accessible(analyst, 'negotiation (ended)');
+});
+
 await journey('administration: administrators see health, certificates and the trust list; others are refused', async () => {
   const { page } = await person();
   await signIn(page, EA, 'admin', '/admin');
