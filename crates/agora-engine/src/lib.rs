@@ -194,6 +194,8 @@ impl Engine {
             .with_default_features()
             // Last, after type coercion: it checks expressions with their final types.
             .with_analyzer_rule(Arc::new(enforce::AggregateAgreements))
+            // Joins on pseudonyms of one key run on the identifiers (output unchanged).
+            .with_analyzer_rule(Arc::new(enforce::LinkageJoins))
             .with_query_planner(Arc::new(remote::FederatingPlanner))
             .build();
         Self {

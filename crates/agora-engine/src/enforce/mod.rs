@@ -53,9 +53,11 @@ use crate::EngineError;
 
 mod aggregate;
 mod boundary;
+mod linkage;
 
 pub(crate) use aggregate::AggregateAgreements;
 use boundary::EnforcementBoundaryExec;
+pub(crate) use linkage::LinkageJoins;
 
 /// A secret key for pseudonyms, scoped to one linkage purpose and consumer.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -493,6 +495,29 @@ impl EnforcedTable {
             aggregation_granted: true,
             ..self.clone()
         }
+    }
+
+    /// A copy that also gives the product's column `raw`, as it is, as a last column named
+    /// `name` (for [`LinkageJoins`], which adds it after the query's names are resolved and
+    /// projects it away above the join it serves). Returns the copy and the column's index.
+    fn with_link(&self, raw: &str, name: &str) -> Result<(Self, usize)> {
+        let field = self.inner.schema().field_with_name(raw)?.clone();
+        let mut copy = self.clone();
+        copy.columns.push((
+            name.to_owned(),
+            col(datafusion::common::Column::new_unqualified(raw)),
+        ));
+        copy.masks.push(None);
+        let mut fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(name, field.data_type().clone(), true));
+        copy.schema = Arc::new(Schema::new(fields));
+        let index = copy.columns.len() - 1;
+        Ok((copy, index))
     }
 }
 
