@@ -153,7 +153,7 @@ impl FlightPeer {
             request_digest: body_digest,
             request_signature: sig.signature_b64(),
         };
-        let mut guard = LogGuard::begin(store.clone(), start);
+        let mut guard = LogGuard::begin(store.clone(), start).await?;
         let mut request = tonic::Request::new(Ticket {
             ticket: ticket.into(),
         });
@@ -556,24 +556,26 @@ impl Stream for LoggedBatches {
     }
 }
 
-/// An outbound exchange's log record, written once when the call is over (completed,
-/// failed, or dropped unfinished: then it records that the consumer stopped reading). The
-/// owner's node records the same exchange on its side when the request arrives.
+/// An outbound exchange's log record: written when the call starts, completed when it
+/// ends; dropped unfinished, it records that the consumer stopped reading.
 struct LogGuard {
     store: Store,
+    seq: i64,
     start: ExchangeStart,
     started: Instant,
     end: Option<ExchangeEnd>,
 }
 
 impl LogGuard {
-    fn begin(store: Store, start: ExchangeStart) -> Self {
-        Self {
+    async fn begin(store: Store, start: ExchangeStart) -> Result<Self, ExchangeError> {
+        let seq = store.log_exchange(&start, None).await?;
+        Ok(Self {
             store,
+            seq,
             start,
             started: Instant::now(),
             end: None,
-        }
+        })
     }
 
     fn fail(&mut self, e: &ExchangeError) {
@@ -593,11 +595,13 @@ impl Drop for LogGuard {
             ..Default::default()
         });
         let store = self.store.clone();
-        let start = self.start.clone();
+        let seq = self.seq;
+        let peer = self.start.peer.clone();
+        let certificate = self.start.peer_certificate.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = store.log_exchange(&start, Some(&end)).await {
-                    tracing::error!(peer = %start.peer, error = %e, "cannot record an exchange");
+                if let Err(e) = store.finish_outbound(seq, &certificate, &end).await {
+                    tracing::error!(%peer, error = %e, "cannot record the end of an exchange");
                 }
             });
         }

@@ -161,11 +161,24 @@ impl Store {
         .await
     }
 
-    /// Completes a pending exchange record (an inbound request, once answered).
+    /// Completes a pending exchange record.
     pub async fn finish_exchange(&self, seq: i64, end: &ExchangeEnd) -> Result<(), StoreError> {
+        self.finish_outbound(seq, "", end).await
+    }
+
+    /// Completes an exchange's record, also noting the certificate the peer presented when
+    /// it was learnt only after the record was started (an outbound call); an empty
+    /// `certificate` keeps the one recorded.
+    pub async fn finish_outbound(
+        &self,
+        seq: i64,
+        certificate: &str,
+        end: &ExchangeEnd,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE exchange_log SET response_digest = $1, response_signature = $2, outcome = $3, \
-             duration_ms = $4, rows_returned = $5, bytes_returned = $6 \
+             duration_ms = $4, rows_returned = $5, bytes_returned = $6, \
+             peer_certificate = CASE WHEN $9 = '' THEN peer_certificate ELSE $9 END \
              WHERE seq = $7 AND outcome = $8",
         )
         .bind(&end.response_digest)
@@ -176,6 +189,7 @@ impl Store {
         .bind(end.bytes)
         .bind(seq)
         .bind(PENDING)
+        .bind(certificate)
         .execute(&self.writer)
         .await?;
         Ok(())

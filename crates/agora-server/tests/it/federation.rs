@@ -27,15 +27,10 @@ use crate::ecosystem::{Member, member, member_with, register_csv, start_authorit
 
 /// The node's exchange log once every record is complete (records of streams are
 /// completed as the streams end, a moment after the last batch).
-/// The node's exchange log once the last query's records are written and complete: the
-/// owner completes its record as the answer ends, the consumer writes its own once the
-/// call is over (on a task of its own when the stream is dropped).
 async fn settled_log(node: &agora_node::Node) -> Vec<agora_model::ExchangeRecord> {
     for _ in 0..100 {
         let log = node.store().exchanges(None, 50).await.unwrap();
-        if log.first().is_some_and(|r| r.operation.contains("DoGet"))
-            && log.iter().all(|r| r.outcome != "pending")
-        {
+        if log.iter().all(|r| r.outcome != "pending") {
             return log;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
