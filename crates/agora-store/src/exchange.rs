@@ -128,7 +128,7 @@ impl Store {
             .bind(end.duration_ms)
             .bind(end.rows)
             .bind(end.bytes)
-            .fetch_one(&self.writer)
+            .fetch_one(&self.pool)
             .await;
             match res {
                 Ok(row) => Ok(Some((
@@ -190,7 +190,7 @@ impl Store {
         .bind(seq)
         .bind(PENDING)
         .bind(certificate)
-        .execute(&self.writer)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }

@@ -111,11 +111,6 @@ pub struct NodeRecord {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// The connection that appends to the exchange log. For an SQLite file it is a pool of
-    /// one: appends queue in this process instead of contending for SQLite's write lock
-    /// (and invalidating each other connection's page cache) eight at a time. Elsewhere it
-    /// is the main pool.
-    writer: AnyPool,
     backend: Backend,
 }
 
@@ -191,22 +186,12 @@ impl Store {
                     })
                 });
         }
-        let open = |e| StoreError::Open {
+        let pool = opts.connect(url).await.map_err(|e| StoreError::Open {
             location: redact(url),
             source: e,
-        };
-        let pool = opts.clone().connect(url).await.map_err(open)?;
+        })?;
         MIGRATOR.run(&pool).await?;
-        let writer = if backend == Backend::Sqlite && !memory {
-            opts.max_connections(1).connect(url).await.map_err(open)?
-        } else {
-            pool.clone()
-        };
-        Ok(Self {
-            pool,
-            writer,
-            backend,
-        })
+        Ok(Self { pool, backend })
     }
 
     pub fn backend(&self) -> Backend {
@@ -220,7 +205,6 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.writer.close().await;
         self.pool.close().await;
     }
 
