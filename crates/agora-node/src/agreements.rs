@@ -692,6 +692,21 @@ impl Node {
             .await
     }
 
+    /// The product an incoming request names, once its terms are checked against it (its
+    /// columns and masks, and the row filter as the engine would apply it); the reason
+    /// otherwise, as the refusal will say it.
+    async fn product_for(&self, request: &AccessRequest) -> Result<Product, String> {
+        let product = self.own_product(request).await.map_err(|e| e.to_string())?;
+        request
+            .terms
+            .validate(product.name.as_str(), &product.schema, &product.metadata)
+            .map_err(|e| e.to_string())?;
+        self.check_row_filter(&product, &request.terms)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(product)
+    }
+
     /// The consumer's answer to this owner's offer: a request with other terms. It is
     /// checked as a first request is; refused, the negotiation ends on both sides.
     async fn receive_counter_request(
@@ -717,18 +732,7 @@ impl Node {
             request
                 .validate(&peer.id, Utc::now())
                 .map_err(|e| e.to_string())?;
-            let product = self
-                .own_product(&request)
-                .await
-                .map_err(|e| e.to_string())?;
-            request
-                .terms
-                .validate(product.name.as_str(), &product.schema, &product.metadata)
-                .map_err(|e| e.to_string())?;
-            self.check_row_filter(&product, &request.terms)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(product)
+            self.product_for(&request).await
         }
         .await;
         let refusal = match checked {
@@ -801,18 +805,7 @@ impl Node {
             if deadline <= now {
                 return Err("its deadline has already passed".into());
             }
-            let product = self
-                .own_product(&request)
-                .await
-                .map_err(|e| e.to_string())?;
-            request
-                .terms
-                .validate(product.name.as_str(), &product.schema, &product.metadata)
-                .map_err(|e| e.to_string())?;
-            self.check_row_filter(&product, &request.terms)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(product)
+            self.product_for(&request).await
         }
         .await;
         let refuse = |n: &mut Negotiation, reason: String| {

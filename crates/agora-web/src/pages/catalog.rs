@@ -129,25 +129,15 @@ pub(crate) async fn search(
             .collect();
         (total, shown)
     };
-    let members = match web.node.visible_tables().await {
-        Ok(tables) => {
-            let mut m: Vec<String> = tables
-                .into_iter()
-                .map(|t| {
-                    if t.schema == "public" {
-                        web.node.member().to_string()
-                    } else {
-                        t.schema
-                    }
-                })
-                .collect();
-            m.push(web.node.member().to_string());
-            m.sort();
-            m.dedup();
-            m
-        }
-        Err(e) => return crate::pages::node_error(&e),
-    };
+    // The members of the ecosystem, from the trust list the node holds (no store read).
+    let mut members: Vec<String> = web
+        .node
+        .trust()
+        .map(|t| t.list().members.iter().map(|m| m.id.to_string()).collect())
+        .unwrap_or_default();
+    members.push(web.node.member().to_string());
+    members.sort();
+    members.dedup();
     let pages = total.div_ceil(PER_PAGE).max(1);
     let current = wanted.min(pages);
     let link = |p: usize| {

@@ -759,13 +759,7 @@ async fn answer_submit(
     kind: Answer,
     pairs: Vec<(String, String)>,
 ) -> Response {
-    let get = |k: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| terms::form_value(&pairs, k);
     if let Some(refusal) = viewer.csrf_refusal(&get("csrf")) {
         return refusal;
     }
@@ -1024,13 +1018,7 @@ pub(crate) async fn request_submit(
     Path((owner, name)): Path<(String, String)>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let get = |k: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| terms::form_value(&pairs, k);
     if let Some(refusal) = viewer.csrf_refusal(&get("csrf")) {
         return refusal;
     }

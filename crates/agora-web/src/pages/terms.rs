@@ -19,6 +19,15 @@ pub(crate) struct TermsInput {
     pub min_group_size: String,
 }
 
+/// A posted form's value for `name`, trimmed; empty when the form has no such field.
+pub(crate) fn form_value(pairs: &[(String, String)], name: &str) -> String {
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// The masks a form offers, as (value, label).
 const MASKS: &[(&str, &str)] = &[
     ("", "As it is"),
@@ -75,13 +84,7 @@ impl TermsInput {
     /// Reads the terms fields of a posted form (`col.NAME`, `mask.NAME`, `band.NAME`,
     /// `mode`, `row_filter`, `max_rows`, `min_group_size`) over a product's columns.
     pub fn from_form(schema: &[ColumnSchema], pairs: &[(String, String)]) -> Self {
-        let get = |k: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.trim().to_owned())
-                .unwrap_or_default()
-        };
+        let get = |k: &str| form_value(pairs, k);
         Self {
             mode: get("mode"),
             columns: schema
