@@ -4,10 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::common::Result;
+use datafusion::common::Statistics;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 /// Passes its input through unchanged and lets nothing of the plan above it in: the
@@ -68,6 +70,28 @@ impl ExecutionPlan for EnforcementBoundaryExec {
                 "EnforcementBoundaryExec has exactly one child".into(),
             )),
         }
+    }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    /// The input's row count and size, as estimates only, and nothing about its columns.
+    /// The planner needs sizes to build a join's hash table on the smaller side; as
+    /// estimates they can never stand in for an answer (an exact count would let
+    /// `count(*)` be read from metadata, past the enforcement), and the columns' minima,
+    /// maxima and null counts stay below the boundary with the rows.
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.schema());
+        if let Some(input) = input_stats.first() {
+            stats.num_rows = input.num_rows.to_inexact();
+            stats.total_byte_size = input.total_byte_size.to_inexact();
+        }
+        Ok(Arc::new(stats))
     }
 
     fn execute(
