@@ -153,7 +153,6 @@ impl FlightPeer {
             request_digest: body_digest,
             request_signature: sig.signature_b64(),
         };
-        let mut guard = LogGuard::begin(store.clone(), start).await?;
         let mut request = tonic::Request::new(Ticket {
             ticket: ticket.into(),
         });
@@ -162,7 +161,14 @@ impl FlightPeer {
         })?;
         request.metadata_mut().insert(REQUEST_HEADER, header);
         let mut client = self.client.clone();
-        let response = match tokio::time::timeout(self.idle, client.do_get(request)).await {
+        // The pending record is written while the call is on its way, and nothing of the
+        // answer is read before it is: a record that cannot be written drops the call.
+        let (guard, response) = tokio::join!(
+            LogGuard::begin(store.clone(), start),
+            tokio::time::timeout(self.idle, client.do_get(request))
+        );
+        let mut guard = guard?;
+        let response = match response {
             Ok(Ok(r)) => r,
             Ok(Err(status)) => {
                 let e = self.status_error(&status, &sig.nonce);

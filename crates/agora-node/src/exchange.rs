@@ -150,6 +150,19 @@ impl Node {
         inbound: &Inbound,
         end: InboundEnd,
     ) -> Result<String, NodeError> {
+        let (header, record) = self.sign_inbound_end(inbound, end)?;
+        self.record_inbound_end(inbound, &record).await?;
+        Ok(header)
+    }
+
+    /// Signs the response to an admitted request: the response-signature header value, and
+    /// the end of its log record for [`Node::record_inbound_end`]. Streams send the
+    /// signature as soon as it is made and complete the record alongside.
+    pub fn sign_inbound_end(
+        &self,
+        inbound: &Inbound,
+        end: InboundEnd,
+    ) -> Result<(String, ExchangeEnd), NodeError> {
         let trust = self.enrolled()?;
         let material = trust.material();
         let digest = end.digest;
@@ -161,24 +174,29 @@ impl Node {
             self.member(),
             Utc::now(),
         );
-        self.store()
-            .finish_exchange(
-                inbound.seq,
-                &ExchangeEnd {
-                    response_digest: digest,
-                    response_signature: rsig.signature_b64(),
-                    outcome: match (&end.failure, end.status) {
-                        (Some(why), _) => format!("failed: {why}"),
-                        (None, s) if s < 400 => "ok".into(),
-                        (None, s) => format!("refused: status {s}"),
-                    },
-                    duration_ms: inbound.started.elapsed().as_millis() as i64,
-                    rows: end.rows,
-                    bytes: end.bytes,
-                },
-            )
-            .await?;
-        Ok(rsig.header())
+        let record = ExchangeEnd {
+            response_digest: digest,
+            response_signature: rsig.signature_b64(),
+            outcome: match (&end.failure, end.status) {
+                (Some(why), _) => format!("failed: {why}"),
+                (None, s) if s < 400 => "ok".into(),
+                (None, s) => format!("refused: status {s}"),
+            },
+            duration_ms: inbound.started.elapsed().as_millis() as i64,
+            rows: end.rows,
+            bytes: end.bytes,
+        };
+        Ok((rsig.header(), record))
+    }
+
+    /// Completes the log record of an inbound exchange.
+    pub async fn record_inbound_end(
+        &self,
+        inbound: &Inbound,
+        end: &ExchangeEnd,
+    ) -> Result<(), NodeError> {
+        self.store().finish_exchange(inbound.seq, end).await?;
+        Ok(())
     }
 
     /// What this node offers to the other members: every product's metadata, never data.

@@ -406,7 +406,32 @@ impl Node {
 
     /// Runs the owner's read-only SQL over this node's products, as the catalog is now.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, NodeError> {
-        let version = self.inner.store.catalog_version().await?;
+        // The query is planned over the catalog in memory while the store says whether
+        // another process changed the products since; only then is it planned again.
+        // (Planning reads no data: a remote query is sent when its stream is read.)
+        let generation = self
+            .inner
+            .offers_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        let cached = self
+            .inner
+            .catalog
+            .read()
+            .expect("lock")
+            .as_ref()
+            .filter(|((_, g), _)| *g == generation)
+            .map(|((v, _), c)| (*v, c.clone()));
+        let Some((cached_version, catalog)) = cached else {
+            let version = self.inner.store.catalog_version().await?;
+            return self.query_at(version, sql).await;
+        };
+        let (version, planned) =
+            tokio::join!(self.inner.store.catalog_version(), catalog.query(sql));
+        let version = version?;
+        if version == cached_version {
+            return Ok(planned?);
+        }
+        drop(planned);
         self.query_at(version, sql).await
     }
 

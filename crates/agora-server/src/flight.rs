@@ -614,8 +614,34 @@ impl Stream for SignedStream {
                 Poll::Ready(Some(Err(Status::unavailable(message))))
             }
             Poll::Ready(None) => {
-                this.ending = Some(this.finish(None));
-                self.poll_next(cx)
+                // The signature goes out as soon as it is made; the log record is
+                // completed by a task of its own, so the consumer does not wait for the
+                // store (and a consumer gone after the signed end does not stop it).
+                let end = this.end(None);
+                let Some(inbound) = this.inbound.take() else {
+                    this.done = true;
+                    return Poll::Ready(None);
+                };
+                match this.node.sign_inbound_end(&inbound, end) {
+                    Ok((signature, record)) => {
+                        let node = this.node.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = node.record_inbound_end(&inbound, &record).await {
+                                tracing::error!(peer = %inbound.peer.id, error = %e, "cannot record the end of an exchange");
+                            }
+                        });
+                        this.done = true;
+                        Poll::Ready(Some(Ok(FlightData {
+                            app_metadata: signature.into_bytes().into(),
+                            ..Default::default()
+                        })))
+                    }
+                    Err(e) => {
+                        this.inbound = Some(inbound);
+                        this.ending = Some(this.finish(Some(format!("cannot sign: {e}"))));
+                        self.poll_next(cx)
+                    }
+                }
             }
         }
     }
