@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/agora-target}
+# The shared target directory may hold test binaries built from another checkout of the
+# same sources (cargo reuses them): snapshots are looked up under this checkout.
+export INSTA_WORKSPACE_ROOT=$PWD
 # The interoperability tests use real clients: the ADBC Flight SQL driver from PyPI.
 AGORA_PYTHON=$(bash scripts/python-env.sh)
 export AGORA_PYTHON
