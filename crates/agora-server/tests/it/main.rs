@@ -462,6 +462,21 @@ async fn catalog_changes_by_other_processes_are_seen_at_once() {
     let other = Node::open(&NodeConfig::new(n.dir.path().join("node")))
         .await
         .unwrap();
+    // A node that queries in-process keeps its catalog in memory (and plans over it while
+    // it checks the store's catalog version): it must see the other process's changes too.
+    let reader = Node::open(&NodeConfig::new(n.dir.path().join("node")))
+        .await
+        .unwrap();
+    async fn rows(node: &Node, sql: &str) -> Result<String, String> {
+        let result = node.query(sql).await.map_err(|e| e.to_string())?;
+        let (text, _) = result.to_text_table(10).await.map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+    assert!(
+        rows(&reader, "SELECT count(*) AS n FROM jobs")
+            .await
+            .is_err()
+    );
     let path = write(&n.data(), "jobs.csv", JOBS_CSV);
     other
         .register(
@@ -475,9 +490,18 @@ async fn catalog_changes_by_other_processes_are_seen_at_once() {
         .unwrap();
     let (s, body) = n.sql("SELECT count(*) AS n FROM jobs", "csv").await;
     assert_eq!((s.as_u16(), body.as_str()), (200, "n\n3\n"));
+    let seen = rows(&reader, "SELECT count(*) AS n FROM jobs")
+        .await
+        .unwrap();
+    assert!(seen.contains('3'), "{seen}");
     other.remove("jobs").await.unwrap();
     let (s, _) = n.sql("SELECT count(*) FROM jobs", "csv").await;
     assert_eq!(s, 400, "removed products are gone at once");
+    assert!(
+        rows(&reader, "SELECT count(*) AS n FROM jobs")
+            .await
+            .is_err()
+    );
     n.stop().await;
 }
 
