@@ -508,6 +508,14 @@ impl ExchangeFlight {
     }
 }
 
+/// The signed end of an answer: no data, the response signature as application metadata.
+fn end_frame(signature: String) -> FlightData {
+    FlightData {
+        app_metadata: signature.into_bytes().into(),
+        ..Default::default()
+    }
+}
+
 /// The encoded answer, digested as it goes, ending with the signed end message.
 struct SignedStream {
     inner: BoxStream<'static, Result<FlightData, FlightError>>,
@@ -572,10 +580,7 @@ impl Stream for SignedStream {
                 Poll::Ready(result) => {
                     this.done = true;
                     match result {
-                        Ok(signature) => Poll::Ready(Some(Ok(FlightData {
-                            app_metadata: signature.into_bytes().into(),
-                            ..Default::default()
-                        }))),
+                        Ok(signature) => Poll::Ready(Some(Ok(end_frame(signature)))),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot sign the end of an answer");
                             Poll::Ready(Some(Err(Status::internal(
@@ -631,10 +636,7 @@ impl Stream for SignedStream {
                             }
                         });
                         this.done = true;
-                        Poll::Ready(Some(Ok(FlightData {
-                            app_metadata: signature.into_bytes().into(),
-                            ..Default::default()
-                        })))
+                        Poll::Ready(Some(Ok(end_frame(signature))))
                     }
                     Err(e) => {
                         this.inbound = Some(inbound);
