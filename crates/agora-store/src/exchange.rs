@@ -40,7 +40,7 @@ pub struct OfferSource {
     pub outcome: String,
 }
 
-const PENDING: &str = "pending";
+pub(crate) const PENDING: &str = "pending";
 
 fn member(s: &str, what: &str) -> Result<MemberId, StoreError> {
     MemberId::parse(s).map_err(|e| StoreError::Corrupt {
@@ -100,65 +100,11 @@ impl Store {
         start: &ExchangeStart,
         end: Option<&ExchangeEnd>,
     ) -> Result<(i64, i64), StoreError> {
-        let pending = ExchangeEnd {
+        let end = end.cloned().unwrap_or_else(|| ExchangeEnd {
             outcome: PENDING.into(),
             ..Default::default()
-        };
-        let end = end.unwrap_or(&pending);
-        crate::insert_numbered("the exchange log", || async {
-            let res = sqlx::query(
-                "INSERT INTO exchange_log (seq, direction, peer, peer_certificate, operation, nonce, \
-                 requested_at, request_digest, request_signature, response_digest, \
-                 response_signature, outcome, duration_ms, rows_returned, bytes_returned) \
-                 SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14 FROM exchange_log \
-                 RETURNING seq, (SELECT catalog_version FROM node WHERE id = 1)",
-            )
-            .bind(start.direction.as_str())
-            .bind(start.peer.as_str())
-            .bind(&start.peer_certificate)
-            .bind(&start.operation)
-            .bind(&start.nonce)
-            .bind(ts(start.requested_at))
-            .bind(&start.request_digest)
-            .bind(&start.request_signature)
-            .bind(&end.response_digest)
-            .bind(&end.response_signature)
-            .bind(&end.outcome)
-            .bind(end.duration_ms)
-            .bind(end.rows)
-            .bind(end.bytes)
-            .fetch_one(&self.pool)
-            .await;
-            match res {
-                Ok(row) => Ok(Some((
-                    row.try_get(0)?,
-                    row.try_get::<Option<i64>, _>(1)?.unwrap_or(0),
-                ))),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    // Either the nonce was seen before, or a concurrent insert took the
-                    // same sequence number (then try again).
-                    let seen = sqlx::query(
-                        "SELECT 1 FROM exchange_log WHERE direction = $1 AND peer = $2 AND nonce = $3",
-                    )
-                    .bind(start.direction.as_str())
-                    .bind(start.peer.as_str())
-                    .bind(&start.nonce)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .is_some();
-                    if seen {
-                        return Err(StoreError::Replay {
-                            peer: start.peer.to_string(),
-                            nonce: start.nonce.clone(),
-                        });
-                    }
-                    Ok(None)
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
+        });
+        self.journal.append(start.clone(), end).await
     }
 
     /// Completes a pending exchange record.
@@ -175,24 +121,7 @@ impl Store {
         certificate: &str,
         end: &ExchangeEnd,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE exchange_log SET response_digest = $1, response_signature = $2, outcome = $3, \
-             duration_ms = $4, rows_returned = $5, bytes_returned = $6, \
-             peer_certificate = CASE WHEN $9 = '' THEN peer_certificate ELSE $9 END \
-             WHERE seq = $7 AND outcome = $8",
-        )
-        .bind(&end.response_digest)
-        .bind(&end.response_signature)
-        .bind(&end.outcome)
-        .bind(end.duration_ms)
-        .bind(end.rows)
-        .bind(end.bytes)
-        .bind(seq)
-        .bind(PENDING)
-        .bind(certificate)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.journal.complete(seq, certificate, end).await
     }
 
     /// The newest exchanges first, optionally with one peer only.

@@ -6,6 +6,7 @@
 
 mod authority;
 mod exchange;
+mod journal;
 mod negotiations;
 mod search;
 mod tokens;
@@ -89,6 +90,8 @@ pub enum StoreError {
     Busy(String),
     #[error("stored record {what} is corrupt: {message}")]
     Corrupt { what: String, message: String },
+    #[error("cannot write the exchange log: {0}")]
+    ExchangeLog(String),
     #[error("metadata store query failed: {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -112,6 +115,8 @@ pub struct NodeRecord {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Writes the exchange log (see `journal`).
+    journal: std::sync::Arc<journal::Journal>,
 }
 
 pub(crate) fn now() -> String {
@@ -174,24 +179,26 @@ impl Store {
             // thread before every use (sqlx's default) only doubles the cost of each call.
             opts = opts
                 .test_before_acquire(false)
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        if !memory {
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        }
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        Ok(())
-                    })
-                });
+                .after_connect(move |conn, _| Box::pin(sqlite_setup(conn, memory)));
         }
         let pool = opts.connect(url).await.map_err(|e| StoreError::Open {
             location: redact(url),
             source: e,
         })?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, backend })
+        let source = if memory {
+            journal::Source::Pool(pool.clone())
+        } else {
+            journal::Source::Own {
+                url: url.to_owned(),
+                pool: pool.clone(),
+            }
+        };
+        Ok(Self {
+            journal: std::sync::Arc::new(journal::Journal::start(source)),
+            pool,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -204,7 +211,9 @@ impl Store {
         Ok(())
     }
 
+    /// Writes what is still queued for the exchange log, then closes every connection.
     pub async fn close(&self) {
+        self.journal.close().await;
         self.pool.close().await;
     }
 
@@ -458,6 +467,21 @@ impl Store {
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, StoreError> {
         tokens::revoke(&self.pool, id).await
     }
+}
+
+/// Sets up an SQLite connection: wait for a busy database, write-ahead logging (a file),
+/// foreign keys.
+pub(crate) async fn sqlite_setup(
+    conn: &mut sqlx::AnyConnection,
+    memory: bool,
+) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    if !memory {
+        conn.execute("PRAGMA journal_mode = WAL").await?;
+        conn.execute("PRAGMA synchronous = NORMAL").await?;
+    }
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
 }
 
 /// Appends a row numbered one past the table's largest number: `attempt` runs the

@@ -15,7 +15,9 @@
 //!
 //! Environment: AGORA_BENCH_DIR (default $TMPDIR/agora-bench), AGORA_BENCH_ROWS (bulk
 //! rows, default 10 000 000), AGORA_BENCH_SECONDS (default 5), AGORA_BENCH_ROUNDS
-//! (default 3), AGORA_BENCH_CONCURRENCY (default 8), AGORA_BENCH_REPS (default 3).
+//! (default 3), AGORA_BENCH_CONCURRENCY (default 8), AGORA_BENCH_REPS (default 3),
+//! AGORA_BENCH_ONLY (`direct` or `federated`: load that path alone and stop, for
+//! profiling one path; no ratio then).
 //! Output: tab-separated `name  metric  median  unit  min  max  n` lines and `#` notes.
 
 use std::net::SocketAddr;
@@ -321,6 +323,7 @@ fn main() {
     let rounds = env_u64("AGORA_BENCH_ROUNDS", 3);
     let concurrency = env_u64("AGORA_BENCH_CONCURRENCY", 8) as usize;
     let reps = env_u64("AGORA_BENCH_REPS", 3);
+    let only = std::env::var("AGORA_BENCH_ONLY").ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let eco = rt.block_on(ecosystem(&dir, rows));
     println!(
@@ -349,6 +352,19 @@ fn main() {
     );
     let (mut d_rps, mut f_rps, mut d_lat, mut f_lat) = (vec![], vec![], vec![], vec![]);
     for _ in 0..rounds {
+        if only.as_deref() == Some("federated") {
+            f_rps.push(
+                load(
+                    eco.consumer_api.clone(),
+                    eco.consumer_token.clone(),
+                    remote_sql.into(),
+                    concurrency,
+                    seconds,
+                )
+                .0,
+            );
+            continue;
+        }
         let (r, l) = load(
             eco.owner_api.clone(),
             eco.owner_token.clone(),
@@ -358,6 +374,9 @@ fn main() {
         );
         d_rps.push(r);
         d_lat.extend(l);
+        if only.is_some() {
+            continue;
+        }
         let (r, l) = load(
             eco.consumer_api.clone(),
             eco.consumer_token.clone(),
@@ -367,6 +386,16 @@ fn main() {
         );
         f_rps.push(r);
         f_lat.extend(l);
+    }
+    if only.is_some() {
+        let rps = if d_rps.is_empty() { &f_rps } else { &d_rps };
+        emit(
+            "small_request",
+            &format!("{}_only_throughput", only.unwrap()),
+            rps,
+            "req/s",
+        );
+        return;
     }
     let d = emit(
         "small_request",

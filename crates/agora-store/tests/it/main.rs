@@ -723,6 +723,138 @@ async fn the_exchange_log_numbers_records_and_refuses_replayed_nonces() {
     }
 }
 
+/// Regression: queued exchange records are written as one statement. A replayed nonce
+/// among them fails its own request only, and each completion lands on its own record.
+#[tokio::test]
+async fn exchange_records_written_together_keep_replays_and_completions_apart() {
+    for t in stores().await {
+        let s = &t.store;
+        assert_eq!(
+            s.log_exchange(&start("seen", "tax-office"), None)
+                .await
+                .unwrap(),
+            1
+        );
+        // Sent at once, so the writer finds them queued together: ten new nonces, a replay
+        // of an old one, and one nonce twice.
+        let mut nonces: Vec<String> = (0..10).map(|i| format!("new{i}")).collect();
+        nonces.insert(3, "seen".into());
+        nonces.insert(6, "twice".into());
+        nonces.push("twice".into());
+        let handles: Vec<_> = nonces
+            .iter()
+            .map(|n| {
+                let (s, n) = (s.clone(), n.clone());
+                tokio::spawn(async move { s.log_exchange(&start(&n, "tax-office"), None).await })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        let mut replays = Vec::new();
+        for (n, h) in nonces.iter().zip(handles) {
+            match h.await.unwrap() {
+                Ok(seq) => seqs.push(seq),
+                Err(StoreError::Replay { nonce, .. }) => replays.push(nonce),
+                Err(e) => panic!("{n}: {e}"),
+            }
+        }
+        replays.sort();
+        assert_eq!(replays, ["seen", "twice"]);
+        seqs.sort();
+        assert_eq!(seqs, (2..=12).collect::<Vec<i64>>());
+        // Completed at once: every record gets its own end.
+        let handles: Vec<_> = seqs
+            .iter()
+            .map(|&seq| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.finish_outbound(
+                        seq,
+                        &format!("cert{seq}"),
+                        &agora_store::ExchangeEnd {
+                            outcome: "ok".into(),
+                            rows: seq * 10,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+        for r in s.exchanges(None, 100).await.unwrap() {
+            if r.seq == 1 {
+                assert_eq!((r.outcome.as_str(), r.rows), ("pending", 0));
+                assert_eq!(r.peer_certificate, "fp");
+            } else {
+                assert_eq!((r.outcome.as_str(), r.rows), ("ok", r.seq * 10));
+                assert_eq!(r.peer_certificate, format!("cert{}", r.seq));
+            }
+        }
+        // A completed record is not completed again.
+        s.finish_exchange(
+            2,
+            &agora_store::ExchangeEnd {
+                outcome: "failed: late".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let two = s.exchanges(None, 100).await.unwrap();
+        assert_eq!(two.iter().find(|r| r.seq == 2).unwrap().outcome, "ok");
+        t.drop_schema().await;
+    }
+}
+
+/// Two stores on one SQLite file (two processes of one node) write the exchange log
+/// together: distinct, gap-free numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_number_the_exchange_log_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open_in_dir(dir.path()).await.unwrap();
+    let b = Store::open_in_dir(dir.path()).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..30 {
+        for (name, s) in [("a", &a), ("b", &b)] {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                s.log_exchange(&start(&format!("{name}{i}"), "tax-office"), None)
+                    .await
+                    .unwrap()
+            }));
+        }
+    }
+    let mut seqs = Vec::new();
+    for h in handles {
+        seqs.push(h.await.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=60).collect::<Vec<i64>>());
+}
+
+/// Regression: the exchange log's writer runs on the runtime that opened the store; a
+/// store used after that runtime ended still writes (a writer starts on the new one).
+#[test]
+fn a_store_still_writes_its_exchange_log_after_the_runtime_that_opened_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let s = first.block_on(async {
+        let s = Store::open_in_dir(dir.path()).await.unwrap();
+        s.log_exchange(&start("n1", "tax-office"), None)
+            .await
+            .unwrap();
+        s
+    });
+    drop(first);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    let seq = second
+        .block_on(s.log_exchange(&start("n2", "tax-office"), None))
+        .unwrap();
+    assert_eq!(seq, 2);
+}
+
 #[tokio::test]
 async fn federated_search_covers_own_products_and_other_members_offers() {
     for t in stores().await {
