@@ -225,6 +225,9 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
             while let Some(r) = tasks.join_next().await {
                 r??;
             }
+            // Exchange records still queued are written before the process ends.
+            tokio::task::yield_now().await;
+            node.store().close().await;
             eprintln!("Node stopped.");
             Ok(())
         }
