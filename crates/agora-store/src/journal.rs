@@ -514,7 +514,12 @@ mod tests {
 
     #[test]
     fn groups_split_into_powers_of_two() {
-        let sizes = |n: usize| runs((0..n).collect()).iter().map(Vec::len).collect::<Vec<_>>();
+        let sizes = |n: usize| {
+            runs((0..n).collect())
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(sizes(0), Vec::<usize>::new());
         assert_eq!(sizes(1), vec![1]);
         assert_eq!(sizes(13), vec![8, 4, 1]);

@@ -387,11 +387,11 @@ fn main() {
         f_rps.push(r);
         f_lat.extend(l);
     }
-    if only.is_some() {
+    if let Some(path) = only {
         let rps = if d_rps.is_empty() { &f_rps } else { &d_rps };
         emit(
             "small_request",
-            &format!("{}_only_throughput", only.unwrap()),
+            &format!("{path}_only_throughput"),
             rps,
             "req/s",
         );
