@@ -37,8 +37,8 @@ const INSERT_RETRIES: usize = 16;
 pub(crate) enum Source {
     /// An in-memory store: its pool's only connection holds the database.
     Pool(AnyPool),
-    /// A file or server: a connection of the journal's own, opened from `url` (set up as
-    /// `setup` sets up the pool's) and opened again after a failure.
+    /// A file or server: a connection of the journal's own, opened from `url` (an SQLite
+    /// one set up as the pool's are, by `sqlite_setup`) and opened again after a failure.
     Own { url: String, pool: AnyPool },
 }
 
