@@ -30,7 +30,7 @@ pub use arrow::array::RecordBatch;
 pub use arrow::datatypes::SchemaRef;
 use catalog::{ProductSchema, TableCache};
 pub use encode::{EncodedStream, OutputFormat, TextPage};
-pub use enforce::{EnforcedTable, Enforcement, LinkageKey, Pseudonymizer};
+pub use enforce::{CellKeySecret, EnforcedTable, Enforcement, LinkageKey, Pseudonymizer};
 pub use profile::ProfileProgress;
 pub use remote::{RemoteBatches, RemoteBinding, RemoteSource};
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ColumnRole, ColumnSchema, ProductMetadata};
+use crate::{ColumnRole, ColumnSchema, DisclosureControl, ProductMetadata};
 
 /// The smallest number of distinct subjects a group may have in an aggregate answer,
 /// unless the agreement sets a larger one.
@@ -70,6 +70,9 @@ pub enum Mask {
     Band { width: f64 },
     /// A keyed pseudonym (HMAC-SHA256 under the agreement's linkage key, hex).
     Pseudonym,
+    /// A code cut to its first `length` characters (a level of a hierarchy such as
+    /// diagnosis chapters or postcode districts).
+    Prefix { length: u32 },
 }
 
 impl Mask {
@@ -82,6 +85,7 @@ impl Mask {
             Self::TruncateToYear => "year".into(),
             Self::Band { width } => format!("band:{width}"),
             Self::Pseudonym => "pseudonym".into(),
+            Self::Prefix { length } => format!("prefix:{length}"),
         }
     }
 }
@@ -100,13 +104,19 @@ impl FromStr for Mask {
             "month" => Ok(Self::TruncateToMonth),
             "year" => Ok(Self::TruncateToYear),
             "pseudonym" => Ok(Self::Pseudonym),
+            _ if s.starts_with("prefix:") => match s["prefix:".len()..].parse::<u32>() {
+                Ok(length) if length > 0 => Ok(Self::Prefix { length }),
+                _ => Err(TermsError::BadMask(format!(
+                    "{s:?}: a prefix length must be a whole number of at least 1, as in prefix:3"
+                ))),
+            },
             _ => match s.strip_prefix("band:").map(str::parse::<f64>) {
                 Some(Ok(width)) if width.is_finite() && width > 0.0 => Ok(Self::Band { width }),
                 Some(_) => Err(TermsError::BadMask(format!(
                     "{s:?}: a band width must be a positive number, as in band:10"
                 ))),
                 None => Err(TermsError::BadMask(format!(
-                    "{s:?} is not a mask; use redact, month, year, band:WIDTH or pseudonym"
+                    "{s:?} is not a mask; use redact, month, year, band:WIDTH, prefix:LENGTH or pseudonym"
                 ))),
             },
         }
@@ -166,6 +176,14 @@ pub struct AgreementTerms {
     /// The most rows one query may return.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<u64>,
+    /// Aggregate mode: the columns that may only be aggregated (summed, averaged, counted),
+    /// never grouped by or compared. Every other agreed column but the subject is a
+    /// dimension, grouped and filtered at the level its mask sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<String>,
+    /// Aggregate mode: how released cells are protected (required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<DisclosureControl>,
 }
 
 fn default_min_group_size() -> u32 {
@@ -197,10 +215,25 @@ pub enum TermsError {
     GroupTooSmall(u32),
     #[error("the maximum number of rows must be at least 1")]
     NoRows,
+    #[error("disclosure.{field} {reason}")]
+    Disclosure { field: &'static str, reason: String },
+    #[error("dimension {column:?}: {reason}")]
+    Dimension { column: String, reason: String },
+    #[error("measure {column:?}: {reason}")]
+    Measure { column: String, reason: String },
+    #[error("{field} applies to aggregate agreements only; leave it out in {mode} mode")]
+    AggregateOnly {
+        field: &'static str,
+        mode: AccessMode,
+    },
 }
 
 fn is_temporal(t: &str) -> bool {
     t.starts_with("Date") || t.starts_with("Timestamp")
+}
+
+fn is_text(t: &str) -> bool {
+    matches!(t, "Utf8" | "LargeUtf8" | "Utf8View")
 }
 
 fn is_numeric(t: &str) -> bool {
@@ -271,10 +304,27 @@ impl AgreementTerms {
                 Some(Mask::Band { .. }) if !is_numeric(&column.data_type) => {
                     return Err(mismatch("only numbers can be put in bands"));
                 }
+                Some(Mask::Prefix { .. }) if !is_text(&column.data_type) => {
+                    return Err(mismatch("only text can be cut to a prefix"));
+                }
                 _ => {}
             }
         }
         let subject = Self::subject_column(metadata);
+        if self.mode != AccessMode::Aggregate {
+            if !self.measures.is_empty() {
+                return Err(TermsError::AggregateOnly {
+                    field: "measures",
+                    mode: self.mode,
+                });
+            }
+            if self.disclosure.is_some() {
+                return Err(TermsError::AggregateOnly {
+                    field: "disclosure",
+                    mode: self.mode,
+                });
+            }
+        }
         match self.mode {
             AccessMode::Records => {}
             AccessMode::Aggregate => {
@@ -285,13 +335,14 @@ impl AgreementTerms {
                     )));
                 };
                 let shown = self.columns.iter().find(|c| c.name == subject);
-                if shown.is_none_or(|c| c.mask == Some(Mask::Redact)) {
+                if shown.is_none_or(|c| c.mask.is_some()) {
                     return Err(TermsError::Mode(format!(
                         "aggregate mode counts groups in distinct subjects: include the subject \
-                         column {subject:?} among the columns, unredacted (no answer shows it: \
-                         a group of one subject is always suppressed)"
+                         column {subject:?} among the columns, unmasked (no answer shows it; it \
+                         may only be counted)"
                     )));
                 }
+                self.validate_tabulation(schema, metadata, subject)?;
             }
             AccessMode::Linkage => {
                 let Some(subject) = subject else {
@@ -321,6 +372,97 @@ impl AgreementTerms {
             }
         }
         Ok(())
+    }
+
+    /// Aggregate mode: measures are agreed numeric columns, unmasked, never the subject or a
+    /// direct identifier; dimensions (the other agreed columns but the subject) are not
+    /// direct identifiers and use only generalising masks; the disclosure control is given
+    /// and valid.
+    fn validate_tabulation(
+        &self,
+        schema: &[ColumnSchema],
+        metadata: &ProductMetadata,
+        subject: &str,
+    ) -> Result<(), TermsError> {
+        let data_type = |name: &str| {
+            schema
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.data_type.as_str())
+                .unwrap_or_default()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &self.measures {
+            let bad = |reason: &str| TermsError::Measure {
+                column: m.clone(),
+                reason: reason.to_owned(),
+            };
+            if !seen.insert(m.as_str()) {
+                return Err(bad("is named twice"));
+            }
+            let Some(term) = self.columns.iter().find(|c| &c.name == m) else {
+                return Err(bad(
+                    "is not among the agreed columns; add it to the columns",
+                ));
+            };
+            if m == subject {
+                return Err(bad("is the subject identifier, which may only be counted"));
+            }
+            if term.mask.is_some() {
+                return Err(bad("is summed as it is; remove its mask"));
+            }
+            if Self::role(metadata, m) == ColumnRole::DirectIdentifier {
+                return Err(bad("is a direct identifier"));
+            }
+            let t = data_type(m);
+            if !(is_numeric(t) || t == "Boolean") {
+                return Err(TermsError::Measure {
+                    column: m.clone(),
+                    reason: format!("is of type {t}; only numbers and booleans can be summed"),
+                });
+            }
+        }
+        for term in self.dimensions(subject) {
+            let bad = |reason: &str| TermsError::Dimension {
+                column: term.name.clone(),
+                reason: reason.to_owned(),
+            };
+            match Self::role(metadata, &term.name) {
+                ColumnRole::DirectIdentifier => {
+                    return Err(bad(
+                        "is a direct identifier, and a table grouped by it shows single people",
+                    ));
+                }
+                ColumnRole::SubjectId => {
+                    return Err(bad("is a subject identifier; it may only be counted"));
+                }
+                _ => {}
+            }
+            if matches!(term.mask, Some(Mask::Redact | Mask::Pseudonym)) {
+                return Err(bad(
+                    "a dimension is grouped by its values: use no mask or a generalising one \
+                     (month, year, band:WIDTH, prefix:LENGTH)",
+                ));
+            }
+        }
+        let Some(disclosure) = &self.disclosure else {
+            return Err(TermsError::Disclosure {
+                field: "disclosure",
+                reason: "is required in aggregate mode: say how cells are perturbed and when \
+                         sums are withheld (for example the standard configuration: count=2:1, \
+                         magnitude=0.1:0.5, p=10)"
+                    .into(),
+            });
+        };
+        disclosure.validate(self.min_group_size)
+    }
+
+    /// Aggregate mode: the agreed columns that may be grouped and filtered by: all but the
+    /// measures and the subject column (`subject`, from the product's metadata).
+    pub fn dimensions<'a>(&'a self, subject: &'a str) -> impl Iterator<Item = &'a ColumnTerm> {
+        self.columns
+            .iter()
+            .filter(move |c| c.name != subject && !self.measures.contains(&c.name))
     }
 
     /// The columns a consumer sees under these terms, in order, with the types their masks
@@ -376,6 +518,8 @@ mod tests {
             mode: AccessMode::Linkage,
             min_group_size: 5,
             max_rows: None,
+            measures: vec![],
+            disclosure: None,
         };
         let view = terms.view_schema(&schema(), Some("person_id"));
         let names: Vec<_> = view
@@ -439,6 +583,8 @@ mod tests {
             mode,
             min_group_size: DEFAULT_MIN_GROUP_SIZE,
             max_rows: None,
+            measures: vec![],
+            disclosure: (mode == AccessMode::Aggregate).then(DisclosureControl::standard),
         }
     }
 
@@ -513,6 +659,111 @@ mod tests {
         assert!(matches!(check(&redacted, true), Err(TermsError::Mode(_))));
     }
 
+    fn tabulation(measures: &[&str], columns: &[(&str, Option<Mask>)]) -> AgreementTerms {
+        let mut t = terms(AccessMode::Aggregate, columns);
+        t.measures = measures.iter().map(|m| m.to_string()).collect();
+        t
+    }
+
+    #[test]
+    fn aggregate_terms_declare_fitting_dimensions_and_measures() {
+        let ok = tabulation(
+            &["income"],
+            &[
+                ("person_id", None),
+                ("municipality", Some(Mask::Prefix { length: 3 })),
+                ("birth_date", Some(Mask::TruncateToYear)),
+                ("income", None),
+            ],
+        );
+        assert_eq!(check(&ok, true), Ok(()));
+        let dims: Vec<_> = ok
+            .dimensions("person_id")
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(dims, ["municipality", "birth_date"]);
+        let err = |t: &AgreementTerms| check(t, true).unwrap_err();
+        // A measure that is not agreed, of text, masked, the subject, or named twice.
+        let unknown = tabulation(&["wealth"], &[("person_id", None), ("income", None)]);
+        assert!(matches!(err(&unknown), TermsError::Measure { column, .. } if column == "wealth"));
+        let text = tabulation(
+            &["municipality"],
+            &[("person_id", None), ("municipality", None)],
+        );
+        assert!(err(&text).to_string().contains("only numbers and booleans"));
+        let masked = tabulation(
+            &["income"],
+            &[
+                ("person_id", None),
+                ("income", Some(Mask::Band { width: 10.0 })),
+            ],
+        );
+        assert!(matches!(err(&masked), TermsError::Measure { .. }));
+        let subject = tabulation(&["person_id"], &[("person_id", None)]);
+        assert!(matches!(err(&subject), TermsError::Measure { .. }));
+        let twice = tabulation(
+            &["income", "income"],
+            &[("person_id", None), ("income", None)],
+        );
+        assert!(matches!(err(&twice), TermsError::Measure { .. }));
+        // A direct identifier as a dimension, or a dimension hidden by its mask.
+        let named = tabulation(&[], &[("person_id", None), ("given_name", None)]);
+        assert!(
+            matches!(err(&named), TermsError::Dimension { column, .. } if column == "given_name")
+        );
+        let redacted = tabulation(
+            &[],
+            &[("person_id", None), ("municipality", Some(Mask::Redact))],
+        );
+        assert!(matches!(err(&redacted), TermsError::Dimension { .. }));
+        // A prefix of something that is not text.
+        let prefix = tabulation(
+            &[],
+            &[
+                ("person_id", None),
+                ("income", Some(Mask::Prefix { length: 2 })),
+            ],
+        );
+        assert!(matches!(err(&prefix), TermsError::MaskMismatch { .. }));
+        // The disclosure control is required, and checked.
+        let mut none = ok.clone();
+        none.disclosure = None;
+        assert!(matches!(
+            err(&none),
+            TermsError::Disclosure {
+                field: "disclosure",
+                ..
+            }
+        ));
+        let mut bad = ok.clone();
+        bad.disclosure.as_mut().unwrap().count_noise.max = 9;
+        assert!(
+            err(&bad)
+                .to_string()
+                .starts_with("disclosure.count_noise.max"),
+            "{}",
+            err(&bad)
+        );
+        // Measures and disclosure control belong to aggregate mode only.
+        let mut records = ok;
+        records.mode = AccessMode::Records;
+        assert!(matches!(
+            err(&records),
+            TermsError::AggregateOnly {
+                field: "measures",
+                ..
+            }
+        ));
+        records.measures.clear();
+        assert!(matches!(
+            err(&records),
+            TermsError::AggregateOnly {
+                field: "disclosure",
+                ..
+            }
+        ));
+    }
+
     #[test]
     fn linkage_terms_share_the_subject_only_as_a_pseudonym_and_no_direct_identifier() {
         let ok = terms(
@@ -549,7 +800,8 @@ mod tests {
         #[test]
         fn mask_labels_parse_back(width in 0.001f64..1e9) {
             for m in [Mask::Redact, Mask::TruncateToMonth, Mask::TruncateToYear,
-                      Mask::Pseudonym, Mask::Band { width }] {
+                      Mask::Pseudonym, Mask::Band { width },
+                      Mask::Prefix { length: (width as u32).max(1) }] {
                 prop_assert_eq!(m.label().parse::<Mask>().unwrap(), m);
             }
         }

@@ -5,6 +5,7 @@
 //! product looks like.
 
 mod agreement;
+mod disclosure;
 mod ids;
 mod metadata;
 mod negotiation;
@@ -17,6 +18,7 @@ mod trust;
 pub use agreement::{
     AccessMode, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask, TermsError,
 };
+pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};
 pub use metadata::{
     Classification, ColumnAnnotation, ColumnRole, MetadataError, MetadataPatch, ProductMetadata,

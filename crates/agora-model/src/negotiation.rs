@@ -428,6 +428,18 @@ impl Agreement {
                 json!({"leftOperand": "agora:minGroupSize", "operator": "gteq",
                                     "rightOperand": self.terms.min_group_size}),
             );
+            if !self.terms.measures.is_empty() {
+                constraints.push(
+                    json!({"leftOperand": "agora:measures", "operator": "isAllOf",
+                                        "rightOperand": self.terms.measures}),
+                );
+            }
+            if let Some(d) = &self.terms.disclosure {
+                constraints.push(
+                    json!({"leftOperand": "agora:disclosureControl", "operator": "eq",
+                                        "rightOperand": d.to_string()}),
+                );
+            }
         }
         if let Some(max) = self.terms.max_rows {
             constraints.push(
@@ -587,6 +599,8 @@ mod tests {
                 mode: AccessMode::Records,
                 min_group_size: 5,
                 max_rows: Some(1000),
+                measures: vec![],
+                disclosure: None,
             },
             valid_from: at(2026, 1, 1),
             valid_until: at(2027, 1, 1),

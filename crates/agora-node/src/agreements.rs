@@ -527,6 +527,7 @@ impl Node {
                     terms: terms.clone(),
                     subject: AgreementTerms::subject_column(&product.metadata).map(str::to_owned),
                     linkage_key: Some(agora_engine::LinkageKey::new([0; 32])),
+                    cell_key: None,
                 },
             )
             .await?;

@@ -255,6 +255,11 @@ impl Node {
                 subject: agora_model::AgreementTerms::subject_column(&p.metadata)
                     .map(str::to_owned),
                 linkage_key: crate::agreements::linkage_key_of(self, a).await?,
+                cell_key: if a.terms.mode == agora_model::AccessMode::Aggregate {
+                    Some(self.cell_key()?)
+                } else {
+                    None
+                },
             };
             tracing::debug!(peer = %peer, product = %p.name, agreement = %a.id, mode = a.terms.mode.as_str(), "agreement bound");
             let mut b = binding_of(p, None);

@@ -184,6 +184,8 @@ struct Inner {
     /// One delivery round of the outbox at a time.
     outbox_lock: tokio::sync::Mutex<()>,
     flight_peers: federation::FlightPeers,
+    /// The secret of aggregate agreements' record keys, once read.
+    cell_key: std::sync::OnceLock<agora_engine::CellKeySecret>,
 }
 
 /// Where an owner keeps its own Cedar policies (`*.cedar`), applied after the baseline.
@@ -232,6 +234,15 @@ async fn open_store(cfg: &NodeConfig) -> Result<Store, NodeError> {
 }
 
 impl Node {
+    /// The node's secret for aggregate agreements' record keys and cell noise.
+    pub(crate) fn cell_key(&self) -> Result<agora_engine::CellKeySecret, NodeError> {
+        if let Some(k) = self.inner.cell_key.get() {
+            return Ok(k.clone());
+        }
+        let k = trust::cell_key(&self.inner.data_dir)?;
+        Ok(self.inner.cell_key.get_or_init(|| k).clone())
+    }
+
     /// Initialises a new node for `member`, returning it and its first administrator
     /// token (whose secret is not stored and cannot be shown again).
     pub async fn init(
@@ -287,6 +298,7 @@ impl Node {
                 policies: load_policies(&cfg.data_dir)?,
                 outbox_lock: Default::default(),
                 flight_peers: Default::default(),
+                cell_key: Default::default(),
             }),
         })
     }

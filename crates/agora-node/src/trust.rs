@@ -553,6 +553,59 @@ fn linkage_key_path(dir: &Path, purpose: &str, consumer: &MemberId, epoch: u32) 
     dir.join(format!("{purpose}--{consumer}--{epoch}.key"))
 }
 
+/// Where the node keeps its secret for the record keys and cell noise of aggregate
+/// agreements.
+fn cell_key_path(data_dir: &Path) -> PathBuf {
+    trust_dir(data_dir).join("cell-key.secret")
+}
+
+/// The node's secret for record keys and cell noise: made on first use (32 random bytes,
+/// hex, mode 0600) and kept for good, so a subject keeps its record key and a cell its
+/// noise across queries, agreements and restarts. Another process that made one first
+/// wins: what is on disk after writing is what is used.
+pub(crate) fn cell_key(data_dir: &Path) -> Result<agora_engine::CellKeySecret, NodeError> {
+    let path = cell_key_path(data_dir);
+    let read = |path: &Path| -> Result<Option<[u8; 32]>, NodeError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => hex::decode(text.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(Some)
+                .ok_or_else(|| NodeError::BadLocation {
+                    path: path.display().to_string(),
+                    reason: "the cell-key secret is damaged; restore it from a backup (a new \
+                             one would change every aggregate answer's noise)"
+                        .into(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(NodeError::DataDirNotWritable {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        }
+    };
+    if let Some(k) = read(&path)? {
+        return Ok(agora_engine::CellKeySecret::new(k));
+    }
+    let dir = trust_dir(data_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| NodeError::DataDirNotWritable {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    // Written only if still absent (a hard link fails on an existing file).
+    let fresh = hex::encode(agora_trust::random_secret());
+    let tmp = dir.join(format!("cell-key.{}.tmp", std::process::id()));
+    agora_trust::write_private(&tmp, fresh.as_bytes())?;
+    let _ = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    read(&path)?
+        .map(agora_engine::CellKeySecret::new)
+        .ok_or_else(|| NodeError::BadLocation {
+            path: path.display().to_string(),
+            reason: "the cell-key secret could not be written".into(),
+        })
+}
+
 fn read_linkage_key(
     dir: &Path,
     purpose: &str,

@@ -124,6 +124,14 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// 32 random bytes for a secret key (the thread's CSPRNG, seeded from the system).
+pub fn random_secret() -> [u8; 32] {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
 /// Writes a secret file with mode 0600: into a temporary file beside it, then renamed, so
 /// a crash never leaves a half-written key.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {

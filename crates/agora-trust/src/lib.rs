@@ -11,7 +11,7 @@ pub mod pki;
 pub mod sign;
 pub mod tls;
 
-pub use keys::{MemberKey, verify_signature, write_private, write_public};
+pub use keys::{MemberKey, random_secret, verify_signature, write_private, write_public};
 pub use pki::{
     CertInfo, CheckedCsr, EnrolmentToken, IssueRequest, RootCa, check_csr, inspect, make_csr,
 };

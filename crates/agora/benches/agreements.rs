@@ -180,6 +180,8 @@ async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Arc<Authority>) {
                     mode: AccessMode::Linkage,
                     min_group_size: 5,
                     max_rows: None,
+                    measures: vec![],
+                    disclosure: None,
                 },
                 valid_from: now,
                 valid_until: now + chrono::Duration::days(1),

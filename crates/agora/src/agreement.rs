@@ -2,8 +2,8 @@
 //! command line of either member's node.
 
 use agora_model::{
-    AccessMode, AccessRequest, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, MemberId,
-    Negotiation, NegotiationRole, NegotiationState, ProductName,
+    AccessMode, AccessRequest, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE,
+    DisclosureControl, MemberId, Negotiation, NegotiationRole, NegotiationState, ProductName,
 };
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -15,7 +15,7 @@ use crate::cmd::open;
 #[derive(Args, Clone, Debug)]
 pub struct TermsArgs {
     /// Columns to share, comma-separated, each `name` or `name=MASK` with MASK one of
-    /// redact, month, year, band:WIDTH, pseudonym.
+    /// redact, month, year, band:WIDTH, prefix:LENGTH, pseudonym.
     #[arg(long)]
     columns: Option<String>,
     /// records, aggregate or linkage.
@@ -30,8 +30,17 @@ pub struct TermsArgs {
     /// Most rows one query may return.
     #[arg(long)]
     max_rows: Option<u64>,
+    /// Aggregate mode: the columns that may only be summed, averaged or counted,
+    /// comma-separated (every other column but the subject is a dimension).
+    #[arg(long)]
+    measures: Option<String>,
+    /// Aggregate mode: how cells are protected: `standard`, or settings
+    /// `count=MAX:VARIANCE`, `magnitude=MIN:MAX`, `p=P` or `nk=N:K` replacing the
+    /// standard ones.
+    #[arg(long)]
+    disclosure: Option<String>,
     /// The terms as a JSON file instead (the API's `AgreementTerms`).
-    #[arg(long, conflicts_with_all = ["columns", "row_filter", "max_rows"])]
+    #[arg(long, conflicts_with_all = ["columns", "row_filter", "max_rows", "measures", "disclosure"])]
     terms: Option<std::path::PathBuf>,
 }
 
@@ -47,12 +56,34 @@ impl TermsArgs {
             .columns
             .as_deref()
             .context("say which columns to share with --columns (or give --terms FILE)")?;
+        let mode = self.mode.parse::<AccessMode>()?;
+        let aggregate = mode == AccessMode::Aggregate;
+        if !aggregate && (self.measures.is_some() || self.disclosure.is_some()) {
+            anyhow::bail!("--measures and --disclosure apply to --mode aggregate only");
+        }
+        let measures = self
+            .measures
+            .iter()
+            .flat_map(|m| m.split(','))
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        // Aggregate agreements always state their disclosure control; the standard one
+        // unless the user chose settings.
+        let disclosure = match (&self.disclosure, aggregate) {
+            (Some(spec), _) => Some(spec.parse::<DisclosureControl>()?),
+            (None, true) => Some(DisclosureControl::standard()),
+            (None, false) => None,
+        };
         Ok(AgreementTerms {
             columns: ColumnTerm::parse_list(columns)?,
             row_filter: self.row_filter.clone(),
-            mode: self.mode.parse::<AccessMode>()?,
+            mode,
             min_group_size: self.min_group_size,
             max_rows: self.max_rows,
+            measures,
+            disclosure,
         })
     }
 }

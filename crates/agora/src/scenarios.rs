@@ -45,6 +45,8 @@ fn terms(columns: &str, mode: AccessMode, max_rows: Option<u64>) -> Result<Agree
         mode,
         min_group_size: agora_model::DEFAULT_MIN_GROUP_SIZE,
         max_rows,
+        measures: vec![],
+        disclosure: (mode == AccessMode::Aggregate).then(agora_model::DisclosureControl::standard),
     })
 }
 

@@ -1,114 +1,64 @@
-//! Aggregate-mode agreements: the plan rewrite that suppresses small groups.
+//! Aggregate-mode agreements: remote tabulation, as statistical offices run it.
 //!
 //! An aggregate agreement's table refuses to be scanned (it would hand out rows) unless the
-//! scan feeds an aggregation this rule has rewritten. The rule runs last in the analyzer,
-//! after type coercion, on every plan and every subquery in it. It accepts one shape:
+//! scan feeds a table this rule has rewritten. The rule runs last in the analyzer, after
+//! type coercion, on every plan and every subquery in it, and accepts one query surface:
 //!
 //! ```text
-//! Aggregate: group by G, aggregates A            SELECT G, A FROM product [AS x]
-//!   [Filter: P]                                  [WHERE P] GROUP BY G [HAVING …]
-//!     [SubqueryAlias: x]
-//!       TableScan: product (aggregate agreement)
+//! SELECT keys…, COUNT(*) | COUNT(DISTINCT subject) | COUNT(c) | SUM(m) | AVG(m)…
+//! FROM product [AS x]          -- or views, CTEs and derived tables over it alone
+//! [WHERE condition]            -- over dimensions only
+//! GROUP BY keys                -- over dimensions only
+//! [HAVING …]                   -- over the released figures
 //! ```
 //!
-//! and turns it into
+//! *Dimensions* are the agreed columns other than the subject and the measures, at the
+//! level their masks set (a band, a month, a prefix of a code); group keys and conditions
+//! may use them, literals and the total operators and functions of [`super::total`] — so
+//! they can coarsen a dimension further (bands of bands, years of months, `x / 10`,
+//! `round(x, -3)`, `CASE` bands, shorter prefixes) but never look at the subject or a
+//! measure row by row, and never fail. *Measures* appear only as the argument of `SUM`,
+//! `AVG` or `COUNT`. The subject appears only in `COUNT(DISTINCT subject)`. Nothing else
+//! goes inside an aggregate: no expression, no `FILTER`, no `DISTINCT` but that one, no
+//! `MIN`/`MAX`/`MEDIAN`, no grouping sets.
+//!
+//! Whatever views the query goes through are inlined; the result is
 //!
 //! ```text
-//! Projection: G, A (with their original names)
-//!   Filter: n_in >= k AND (n_all = n_in OR n_all - n_in >= k)
-//!     Aggregate: group by G, aggregates A FILTER (WHERE P),
-//!                count(DISTINCT subject) FILTER (WHERE P) AS n_in,
-//!                count(DISTINCT subject) AS n_all
-//!       [SubqueryAlias: x]
+//! Projection: keys, get_field(cell, 'o0') AS …, …   (the original names and types)
+//!   Filter: get_field(cell, 'shown')
+//!     Aggregate: group by keys, agora_tabulate(subject, inputs…) AS cell
+//!       [Filter: condition]
 //!         TableScan: product (granted)
 //! ```
 //!
-//! A group is shown only when at least k distinct subjects are in it (`n_in`) and, when the
-//! query has a WHERE condition, the subjects of the group it left out are none or at least
-//! k too (`n_all - n_in`): otherwise `WHERE person_id <> 'x'` (or any condition true for
-//! all but one subject) would reveal the one left out by difference with the unfiltered
-//! group. What the consumer does with the shown groups (HAVING, ORDER BY, LIMIT, joins,
-//! arithmetic) is post-processing of safe answers and is not restricted.
-//!
-//! Because the WHERE condition, the group keys and the aggregates' arguments are evaluated
-//! on every row of the group, including rows whose group is then suppressed, they are held
-//! to expressions that cannot fail on a value (no division by a column, no CAST that can
-//! fail, no regular expression from data): an error would tell the consumer that some row
-//! has such a value. MIN and MAX are refused (they show one subject's value); so are
-//! GROUPING SETS, ROLLUP and CUBE (their subtotals, minus the shown groups, give the
-//! suppressed ones).
+//! where `agora_tabulate` ([`super::tabulate`]) applies the minimum-contributor rule, the
+//! dominance rule and cell-key perturbation. What the consumer does with the released
+//! table (HAVING, ORDER BY, LIMIT, joins, arithmetic) is post-processing of protected
+//! figures and is not restricted.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema, Result, ScalarValue};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
-    Aggregate, BinaryExpr, Expr, ExprSchemable, Filter, LogicalPlan, Operator, Projection,
-    SubqueryAlias, TableScan, lit,
+    Aggregate, AggregateUDF, Distinct, Expr, ExprSchemable, Filter, LogicalPlan, Projection,
+    TableScan, cast, try_cast,
 };
 use datafusion::optimizer::AnalyzerRule;
 
 use super::EnforcedTable;
+use super::tabulate::{Output, Protection, TabulateUdaf};
+use super::total::{check_total, literal_value};
 use crate::EngineError;
 use agora_model::AccessMode;
-
-/// Aggregate functions whose result over k or more subjects does not show any one of them.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "mean",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "var",
-    "var_pop",
-    "var_samp",
-    "var_population",
-    "var_sample",
-];
-
-/// Scalar functions that return a value (or null) for every input value.
-const TOTAL_FUNCTIONS: &[&str] = &[
-    "lower",
-    "upper",
-    "btrim",
-    "ltrim",
-    "rtrim",
-    "trim",
-    "character_length",
-    "char_length",
-    "length",
-    "octet_length",
-    "coalesce",
-    "nullif",
-    "concat",
-    "floor",
-    "ceil",
-    // The pseudonym mask (not in the session's registry: only masks produce it).
-    "agora_pseudonym",
-];
-
-/// Scalar functions that are total when every argument after the first is a literal.
-const LITERAL_TAIL_FUNCTIONS: &[&str] = &[
-    "substr",
-    "substring",
-    "left",
-    "right",
-    "starts_with",
-    "ends_with",
-    "strpos",
-    "round",
-];
-
-/// Scalar functions that are total when their first argument (a unit) is a literal.
-const UNIT_FUNCTIONS: &[&str] = &["date_part", "date_trunc"];
 
 /// The analyzer rule; see the module's documentation.
 #[derive(Debug, Default)]
@@ -135,293 +85,422 @@ fn aggregate_table(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {
     (table.mode == AccessMode::Aggregate && !table.aggregation_granted).then_some(provider)
 }
 
+/// A chain of views over one aggregate table, inlined: the scan, the conditions on the
+/// way, and each output column of the chain's top as an expression over the scan.
+struct Flat {
+    scan: TableScan,
+    provider: Arc<dyn TableProvider>,
+    conditions: Vec<Expr>,
+    columns: HashMap<Column, Expr>,
+}
+
+/// Inlines Projection, SubqueryAlias and Filter nodes down to one aggregate table's scan;
+/// `None` for any other shape (joins, unions, windows, limits…).
+fn flatten(node: &LogicalPlan) -> Result<Option<Flat>> {
+    match node {
+        LogicalPlan::TableScan(scan) => {
+            let Some(provider) = aggregate_table(scan) else {
+                return Ok(None);
+            };
+            let columns = scan
+                .projected_schema
+                .columns()
+                .into_iter()
+                .map(|c| (c.clone(), Expr::Column(c)))
+                .collect();
+            Ok(Some(Flat {
+                scan: scan.clone(),
+                provider,
+                conditions: Vec::new(),
+                columns,
+            }))
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let Some(mut flat) = flatten(&a.input)? else {
+                return Ok(None);
+            };
+            let inner = a.input.schema().columns();
+            let mut columns = HashMap::new();
+            for (outer, inner) in a.schema.columns().into_iter().zip(inner) {
+                let e = flat.columns.get(&inner).cloned().ok_or_else(|| {
+                    DataFusionError::Internal(format!("no column {inner} below an alias"))
+                })?;
+                columns.insert(outer, e);
+            }
+            flat.columns = columns;
+            Ok(Some(flat))
+        }
+        LogicalPlan::Projection(p) => {
+            let Some(mut flat) = flatten(&p.input)? else {
+                return Ok(None);
+            };
+            let mut columns = HashMap::new();
+            for (outer, e) in p.schema.columns().into_iter().zip(&p.expr) {
+                columns.insert(outer, substitute(e.clone().unalias(), &flat.columns)?);
+            }
+            flat.columns = columns;
+            Ok(Some(flat))
+        }
+        LogicalPlan::Filter(f) => {
+            let Some(mut flat) = flatten(&f.input)? else {
+                return Ok(None);
+            };
+            let c = substitute(f.predicate.clone(), &flat.columns)?;
+            flat.conditions.push(c);
+            Ok(Some(flat))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `e` with each column replaced by its expression over the scan.
+fn substitute(e: Expr, columns: &HashMap<Column, Expr>) -> Result<Expr> {
+    e.transform_up(|e| match &e {
+        Expr::Column(c) => match columns.get(c) {
+            Some(x) => Ok(Transformed::yes(x.clone())),
+            None => Err(DataFusionError::Internal(format!(
+                "no column {c} in the inlined view"
+            ))),
+        },
+        _ => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
+}
+
+/// Rewrites keys and conditions that could fail on extreme values into ones that cannot,
+/// with the same answer wherever the original would not fail: integer rounding to tens,
+/// hundreds… rounds as a float (it could overflow as an integer), and `date_trunc` of a
+/// date truncates the date itself (the cast to a nanosecond timestamp fails outside
+/// 1677–2262); values that would have failed give null.
+fn totalise(e: Expr, schema: &DFSchema) -> Result<Expr> {
+    e.transform_up(|e| {
+        let Expr::ScalarFunction(f) = &e else {
+            return Ok(Transformed::no(e));
+        };
+        let name = f.func.name();
+        if matches!(name, "date_trunc" | "datetrunc")
+            && let [unit, Expr::Cast(c)] = f.args.as_slice()
+            && c.expr.get_type(schema)? == DataType::Date32
+            && let Some(unit) = literal_value(unit).and_then(|u| match u {
+                datafusion::common::ScalarValue::Utf8(Some(u))
+                | datafusion::common::ScalarValue::Utf8View(Some(u)) => {
+                    super::dates::DateUnit::parse(&u)
+                }
+                _ => None,
+            })
+        {
+            let t = e.get_type(schema)?;
+            return Ok(Transformed::yes(try_cast(
+                super::dates::trunc_date(unit, c.expr.as_ref().clone()),
+                t,
+            )));
+        }
+        if !(name == "round" || name == "trunc") || f.args.is_empty() {
+            return Ok(Transformed::no(e));
+        }
+        let t = f.args[0].get_type(schema)?;
+        if !t.is_integer() {
+            return Ok(Transformed::no(e));
+        }
+        let mut args = f.args.clone();
+        args[0] = cast(args[0].clone(), DataType::Float64);
+        let float = Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction {
+            func: Arc::clone(&f.func),
+            args,
+        });
+        Ok(Transformed::yes(try_cast(float, t)))
+    })
+    .map(|t| t.data)
+}
+
 fn rewrite(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    // SELECT DISTINCT over the table is a table of its keys, without figures.
+    if let LogicalPlan::Distinct(Distinct::All(input)) = &plan
+        && flatten(input)?.is_some()
+    {
+        let keys = input
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let agg = Aggregate::try_new(Arc::clone(input), keys, vec![])?;
+        return rewrite(LogicalPlan::Aggregate(agg));
+    }
     let LogicalPlan::Aggregate(agg) = &plan else {
         return Ok(Transformed::no(plan));
     };
-    let mut node = agg.input.as_ref();
-    let mut predicate = None;
-    if let LogicalPlan::Filter(f) = node {
-        predicate = Some(f.predicate.clone());
-        node = f.input.as_ref();
-    }
-    let mut aliases = Vec::new();
-    while let LogicalPlan::SubqueryAlias(a) = node {
-        aliases.push(a.alias.clone());
-        node = a.input.as_ref();
-    }
-    let LogicalPlan::TableScan(scan) = node else {
+    let Some(flat) = flatten(&agg.input)? else {
         return Ok(Transformed::no(plan));
     };
-    let Some(provider) = aggregate_table(scan) else {
-        return Ok(Transformed::no(plan));
-    };
-    let table = provider
+    tabulate(agg, flat).map(Transformed::yes)
+}
+
+/// How the agreement's columns may be used in a table.
+struct Surface<'a> {
+    table: &'a EnforcedTable,
+    agreement: &'a str,
+    subject: String,
+    schema: DFSchema,
+}
+
+impl Surface<'_> {
+    fn role(&self, name: &str) -> &'static str {
+        if name == self.subject {
+            "subject"
+        } else if self.table.measures.iter().any(|m| m == name) {
+            "measure"
+        } else {
+            "dimension"
+        }
+    }
+
+    fn dimensions(&self) -> String {
+        let dims: Vec<&str> = self
+            .table
+            .columns
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| self.role(n) == "dimension")
+            .collect();
+        if dims.is_empty() {
+            "none: totals only".into()
+        } else {
+            dims.join(", ")
+        }
+    }
+
+    /// A group key or condition: total, over dimensions only.
+    fn check_key(&self, e: &Expr, what: &str) -> Result<()> {
+        for c in e.column_refs() {
+            match self.role(&c.name) {
+                "dimension" => {}
+                role => {
+                    return Err(denied(format!(
+                        "agreement {} answers tables only, grouped and filtered by its \
+                         dimensions ({}); {what} uses {}, the {role}{}",
+                        self.agreement,
+                        self.dimensions(),
+                        c.name,
+                        if role == "subject" {
+                            ", which may only be counted with COUNT(DISTINCT …)"
+                        } else {
+                            ", which may only be summed, averaged or counted"
+                        }
+                    )));
+                }
+            }
+        }
+        check_total(e, &self.schema).map_err(|why| {
+            denied(format!(
+                "agreement {} answers tables only, and {what} may not use {why}: it is \
+                 evaluated on every row, so an error would reveal a row's value",
+                self.agreement
+            ))
+        })
+    }
+
+    /// A column that is an aggregate's argument, as it is or under a numeric cast.
+    fn argument_column<'e>(&self, e: &'e Expr) -> Option<&'e Column> {
+        match e {
+            Expr::Column(c) => Some(c),
+            Expr::Cast(c) if c.field.data_type().is_numeric() => self.argument_column(&c.expr),
+            Expr::TryCast(c) if c.field.data_type().is_numeric() => self.argument_column(&c.expr),
+            Expr::Alias(a) => self.argument_column(&a.expr),
+            _ => None,
+        }
+    }
+
+    /// What one aggregate of the query releases; `inputs` collects the columns it needs.
+    fn output(&self, f: &AggregateFunction, inputs: &mut Vec<String>) -> Result<Output> {
+        let name = f.func.name().to_ascii_lowercase();
+        let refuse = |why: &str| {
+            Err(denied(format!(
+                "agreement {} answers tables of COUNT(*), COUNT(DISTINCT {}), COUNT(column), \
+                 SUM(measure) and AVG(measure) only; {why}",
+                self.agreement, self.subject
+            )))
+        };
+        if f.params.filter.is_some() {
+            return refuse("no FILTER clause (put the condition in WHERE, over the dimensions)");
+        }
+        if !f.params.order_by.is_empty() {
+            return refuse("no ORDER BY inside an aggregate");
+        }
+        let args = &f.params.args;
+        let column = match args.as_slice() {
+            [a] => self.argument_column(a),
+            _ => None,
+        };
+        let mut input = |c: &Column| {
+            inputs.iter().position(|n| *n == c.name).unwrap_or_else(|| {
+                inputs.push(c.name.clone());
+                inputs.len() - 1
+            })
+        };
+        match (name.as_str(), f.params.distinct, column) {
+            ("count", true, Some(c)) if c.name == self.subject => Ok(Output::Subjects),
+            ("count", true, _) => refuse("no COUNT(DISTINCT …) but of the subject"),
+            ("count", false, None)
+                if args.len() == 1 && literal_value(&args[0]).is_some_and(|v| !v.is_null()) =>
+            {
+                Ok(Output::Rows)
+            }
+            ("count", false, Some(c)) if self.role(&c.name) != "subject" => {
+                Ok(Output::Values(input(c)))
+            }
+            ("sum" | "avg" | "mean", false, Some(c)) if self.role(&c.name) == "measure" => {
+                let i = input(c);
+                Ok(if name == "sum" {
+                    Output::Sum(i)
+                } else {
+                    Output::Avg(i)
+                })
+            }
+            ("sum" | "avg" | "mean", false, Some(c)) => refuse(&format!(
+                "{} is not a measure of the agreement ({})",
+                c.name,
+                if self.table.measures.is_empty() {
+                    "it has none".to_owned()
+                } else {
+                    self.table.measures.join(", ")
+                }
+            )),
+            ("sum" | "avg" | "mean" | "count", _, _) => refuse(&format!(
+                "the argument of {} must be a column as it is, not an expression",
+                name.to_uppercase()
+            )),
+            (other, _, _) => refuse(&format!(
+                "not {} (it can show one subject's value, or is not a protected figure)",
+                other.to_uppercase()
+            )),
+        }
+    }
+}
+
+fn tabulate(agg: &Aggregate, flat: Flat) -> Result<LogicalPlan> {
+    let table = flat
+        .provider
         .downcast_ref::<EnforcedTable>()
-        .expect("aggregate_table returns enforced tables");
+        .expect("flatten returns enforced tables");
     let agreement = table.agreement.clone();
-    let k = i64::from(table.min_group_size);
     let subject = table.subject.clone().ok_or_else(|| {
         denied(format!(
             "agreement {agreement} is for aggregates but names no subject column to count \
              groups in; the owner must fix its terms"
         ))
     })?;
-
-    // The scan, granted, under the same aliases.
-    let mut granted_scan = scan.clone();
-    granted_scan.source = provider_as_source(Arc::new(table.granted()));
-    let mut input = LogicalPlan::TableScan(granted_scan);
-    for alias in aliases.into_iter().rev() {
-        input = LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(input), alias)?);
-    }
-    let input = Arc::new(input);
-    let schema = input.schema().as_ref().clone();
-
-    let check = |e: &Expr, role: &str| {
-        check_total(e, &schema).map_err(|why| {
-            denied(format!(
-                "agreement {agreement} allows aggregate queries only, and in them {role} \
-                 may not use {why}: it is evaluated on every row, so an error would reveal a \
-                 row's value"
-            ))
-        })
+    let (control, secret) = match (&table.disclosure, &table.cell_key) {
+        (Some(c), Some(s)) => (c.clone(), s.clone()),
+        _ => {
+            return Err(denied(format!(
+                "agreement {agreement} is for aggregates but its owner has no disclosure \
+                 control configured for it; the owner must fix its terms"
+            )));
+        }
     };
-    if let Some(p) = &predicate {
-        check(p, "the WHERE condition")?;
+    let mut granted_scan = flat.scan.clone();
+    granted_scan.source = provider_as_source(Arc::new(table.granted()));
+    let scan = LogicalPlan::TableScan(granted_scan);
+    let surface = Surface {
+        table,
+        agreement: &agreement,
+        subject: subject.clone(),
+        schema: scan.schema().as_ref().clone(),
+    };
+
+    let mut input = scan;
+    let conditions = flat
+        .conditions
+        .into_iter()
+        .map(|c| totalise(c, &surface.schema))
+        .collect::<Result<Vec<_>>>()?;
+    for c in &conditions {
+        surface.check_key(c, "the WHERE condition")?;
     }
+    if let Some(p) = conditions.into_iter().reduce(Expr::and) {
+        input = LogicalPlan::Filter(Filter::try_new(p, Arc::new(input))?);
+    }
+
+    let mut keys = Vec::with_capacity(agg.group_expr.len());
     for g in &agg.group_expr {
         if matches!(g, Expr::GroupingSet(_)) {
             return Err(denied(format!(
-                "agreement {agreement} allows aggregate queries without GROUPING SETS, ROLLUP \
-                 or CUBE (their subtotals would reveal the groups suppressed for having fewer \
-                 than {k} subjects)"
+                "agreement {agreement} answers tables without GROUPING SETS, ROLLUP or CUBE; \
+                 ask for the margins as tables of their own"
             )));
         }
-        check(g, "GROUP BY")?;
+        let k = totalise(substitute(g.clone(), &flat.columns)?, &surface.schema)?;
+        surface.check_key(&k, "GROUP BY")?;
+        keys.push(k);
     }
 
-    let mut aggregates = Vec::with_capacity(agg.aggr_expr.len() + 2);
-    for (i, e) in agg.aggr_expr.iter().enumerate() {
-        let inner = match e {
-            Expr::Alias(a) => a.expr.as_ref(),
-            other => other,
-        };
-        let Expr::AggregateFunction(f) = inner else {
+    let mut inputs: Vec<String> = Vec::new();
+    let mut outputs = Vec::with_capacity(agg.aggr_expr.len());
+    for e in &agg.aggr_expr {
+        let inner = substitute(e.clone().unalias(), &flat.columns)?;
+        let Expr::AggregateFunction(f) = &inner else {
             return Err(DataFusionError::Internal(format!(
                 "unexpected aggregate expression {e}"
             )));
         };
-        let name = f.func.name().to_ascii_lowercase();
-        if !AGGREGATES.contains(&name.as_str()) {
-            return Err(denied(format!(
-                "agreement {agreement} allows aggregate queries with COUNT, SUM, AVG, STDDEV \
-                 and VARIANCE only, not {} (it can show one subject's value)",
-                name.to_uppercase()
-            )));
-        }
-        if !f.params.order_by.is_empty() {
-            return Err(denied(format!(
-                "agreement {agreement} allows no ORDER BY inside an aggregate"
-            )));
-        }
-        for a in &f.params.args {
-            check(a, "an aggregate's argument")?;
-        }
-        if f.params.filter.is_some() {
-            // Two aggregates of one group, with and without a FILTER, would show the
-            // subjects the FILTER leaves out by difference, however few they are.
-            return Err(denied(format!(
-                "agreement {agreement} allows no FILTER clause on an aggregate (put the \
-                 condition in WHERE, where groups it leaves fewer than {k} subjects out of \
-                 are suppressed)"
-            )));
-        }
-        let mut f: AggregateFunction = f.clone();
-        f.params.filter = predicate.clone().map(Box::new);
-        aggregates.push(Expr::AggregateFunction(f).alias(format!("__agora_aggregate_{i}")));
+        outputs.push(surface.output(f, &mut inputs)?);
     }
-
-    let (qualifier, _) = schema
-        .qualified_field_with_unqualified_name(&subject)
-        .map_err(|_| {
-            denied(format!(
-                "agreement {agreement} counts groups in column {subject}, which its table \
-                 does not show; the owner must fix its terms"
-            ))
-        })?;
-    let subject = Expr::Column(Column::new(qualifier.cloned(), &subject));
-    let count_subjects = |filter: Option<Expr>| {
-        let Expr::AggregateFunction(mut f) =
-            datafusion::functions_aggregate::expr_fn::count_distinct(subject.clone())
-        else {
-            unreachable!("count_distinct builds an aggregate function")
-        };
-        f.params.filter = filter.map(Box::new);
-        Expr::AggregateFunction(f)
+    let qualified = |name: &str| -> Result<Expr> {
+        let (q, _) = surface
+            .schema
+            .qualified_field_with_unqualified_name(name)
+            .map_err(|_| {
+                denied(format!(
+                    "agreement {agreement} counts groups in column {name}, which its table \
+                     does not show; the owner must fix its terms"
+                ))
+            })?;
+        Ok(Expr::Column(Column::new(q.cloned(), name)))
     };
-    let n_in = Expr::Column(Column::from_name("__agora_n_in"));
-    let n_all = Expr::Column(Column::from_name("__agora_n_all"));
-    aggregates.push(count_subjects(predicate.clone()).alias("__agora_n_in"));
-    let shown = match &predicate {
-        None => n_in.clone().gt_eq(lit(k)),
-        Some(_) => {
-            aggregates.push(count_subjects(None).alias("__agora_n_all"));
-            n_in.clone().gt_eq(lit(k)).and(
-                n_all
-                    .clone()
-                    .eq(n_in.clone())
-                    .or((n_all - n_in).gt_eq(lit(k))),
-            )
-        }
+    let mut args = vec![qualified(&subject)?];
+    let mut input_types = Vec::with_capacity(inputs.len());
+    for name in &inputs {
+        let c = qualified(name)?;
+        let t = c.get_type(&surface.schema)?;
+        input_types.push((name.clone(), t.is_integer() || t == DataType::Boolean));
+        args.push(c);
+    }
+    let protection = Protection {
+        agreement: agreement.clone(),
+        min_contributors: u64::from(table.min_group_size),
+        control,
+        secret,
+        inputs: input_types,
+        outputs,
     };
-    let aggregate = Aggregate::try_new(input, agg.group_expr.clone(), aggregates)?;
+    let udaf = AggregateUDF::new_from_impl(TabulateUdaf::new(protection));
+    let cell_call = udaf.call(args).alias("__agora_cell");
+    let aggregate = Aggregate::try_new(Arc::new(input), keys, vec![cell_call])?;
     let new_schema = Arc::clone(&aggregate.schema);
-    let filtered = Filter::try_new(shown, Arc::new(LogicalPlan::Aggregate(aggregate)))?;
-    // The original output, column by column, under the original names.
-    let exprs = agg
-        .schema
-        .iter()
-        .enumerate()
-        .map(|(i, (q, field))| {
+    let cell = Expr::Column(Column::from_name("__agora_cell"));
+    let field = |name: &str| datafusion::functions::core::expr_fn::get_field(cell.clone(), name);
+    let shown = Filter::try_new(field("shown"), Arc::new(LogicalPlan::Aggregate(aggregate)))?;
+    let shown = LogicalPlan::Filter(shown);
+    // The original output, column by column, under the original names and types.
+    let n_keys = agg.group_expr.len();
+    let mut exprs = Vec::with_capacity(agg.schema.fields().len());
+    for (i, (q, f)) in agg.schema.iter().enumerate() {
+        let e = if i < n_keys {
             let (nq, nf) = new_schema.qualified_field(i);
             Expr::Column(Column::new(nq.cloned(), nf.name()))
-                .alias_qualified(q.cloned(), field.name())
-        })
-        .collect();
-    let projection = Projection::try_new_with_schema(
-        exprs,
-        Arc::new(LogicalPlan::Filter(filtered)),
-        Arc::clone(&agg.schema),
-    )?;
-    Ok(Transformed::yes(LogicalPlan::Projection(projection)))
-}
-
-fn is_literal(e: &Expr) -> bool {
-    matches!(e, Expr::Literal(..))
-}
-
-/// Whether a cast from `from` to `to` succeeds for every value.
-fn cast_is_total(from: &DataType, to: &DataType) -> bool {
-    use DataType::*;
-    if from == to || matches!(to, Utf8 | LargeUtf8 | Utf8View) {
-        return true;
-    }
-    let int = |t: &DataType| matches!(t, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32);
-    match to {
-        Float64 => int(from) || matches!(from, Float32 | Float16 | Float64 | UInt64),
-        Int64 => int(from),
-        Timestamp(_, _) | Date64 => matches!(from, Date32),
-        // Nanoseconds since 1970 always fit in 32-bit days (what a truncation mask makes).
-        Date32 => matches!(from, Timestamp(arrow::datatypes::TimeUnit::Nanosecond, _)),
-        _ => false,
-    }
-}
-
-/// Checks that evaluating `expr` on a row cannot fail because of the row's values; returns
-/// what makes it fail if it could.
-pub(super) fn check_total(expr: &Expr, schema: &DFSchema) -> Result<(), String> {
-    let mut problem = None;
-    expr.apply(|e| {
-        let verdict: Result<(), String> = match e {
-            Expr::Column(_) | Expr::Literal(..) | Expr::Alias(_) => Ok(()),
-            Expr::Not(_)
-            | Expr::IsNull(_)
-            | Expr::IsNotNull(_)
-            | Expr::IsTrue(_)
-            | Expr::IsFalse(_)
-            | Expr::IsUnknown(_)
-            | Expr::IsNotTrue(_)
-            | Expr::IsNotFalse(_)
-            | Expr::IsNotUnknown(_)
-            | Expr::Negative(_)
-            | Expr::Between(_)
-            | Expr::InList(_)
-            | Expr::Case(_)
-            | Expr::TryCast(_) => Ok(()),
-            Expr::Like(like) if is_literal(&like.pattern) => Ok(()),
-            Expr::Like(_) => Err("a LIKE pattern taken from data".into()),
-            Expr::BinaryExpr(BinaryExpr { op, right, .. }) => match op {
-                Operator::Eq
-                | Operator::NotEq
-                | Operator::Lt
-                | Operator::LtEq
-                | Operator::Gt
-                | Operator::GtEq
-                | Operator::Plus
-                | Operator::Minus
-                | Operator::Multiply
-                | Operator::And
-                | Operator::Or
-                | Operator::IsDistinctFrom
-                | Operator::IsNotDistinctFrom
-                | Operator::LikeMatch
-                | Operator::ILikeMatch
-                | Operator::NotLikeMatch
-                | Operator::NotILikeMatch
-                | Operator::StringConcat => Ok(()),
-                Operator::Divide | Operator::Modulo => match right.as_ref() {
-                    Expr::Literal(v, _) if !v.is_null() && !is_zero(v) => Ok(()),
-                    _ => Err("division by anything but a non-zero number".into()),
-                },
-                Operator::RegexMatch
-                | Operator::RegexIMatch
-                | Operator::RegexNotMatch
-                | Operator::RegexNotIMatch
-                    if is_literal(right) =>
-                {
-                    Ok(())
-                }
-                other => Err(format!("the operator {other}")),
-            },
-            Expr::Cast(c) => {
-                if is_literal(&c.expr) {
-                    Ok(())
-                } else {
-                    match c.expr.get_type(schema) {
-                        Ok(from) if cast_is_total(&from, c.field.data_type()) => Ok(()),
-                        Ok(from) => Err(format!(
-                            "CAST from {from} to {} (it can fail; TRY_CAST cannot)",
-                            c.field.data_type()
-                        )),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
+        } else {
+            let released = field(&format!("o{}", i - n_keys));
+            let t = released.get_type(shown.schema())?;
+            if &t == f.data_type() {
+                released
+            } else {
+                try_cast(released, f.data_type().clone())
             }
-            Expr::ScalarFunction(f) => {
-                let name = f.func.name().to_ascii_lowercase();
-                let args = &f.args;
-                if TOTAL_FUNCTIONS.contains(&name.as_str())
-                    || (LITERAL_TAIL_FUNCTIONS.contains(&name.as_str())
-                        && args.iter().skip(1).all(is_literal))
-                    || (UNIT_FUNCTIONS.contains(&name.as_str())
-                        && args.first().is_some_and(is_literal))
-                {
-                    Ok(())
-                } else {
-                    Err(format!("the function {name} with these arguments"))
-                }
-            }
-            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => {
-                Err("a subquery".into())
-            }
-            Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
-                Err("a nested aggregate or window function".into())
-            }
-            other => Err(format!("the expression {other}")),
         };
-        match verdict {
-            Ok(()) => Ok(TreeNodeRecursion::Continue),
-            Err(why) => {
-                problem = Some(why);
-                Ok(TreeNodeRecursion::Stop)
-            }
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    problem.map_or(Ok(()), Err)
-}
-
-fn is_zero(v: &ScalarValue) -> bool {
-    ScalarValue::new_zero(&v.data_type()).is_ok_and(|z| &z == v)
+        exprs.push(e.alias_qualified(q.cloned(), f.name()));
+    }
+    let projection =
+        Projection::try_new_with_schema(exprs, Arc::new(shown), Arc::clone(&agg.schema))?;
+    Ok(LogicalPlan::Projection(projection))
 }

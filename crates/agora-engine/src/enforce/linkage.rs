@@ -319,9 +319,12 @@ mod tests {
                     mode: AccessMode::Linkage,
                     min_group_size: 5,
                     max_rows: None,
+                    measures: vec![],
+                    disclosure: None,
                 },
                 subject: Some("person_id".into()),
                 linkage_key: Some(LinkageKey::new([key; 32])),
+                cell_key: None,
             };
             let table = EnforcedTable::new(&ctx.state(), inner, &enforcement).unwrap();
             ctx.register_table(name, Arc::new(table)).unwrap();

@@ -53,11 +53,15 @@ use crate::EngineError;
 
 mod aggregate;
 mod boundary;
+mod dates;
 mod linkage;
+mod tabulate;
+mod total;
 
 pub(crate) use aggregate::AggregateAgreements;
 use boundary::EnforcementBoundaryExec;
 pub(crate) use linkage::LinkageJoins;
+pub use tabulate::CellKeySecret;
 
 /// A secret key for pseudonyms, scoped to one linkage purpose and consumer.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -138,6 +142,8 @@ pub struct Enforcement {
     pub subject: Option<String>,
     /// The key for pseudonym masks.
     pub linkage_key: Option<LinkageKey>,
+    /// The owner's secret for record keys and cell noise (aggregate mode).
+    pub cell_key: Option<CellKeySecret>,
 }
 
 /// The SQL-invisible pseudonym function.
@@ -200,6 +206,11 @@ pub struct EnforcedTable {
     /// groups in distinct subjects).
     subject: Option<String>,
     min_group_size: u32,
+    /// Aggregate mode: the columns that may only be aggregated.
+    measures: Vec<String>,
+    /// Aggregate mode: how released cells are protected, and the owner's secret for it.
+    disclosure: Option<agora_model::DisclosureControl>,
+    cell_key: Option<CellKeySecret>,
     /// Aggregate mode: set only on the copy the aggregate rewrite puts under an aggregation
     /// that suppresses small groups; every other scan is refused.
     aggregation_granted: bool,
@@ -231,20 +242,35 @@ fn mask_expr(
             let null = ScalarValue::try_from(data_type).map_err(EngineError::from_df)?;
             lit(null)
         }
-        Some(Mask::TruncateToMonth) | Some(Mask::TruncateToYear) => {
-            let unit = if mask == Some(Mask::TruncateToMonth) {
-                "month"
+        Some(m @ (Mask::TruncateToMonth | Mask::TruncateToYear)) => {
+            let unit = if m == Mask::TruncateToMonth {
+                dates::DateUnit::Month
             } else {
-                "year"
+                dates::DateUnit::Year
             };
-            cast(
-                datafusion::functions::expr_fn::date_trunc(lit(unit), c),
-                data_type.clone(),
-            )
+            if *data_type == DataType::Date32 {
+                // Truncated as a date: a cast to a nanosecond timestamp would fail on
+                // dates outside 1677–2262.
+                dates::trunc_date(unit, c)
+            } else {
+                let unit = if unit == dates::DateUnit::Month {
+                    "month"
+                } else {
+                    "year"
+                };
+                cast(
+                    datafusion::functions::expr_fn::date_trunc(lit(unit), c),
+                    data_type.clone(),
+                )
+            }
         }
         Some(Mask::Band { width }) => cast(
             datafusion::functions::expr_fn::floor(cast(c, DataType::Float64) / lit(width))
                 * lit(width),
+            data_type.clone(),
+        ),
+        Some(Mask::Prefix { length }) => cast(
+            datafusion::functions::expr_fn::left(c, lit(i64::from(length))),
             data_type.clone(),
         ),
         Some(Mask::Pseudonym) => {
@@ -351,6 +377,9 @@ impl EnforcedTable {
                 .clone()
                 .filter(|s| terms.columns.iter().any(|c| &c.name == s)),
             min_group_size: terms.min_group_size,
+            measures: terms.measures.clone(),
+            disclosure: terms.disclosure.clone(),
+            cell_key: enforcement.cell_key.clone(),
             aggregation_granted: false,
             row_filter,
             columns,
@@ -418,7 +447,7 @@ impl EnforcedTable {
         if unknown {
             return None;
         }
-        aggregate::check_total(&rewritten, &self.raw_schema).ok()?;
+        total::check_total(&rewritten, &self.raw_schema).ok()?;
         Some(rewritten)
     }
 
@@ -556,8 +585,10 @@ impl TableProvider for EnforcedTable {
             // suppresses small groups; a plain scan would hand out rows.
             return Err(DataFusionError::External(Box::new(
                 EngineError::AccessDenied(format!(
-                    "agreement {} allows aggregate queries only (GROUP BY with COUNT, SUM, \
-                     AVG…), not rows",
+                    "agreement {} answers tables only, not rows: SELECT dimensions, COUNT(*), \
+                     SUM(measure) or AVG(measure) FROM the product [WHERE condition on \
+                     dimensions] GROUP BY dimensions (views and CTEs over the product alone \
+                     are fine; joins, windows and limits below the GROUP BY are not)",
                     self.agreement
                 )),
             )));
@@ -579,20 +610,15 @@ impl TableProvider for EnforcedTable {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        // The row filter first: it is the owner's, and the consumer's conditions are total.
-        let predicate = self
-            .row_filter
-            .iter()
-            .chain(conditions.iter())
-            .cloned()
-            .reduce(Expr::and);
-        // The product's columns that the requested masks and the predicate read.
+        // The product's columns that the requested masks, the row filter and the
+        // consumer's conditions read.
         let raw = self.inner.schema();
         let mut needed = BTreeSet::new();
         for expr in wanted
             .iter()
             .map(|&i| &self.columns[i].1)
-            .chain(predicate.iter())
+            .chain(self.row_filter.iter())
+            .chain(conditions.iter())
         {
             for c in expr.column_refs() {
                 needed.insert(raw.index_of(&c.name)?);
@@ -600,7 +626,8 @@ impl TableProvider for EnforcedTable {
         }
         let needed: Vec<usize> = needed.into_iter().collect();
         // The product's scan may use the consumer's conditions to skip files and row groups
-        // (by statistics); every row it returns is still filtered below.
+        // by their statistics (never to evaluate them on rows); every row it returns is
+        // still filtered below.
         let hints: Vec<Expr> = {
             let refs: Vec<&Expr> = conditions.iter().collect();
             let support = self.inner.supports_filters_pushdown(&refs)?;
@@ -611,15 +638,22 @@ impl TableProvider for EnforcedTable {
                 .map(|(c, _)| c.clone())
                 .collect()
         };
-        let input = self.inner.scan(state, Some(&needed), &hints, None).await?;
+        let mut input = self.inner.scan(state, Some(&needed), &hints, None).await?;
         let input_schema = DFSchema::try_from(input.schema().as_ref().clone())?;
-        let input: Arc<dyn ExecutionPlan> = match predicate {
-            Some(f) => {
-                let predicate = state.create_physical_expr(f, &input_schema)?;
-                Arc::new(FilterExec::try_new(predicate, input)?)
-            }
-            None => input,
-        };
+        // The owner's row filter strictly first, behind a boundary of its own: the
+        // consumer's conditions then see only rows the agreement shows (the two are never
+        // merged into one predicate, where the consumer's could run on hidden rows).
+        if let Some(f) = &self.row_filter {
+            let predicate = state.create_physical_expr(f.clone(), &input_schema)?;
+            input = Arc::new(EnforcementBoundaryExec::new(
+                self.agreement.clone(),
+                Arc::new(FilterExec::try_new(predicate, input)?),
+            ));
+        }
+        if let Some(c) = conditions.into_iter().reduce(Expr::and) {
+            let predicate = state.create_physical_expr(c, &input_schema)?;
+            input = Arc::new(FilterExec::try_new(predicate, input)?);
+        }
         let exprs = wanted
             .iter()
             .map(|&i| {
@@ -755,9 +789,12 @@ mod tests {
                 mode,
                 min_group_size: 5,
                 max_rows: None,
+                measures: vec![],
+                disclosure: None,
             },
             subject: Some("id".into()),
             linkage_key: Some(key(3)),
+            cell_key: None,
         };
         EnforcedTable::new(&state, inner, &enforcement).unwrap()
     }

@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use agora_engine::{Catalog, Enforcement, Engine, EngineConfig, LinkageKey, TableBinding};
+use agora_engine::{
+    Catalog, CellKeySecret, Enforcement, Engine, EngineConfig, LinkageKey, TableBinding,
+};
 use agora_model::{AgreementTerms, DataSource, SourceFormat};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::StreamExt;
@@ -118,6 +120,8 @@ impl World {
                             let bytes: [u8; 32] = hex_bytes(h).try_into().unwrap();
                             LinkageKey::new(bytes)
                         }),
+                        // A fixed secret: the corpus's released figures are reproducible.
+                        cell_key: Some(CellKeySecret::new(*b"agora-policy-corpus-cell-key-32b")),
                     });
                 } else if class != "open" {
                     b.refusal = Some(format!(

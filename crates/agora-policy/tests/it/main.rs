@@ -50,6 +50,8 @@ fn request(
             mode,
             min_group_size: 5,
             max_rows: None,
+            measures: vec![],
+            disclosure: None,
         },
         valid_from: now,
         valid_until: now + Duration::days(90),

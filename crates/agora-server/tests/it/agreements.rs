@@ -105,6 +105,9 @@ pub(crate) fn request(
             mode,
             min_group_size: 5,
             max_rows: Some(100),
+            measures: vec![],
+            disclosure: (mode == AccessMode::Aggregate)
+                .then(agora_model::DisclosureControl::standard),
         },
         valid_from: now - chrono::Duration::minutes(1),
         valid_until: now + chrono::Duration::days(30),
@@ -435,6 +438,8 @@ async fn a_counter_offer_accepted_by_the_consumer_becomes_the_agreement() {
         mode: AccessMode::Aggregate,
         min_group_size: 5,
         max_rows: None,
+        measures: vec![],
+        disclosure: Some(agora_model::DisclosureControl::standard()),
     };
     tax.counter_offer(
         &n.id,
@@ -675,6 +680,8 @@ async fn a_counter_request_the_owner_cannot_accept_ends_the_negotiation_on_both_
         mode: AccessMode::Records,
         min_group_size: 5,
         max_rows: Some(100),
+        measures: vec![],
+        disclosure: None,
     };
     tax.counter_offer(&n.id, offer, "").await.unwrap();
     reaches(

@@ -512,6 +512,8 @@ async fn a_consumer_answers_an_offer_with_other_terms_in_the_browser() {
             mode: agora_model::AccessMode::Aggregate,
             min_group_size: 10,
             max_rows: None,
+            measures: vec![],
+            disclosure: Some(agora_model::DisclosureControl::standard()),
         },
         "income in bands only",
     )

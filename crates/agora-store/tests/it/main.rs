@@ -991,6 +991,8 @@ mod negotiations {
                     mode: AccessMode::Records,
                     min_group_size: 5,
                     max_rows: None,
+                    measures: vec![],
+                    disclosure: None,
                 },
                 valid_from: now,
                 valid_until: now + Duration::days(30),

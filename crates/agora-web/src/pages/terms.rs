@@ -1,8 +1,8 @@
 //! The terms of an agreement, as a form (to request or counter-offer) and as a summary.
 
 use agora_model::{
-    AccessMode, AgreementTerms, ColumnRole, ColumnSchema, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask,
-    ProductMetadata,
+    AccessMode, AgreementTerms, ColumnRole, ColumnSchema, ColumnTerm, DEFAULT_MIN_GROUP_SIZE,
+    DisclosureControl, Mask, ProductMetadata,
 };
 use maud::{Markup, html};
 
@@ -12,11 +12,16 @@ use crate::layout::{FieldError, field_error};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TermsInput {
     pub mode: String,
-    /// Per column of the product, in its order: (name, chosen, mask, band width).
+    /// Per column of the product, in its order: (name, chosen, mask, band width or prefix
+    /// length).
     pub columns: Vec<(String, bool, String, String)>,
+    /// Aggregate mode: the columns chosen as measures.
+    pub measures: Vec<String>,
     pub row_filter: String,
     pub max_rows: String,
     pub min_group_size: String,
+    /// Aggregate mode: the disclosure control in its text form.
+    pub disclosure: String,
 }
 
 /// A posted form's value for `name`, trimmed; empty when the form has no such field.
@@ -35,6 +40,7 @@ const MASKS: &[(&str, &str)] = &[
     ("month", "Date cut to the month"),
     ("year", "Date cut to the year"),
     ("band", "Number in bands"),
+    ("prefix", "Code cut to a prefix"),
     ("pseudonym", "Pseudonym"),
 ];
 
@@ -42,6 +48,7 @@ fn mask_value(m: &Option<Mask>) -> (String, String) {
     match m {
         None => (String::new(), String::new()),
         Some(Mask::Band { width }) => ("band".into(), width.to_string()),
+        Some(Mask::Prefix { length }) => ("prefix".into(), length.to_string()),
         Some(other) => (other.label(), String::new()),
     }
 }
@@ -55,9 +62,11 @@ impl TermsInput {
                 .iter()
                 .map(|c| (c.name.clone(), false, String::new(), String::new()))
                 .collect(),
+            measures: Vec::new(),
             row_filter: String::new(),
             max_rows: String::new(),
             min_group_size: DEFAULT_MIN_GROUP_SIZE.to_string(),
+            disclosure: "standard".into(),
         }
     }
 
@@ -75,14 +84,20 @@ impl TermsInput {
                     None => (c.name.clone(), false, String::new(), String::new()),
                 })
                 .collect(),
+            measures: t.measures.clone(),
             row_filter: t.row_filter.clone().unwrap_or_default(),
             max_rows: t.max_rows.map(|m| m.to_string()).unwrap_or_default(),
             min_group_size: t.min_group_size.to_string(),
+            disclosure: t
+                .disclosure
+                .as_ref()
+                .map_or_else(|| "standard".into(), |d| d.to_string()),
         }
     }
 
     /// Reads the terms fields of a posted form (`col.NAME`, `mask.NAME`, `band.NAME`,
-    /// `mode`, `row_filter`, `max_rows`, `min_group_size`) over a product's columns.
+    /// `measure.NAME`, `mode`, `row_filter`, `max_rows`, `min_group_size`, `disclosure`)
+    /// over a product's columns.
     pub fn from_form(schema: &[ColumnSchema], pairs: &[(String, String)]) -> Self {
         let get = |k: &str| form_value(pairs, k);
         Self {
@@ -98,9 +113,15 @@ impl TermsInput {
                     )
                 })
                 .collect(),
+            measures: schema
+                .iter()
+                .filter(|c| !get(&format!("measure.{}", c.name)).is_empty())
+                .map(|c| c.name.clone())
+                .collect(),
             row_filter: get("row_filter"),
             max_rows: get("max_rows"),
             min_group_size: get("min_group_size"),
+            disclosure: get("disclosure"),
         }
     }
 
@@ -132,6 +153,18 @@ impl TermsInput {
                             field: "columns",
                             message: format!(
                                 "Enter a band width greater than 0 for column {name}, for example 1000"
+                            ),
+                        });
+                        None
+                    }
+                },
+                "prefix" => match band.parse::<u32>() {
+                    Ok(n) if n > 0 => Some(Mask::Prefix { length: n }),
+                    _ => {
+                        errors.push(FieldError {
+                            field: "columns",
+                            message: format!(
+                                "Enter a prefix length of at least 1 for column {name}, for example 3"
                             ),
                         });
                         None
@@ -189,6 +222,26 @@ impl TermsInput {
                 }
             }
         };
+        let aggregate = mode == Some(AccessMode::Aggregate);
+        let disclosure = if !aggregate {
+            None
+        } else {
+            match DisclosureControl::parse(&self.disclosure) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errors.push(FieldError {
+                        field: "disclosure",
+                        message: format!("The disclosure control is not valid: {e}"),
+                    });
+                    None
+                }
+            }
+        };
+        let measures = if aggregate {
+            self.measures.clone()
+        } else {
+            Vec::new()
+        };
         match (mode, errors.is_empty()) {
             (Some(mode), true) => Ok(AgreementTerms {
                 columns,
@@ -196,6 +249,8 @@ impl TermsInput {
                 mode,
                 min_group_size,
                 max_rows,
+                measures,
+                disclosure,
             }),
             _ => Err(errors),
         }
@@ -208,7 +263,7 @@ fn mode_hint(m: AccessMode) -> &'static str {
             "Rows, with the chosen columns, masks and row filter. Not allowed for sensitive products."
         }
         AccessMode::Aggregate => {
-            "Only counts, sums and other aggregates; small groups are left out of every answer."
+            "Only tables of counts, sums and averages by the chosen dimensions; every figure is perturbed, small groups are left out and sums dominated by a few are withheld."
         }
         AccessMode::Linkage => {
             "Pseudonymised keys and the chosen columns, to link records with other products for the same purpose."
@@ -280,7 +335,7 @@ pub(crate) fn fields(
                 div.table-wrap {
                     table.terms-table {
                         caption.visually-hidden { "Columns to request" }
-                        thead { tr { th scope="col" { "Column" } th scope="col" { "Type and role" } th scope="col" { "Mask" } th scope="col" { "Band width" } } }
+                        thead { tr { th scope="col" { "Column" } th scope="col" { "Type and role" } th scope="col" { "Mask" } th scope="col" { "Band width or prefix length" } th scope="col" { "Measure (aggregate mode)" } } }
                         tbody {
                             @for (i, (name, chosen, mask, band)) in input.columns.iter().enumerate() {
                                 @let id = if i == 0 { "columns".to_owned() } else { format!("col-{i}") };
@@ -301,8 +356,14 @@ pub(crate) fn fields(
                                         }
                                     }
                                     td {
-                                        label.visually-hidden for={ "band-" (i) } { "Band width for " (name) }
+                                        label.visually-hidden for={ "band-" (i) } { "Band width or prefix length for " (name) }
                                         input.input--short type="text" inputmode="decimal" id={ "band-" (i) } name={ "band." (name) } value=(band);
+                                    }
+                                    td {
+                                        div.checkbox {
+                                            input type="checkbox" id={ "measure-" (i) } name={ "measure." (name) } value="on" checked[input.measures.contains(name)];
+                                            label for={ "measure-" (i) } { span.visually-hidden { (name) " " } "only summed" }
+                                        }
                                     }
                                 }
                             }
@@ -328,6 +389,12 @@ pub(crate) fn fields(
             (error_line(errors, "min_group_size"))
             input.input--short type="text" inputmode="numeric" id="min_group_size" name="min_group_size" value=(input.min_group_size) aria-describedby="min_group_size-hint";
         }
+        div class=(error_class(errors, "disclosure")) {
+            label for="disclosure" { "Disclosure control" }
+            p.hint id="disclosure-hint" { "Aggregate mode only: standard (counts perturbed by at most 2, sums by 10–50 % of their largest contribution, the p % rule with p = 10), or settings such as count=3:1.5,magnitude=0.2:0.6,nk=2:85." }
+            (error_line(errors, "disclosure"))
+            input.input--wide type="text" id="disclosure" name="disclosure" value=(input.disclosure) aria-describedby="disclosure-hint" spellcheck="false";
+        }
     }
 }
 
@@ -340,6 +407,14 @@ pub(crate) fn summary(t: &AgreementTerms, caption: &str) -> Markup {
             div { dt { "Most rows per query" } dd { @match t.max_rows { Some(m) => (m), None => "No limit" } } }
             @if t.mode == AccessMode::Aggregate {
                 div { dt { "Smallest group" } dd { (t.min_group_size) " people" } }
+                div { dt { "Measures" } dd { @if t.measures.is_empty() { "None: counts only" } @else { (t.measures.join(", ")) } } }
+                @if let Some(d) = &t.disclosure {
+                    div { dt { "Disclosure control" } dd {
+                        "Counts move by at most " (d.count_noise.max) " (variance " (d.count_noise.variance) "); sums by "
+                        (d.magnitude_noise.min * 100.0) "–" (d.magnitude_noise.max * 100.0) " % of their largest contribution; "
+                        (d.dominance.describe()) "."
+                    } }
+                }
             }
         }
         div.table-wrap {
@@ -369,6 +444,7 @@ pub(crate) fn mask_words(m: &Mask) -> String {
         Mask::TruncateToMonth => "Cut to the first day of the month".into(),
         Mask::TruncateToYear => "Cut to the first day of the year".into(),
         Mask::Band { width } => format!("In bands of {width}"),
+        Mask::Prefix { length } => format!("Cut to its first {length} characters"),
         Mask::Pseudonym => "Pseudonym (HMAC-SHA256 under the purpose's linkage key)".into(),
     }
 }
