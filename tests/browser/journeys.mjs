@@ -170,10 +170,10 @@ await journey('access request: an incomplete form is refused field by field, the
   await page.getByLabel('Legal basis').selectOption('public_task');
   await page.getByLabel('Why do you need it?').fill('Monthly statistics of residents per municipality for the labour market report.');
   await page.getByLabel('aggregate', { exact: true }).check();
-  await page.getByRole('checkbox', { name: 'municipality' }).check();
-  await page.getByRole('checkbox', { name: 'sex' }).check();
+  await page.getByRole('checkbox', { name: 'municipality', exact: true }).check();
+  await page.getByRole('checkbox', { name: 'sex', exact: true }).check();
   // Aggregate answers count people: the subject column is needed (no answer shows it).
-  await page.getByRole('checkbox', { name: 'person_id' }).check();
+  await page.getByRole('checkbox', { name: 'person_id', exact: true }).check();
   await page.getByRole('button', { name: 'Send the request' }).click();
   await page.waitForLoadState();
   assert.match(page.url(), /\/requests\/.+done=requested/, await page.locator('main').innerText());
@@ -295,7 +295,7 @@ await journey('negotiation: the owner offers other terms, the consumer asks for 
   await analyst.getByLabel('Legal basis').selectOption('public_task');
   await analyst.getByLabel('Why do you need it?').fill('Long-term unemployment and health: a study with the city hospital.');
   await analyst.getByLabel('aggregate', { exact: true }).check();
-  for (const c of ['person_id', 'sex', 'birth_date']) await analyst.getByRole('checkbox', { name: c }).check();
+  for (const c of ['person_id', 'sex', 'birth_date']) await analyst.getByRole('checkbox', { name: c, exact: true }).check();
   await analyst.getByLabel('Mask for birth_date').selectOption('year');
   await analyst.getByRole('button', { name: 'Send the request' }).click();
   await analyst.waitForLoadState();
@@ -313,12 +313,12 @@ await journey('negotiation: the owner offers other terms, the consumer asks for 
   await owner.getByRole('link', { name: 'Offer other terms' }).click();
   await owner.waitForURL(/\/offer/);
   await accessible(owner, 'offer form');
-  for (const c of ['person_id', 'sex', 'birth_date']) await owner.getByRole('checkbox', { name: c }).uncheck();
+  for (const c of ['person_id', 'sex', 'birth_date']) await owner.getByRole('checkbox', { name: c, exact: true }).uncheck();
   await owner.getByRole('button', { name: 'Send the offer' }).click();
   await owner.locator('.error-summary').waitFor();
   assert.match(await owner.locator('.error-summary').innerText(), /Choose at least one column/);
   await accessible(owner, 'offer form with errors');
-  for (const c of ['person_id', 'sex']) await owner.getByRole('checkbox', { name: c }).check();
+  for (const c of ['person_id', 'sex']) await owner.getByRole('checkbox', { name: c, exact: true }).check();
   await owner.getByLabel('Why these terms').fill('Birth dates are not needed for this study.');
   await owner.getByRole('button', { name: 'Send the offer' }).click();
   await owner.waitForURL(/done=offered/);
@@ -337,11 +337,11 @@ await journey('negotiation: the owner offers other terms, the consumer asks for 
   await accessible(steward, 'negotiation (offered)');
   await steward.getByRole('link', { name: 'Ask for other terms' }).click();
   await steward.waitForURL(/\/counter/);
-  assert.ok(await steward.getByRole('checkbox', { name: 'sex' }).isChecked());
-  assert.ok(!(await steward.getByRole('checkbox', { name: 'birth_date' }).isChecked()));
+  assert.ok(await steward.getByRole('checkbox', { name: 'sex', exact: true }).isChecked());
+  assert.ok(!(await steward.getByRole('checkbox', { name: 'birth_date', exact: true }).isChecked()));
   await accessible(steward, 'counter-request form');
   await screenshot(steward, 'counter-request');
-  await steward.getByRole('checkbox', { name: 'municipality' }).check();
+  await steward.getByRole('checkbox', { name: 'municipality', exact: true }).check();
   await steward.getByLabel('Why these terms').fill('Municipalities are needed to compare regions.');
   await steward.getByRole('button', { name: 'Send the request' }).click();
   await steward.waitForURL(/done=countered/);

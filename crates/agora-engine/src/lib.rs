@@ -54,6 +54,11 @@ pub enum EngineError {
     },
     #[error("query failed while reading data: {0}")]
     Execution(String),
+    /// An expression of the query failed on a value (division by zero, a cast, a function
+    /// given a value it does not take): the query's fault. Its message may quote the value;
+    /// callers answering another member replace it with words of their own.
+    #[error("the query failed while computing an expression: {0}")]
+    Evaluation(String),
     #[error("cannot encode the result: {0}")]
     Encode(String),
     /// Reading a product the caller may not read (the reason says why and what to do).
@@ -81,6 +86,7 @@ impl EngineError {
                 | Self::AccessDenied(_)
                 | Self::RemoteRefused(_)
                 | Self::Terms(_)
+                | Self::Evaluation(_)
         )
     }
 
@@ -103,6 +109,20 @@ impl EngineError {
             DataFusionError::SchemaError(s, _) => Self::Plan(tidy(&s.to_string())),
             DataFusionError::NotImplemented(m) => Self::Plan(format!("not supported: {}", tidy(m))),
             DataFusionError::Configuration(m) => Self::Plan(tidy(m)),
+            DataFusionError::Execution(m) => Self::Evaluation(tidy(m)),
+            DataFusionError::ArrowError(a, _)
+                if matches!(
+                    a.as_ref(),
+                    arrow::error::ArrowError::CastError(_)
+                        | arrow::error::ArrowError::ComputeError(_)
+                        | arrow::error::ArrowError::DivideByZero
+                        | arrow::error::ArrowError::ArithmeticOverflow(_)
+                        | arrow::error::ArrowError::InvalidArgumentError(_)
+                        | arrow::error::ArrowError::ParseError(_)
+                ) =>
+            {
+                Self::Evaluation(tidy(&a.to_string()))
+            }
             _ => Self::Execution(tidy(&root.to_string())),
         }
     }

@@ -442,6 +442,32 @@ impl Stream for VerifiedFlight {
                 }
                 Some(Err(status)) => {
                     this.finished = true;
+                    // A failure the owner signed (a query it refused while answering, such
+                    // as an expression that failed) is its refusal, the consumer's error.
+                    let signed = status
+                        .metadata()
+                        .get(RESPONSE_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|h| ResponseSignature::parse(h).ok())
+                        .is_some_and(|rsig| {
+                            rsig.from == this.peer
+                                && rsig
+                                    .verify(
+                                        &this.public_key,
+                                        &this.nonce,
+                                        refusal_status(status.code()),
+                                        &digest_hex(status.message().as_bytes()),
+                                    )
+                                    .is_ok()
+                        });
+                    if signed && status.code() == tonic::Code::InvalidArgument {
+                        return Poll::Ready(Some(Err(FlightError::ExternalError(Box::new(
+                            ExchangeError::Refused {
+                                peer: this.peer.to_string(),
+                                reason: status.message().to_owned(),
+                            },
+                        )))));
+                    }
                     let reason = if status.code() == tonic::Code::Unknown
                         || status.code() == tonic::Code::Unavailable
                         || status.code() == tonic::Code::Cancelled

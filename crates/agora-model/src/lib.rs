@@ -27,7 +27,7 @@ pub use metadata::{
 pub use negotiation::{
     AccessRequest, Agreement, AgreementSignatures, LEGAL_BASES, MAX_VALIDITY_DAYS, Negotiation,
     NegotiationError, NegotiationEvent, NegotiationMessage, NegotiationRole, NegotiationState,
-    Validity,
+    Validity, applicable_agreement,
 };
 pub use person_id::{person_id_check_digit, person_id_is_valid};
 pub use product::{

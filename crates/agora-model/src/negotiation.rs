@@ -248,6 +248,35 @@ pub struct Agreement {
     /// when the terms share pseudonyms; see ARCHITECTURE.md, key management).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linkage_epoch: Option<u32>,
+    /// The agreement this one replaces, for the same consumer, product and purpose, by the
+    /// owner's steward's explicit decision (it is revoked once this one is in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
+}
+
+/// Which of a consumer's agreements in force on one product applies to its queries: per
+/// purpose, the first agreed, unless a later one explicitly supersedes it (and so on down
+/// the chain) — a later agreement for the same purpose that supersedes nothing changes
+/// nothing served; across purposes, the most recently agreed of those.
+pub fn applicable_agreement<'a>(
+    in_force: impl IntoIterator<Item = &'a Agreement>,
+) -> Option<&'a Agreement> {
+    let mut all: Vec<&Agreement> = in_force.into_iter().collect();
+    all.sort_by(|a, b| a.agreed_at.cmp(&b.agreed_at).then_with(|| a.id.cmp(&b.id)));
+    let mut per_purpose: Vec<&Agreement> = Vec::new();
+    for a in all {
+        match per_purpose.iter_mut().find(|c| c.purpose == a.purpose) {
+            None => per_purpose.push(a),
+            Some(current) => {
+                if a.supersedes.as_deref() == Some(current.id.as_str()) {
+                    *current = a;
+                }
+            }
+        }
+    }
+    per_purpose
+        .into_iter()
+        .max_by(|a, b| a.agreed_at.cmp(&b.agreed_at).then_with(|| a.id.cmp(&b.id)))
 }
 
 /// The two members' signatures over an agreement's [`Agreement::signing_bytes`]
@@ -382,6 +411,7 @@ impl Agreement {
             valid_until: request.valid_until,
             agreed_at,
             linkage_epoch: None,
+            supersedes: None,
         }
     }
 
@@ -571,6 +601,34 @@ pub struct NegotiationEvent {
 mod tests {
     use super::*;
     use crate::{ColumnTerm, Mask};
+
+    #[test]
+    fn a_later_agreement_for_the_same_purpose_applies_only_if_it_supersedes() {
+        let base = Agreement::from_request(
+            "a-1".into(),
+            "eco".into(),
+            MemberId::parse("city-hospital").unwrap(),
+            &request(),
+            request().terms,
+            at(2026, 1, 1),
+        );
+        let mut wider = base.clone();
+        wider.id = "a-2".into();
+        wider.agreed_at = at(2026, 2, 1);
+        // Not superseding: the first stays the one served.
+        assert_eq!(applicable_agreement([&base, &wider]).unwrap().id, "a-1");
+        assert_eq!(applicable_agreement([&wider, &base]).unwrap().id, "a-1");
+        // Superseding by the steward's decision: the new one.
+        wider.supersedes = Some("a-1".into());
+        assert_eq!(applicable_agreement([&base, &wider]).unwrap().id, "a-2");
+        // Another purpose: the most recent of the purposes' own.
+        let mut other = base.clone();
+        other.id = "a-3".into();
+        other.purpose = "official_statistics".into();
+        other.agreed_at = at(2026, 3, 1);
+        assert_eq!(applicable_agreement([&base, &other]).unwrap().id, "a-3");
+        assert!(applicable_agreement([]).is_none());
+    }
     use chrono::TimeZone;
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {

@@ -327,6 +327,18 @@ impl Node {
     /// Approves a request as asked, or the consumer's acceptance of an offer: the owner's
     /// node signs the agreement (AGREED) and sends it for countersigning.
     pub async fn approve(&self, id: &str, note: &str) -> Result<Negotiation, NodeError> {
+        self.approve_superseding(id, note, false).await
+    }
+
+    /// Approves, and with `supersede` replaces the agreement in force for the same
+    /// consumer, product and purpose (revoked once the new one is in force). Without it, an
+    /// agreement in force for the same purpose makes the approval fail with what to do.
+    pub async fn approve_superseding(
+        &self,
+        id: &str,
+        note: &str,
+        supersede: bool,
+    ) -> Result<Negotiation, NodeError> {
         let n = self
             .find_negotiation(id, Some(NegotiationRole::Provider))
             .await?;
@@ -352,7 +364,23 @@ impl Node {
                 decision.explain()
             )));
         }
-        self.agree(n, terms, note).await
+        let current = self
+            .in_force_for_purpose(&n.consumer, &n.request.product, &n.request.purpose, &n.id)
+            .await?;
+        let supersedes = match (current.first(), supersede) {
+            (None, _) => None,
+            (Some(old), true) => Some(old.clone()),
+            (Some(old), false) => {
+                return Err(NodeError::Agreement(format!(
+                    "agreement {old} for {} and purpose {} is in force with {}; approving \
+                     this request would replace it: approve with supersede (agora agreement \
+                     approve --supersede) to revoke it once this one is in force, or reject \
+                     this request",
+                    n.request.product, n.request.purpose, n.consumer
+                )));
+            }
+        };
+        self.agree(n, terms, note, supersedes).await
     }
 
     /// Answers a request with other terms (OFFERED).
@@ -542,7 +570,11 @@ impl Node {
         terms: &AgreementTerms,
         metadata: &ProductMetadata,
     ) -> Result<Decision, NodeError> {
-        let facts = RequestFacts::of(&n.consumer, &n.request, terms, metadata);
+        let mut facts = RequestFacts::of(&n.consumer, &n.request, terms, metadata);
+        facts.replaces_agreement_in_force = !self
+            .in_force_for_purpose(&n.consumer, &n.request.product, &n.request.purpose, &n.id)
+            .await?
+            .is_empty();
         let decision = self.policies().decide(action, &facts)?;
         let record = PolicyDecisionRecord {
             seq: 0,
@@ -567,6 +599,7 @@ impl Node {
         n: Negotiation,
         terms: AgreementTerms,
         note: &str,
+        supersedes: Option<String>,
     ) -> Result<Negotiation, NodeError> {
         let trust = self.enrolled()?;
         let linkage_epoch = if terms.uses_pseudonyms() {
@@ -586,6 +619,7 @@ impl Node {
             Utc::now(),
         );
         agreement.linkage_epoch = linkage_epoch;
+        agreement.supersedes = supersedes;
         let material = trust.material();
         let signature = b64(&material.key.sign(&agreement.signing_bytes()));
         let note = if note.trim().is_empty() {
@@ -874,7 +908,7 @@ impl Node {
         if let Some(why) = auto {
             let terms = n.request.terms.clone();
             let n = self
-                .agree(n, terms, &format!("approved by rule: {why}"))
+                .agree(n, terms, &format!("approved by rule: {why}"), None)
                 .await?;
             return Ok(NegotiationReply {
                 accepted: true,
@@ -991,7 +1025,9 @@ impl Node {
                     .offer
                     .clone()
                     .ok_or_else(|| NodeError::Agreement("there was no offer to accept".into()))?;
-                self.agree(next, terms, "the consumer accepted this node's offer")
+                // An accepted offer never replaces an agreement in force for the same
+                // purpose (only a steward's approval with supersede does).
+                self.agree(next, terms, "the consumer accepted this node's offer", None)
                     .await
             }
             NegotiationMessage::Agree {
@@ -1096,6 +1132,13 @@ impl Node {
                 tracing::info!(negotiation = %n.id, consumer = %n.consumer, product = %n.request.product, "agreement finalized");
                 self.send(&peer.id, &NegotiationMessage::Finalize { id: n.id.clone() })
                     .await?;
+                if let Some(old) = &agreement.supersedes
+                    && let Err(e) = self
+                        .terminate(old, &format!("superseded by agreement {}", n.id))
+                        .await
+                {
+                    tracing::warn!(negotiation = %old, error = %e, "cannot revoke a superseded agreement");
+                }
                 Ok(fin)
             }
             NegotiationMessage::Finalize { .. } => {
@@ -1286,14 +1329,15 @@ impl Node {
 
     // ---- agreements in force ----
 
-    /// This node's agreements in force on `role`'s side, newest first per peer and
-    /// product: checked signatures and validity (others are skipped and logged).
+    /// This node's agreement in force on `role`'s side that applies, per peer and product
+    /// (checked signatures and validity, others skipped and logged; among several, the one
+    /// `applicable_agreement` chooses, as the owner does).
     pub async fn agreements_in_force(
         &self,
         role: NegotiationRole,
     ) -> Result<HashMap<(MemberId, String), Negotiation>, NodeError> {
         let now = Utc::now();
-        let mut out: HashMap<(MemberId, String), Negotiation> = HashMap::new();
+        let mut all: HashMap<(MemberId, String), Vec<Negotiation>> = HashMap::new();
         for n in self.store().agreements_in_force(role).await? {
             if let Err(why) = check_signatures(&n) {
                 tracing::error!(negotiation = %n.id, reason = %why, "agreement not applied");
@@ -1303,16 +1347,44 @@ impl Node {
                 continue;
             };
             let key = (n.peer().clone(), a.product.to_string());
-            let newer = out.get(&key).is_none_or(|o| {
-                o.agreement
-                    .as_ref()
-                    .is_some_and(|b| b.agreed_at < a.agreed_at)
-            });
-            if newer {
-                out.insert(key, n);
-            }
+            all.entry(key).or_default().push(n);
         }
-        Ok(out)
+        Ok(all
+            .into_iter()
+            .filter_map(|(key, ns)| {
+                let chosen = agora_model::applicable_agreement(
+                    ns.iter().filter_map(|n| n.agreement.as_ref()),
+                )?
+                .id
+                .clone();
+                let n = ns.into_iter().find(|n| n.id == chosen)?;
+                Some((key, n))
+            })
+            .collect())
+    }
+
+    /// The agreements in force between this owner and `consumer` for `product` and
+    /// `purpose`, other than negotiation `except`.
+    async fn in_force_for_purpose(
+        &self,
+        consumer: &MemberId,
+        product: &agora_model::ProductName,
+        purpose: &str,
+        except: &str,
+    ) -> Result<Vec<String>, NodeError> {
+        let now = Utc::now();
+        Ok(self
+            .store()
+            .agreements_with(NegotiationRole::Provider, consumer, None)
+            .await?
+            .into_iter()
+            .filter(|n| n.id != except && check_signatures(n).is_ok())
+            .filter_map(|n| {
+                n.agreement_in_force(now)
+                    .filter(|a| &a.product == product && a.purpose == purpose)
+                    .map(|a| a.id.clone())
+            })
+            .collect())
     }
 
     /// Maps pseudonyms of an agreement back to the product's subject identifiers: only the

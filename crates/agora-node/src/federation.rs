@@ -206,8 +206,10 @@ impl Node {
                 tables.push(binding_of(p, None));
                 continue;
             }
-            // The newest agreement in force on this product whose signatures hold.
-            let mut best: Option<&agora_model::Negotiation> = None;
+            // The agreement in force on this product whose signatures hold and that
+            // applies (see `applicable_agreement`: a later one for the same purpose only by
+            // explicit supersession).
+            let mut in_force: Vec<&agora_model::Negotiation> = Vec::new();
             let mut problem = None;
             for n in agreements.iter().filter(|n| n.request.product == p.name) {
                 if let Err(why) = crate::agreements::check_signatures(n) {
@@ -215,7 +217,7 @@ impl Node {
                     problem = Some(why);
                     continue;
                 }
-                let Some(a) = n.agreement_in_force(now) else {
+                if n.agreement_in_force(now).is_none() {
                     if let Some(a) = &n.agreement {
                         problem = Some(match a.validity(now) {
                             agora_model::Validity::Expired(t) => {
@@ -231,14 +233,16 @@ impl Node {
                         });
                     }
                     continue;
-                };
-                if best
-                    .and_then(|b| b.agreement.as_ref())
-                    .is_none_or(|b| b.agreed_at < a.agreed_at)
-                {
-                    best = Some(n);
                 }
+                in_force.push(n);
             }
+            let chosen = agora_model::applicable_agreement(
+                in_force.iter().filter_map(|n| n.agreement.as_ref()),
+            )
+            .map(|a| a.id.clone());
+            let best = in_force
+                .into_iter()
+                .find(|n| Some(&n.id) == chosen.as_ref());
             let Some(n) = best else {
                 let text = match problem {
                     Some(why) => format!("{why}; request access again"),

@@ -82,6 +82,18 @@ pub struct RequestFacts {
     pub explicit_legal_basis: bool,
     pub unmasked_direct_identifiers: bool,
     pub columns: Vec<String>,
+    /// Requested columns without a mask.
+    pub unmasked_columns: Vec<String>,
+    /// Masked columns as `column=mask`.
+    pub masks: Vec<String>,
+    /// Some sensitive-role column is requested without a mask.
+    pub unmasked_sensitive: bool,
+    /// The row filter, or empty.
+    pub row_filter: String,
+    pub measures: Vec<String>,
+    /// An agreement for the same product and purpose is in force with the consumer (the
+    /// node sets this; `of` cannot know it).
+    pub replaces_agreement_in_force: bool,
     pub max_rows: u64,
     pub min_group_size: u32,
     pub validity_days: i64,
@@ -118,6 +130,24 @@ impl RequestFacts {
                 ),
             unmasked_direct_identifiers,
             columns: terms.columns.iter().map(|c| c.name.clone()).collect(),
+            unmasked_columns: terms
+                .columns
+                .iter()
+                .filter(|c| c.mask.is_none())
+                .map(|c| c.name.clone())
+                .collect(),
+            masks: terms
+                .columns
+                .iter()
+                .filter_map(|c| c.mask.map(|m| format!("{}={}", c.name, m.label())))
+                .collect(),
+            unmasked_sensitive: terms
+                .columns
+                .iter()
+                .any(|c| c.mask.is_none() && metadata.role_of(&c.name) == ColumnRole::Sensitive),
+            row_filter: terms.row_filter.clone().unwrap_or_default(),
+            measures: terms.measures.clone(),
+            replaces_agreement_in_force: false,
             max_rows: terms.max_rows.unwrap_or(0),
             min_group_size: terms.min_group_size,
             validity_days: (request.valid_until - request.valid_from).num_days(),
@@ -329,6 +359,12 @@ impl PolicyEngine {
                 "explicit_legal_basis": facts.explicit_legal_basis,
                 "unmasked_direct_identifiers": facts.unmasked_direct_identifiers,
                 "columns": facts.columns,
+                "unmasked_columns": facts.unmasked_columns,
+                "masks": facts.masks,
+                "unmasked_sensitive": facts.unmasked_sensitive,
+                "row_filter": facts.row_filter,
+                "measures": facts.measures,
+                "replaces_agreement_in_force": facts.replaces_agreement_in_force,
                 "max_rows": i64::try_from(facts.max_rows).unwrap_or(i64::MAX),
                 "min_group_size": i64::from(facts.min_group_size),
                 "validity_days": facts.validity_days,

@@ -90,17 +90,9 @@ async fn get_negotiation(
     Ok(Json(state.node.negotiation(&id, p.role).await?))
 }
 
-#[derive(Deserialize, Serialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-struct Note {
-    /// Shown in the negotiation's history.
-    #[serde(default)]
-    note: String,
-}
-
 /// Approves a request (the owner's steward): the node signs the agreement.
 #[utoipa::path(post, path = "/api/v1/negotiations/{id}/approve", tag = "agreements",
-    request_body = Note,
+    request_body = Approval,
     responses((status = 200, body = Negotiation), (status = 403, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
 async fn approve(
@@ -110,14 +102,32 @@ async fn approve(
     body: bytes::Bytes,
 ) -> Result<Json<Negotiation>, ApiError> {
     caller.require(ApiRole::Steward)?;
-    let note = if body.iter().all(u8::is_ascii_whitespace) {
-        String::new()
+    let answer = if body.iter().all(u8::is_ascii_whitespace) {
+        Approval::default()
     } else {
-        serde_json::from_slice::<Note>(&body)
-            .map_err(|e| ApiError::bad_request(format!("the body is not a note: {e}")))?
-            .note
+        serde_json::from_slice::<Approval>(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not an approval: {e}")))?
     };
-    Ok(Json(state.node.approve(&id, &note).await?))
+    Ok(Json(
+        state
+            .node
+            .approve_superseding(&id, &answer.note, answer.supersede)
+            .await?,
+    ))
+}
+
+/// A steward's approval.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Approval {
+    /// Shown in the negotiation's history.
+    #[serde(default)]
+    note: String,
+    /// Replace the agreement in force with the same member for the same product and
+    /// purpose (revoked once this one is in force); without it, approval is refused while
+    /// such an agreement is in force.
+    #[serde(default)]
+    supersede: bool,
 }
 
 #[derive(Deserialize, ToSchema)]

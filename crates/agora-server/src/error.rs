@@ -77,11 +77,43 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// `e` as another member may see it (the exchange listener's answers): see
+    /// `member_error`.
+    pub fn for_member(e: &NodeError) -> Self {
+        use crate::member_error::{MemberFault, for_member};
+        let (fault, message) = for_member(e);
+        let (status, code) = match fault {
+            MemberFault::Internal => {
+                tracing::error!(error = %e, "a member's request failed at this node");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            MemberFault::Unavailable
+                if !matches!(
+                    e,
+                    NodeError::TrustListExpired { .. } | NodeError::NotEnrolled
+                ) =>
+            {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            _ => status_and_code(e),
+        };
+        Self::new(status, code, message)
+    }
+}
+
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        use agora_node::StoreError as S;
-        let message = e.to_string();
-        let (status, code) = match &e {
+        let (status, code) = status_and_code(&e);
+        Self::new(status, code, e.to_string())
+    }
+}
+
+/// The HTTP status and code of a node error.
+fn status_and_code(e: &NodeError) -> (StatusCode, &'static str) {
+    use agora_node::StoreError as S;
+    {
+        match e {
             NodeError::Store(S::ProductNotFound(_)) | NodeError::Store(S::TokenNotFound(_)) => {
                 (StatusCode::NOT_FOUND, "not_found")
             }
@@ -123,10 +155,12 @@ impl From<NodeError> for ApiError {
             }
             NodeError::NotEnrolled => (StatusCode::SERVICE_UNAVAILABLE, "not_enrolled"),
             NodeError::Exchange(_) => (StatusCode::BAD_GATEWAY, "peer_failed"),
+            NodeError::Engine(EngineError::Evaluation(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_sql")
+            }
             _ if e.is_user_error() => (StatusCode::BAD_REQUEST, "bad_request"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        Self::new(status, code, message)
+        }
     }
 }
 

@@ -50,7 +50,8 @@ async fn offers(
     Extension(peer): Extension<PeerMember>,
 ) -> Result<Response, ApiError> {
     tracing::info!(peer = %peer.0.id, "offers requested");
-    Ok(Json(node.offers().await?).into_response())
+    let offers = node.offers().await.map_err(|e| ApiError::for_member(&e))?;
+    Ok(Json(offers).into_response())
 }
 
 async fn negotiation_step(
@@ -61,7 +62,10 @@ async fn negotiation_step(
     let message: agora_model::NegotiationMessage = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("not a negotiation message: {e}")))?;
     tracing::info!(peer = %peer.0.id, negotiation = %message.id(), state = %message.state(), "negotiation step received");
-    let reply = node.receive_negotiation(&peer.0, &peer.1, message).await?;
+    let reply = node
+        .receive_negotiation(&peer.0, &peer.1, message)
+        .await
+        .map_err(|e| ApiError::for_member(&e))?;
     Ok(Json(reply).into_response())
 }
 
@@ -132,7 +136,7 @@ async fn signed(
         Ok(i) => i,
         Err(e) => {
             tracing::warn!(peer = %cert.common_name, reason = %e, "exchange request refused");
-            return refuse(e.into()).await;
+            return refuse(ApiError::for_member(&e)).await;
         }
     };
     let mut req = Request::from_parts(parts, Body::from(bytes));
@@ -148,7 +152,7 @@ async fn signed(
         .await;
     match sig {
         Ok(h) => with_signature(Response::from_parts(parts, Body::from(body)), Some(h)),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::for_member(&e).into_response(),
     }
 }
 

@@ -56,27 +56,19 @@ pub struct ExchangeFlight {
 
 type Boxed<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// The gRPC code and member-facing message of a failed query. Errors that could reveal
-/// where or how the data is stored are reported without those details.
+/// The gRPC code and member-facing message of a failed query (see `member_error`: nothing
+/// of the owner's inside crosses).
 fn member_facing(e: &NodeError) -> (Code, String) {
-    match e {
-        NodeError::Engine(EngineError::AccessDenied(m)) => (Code::PermissionDenied, m.clone()),
-        NodeError::Engine(
-            EngineError::Source { .. }
-            | EngineError::SchemaDrift { .. }
-            | EngineError::Execution(_),
-        ) => (
-            Code::Unavailable,
-            "the owner cannot read this product right now; try again later or contact the owner"
-                .into(),
-        ),
-        NodeError::PeerRefused { reason, .. } => (Code::PermissionDenied, reason.clone()),
-        NodeError::TrustListExpired { .. } | NodeError::NotEnrolled => {
-            (Code::Unavailable, e.to_string())
-        }
-        e if e.is_user_error() => (Code::InvalidArgument, e.to_string()),
-        _ => (Code::Internal, "the owner failed to answer".into()),
-    }
+    use crate::member_error::{MemberFault, for_member};
+    let (fault, message) = for_member(e);
+    let code = match fault {
+        MemberFault::Invalid => Code::InvalidArgument,
+        MemberFault::Denied => Code::PermissionDenied,
+        MemberFault::Conflict => Code::FailedPrecondition,
+        MemberFault::Unavailable => Code::Unavailable,
+        MemberFault::Internal => Code::Internal,
+    };
+    (code, message)
 }
 
 impl ExchangeFlight {
@@ -599,24 +591,43 @@ impl Stream for SignedStream {
                 Poll::Ready(Some(Ok(data)))
             }
             Poll::Ready(Some(Err(e))) => {
-                let message = match &e {
+                let (code, message) = match &e {
                     FlightError::ExternalError(inner) => {
                         match inner.downcast_ref::<EngineError>() {
-                            Some(engine) => member_facing(&NodeError::Engine(engine.clone())).1,
-                            None => "the owner failed while answering".to_owned(),
+                            Some(engine) => member_facing(&NodeError::Engine(engine.clone())),
+                            None => (
+                                Code::Unavailable,
+                                "the owner failed while answering".to_owned(),
+                            ),
                         }
                     }
-                    _ => "the owner failed while answering".to_owned(),
+                    _ => (
+                        Code::Unavailable,
+                        "the owner failed while answering".to_owned(),
+                    ),
                 };
                 tracing::warn!(error = %e, "a member query failed while streaming");
-                let ending = this.finish(Some(message.clone()));
+                // Signed like a refusal, so the consumer can tell the owner's word on its
+                // query (its own error) from a broken stream.
+                let mut status = Status::new(code, message.clone());
+                if let Some(inbound) = &this.inbound
+                    && let Some(sig) = this.node.sign_refusal(
+                        &inbound.nonce,
+                        refusal_status(code),
+                        status.message().as_bytes(),
+                    )
+                    && let Ok(v) = sig.parse()
+                {
+                    status.metadata_mut().insert(RESPONSE_HEADER, v);
+                }
+                let ending = this.finish(Some(message));
                 tokio::spawn(async move {
                     if let Err(e) = ending.await {
                         tracing::error!(error = %e, "cannot record a failed exchange");
                     }
                 });
                 this.done = true;
-                Poll::Ready(Some(Err(Status::unavailable(message))))
+                Poll::Ready(Some(Err(status)))
             }
             Poll::Ready(None) => {
                 // The signature goes out as soon as it is made; the log record is

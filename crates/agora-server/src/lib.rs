@@ -12,6 +12,7 @@ mod authority;
 mod error;
 pub mod exchange;
 mod flight;
+mod member_error;
 mod routes;
 pub mod tls;
 

@@ -7,7 +7,11 @@
 //!    `benefit_payments` and a join of `benefit_payments` with `annual_income` on the
 //!    pseudonyms; DataFusion reads the same folders with the plain SQL. Medians of each
 //!    and their ratio (target ≤ 1.15). The answers are checked equal.
-//! 2. Pseudonymisation throughput on one core: HMAC-SHA256 pseudonyms of 11-digit person
+//! 2. Aggregate mode: the statistics office's node asks the tax office's for tables of
+//!    declared income by sector under an aggregate agreement (cell-key perturbation,
+//!    minimum contributors, p % dominance), against the same aggregate unprotected on
+//!    DataFusion directly (target ≤ 1.2).
+//! 3. Pseudonymisation throughput on one core: HMAC-SHA256 pseudonyms of 11-digit person
 //!    identifiers per second (target ≥ 3 000 000).
 //!
 //! Environment: AGORA_BENCH_SCALE (residents, default 1 000 000), AGORA_BENCH_REPS (default
@@ -40,6 +44,13 @@ const Q1: &str = "SELECT benefit_type, count(*) AS n, sum(amount) AS total FROM 
 const Q2: &str = "SELECT b.benefit_type, count(*) AS n, avg(i.gross_income) AS income \
                   FROM {b} b JOIN {i} i ON i.person_id = b.person_id \
                   WHERE i.tax_year = 2025 GROUP BY b.benefit_type";
+
+/// Aggregate-mode queries: people and total income by sector (the distinct count is part of
+/// the question on both sides), and rows and mean income by sector.
+const AGG_PEOPLE: &str = "SELECT sector, count(DISTINCT person_id) AS people, \
+                          sum(gross_income) AS total FROM {i} WHERE tax_year = 2025 GROUP BY sector";
+const AGG_ROWS: &str = "SELECT sector, count(*) AS n, avg(gross_income) AS mean FROM {i} \
+                        WHERE tax_year = 2025 GROUP BY sector";
 
 fn sql(template: &str, remote: bool) -> String {
     let (b, i) = if remote {
@@ -93,9 +104,10 @@ async fn listener() -> (tokio::net::TcpListener, SocketAddr) {
     (l, a)
 }
 
-/// An authority, the tax office's node with its two products, and the employment agency's
-/// node holding linkage agreements on both.
-async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Arc<Authority>) {
+/// An authority, the tax office's node with its two products, the employment agency's node
+/// holding linkage agreements on both, and the statistics office's node holding an aggregate
+/// agreement on declared incomes.
+async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Node, Arc<Authority>) {
     let run = root.join("agreements-run");
     let _ = std::fs::remove_dir_all(&run);
     let (al, aaddr) = listener().await;
@@ -112,7 +124,7 @@ async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Arc<Authority>) {
         std::future::pending(),
     ));
     let mut nodes = Vec::new();
-    for id in ["tax-office", "employment-agency"] {
+    for id in ["tax-office", "employment-agency", "statistics-office"] {
         let member = MemberId::parse(id).unwrap();
         let (node, _) = Node::init(&NodeConfig::new(run.join(id)), &member, id)
             .await
@@ -135,6 +147,7 @@ async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Arc<Authority>) {
         ));
         nodes.push(node);
     }
+    let statistics = nodes.pop().unwrap();
     let consumer = nodes.pop().unwrap();
     let owner = nodes.pop().unwrap();
     for t in ["benefit_payments", "annual_income"] {
@@ -150,10 +163,11 @@ async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Arc<Authority>) {
             .await
             .unwrap();
     }
-    for n in [&owner, &consumer] {
+    for n in [&owner, &consumer, &statistics] {
         n.trust().unwrap().refresh().await.unwrap();
     }
     consumer.refresh_offers().await.unwrap();
+    statistics.refresh_offers().await.unwrap();
     for (product, columns, filter) in [
         (
             "benefit_payments",
@@ -166,57 +180,90 @@ async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Arc<Authority>) {
             None,
         ),
     ] {
-        let now = chrono::Utc::now();
-        let n = consumer
-            .request_access(AccessRequest {
-                owner: owner.member().clone(),
-                product: ProductName::parse(product).unwrap(),
-                purpose: "fraud_prevention".into(),
-                legal_basis: "public_task".into(),
-                justification: "benchmark of enforced linkage queries".into(),
-                terms: AgreementTerms {
-                    columns: ColumnTerm::parse_list(columns).unwrap(),
-                    row_filter: filter.map(str::to_owned),
-                    mode: AccessMode::Linkage,
-                    min_group_size: 5,
-                    max_rows: None,
-                    measures: vec![],
-                    disclosure: None,
-                },
-                valid_from: now,
-                valid_until: now + chrono::Duration::days(1),
-            })
+        let terms = AgreementTerms {
+            columns: ColumnTerm::parse_list(columns).unwrap(),
+            row_filter: filter.map(str::to_owned),
+            mode: AccessMode::Linkage,
+            min_group_size: 5,
+            max_rows: None,
+            measures: vec![],
+            disclosure: None,
+        };
+        negotiate(&consumer, &owner, product, "fraud_prevention", terms).await;
+    }
+    // The statistics office tabulates declared incomes (aggregate mode, standard
+    // disclosure control).
+    let terms = AgreementTerms {
+        columns: ColumnTerm::parse_list("person_id,tax_year,sector,gross_income").unwrap(),
+        row_filter: None,
+        mode: AccessMode::Aggregate,
+        min_group_size: 5,
+        max_rows: None,
+        measures: vec!["gross_income".into()],
+        disclosure: Some(agora_model::DisclosureControl::standard()),
+    };
+    negotiate(
+        &statistics,
+        &owner,
+        "annual_income",
+        "official_statistics",
+        terms,
+    )
+    .await;
+    statistics.refresh_offers().await.unwrap();
+    consumer.refresh_offers().await.unwrap();
+    (owner, consumer, statistics, authority)
+}
+
+/// Requests `product` of `owner` for `purpose` on `terms` and has the owner approve it;
+/// returns once the consumer holds the agreement in force.
+async fn negotiate(
+    consumer: &Node,
+    owner: &Node,
+    product: &str,
+    purpose: &str,
+    terms: AgreementTerms,
+) {
+    let now = chrono::Utc::now();
+    let n = consumer
+        .request_access(AccessRequest {
+            owner: owner.member().clone(),
+            product: ProductName::parse(product).unwrap(),
+            purpose: purpose.into(),
+            legal_basis: "public_task".into(),
+            justification: "benchmark of enforced queries".into(),
+            terms,
+            valid_from: now,
+            valid_until: now + chrono::Duration::days(1),
+        })
+        .await
+        .unwrap();
+    let mut approved = false;
+    loop {
+        let mine = consumer
+            .store()
+            .negotiation(&n.id, NegotiationRole::Consumer)
             .await
+            .unwrap()
             .unwrap();
-        let mut approved = false;
-        loop {
-            let mine = consumer
+        match mine.state {
+            NegotiationState::Finalized => break,
+            NegotiationState::Terminated => panic!("refused: {:?}", mine.reason),
+            _ => {}
+        }
+        if !approved
+            && owner
                 .store()
-                .negotiation(&n.id, NegotiationRole::Consumer)
+                .negotiation(&n.id, NegotiationRole::Provider)
                 .await
                 .unwrap()
-                .unwrap();
-            match mine.state {
-                NegotiationState::Finalized => break,
-                NegotiationState::Terminated => panic!("refused: {:?}", mine.reason),
-                _ => {}
-            }
-            if !approved
-                && owner
-                    .store()
-                    .negotiation(&n.id, NegotiationRole::Provider)
-                    .await
-                    .unwrap()
-                    .is_some_and(|t| t.state == NegotiationState::Requested)
-            {
-                owner.approve(&n.id, "benchmark").await.unwrap();
-                approved = true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+                .is_some_and(|t| t.state == NegotiationState::Requested)
+        {
+            owner.approve(&n.id, "benchmark").await.unwrap();
+            approved = true;
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    consumer.refresh_offers().await.unwrap();
-    (owner, consumer, authority)
 }
 
 async fn enforced(node: &Node, sql: &str) -> Vec<datafusion::arrow::array::RecordBatch> {
@@ -255,7 +302,7 @@ async fn run() {
     }
 
     // 1. Enforced remote queries against DataFusion directly.
-    let (_owner, consumer, _authority) = ecosystem(&root, &data).await;
+    let (_owner, consumer, statistics, _authority) = ecosystem(&root, &data).await;
     let ctx = SessionContext::new();
     for t in ["benefit_payments", "annual_income"] {
         ctx.register_parquet(
@@ -293,6 +340,56 @@ async fn run() {
         ratios.push(o / d);
     }
     emit("agora", "enforced_over_direct_ratio", &ratios, "ratio");
+
+    // 3. Aggregate mode (remote tabulation) against the same aggregate, unprotected, on
+    //    DataFusion directly: the protected one adds record keys, per-cell contributors, the
+    //    contributor and dominance rules and cell-key noise, and travels over Flight.
+    let mut tab_ratios = Vec::new();
+    for (name, query) in [
+        ("tabulation_people_and_total", AGG_PEOPLE),
+        ("tabulation_rows_and_mean", AGG_ROWS),
+    ] {
+        let remote = query.replace("{i}", "\"tax-office\".annual_income");
+        let local = query.replace("{i}", "annual_income");
+        let protected = enforced(&statistics, &remote).await;
+        let plain = ctx.sql(&local).await.unwrap().collect().await.unwrap();
+        let rows = |b: &[datafusion::arrow::array::RecordBatch]| {
+            b.iter().map(|b| b.num_rows()).sum::<usize>()
+        };
+        assert_eq!(
+            rows(&protected),
+            rows(&plain),
+            "{name}: every sector has thousands of people"
+        );
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            let _ = ctx.sql(&local).await.unwrap().collect().await.unwrap();
+            theirs.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let _ = enforced(&statistics, &remote).await;
+            ours.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let o = emit("agora", &format!("protected_remote_{name}_ms"), &ours, "ms");
+        let d = emit(
+            "datafusion",
+            &format!("unprotected_direct_{name}_ms"),
+            &theirs,
+            "ms",
+        );
+        println!(
+            "# {name}: protected/unprotected ratio of medians {:.3}",
+            o / d
+        );
+        tab_ratios.push(o / d);
+    }
+    emit(
+        "agora",
+        "tabulation_over_direct_ratio",
+        &tab_ratios,
+        "ratio",
+    );
 
     // 2. Pseudonyms per second on one core.
     let ids: datafusion::arrow::array::StringArray = (0..2_000_000u64)

@@ -143,6 +143,11 @@ pub enum AgreementCmd {
         id: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// Replace the agreement in force with the same member for the same product and
+        /// purpose (it is revoked once this one is in force). Without it, approval is
+        /// refused while such an agreement is in force.
+        #[arg(long)]
+        supersede: bool,
         #[command(flatten)]
         dir: NodeDir,
     },
@@ -339,9 +344,14 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
             }
             Ok(())
         }
-        AgreementCmd::Approve { id, note, dir } => {
+        AgreementCmd::Approve {
+            id,
+            note,
+            supersede,
+            dir,
+        } => {
             let node = open(&dir).await?;
-            let n = node.approve(&id, &note).await?;
+            let n = node.approve_superseding(&id, &note, supersede).await?;
             node.deliver_outbox().await?;
             println!("Approved and signed: {}", summary(&n));
             Ok(())

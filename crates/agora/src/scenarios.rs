@@ -22,13 +22,24 @@ use agora_node::Node;
 use anyhow::{Context, Result, bail};
 
 /// The employment agency's own policy: the city hospital's job-matching requests for
-/// pseudonymised profiles are approved without a steward.
+/// pseudonymised skill profiles are approved without a steward — and only those: the person
+/// as a pseudonym, every other column one of the profile's (unmasked or generalised), no
+/// unmasked identifier, records or linkage, a year at most.
 pub const EMPLOYMENT_AGENCY_POLICY: &str = r#"
 @id("employment-agency/hospital-job-matching")
-@reason("the city hospital's job-matching requests for pseudonymised skill profiles are pre-approved by the agency")
+@reason("the city hospital's job-matching requests for pseudonymised skill profiles (the person as a pseudonym; municipality, education, occupation sought, skills and time unemployed) are pre-approved by the agency")
 permit (principal == Member::"city-hospital", action == Action::"auto_approve",
         resource == Product::"employment-agency/job_seekers")
-when { context.purpose == "job_matching" && !context.unmasked_direct_identifiers && context.validity_days <= 366 };
+when {
+  context.purpose == "job_matching" &&
+  (context.mode == "records" || context.mode == "linkage") &&
+  context.masks.contains("person_id=pseudonym") &&
+  !context.unmasked_direct_identifiers &&
+  !context.unmasked_sensitive &&
+  ["municipality", "education_level", "occupation_sought", "skills", "months_unemployed"].containsAll(context.unmasked_columns) &&
+  ["person_id", "municipality", "education_level", "occupation_sought", "skills", "months_unemployed", "registered_on"].containsAll(context.columns) &&
+  context.validity_days <= 366
+};
 "#;
 
 fn find<'a>(nodes: &'a [Node], id: &str) -> Result<&'a Node> {

@@ -3,6 +3,7 @@
 mod alloc;
 mod federation;
 mod policy;
+mod tabulation;
 
 use std::path::Path;
 use std::sync::Mutex;

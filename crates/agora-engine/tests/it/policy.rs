@@ -25,7 +25,7 @@ use futures::StreamExt;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 #[derive(serde::Deserialize)]
-struct AgreementFixture {
+pub(crate) struct AgreementFixture {
     name: String,
     owner: String,
     product: String,
@@ -50,7 +50,7 @@ fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policy")
 }
 
-struct World {
+pub(crate) struct World {
     engine: Engine,
     /// Raw bindings of each owner's products.
     owners: HashMap<String, Vec<TableBinding>>,
@@ -58,7 +58,7 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("d");
     let mut opts = agora_datagen::GenOptions::new(2_000, 7, out.clone());
@@ -99,9 +99,20 @@ async fn world() -> World {
 }
 
 impl World {
+    /// The catalog of the agreement fixture named `name`.
+    pub(crate) fn catalog_of(&self, name: &str) -> Catalog {
+        let a = self.agreements.iter().find(|a| a.name == name).unwrap();
+        self.member_catalog(a)
+    }
+
+    /// The owner's own, unrestricted catalog.
+    pub(crate) fn owner_catalog(&self, member: &str) -> Catalog {
+        self.engine.catalog(self.owners[member].clone())
+    }
+
     /// The catalog an owner's node builds for a consumer holding one agreement: the agreed
     /// product enforced, its open products as they are, every other product refused.
-    fn member_catalog(&self, agreement: &AgreementFixture) -> Catalog {
+    pub(crate) fn member_catalog(&self, agreement: &AgreementFixture) -> Catalog {
         let tables = self.owners[&agreement.owner]
             .iter()
             .map(|b| {

@@ -243,7 +243,12 @@ fn nothing_is_approved_automatically_unless_the_owner_permits_it() {
         .decide(PolicyAction::AutoApprove, &facts(&m, &named))
         .unwrap();
     assert!(!d.allowed);
-    assert_eq!(d.policy_ids(), ["baseline/personal-direct-identifiers"]);
+    assert!(
+        d.policy_ids()
+            .contains(&"baseline/personal-direct-identifiers".to_owned()),
+        "{:?}",
+        d.policy_ids()
+    );
     // Another member's request is not pre-approved.
     let tax = MemberId::parse("tax-office").unwrap();
     let d = owner
@@ -327,7 +332,7 @@ fn policies_without_an_id_are_named_after_their_file_and_position() {
             .into(),
     )])
     .unwrap();
-    assert_eq!(owner.len(), 5 + 2);
+    assert_eq!(owner.len(), 7 + 2);
     let r = request(
         "official_statistics",
         "public_task",
@@ -352,4 +357,82 @@ fn policies_without_an_id_are_named_after_their_file_and_position() {
         .unwrap();
     assert!(!d.allowed);
     assert_eq!(d.policy_ids(), ["open-to-statistics.cedar#2"]);
+}
+
+/// An owner rule that approves every request for an admitted purpose automatically: the
+/// baseline must still keep steward decisions where they belong.
+fn approve_everything() -> PolicyEngine {
+    PolicyEngine::new(&[(
+        "everything.cedar".into(),
+        r#"
+        @id("approve-everything")
+        @reason("approves every request")
+        permit (principal, action == Action::"auto_approve", resource);
+        "#
+        .into(),
+    )])
+    .unwrap()
+}
+
+#[test]
+fn unmasked_sensitive_records_of_personal_products_need_a_steward() {
+    let mut m = metadata("personal", &["job_matching"], true);
+    m.columns.insert(
+        "income".into(),
+        serde_json::from_value(serde_json::json!({"role": "sensitive"})).unwrap(),
+    );
+    let owner = approve_everything();
+    let unmasked = request(
+        "job_matching",
+        "public_task",
+        AccessMode::Records,
+        &[("person_id", PSEUDONYM), ("income", None)],
+    );
+    let f = facts(&m, &unmasked);
+    assert!(f.unmasked_sensitive);
+    assert_eq!(f.unmasked_columns, ["income"]);
+    assert_eq!(f.masks, ["person_id=pseudonym"]);
+    // Asking is allowed; approving without a steward is not.
+    assert!(owner.decide(PolicyAction::Request, &f).unwrap().allowed);
+    let d = owner.decide(PolicyAction::AutoApprove, &f).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(
+        d.policy_ids(),
+        ["baseline/personal-records-unmasked-by-steward"]
+    );
+    // Banded, the same request may be approved by the owner's rule.
+    let banded = request(
+        "job_matching",
+        "public_task",
+        AccessMode::Records,
+        &[
+            ("person_id", PSEUDONYM),
+            ("income", Some(Mask::Band { width: 1000.0 })),
+        ],
+    );
+    assert!(
+        owner
+            .decide(PolicyAction::AutoApprove, &facts(&m, &banded))
+            .unwrap()
+            .allowed
+    );
+}
+
+#[test]
+fn a_request_replacing_an_agreement_in_force_is_never_approved_automatically() {
+    let m = metadata("personal", &["job_matching"], true);
+    let r = request(
+        "job_matching",
+        "public_task",
+        AccessMode::Records,
+        &[("person_id", PSEUDONYM)],
+    );
+    let owner = approve_everything();
+    let mut f = facts(&m, &r);
+    assert!(owner.decide(PolicyAction::AutoApprove, &f).unwrap().allowed);
+    f.replaces_agreement_in_force = true;
+    let d = owner.decide(PolicyAction::AutoApprove, &f).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.policy_ids(), ["baseline/no-automatic-replacement"]);
+    assert!(owner.decide(PolicyAction::Request, &f).unwrap().allowed);
 }

@@ -468,18 +468,21 @@ async fn a_counter_offer_accepted_by_the_consumer_becomes_the_agreement() {
     .await;
     assert_eq!(done.agreement.unwrap().terms, offer);
     ea.refresh_offers().await.unwrap();
-    // Aggregate mode: counts per year in distinct people, rows before 2021 filtered out,
-    // records refused.
+    // Aggregate mode: counts per year (10 people each), perturbed by at most 2, rows
+    // before 2021 filtered out, records refused.
     let out = text(
         ea,
         "SELECT year, count(*) AS n FROM \"tax-office\".annual_income GROUP BY year ORDER BY year",
     )
     .await
     .unwrap();
-    assert!(
-        out.contains("2021") && !out.contains("2020") && out.contains("10"),
-        "{out}"
-    );
+    assert!(out.contains("2021") && !out.contains("2020"), "{out}");
+    let counts: Vec<i64> = out
+        .lines()
+        .filter_map(|l| l.split('|').nth(2)?.trim().parse().ok())
+        .collect();
+    assert_eq!(counts.len(), 3, "{out}");
+    assert!(counts.iter().all(|n| (8..=12).contains(n)), "{out}");
     assert!(
         text(ea, "SELECT person_id FROM \"tax-office\".annual_income")
             .await
@@ -734,4 +737,171 @@ async fn a_counter_request_the_owner_cannot_accept_ends_the_negotiation_on_both_
         NegotiationState::Terminated,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_broader_request_for_the_same_purpose_changes_nothing_until_a_steward_supersedes() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let narrow = agreed(
+        tax,
+        ea,
+        request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id=pseudonym,income=band:10000",
+            AccessMode::Records,
+        ),
+    )
+    .await;
+    let unbanded = "SELECT count(*) FROM \"tax-office\".annual_income WHERE income % 10000 <> 0";
+    assert_eq!(count(ea, unbanded).await, 0);
+
+    // The same product and purpose again, with the income unmasked.
+    let wide = ea
+        .request_access(request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id=pseudonym,income",
+            AccessMode::Records,
+        ))
+        .await
+        .unwrap();
+    reaches(
+        tax,
+        &wide.id,
+        NegotiationRole::Provider,
+        NegotiationState::Requested,
+    )
+    .await;
+    // Pending: what is served has not changed.
+    assert_eq!(count(ea, unbanded).await, 0);
+    // The policies saw that it would replace an agreement in force.
+    let decisions = tax.store().policy_decisions(50).await.unwrap();
+    assert!(
+        decisions.iter().any(|d| d.context_json.contains(&wide.id)
+            && d.context_json
+                .contains("\"replaces_agreement_in_force\":true")),
+        "{decisions:#?}"
+    );
+    // Approving it as it is would replace the narrow one: refused, saying what to do.
+    let e = tax.approve(&wide.id, "").await.unwrap_err().to_string();
+    assert!(e.contains("supersede") && e.contains(&narrow.id), "{e}");
+    assert_eq!(count(ea, unbanded).await, 0);
+
+    // The steward decides to replace it.
+    tax.approve_superseding(&wide.id, "replaces the banded agreement", true)
+        .await
+        .unwrap();
+    let done = reaches(
+        tax,
+        &wide.id,
+        NegotiationRole::Provider,
+        NegotiationState::Finalized,
+    )
+    .await;
+    assert_eq!(
+        done.agreement.as_ref().unwrap().supersedes.as_deref(),
+        Some(narrow.id.as_str())
+    );
+    let old = reaches(
+        tax,
+        &narrow.id,
+        NegotiationRole::Provider,
+        NegotiationState::Terminated,
+    )
+    .await;
+    assert!(old.reason.unwrap().contains("superseded"));
+    reaches(
+        ea,
+        &wide.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Finalized,
+    )
+    .await;
+    reaches(
+        ea,
+        &narrow.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Terminated,
+    )
+    .await;
+    assert!(count(ea, unbanded).await > 0);
+}
+
+/// Runs `sql` as a signed member query sent straight to the tax office, as a consumer that
+/// modified its own node could, and returns the refusal or failure it ends with.
+async fn straight_to_owner(consumer: &Node, sql: &str) -> Result<usize, String> {
+    use futures::TryStreamExt;
+    let stream = consumer
+        .remote_query("tax-office", sql)
+        .await
+        .map_err(|e| e.to_string())?;
+    let batches: Vec<arrow::array::RecordBatch> =
+        stream.try_collect().await.map_err(|e| e.to_string())?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+#[tokio::test]
+async fn aggregate_attacks_are_refused_alike_through_the_node_and_straight_to_the_owner() {
+    let w = world(TrustSettings::default()).await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let mut r = request(
+        "annual_income",
+        "fraud_prevention",
+        "person_id,year,income",
+        AccessMode::Aggregate,
+    );
+    r.terms.measures = vec!["income".into()];
+    agreed(tax, ea, r).await;
+    for (attack, expected) in [
+        (
+            "SELECT sum(CASE WHEN person_id = '10000001' THEN income ELSE 0 END) FROM {t}",
+            "must be a column as it is",
+        ),
+        (
+            "SELECT count(*) FROM {t} WHERE income > 58000",
+            "uses income, the measure",
+        ),
+        (
+            "SELECT count(*) FROM {t} WHERE person_id <> '10000001'",
+            "uses person_id, the subject",
+        ),
+        ("SELECT max(income) FROM {t}", "not MAX"),
+        (
+            "SELECT count(*) FROM {t} WHERE CASE WHEN year = 2021 THEN CAST('x' AS INT) ELSE 0 END = 0",
+            "CAST",
+        ),
+        ("SELECT * FROM {t}", "tables only, not rows"),
+    ] {
+        let via_node = text(ea, &attack.replace("{t}", "\"tax-office\".annual_income"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &via_node,
+                NodeError::Engine(agora_node::EngineError::RemoteRefused(_))
+            ),
+            "{attack}: {via_node:?}"
+        );
+        assert!(
+            via_node.to_string().contains(expected),
+            "{attack}: {via_node}"
+        );
+        let direct = straight_to_owner(ea, &attack.replace("{t}", "annual_income"))
+            .await
+            .unwrap_err();
+        assert!(direct.contains(expected), "{attack}: {direct}");
+    }
+    // A table asked for twice, or asked for in another shape, carries the same noise.
+    let table = "SELECT year, count(*), sum(income) FROM \"tax-office\".annual_income GROUP BY year ORDER BY year";
+    let once = text(ea, table).await.unwrap();
+    assert_eq!(once, text(ea, table).await.unwrap());
+    let cell = |sql: &'static str| async move { text(ea, sql).await.unwrap() };
+    let a = cell("SELECT count(*) AS n FROM \"tax-office\".annual_income WHERE year = 2021").await;
+    let b = cell(
+        "WITH t AS (SELECT year AS y FROM \"tax-office\".annual_income) SELECT count(1) AS n FROM t WHERE y = 2021",
+    )
+    .await;
+    assert_eq!(a, b);
 }

@@ -354,6 +354,11 @@ fn render_detail(
                             label for="note" { "Note for the history (optional)" }
                             input.input--wide type="text" id="note" name="note";
                         }
+                        div.checkbox {
+                            input type="checkbox" id="supersede" name="supersede" value="on" aria-describedby="supersede-hint";
+                            label for="supersede" { "Replace the agreement in force for this product and purpose, if there is one" }
+                            p.hint id="supersede-hint" { "Without this, approval is refused while another agreement with this member for the same purpose is in force. With it, that agreement is revoked once this one is in force." }
+                        }
                         button.button type="submit" {
                             @if n.state == NegotiationState::Accepted { "Approve and sign the agreement" } @else { "Approve as asked and sign the agreement" }
                         }
@@ -508,6 +513,9 @@ pub(crate) struct ActionForm {
     note: String,
     #[serde(default)]
     reason: String,
+    /// Approve: replace the agreement in force for the same product and purpose.
+    #[serde(default)]
+    supersede: String,
 }
 
 /// Checks the form's token and the role an answer needs.
@@ -559,7 +567,10 @@ pub(crate) async fn approve(
     if let Some(r) = may_answer(&viewer, &f) {
         return r;
     }
-    let result = web.node.approve(&id, f.note.trim()).await;
+    let result = web
+        .node
+        .approve_superseding(&id, f.note.trim(), !f.supersede.is_empty())
+        .await;
     after(&web, &viewer, &id, &f, result, "approved").await
 }
 
