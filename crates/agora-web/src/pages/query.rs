@@ -78,7 +78,10 @@ fn agreement_terms(named: &str, a: &agora_model::Agreement) -> Markup {
                 }
                 @if let Some(f) = &t.row_filter { li { "Only rows where " code { (f) } " are visible." } }
                 @if t.mode == agora_model::AccessMode::Aggregate {
-                    li { "Only aggregates are answered; groups of fewer than " (t.min_group_size) " people are left out." }
+                    li { "Only tables are answered: group and filter by the dimensions, count, and sum or average the measures"
+                         @if !t.measures.is_empty() { " (" (t.measures.join(", ")) ")" } "." }
+                    li { "Cells of fewer than " (t.min_group_size) " people are left out, and sums dominated by a few people are withheld." }
+                    li { "Every figure is perturbed slightly, the same way each time the same cell is asked for." }
                 }
                 @if let Some(max) = t.max_rows { li { "At most " (max) " rows per query." } }
                 li { "Columns not listed in the agreement cannot be read." }
