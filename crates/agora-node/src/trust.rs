@@ -565,25 +565,9 @@ fn cell_key_path(data_dir: &Path) -> PathBuf {
 /// wins: what is on disk after writing is what is used.
 pub(crate) fn cell_key(data_dir: &Path) -> Result<agora_engine::CellKeySecret, NodeError> {
     let path = cell_key_path(data_dir);
-    let read = |path: &Path| -> Result<Option<[u8; 32]>, NodeError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => hex::decode(text.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .map(Some)
-                .ok_or_else(|| NodeError::BadLocation {
-                    path: path.display().to_string(),
-                    reason: "the cell-key secret is damaged; restore it from a backup (a new \
-                             one would change every aggregate answer's noise)"
-                        .into(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(NodeError::DataDirNotWritable {
-                path: path.display().to_string(),
-                source: e,
-            }),
-        }
-    };
+    let damaged = "the cell-key secret is damaged; restore it from a backup (a new one would \
+                   change every aggregate answer's noise)";
+    let read = |path: &Path| read_hex_key(path, damaged);
     if let Some(k) = read(&path)? {
         return Ok(agora_engine::CellKeySecret::new(k));
     }
@@ -612,15 +596,23 @@ fn read_linkage_key(
     consumer: &MemberId,
     epoch: u32,
 ) -> Result<Option<[u8; 32]>, NodeError> {
-    let path = linkage_key_path(dir, purpose, consumer, epoch);
-    match std::fs::read_to_string(&path) {
+    read_hex_key(
+        &linkage_key_path(dir, purpose, consumer, epoch),
+        "the linkage key file is damaged; delete it and it is fetched again",
+    )
+}
+
+/// A 32-byte key kept as hex in a file: `None` if the file is absent, an error saying
+/// `damaged` if it does not hold one.
+fn read_hex_key(path: &Path, damaged: &str) -> Result<Option<[u8; 32]>, NodeError> {
+    match std::fs::read_to_string(path) {
         Ok(text) => hex::decode(text.trim())
             .ok()
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .map(Some)
             .ok_or_else(|| NodeError::BadLocation {
                 path: path.display().to_string(),
-                reason: "the linkage key file is damaged; delete it and it is fetched again".into(),
+                reason: damaged.to_owned(),
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(NodeError::DataDirNotWritable {

@@ -276,6 +276,28 @@ async fn enforced(node: &Node, sql: &str) -> Vec<datafusion::arrow::array::Recor
         .unwrap()
 }
 
+/// Milliseconds of `reps` runs of `remote` at `node` and of `local` on DataFusion directly,
+/// alternating.
+async fn alternate(
+    reps: usize,
+    ctx: &SessionContext,
+    local: &str,
+    node: &Node,
+    remote: &str,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let _ = ctx.sql(local).await.unwrap().collect().await.unwrap();
+        theirs.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let _ = enforced(node, remote).await;
+        ours.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    (ours, theirs)
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -324,16 +346,7 @@ async fn run() {
             a, b,
             "{name}: the enforced answer differs from DataFusion's"
         );
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for _ in 0..reps {
-            let t = Instant::now();
-            let _ = ctx.sql(&local).await.unwrap().collect().await.unwrap();
-            theirs.push(t.elapsed().as_secs_f64() * 1000.0);
-            let t = Instant::now();
-            let _ = enforced(&consumer, &remote).await;
-            ours.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
+        let (ours, theirs) = alternate(reps, &ctx, &local, &consumer, &remote).await;
         let o = emit("agora", &format!("enforced_remote_{name}_ms"), &ours, "ms");
         let d = emit("datafusion", &format!("direct_{name}_ms"), &theirs, "ms");
         println!("# {name}: enforced/direct ratio of medians {:.3}", o / d);
@@ -361,16 +374,7 @@ async fn run() {
             rows(&plain),
             "{name}: every sector has thousands of people"
         );
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for _ in 0..reps {
-            let t = Instant::now();
-            let _ = ctx.sql(&local).await.unwrap().collect().await.unwrap();
-            theirs.push(t.elapsed().as_secs_f64() * 1000.0);
-            let t = Instant::now();
-            let _ = enforced(&statistics, &remote).await;
-            ours.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
+        let (ours, theirs) = alternate(reps, &ctx, &local, &statistics, &remote).await;
         let o = emit("agora", &format!("protected_remote_{name}_ms"), &ours, "ms");
         let d = emit(
             "datafusion",

@@ -615,15 +615,8 @@ pub(crate) fn limit_rows(
 
 #[cfg(test)]
 mod tests {
+    use super::pseudonym::tests::key;
     use super::*;
-
-    fn key(first: u8) -> LinkageKey {
-        let mut k = [0u8; 32];
-        for (i, b) in k.iter_mut().enumerate() {
-            *b = first + i as u8;
-        }
-        LinkageKey::new(k)
-    }
 
     /// A table of (id, city, n, d) under `terms_spec` in `mode`, row filter `city = 'A'`.
     fn enforced(mode: AccessMode, terms_spec: &str) -> EnforcedTable {

@@ -130,10 +130,11 @@ impl ScalarUDFImpl for PseudonymUdf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn key(first: u8) -> LinkageKey {
+    /// A test key: bytes `first`, `first + 1`, ….
+    pub(in crate::enforce) fn key(first: u8) -> LinkageKey {
         let mut k = [0u8; 32];
         for (i, b) in k.iter_mut().enumerate() {
             *b = first + i as u8;
