@@ -524,18 +524,21 @@ impl TableProvider for EnforcedTable {
         };
         let mut input = self.inner.scan(state, Some(&needed), &hints, None).await?;
         let input_schema = DFSchema::try_from(input.schema().as_ref().clone())?;
-        // The owner's row filter strictly first, behind a boundary of its own: the
-        // consumer's conditions then see only rows the agreement shows (the two are never
-        // merged into one predicate, where the consumer's could run on hidden rows).
-        if let Some(f) = &self.row_filter {
-            let predicate = state.create_physical_expr(f.clone(), &input_schema)?;
-            input = Arc::new(EnforcementBoundaryExec::new(
-                self.agreement.clone(),
-                Arc::new(FilterExec::try_new(predicate, input)?),
-            ));
-        }
-        if let Some(c) = conditions.into_iter().reduce(Expr::and) {
-            let predicate = state.create_physical_expr(c, &input_schema)?;
+        // The owner's row filter strictly first: the consumer's conditions are evaluated
+        // only on rows it keeps, as the THEN of a CASE on it (DataFusion evaluates a CASE
+        // branch only on the rows its WHEN selects), never merged into one AND where they
+        // could run on hidden rows.
+        let predicate = match (
+            self.row_filter.clone(),
+            conditions.into_iter().reduce(Expr::and),
+        ) {
+            (Some(row_filter), Some(c)) => {
+                Some(datafusion::logical_expr::when(row_filter, c).otherwise(lit(false))?)
+            }
+            (row_filter, c) => row_filter.or(c),
+        };
+        if let Some(p) = predicate {
+            let predicate = state.create_physical_expr(p, &input_schema)?;
             input = Arc::new(FilterExec::try_new(predicate, input)?);
         }
         let exprs = wanted
