@@ -407,7 +407,6 @@ impl GroupsAccumulator for Tabulator {
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let cells = self.emit(emit_to);
-        let n = self.inputs();
         let mut offsets = vec![0usize];
         let mut sum_offsets = vec![0usize];
         let (mut keys, mut rows, mut sums, mut counts) = (vec![], vec![], vec![], vec![]);
@@ -427,7 +426,6 @@ impl GroupsAccumulator for Tabulator {
                 None,
             ))
         };
-        let _ = n;
         Ok(vec![
             list(&offsets, Arc::new(UInt64Array::from(keys))),
             list(&offsets, Arc::new(UInt64Array::from(rows))),
