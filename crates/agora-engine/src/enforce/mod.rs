@@ -55,6 +55,7 @@ mod boundary;
 mod dates;
 mod linkage;
 mod pseudonym;
+mod release;
 mod tabulate;
 mod total;
 

@@ -29,13 +29,15 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use agora_model::{DisclosureControl, Dominance};
+use agora_model::DisclosureControl;
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, StructArray,
-    UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, ListArray, UInt32Array,
+    UInt64Array,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, UInt32Type, UInt64Type};
+use arrow::datatypes::{
+    DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type, UInt32Type, UInt64Type,
+};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -43,6 +45,11 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use siphasher::sip::SipHasher24;
+
+use super::release;
+
+/// The type of the fixed-point totals in the partial state (raw `i128`s).
+const SUM_TYPE: DataType = DataType::Decimal128(38, 0);
 
 /// The owner's secret for record keys and cell noise (32 bytes: two SipHash keys).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -57,7 +64,7 @@ impl CellKeySecret {
         SipHasher24::new_with_key(self.0[..16].try_into().expect("16 bytes"))
     }
 
-    fn noise_hasher(&self) -> SipHasher24 {
+    pub(crate) fn noise_hasher(&self) -> SipHasher24 {
         SipHasher24::new_with_key(self.0[16..].try_into().expect("16 bytes"))
     }
 }
@@ -125,7 +132,7 @@ impl Protection {
 
     /// The cumulative probabilities of count noise `-max..=max`: the maximum-entropy
     /// distribution with mean 0 and the agreed variance, `p(d) ∝ exp(-λ d²)`.
-    fn count_table(&self) -> Vec<f64> {
+    pub(crate) fn count_table(&self) -> Vec<f64> {
         let max = i64::from(self.control.count_noise.max);
         let target = self.control.count_noise.variance;
         let variance = |lambda: f64| {
@@ -183,34 +190,70 @@ impl Hasher for KeyHasher {
 
 type KeyMap = HashMap<u64, u32, BuildHasherDefault<KeyHasher>>;
 
-/// One cell's contributors.
+/// Entries a cell gathers beyond twice its distinct contributors before it merges them.
+const SLACK: usize = 1 << 16;
+
+/// One cell's entries: per entry a record key, its rows and, per input, its total (in the
+/// fixed point of `release::fixed`) and its number of values. Rows are appended as entries
+/// and partial states are appended whole; entries of one key are merged into one
+/// (`consolidate`) only before release, or when the entries outgrow the distinct
+/// contributors last seen by `SLACK`, so memory stays within about twice the contributors.
 #[derive(Default)]
-struct Cell {
-    index: KeyMap,
-    keys: Vec<u64>,
-    rows: Vec<u64>,
-    /// Per contributor, per input: its total and its number of values.
-    sums: Vec<f64>,
-    values: Vec<u32>,
+pub(crate) struct Cell {
+    pub keys: Vec<u64>,
+    pub rows: Vec<u64>,
+    pub sums: Vec<i128>,
+    pub values: Vec<u32>,
+    /// The number of entries after the last consolidation (all distinct).
+    distinct: usize,
 }
 
-/// Bytes one contributor takes, roughly (map entry and vectors).
-fn contributor_bytes(inputs: usize) -> usize {
-    16 + 8 + 8 + 8 + inputs * 12
+/// Bytes one entry takes.
+fn entry_bytes(inputs: usize) -> usize {
+    8 + 8 + inputs * (16 + 4)
 }
 
 impl Cell {
-    fn contributor(&mut self, key: u64, inputs: usize, grown: &mut usize) -> usize {
-        let next = self.keys.len() as u32;
-        let i = *self.index.entry(key).or_insert(next);
-        if i == next {
-            self.keys.push(key);
-            self.rows.push(0);
-            self.sums.extend(std::iter::repeat_n(0.0, inputs));
-            self.values.extend(std::iter::repeat_n(0, inputs));
-            *grown += contributor_bytes(inputs);
+    fn outgrown(&self) -> bool {
+        self.keys.len() > 2 * self.distinct + SLACK
+    }
+
+    /// Merges the entries of each key into one (the first's place); returns the entries
+    /// removed.
+    fn consolidate(&mut self, inputs: usize) -> usize {
+        let before = self.keys.len();
+        if self.distinct == before {
+            return 0;
         }
-        i as usize
+        let mut index = KeyMap::with_capacity_and_hasher(before, Default::default());
+        let mut out = Cell {
+            keys: Vec::with_capacity(before),
+            rows: Vec::with_capacity(before),
+            sums: Vec::with_capacity(before * inputs),
+            values: Vec::with_capacity(before * inputs),
+            distinct: 0,
+        };
+        for (e, &key) in self.keys.iter().enumerate() {
+            let next = out.keys.len() as u32;
+            let at = *index.entry(key).or_insert(next) as usize;
+            if at == next as usize {
+                out.keys.push(key);
+                out.rows.push(self.rows[e]);
+                out.sums
+                    .extend_from_slice(&self.sums[e * inputs..(e + 1) * inputs]);
+                out.values
+                    .extend_from_slice(&self.values[e * inputs..(e + 1) * inputs]);
+            } else {
+                out.rows[at] += self.rows[e];
+                for i in 0..inputs {
+                    out.sums[at * inputs + i] += self.sums[e * inputs + i];
+                    out.values[at * inputs + i] += self.values[e * inputs + i];
+                }
+            }
+        }
+        out.distinct = out.keys.len();
+        *self = out;
+        before - self.distinct
     }
 }
 
@@ -276,7 +319,7 @@ impl AggregateUDFImpl for TabulateUdaf {
         Ok(vec![
             list("keys", DataType::UInt64),
             list("rows", DataType::UInt64),
-            list("sums", DataType::Float64),
+            list("sums", SUM_TYPE),
             list("values", DataType::UInt32),
         ])
     }
@@ -354,7 +397,7 @@ impl Tabulator {
         let cells = emit_to.take_needed(&mut self.cells);
         let gone: usize = cells
             .iter()
-            .map(|c| c.keys.len() * contributor_bytes(self.protection.inputs.len()))
+            .map(|c| c.keys.len() * entry_bytes(self.inputs()))
             .sum();
         self.bytes = self.bytes.saturating_sub(gone);
         cells
@@ -378,33 +421,51 @@ impl GroupsAccumulator for Tabulator {
             .iter()
             .map(|a| a.as_primitive::<Float64Type>())
             .collect();
-        let n = self.inputs();
         self.ensure(total_num_groups);
-        let mut grown = 0;
+        let mut added: isize = 0;
         for (row, &group) in group_indices.iter().enumerate() {
             if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
                 continue;
             }
             let Some(key) = keys[row] else { continue };
             let cell = &mut self.cells[group];
-            let c = cell.contributor(key, n, &mut grown);
-            cell.rows[c] += 1;
-            for (i, input) in inputs.iter().enumerate() {
-                if input.is_valid(row) {
-                    cell.sums[c * n + i] += input.value(row);
-                    cell.values[c * n + i] += 1;
+            cell.keys.push(key);
+            cell.rows.push(1);
+            for input in &inputs {
+                // NaN is no value.
+                let value = input.is_valid(row).then(|| input.value(row));
+                match value.filter(|v| !v.is_nan()) {
+                    Some(v) => {
+                        cell.sums.push(release::fixed(v));
+                        cell.values.push(1);
+                    }
+                    None => {
+                        cell.sums.push(0);
+                        cell.values.push(0);
+                    }
                 }
             }
+            added += 1;
+            if cell.outgrown() {
+                added -= cell.consolidate(inputs.len()) as isize;
+            }
         }
-        self.bytes += grown;
+        self.bytes = self
+            .bytes
+            .saturating_add_signed(added * entry_bytes(inputs.len()) as isize);
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let cells = self.emit(emit_to);
-        release(&self.protection, &cells)
+        let n = self.inputs();
+        let mut cells = self.emit(emit_to);
+        for cell in &mut cells {
+            cell.consolidate(n);
+        }
+        release::release(&self.protection, &cells)
     }
 
+    /// The cells' entries as they are (a key may repeat: the final aggregation merges).
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let cells = self.emit(emit_to);
         let mut offsets = vec![0usize];
@@ -426,10 +487,11 @@ impl GroupsAccumulator for Tabulator {
                 None,
             ))
         };
+        let sums = Decimal128Array::from(sums).with_data_type(SUM_TYPE);
         Ok(vec![
             list(&offsets, Arc::new(UInt64Array::from(keys))),
             list(&offsets, Arc::new(UInt64Array::from(rows))),
-            list(&sum_offsets, Arc::new(Float64Array::from(sums))),
+            list(&sum_offsets, Arc::new(sums)),
             list(&sum_offsets, Arc::new(UInt32Array::from(counts))),
         ])
     }
@@ -453,32 +515,41 @@ impl GroupsAccumulator for Tabulator {
         );
         let n = self.inputs();
         self.ensure(total_num_groups);
-        let mut grown = 0;
+        let mut added: isize = 0;
         for (row, &group) in group_indices.iter().enumerate() {
             if keys.is_null(row) {
                 continue;
             }
-            let k = keys.value(row);
-            let r = rows.value(row);
-            let s = sums.value(row);
-            let c = counts.value(row);
+            let (k, r, s, c) = (
+                keys.value(row),
+                rows.value(row),
+                sums.value(row),
+                counts.value(row),
+            );
             let (k, r, s, c) = (
                 k.as_primitive::<UInt64Type>(),
                 r.as_primitive::<UInt64Type>(),
-                s.as_primitive::<Float64Type>(),
+                s.as_primitive::<Decimal128Type>(),
                 c.as_primitive::<UInt32Type>(),
             );
+            if r.len() != k.len() || s.len() != k.len() * n || c.len() != k.len() * n {
+                return Err(DataFusionError::Internal(
+                    "agora_tabulate's state lists differ in length".into(),
+                ));
+            }
             let cell = &mut self.cells[group];
-            for j in 0..k.len() {
-                let at = cell.contributor(k.value(j), n, &mut grown);
-                cell.rows[at] += r.value(j);
-                for i in 0..n {
-                    cell.sums[at * n + i] += s.value(j * n + i);
-                    cell.values[at * n + i] += c.value(j * n + i);
-                }
+            cell.keys.extend_from_slice(k.values());
+            cell.rows.extend_from_slice(r.values());
+            cell.sums.extend_from_slice(s.values());
+            cell.values.extend_from_slice(c.values());
+            added += k.len() as isize;
+            if cell.outgrown() {
+                added -= cell.consolidate(n) as isize;
             }
         }
-        self.bytes += grown;
+        self.bytes = self
+            .bytes
+            .saturating_add_signed(added * entry_bytes(n) as isize);
         Ok(())
     }
 
@@ -542,153 +613,6 @@ impl Accumulator for SingleCell {
     }
 }
 
-/// What the rules and the noise make of each cell: the struct array of `Protection::fields`.
-fn release(p: &Protection, cells: &[Cell]) -> Result<ArrayRef> {
-    let table = p.count_table();
-    let noise = p.secret.noise_hasher();
-    let n = p.inputs.len();
-    let k = p.min_contributors;
-    let mut shown = Vec::with_capacity(cells.len());
-    let mut columns: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(cells.len()); p.outputs.len()];
-    for cell in cells {
-        let subjects = cell.keys.len() as u64;
-        let visible = subjects >= k;
-        shown.push(visible);
-        let cell_key = cell.keys.iter().fold(0u64, |a, &b| a.wrapping_add(b));
-        let uniform = |label: &str| {
-            let mut bytes = cell_key.to_le_bytes().to_vec();
-            bytes.extend_from_slice(label.as_bytes());
-            noise.hash(&bytes)
-        };
-        let count_noise = |label: &str| {
-            let u = (uniform(label) >> 11) as f64 / (1u64 << 53) as f64;
-            let at = table.iter().position(|&c| u < c).unwrap_or(table.len() - 1);
-            at as f64 - f64::from(p.control.count_noise.max)
-        };
-        let magnitude_noise = |label: &str, largest: f64| {
-            let h = uniform(label);
-            let sign = if h >> 63 == 1 { 1.0 } else { -1.0 };
-            let u = (h & ((1u64 << 53) - 1)) as f64 / (1u64 << 53) as f64;
-            let m = &p.control.magnitude_noise;
-            sign * (m.min + (m.max - m.min) * u) * largest
-        };
-        // Per input: the contributions of the subjects with a value, and their count.
-        let contributions = |i: usize, totals: bool| -> Vec<f64> {
-            (0..cell.keys.len())
-                .filter(|c| cell.values[c * n + i] > 0)
-                .map(|c| {
-                    if totals {
-                        cell.sums[c * n + i]
-                    } else {
-                        f64::from(cell.values[c * n + i])
-                    }
-                })
-                .collect()
-        };
-        let count = |contrib: &[f64], label: &str| -> Option<f64> {
-            (contrib.len() as u64 >= k && !dominated(&p.control.dominance, contrib))
-                .then(|| (contrib.iter().sum::<f64>() + count_noise(label)).max(0.0))
-        };
-        let sum = |contrib: &[f64], label: &str| -> Option<f64> {
-            if (contrib.len() as u64) < k || dominated(&p.control.dominance, contrib) {
-                return None;
-            }
-            let largest = contrib.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-            // Released to 10 significant digits: the same cell gives the same figure
-            // whatever order its rows were added in (far finer than its noise).
-            Some(significant(
-                ordered_sum(contrib) + magnitude_noise(label, largest),
-                10,
-            ))
-        };
-        for (j, output) in p.outputs.iter().enumerate() {
-            let value = if !visible {
-                None
-            } else {
-                match output {
-                    Output::Rows => {
-                        let rows: Vec<f64> = cell.rows.iter().map(|&r| r as f64).collect();
-                        count(&rows, "rows")
-                    }
-                    Output::Subjects => Some(subjects as f64 + count_noise("subjects")),
-                    Output::Values(i) => count(
-                        &contributions(*i, false),
-                        &format!("count:{}", p.inputs[*i].0),
-                    ),
-                    Output::Sum(i) => {
-                        sum(&contributions(*i, true), &format!("sum:{}", p.inputs[*i].0))
-                    }
-                    Output::Avg(i) => {
-                        let total =
-                            sum(&contributions(*i, true), &format!("sum:{}", p.inputs[*i].0));
-                        let values = count(
-                            &contributions(*i, false),
-                            &format!("count:{}", p.inputs[*i].0),
-                        );
-                        match (total, values) {
-                            (Some(t), Some(c)) if c > 0.0 => Some(significant(t / c, 10)),
-                            _ => None,
-                        }
-                    }
-                }
-            };
-            columns[j].push(value);
-        }
-    }
-    let fields = p.fields();
-    let mut arrays: Vec<ArrayRef> = vec![Arc::new(BooleanArray::from(shown))];
-    for (values, field) in columns.into_iter().zip(fields.iter().skip(1)) {
-        arrays.push(match field.data_type() {
-            DataType::Int64 => Arc::new(
-                values
-                    .into_iter()
-                    .map(|v| v.map(|x| x.round() as i64))
-                    .collect::<Int64Array>(),
-            ),
-            _ => Arc::new(values.into_iter().collect::<Float64Array>()),
-        });
-    }
-    Ok(Arc::new(StructArray::try_new(fields, arrays, None)?))
-}
-
-/// The sum of `values` added in one order (ascending), whatever order they came in.
-fn ordered_sum(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_unstable_by(f64::total_cmp);
-    v.iter().sum()
-}
-
-/// `x` rounded to `digits` significant digits.
-fn significant(x: f64, digits: i32) -> f64 {
-    if x == 0.0 || !x.is_finite() {
-        return x;
-    }
-    let scale = digits - 1 - x.abs().log10().floor() as i32;
-    let factor = 10f64.powi(scale.clamp(-300, 300));
-    (x * factor).round() / factor
-}
-
-/// Whether a few contributions dominate a total (contributions taken in absolute value).
-fn dominated(rule: &Dominance, contributions: &[f64]) -> bool {
-    let mut sizes: Vec<f64> = contributions.iter().map(|c| c.abs()).collect();
-    let total: f64 = sizes.iter().sum();
-    if total == 0.0 {
-        return false;
-    }
-    sizes.sort_unstable_by(|a, b| b.total_cmp(a));
-    match *rule {
-        Dominance::PPercent { p } => {
-            let first = sizes.first().copied().unwrap_or(0.0);
-            let second = sizes.get(1).copied().unwrap_or(0.0);
-            total - first - second < p / 100.0 * first
-        }
-        Dominance::NK { n, k } => {
-            let top: f64 = sizes.iter().take(n as usize).sum();
-            top > k / 100.0 * total
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,19 +654,90 @@ mod tests {
         }
     }
 
+    /// Rows of (group, subject, income) as one batch into `t`.
+    fn feed(t: &mut Tabulator, rows: &[(usize, &str, Option<f64>)]) {
+        let subjects: ArrayRef = Arc::new(arrow::array::StringArray::from(
+            rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        ));
+        let incomes: ArrayRef = Arc::new(Float64Array::from(
+            rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        ));
+        let groups: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        let n = groups.iter().max().map_or(0, |g| g + 1);
+        t.update_batch(&[subjects, incomes], &groups, None, n)
+            .unwrap();
+    }
+
+    fn table() -> Arc<Protection> {
+        Arc::new(protection(vec![
+            Output::Rows,
+            Output::Subjects,
+            Output::Sum(0),
+            Output::Avg(0),
+        ]))
+    }
+
+    /// 40 subjects in two cells, each with three rows (one without an income).
+    fn rows() -> Vec<(usize, String, Option<f64>)> {
+        (0..120)
+            .map(|i| {
+                let s = i % 40;
+                let income = (i % 3 != 0).then(|| 1000.0 + (s * 37 % 101) as f64 + 0.01 * i as f64);
+                (s % 2, format!("P{s:03}"), income)
+            })
+            .collect()
+    }
+
+    fn borrowed(rows: &[(usize, String, Option<f64>)]) -> Vec<(usize, &str, Option<f64>)> {
+        rows.iter().map(|(g, s, v)| (*g, s.as_str(), *v)).collect()
+    }
+
     #[test]
-    fn dominance_rules_find_cells_made_by_few() {
-        let p10 = Dominance::PPercent { p: 10.0 };
-        // One large value among zeros is dominated; even contributions are not.
-        assert!(dominated(&p10, &[100.0, 0.0, 0.0, 0.0, 0.0]));
-        assert!(!dominated(&p10, &[1.0; 5]));
-        // Two large: the rest (5) is below 10 % of the largest (100).
-        assert!(dominated(&p10, &[100.0, 90.0, 1.0, 2.0, 2.0]));
-        assert!(!dominated(&p10, &[100.0, 90.0, 10.0, 2.0, 2.0]));
-        let nk = Dominance::NK { n: 2, k: 85.0 };
-        assert!(dominated(&nk, &[50.0, 40.0, 5.0, 3.0, 2.0]));
-        assert!(!dominated(&nk, &[30.0, 30.0, 20.0, 10.0, 10.0]));
-        // Negative contributions count by their size.
-        assert!(dominated(&p10, &[-100.0, 0.0, 1.0, 0.0, 0.0]));
+    fn row_order_and_partial_states_never_change_a_figure() {
+        let rows = rows();
+        let mut whole = Tabulator::new(table());
+        feed(&mut whole, &borrowed(&rows));
+        let expected = whole.evaluate(EmitTo::All).unwrap();
+
+        // Reversed, in two partial aggregations merged in the other order.
+        let mut reversed = rows.clone();
+        reversed.reverse();
+        let (a, b) = reversed.split_at(50);
+        let mut parts = Vec::new();
+        for half in [a, b] {
+            let mut t = Tabulator::new(table());
+            feed(&mut t, &borrowed(half));
+            t.ensure(2);
+            parts.push(t.state(EmitTo::All).unwrap());
+        }
+        let mut merged = Tabulator::new(table());
+        for state in parts.iter().rev() {
+            merged.merge_batch(state, &[0, 1], 2).unwrap();
+        }
+        assert_eq!(
+            merged.evaluate(EmitTo::All).unwrap().as_ref(),
+            expected.as_ref()
+        );
+    }
+
+    #[test]
+    fn entries_of_one_subject_are_merged_before_they_outgrow_memory() {
+        let mut t = Tabulator::new(table());
+        let same: Vec<(usize, &str, Option<f64>)> = vec![(0, "P1", Some(1.0)); 10_000];
+        for _ in 0..20 {
+            feed(&mut t, &same);
+        }
+        // 200 000 rows of one subject never hold more than the slack in entries.
+        assert!(
+            t.cells[0].keys.len() <= SLACK + 2,
+            "{}",
+            t.cells[0].keys.len()
+        );
+        assert!(t.size() < 2 * SLACK * entry_bytes(1) + 4096);
+        t.cells[0].consolidate(1);
+        assert_eq!(t.cells[0].keys.len(), 1);
+        assert_eq!(t.cells[0].rows[0], 200_000);
+        assert_eq!(t.cells[0].values[0], 200_000);
+        assert_eq!(t.cells[0].sums[0], release::fixed(200_000.0));
     }
 }
