@@ -8,6 +8,7 @@
 mod catalog;
 mod encode;
 mod enforce;
+mod limits;
 mod profile;
 mod remote;
 mod source;
@@ -31,6 +32,7 @@ pub use arrow::datatypes::SchemaRef;
 use catalog::{ProductSchema, TableCache};
 pub use encode::{EncodedStream, OutputFormat, TextPage};
 pub use enforce::{CellKeySecret, EnforcedTable, Enforcement, LinkageKey, Pseudonymizer};
+pub use limits::{MEMORY as LIMIT_MEMORY, QueryLimits, TIME as LIMIT_TIME, WORKER_STACK};
 pub use profile::ProfileProgress;
 pub use remote::{RemoteBatches, RemoteBinding, RemoteSource};
 
@@ -73,6 +75,10 @@ pub enum EngineError {
     /// Agreement terms that do not fit the product (unknown column, bad row filter).
     #[error("the agreement's terms do not fit the product: {0}")]
     Terms(String),
+    /// The query is larger, deeper, hungrier or slower than the node's limits allow (the
+    /// message names the limit and what to do).
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl EngineError {
@@ -86,6 +92,7 @@ impl EngineError {
                 | Self::AccessDenied(_)
                 | Self::RemoteRefused(_)
                 | Self::Terms(_)
+                | Self::Limit(_)
                 | Self::Evaluation(_)
         )
     }
@@ -110,6 +117,7 @@ impl EngineError {
             DataFusionError::NotImplemented(m) => Self::Plan(format!("not supported: {}", tidy(m))),
             DataFusionError::Configuration(m) => Self::Plan(tidy(m)),
             DataFusionError::Execution(m) => Self::Evaluation(tidy(m)),
+            DataFusionError::ResourcesExhausted(m) => Self::Limit(limits::explain(m)),
             DataFusionError::ArrowError(a, _)
                 if matches!(
                     a.as_ref(),
@@ -149,6 +157,8 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Parallelism of scans and aggregations (default: number of cores).
     pub target_partitions: usize,
+    /// What one query may ask of the node.
+    pub limits: QueryLimits,
 }
 
 impl Default for EngineConfig {
@@ -156,6 +166,7 @@ impl Default for EngineConfig {
         Self {
             batch_size: 8192,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            limits: QueryLimits::default(),
         }
     }
 }
@@ -182,6 +193,7 @@ pub struct Engine {
     /// Built once (function registry, optimizer rules); cloned for each catalog.
     base_state: SessionState,
     tables: Arc<TableCache>,
+    budget: limits::Budget,
 }
 
 /// A set of tables to query, prepared once and shared by every query over the same
@@ -190,6 +202,7 @@ pub struct Engine {
 #[derive(Clone)]
 pub struct Catalog {
     ctx: SessionContext,
+    budget: limits::Budget,
 }
 
 /// A running query: column descriptions and a stream of record batches.
@@ -217,10 +230,13 @@ impl Engine {
             // Joins on pseudonyms of one key run on the identifiers (output unchanged).
             .with_analyzer_rule(Arc::new(enforce::LinkageJoins))
             .with_query_planner(Arc::new(remote::FederatingPlanner))
+            // Joins yield between batches, so deadlines and cancellation take effect.
+            .with_physical_optimizer_rule(Arc::new(limits::YieldingJoins))
             .build();
         Self {
             base_state,
             tables: Arc::new(TableCache::default()),
+            budget: limits::Budget::new(config.limits),
         }
     }
 
@@ -282,6 +298,7 @@ impl Engine {
         let schema = ProductSchema::new(self.base_state.clone(), tables, Arc::clone(&self.tables));
         Catalog {
             ctx: self.session(Arc::new(schema), vec![]),
+            budget: self.budget.clone(),
         }
     }
 
@@ -310,6 +327,7 @@ impl Engine {
             .collect();
         Ok(Catalog {
             ctx: self.session(Arc::new(schema), others),
+            budget: self.budget.clone(),
         })
     }
 
@@ -323,6 +341,7 @@ impl Engine {
         ));
         Catalog {
             ctx: self.session(Arc::clone(&schema), vec![(member.to_owned(), schema)]),
+            budget: self.budget.clone(),
         }
     }
 
@@ -388,15 +407,25 @@ impl Engine {
 }
 
 impl Catalog {
+    /// This catalog with limits no looser than `limits` (an owner may give a member less
+    /// than the node's own).
+    pub fn with_limits(mut self, limits: &QueryLimits) -> Self {
+        self.budget = self.budget.tightened(limits);
+        self
+    }
+
     /// Plans and starts a query from another member: one plain `SELECT` (or `WITH`)
     /// statement, nothing else — no EXPLAIN (plans name data locations), no SHOW.
     pub async fn query_for_member(&self, sql: &str) -> Result<QueryResult, EngineError> {
         use datafusion::sql::parser::Statement;
         use datafusion::sql::sqlparser::ast::Statement as Sql;
         let state = self.ctx.state();
-        let mut statements = datafusion::sql::parser::DFParser::parse_sql(sql)
-            .map_err(|e| EngineError::Syntax(e.to_string()))?;
-        let statement = match (statements.pop_front(), statements.is_empty()) {
+        let mut statements = self.budget.limits.parse(sql, |sql| {
+            datafusion::sql::parser::DFParser::parse_sql(sql)
+                .map(Vec::from)
+                .map_err(|e| EngineError::Syntax(e.to_string()))
+        })?;
+        let statement = match (statements.pop(), statements.is_empty()) {
             (Some(s @ Statement::Statement(_)), true) if matches!(&s, Statement::Statement(q) if matches!(**q, Sql::Query(_))) => {
                 s
             }
@@ -411,37 +440,43 @@ impl Catalog {
                 ));
             }
         };
-        Self::run(state, statement).await
+        limits::on_big_stack(async move {
+            let plan = Self::plan(&state, statement).await?;
+            self.start(state, plan).await
+        })
+        .await
     }
 
     /// Plans and starts a read-only SQL query.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, EngineError> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
-        let statement = state
-            .sql_to_statement(sql, &dialect)
-            .map_err(Self::planning_error)?;
+        let statement = self
+            .budget
+            .limits
+            .parse(sql, |sql| {
+                state
+                    .sql_to_statement(sql, &dialect)
+                    .map(|s| vec![s])
+                    .map_err(Self::planning_error)
+            })?
+            .pop()
+            .ok_or_else(|| EngineError::Syntax("the query is empty".into()))?;
         let is_query = matches!(&statement, datafusion::sql::parser::Statement::Statement(s)
             if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_)));
-        let plan = Self::plan(&state, statement).await?;
-        if is_query && let Some(exec) = remote::whole_query(&plan, sql) {
-            let columns = source::columns(&exec.schema());
-            let stream = exec
-                .execute(0, state.task_ctx())
-                .map_err(EngineError::from_df)?;
-            return Ok(QueryResult { columns, stream });
-        }
-        Self::start(state, plan).await
-    }
-
-    /// Plans and starts one parsed statement in `state` (one copy of the session state per
-    /// query: it carries the query's start time, which `now()` reads).
-    async fn run(
-        state: SessionState,
-        statement: datafusion::sql::parser::Statement,
-    ) -> Result<QueryResult, EngineError> {
-        let plan = Self::plan(&state, statement).await?;
-        Self::start(state, plan).await
+        limits::on_big_stack(async move {
+            let plan = Self::plan(&state, statement).await?;
+            if is_query && let Some(exec) = remote::whole_query(&plan, sql) {
+                let columns = source::columns(&exec.schema());
+                let stream = exec
+                    .execute(0, self.budget.task(&state))
+                    .map_err(EngineError::from_df)?;
+                let stream = self.budget.deadline(stream);
+                return Ok(QueryResult { columns, stream });
+            }
+            self.start(state, plan).await
+        })
+        .await
     }
 
     /// The logical plan of one read-only statement.
@@ -461,18 +496,27 @@ impl Catalog {
         Ok(plan)
     }
 
-    /// Optimises, plans physically and starts a logical plan.
+    /// Optimises, plans physically and starts a logical plan (one copy of the session
+    /// state per query: it carries the query's start time, which `now()` reads), within
+    /// the query's memory and time.
     async fn start(
+        &self,
         state: SessionState,
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<QueryResult, EngineError> {
         let row_limit = enforce::row_limit(&plan);
-        let df = datafusion::dataframe::DataFrame::new(state, plan);
-        let columns = source::columns(df.schema().as_arrow());
-        let mut stream = df.execute_stream().await.map_err(EngineError::from_df)?;
+        let columns = source::columns(plan.schema().as_arrow());
+        let physical = state
+            .create_physical_plan(&plan)
+            .await
+            .map_err(EngineError::from_df)?;
+        let mut stream =
+            datafusion::physical_plan::execute_stream(physical, self.budget.task(&state))
+                .map_err(EngineError::from_df)?;
         if let Some((max, agreement)) = row_limit {
             stream = enforce::limit_rows(stream, max, agreement);
         }
+        let stream = self.budget.deadline(stream);
         Ok(QueryResult { columns, stream })
     }
 

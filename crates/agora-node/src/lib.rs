@@ -21,7 +21,10 @@ use agora_model::{
 };
 use agora_store::{NodeRecord, Store};
 
-pub use agora_engine::{EngineError, OutputFormat, ProfileProgress, QueryResult, TextPage};
+pub use agora_engine::{
+    EngineError, LIMIT_MEMORY, LIMIT_TIME, OutputFormat, ProfileProgress, QueryLimits, QueryResult,
+    TextPage, WORKER_STACK,
+};
 pub use agora_store::{
     ApiRole, NewSession, NewToken, SearchFilter, StoreError, TokenInfo, UserInfo, WebSession,
 };

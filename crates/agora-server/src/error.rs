@@ -158,6 +158,9 @@ fn status_and_code(e: &NodeError) -> (StatusCode, &'static str) {
             NodeError::Engine(EngineError::Evaluation(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_sql")
             }
+            NodeError::Engine(EngineError::Limit(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "query_limit")
+            }
             _ if e.is_user_error() => (StatusCode::BAD_REQUEST, "bad_request"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -23,6 +23,19 @@ pub const OWNER_FAILED: &str = "the owner could not complete this; the details a
 pub const OWNER_CANNOT_READ: &str =
     "the owner cannot read this product right now; try again later or contact the owner";
 
+/// What another member is told when its query passed one of the owner's limits: which
+/// kind of limit, in the owner's fixed words.
+fn limit_for_member(message: &str) -> &'static str {
+    if message.starts_with(agora_node::LIMIT_MEMORY) {
+        "your query needs more memory than the owner allows one query: narrow it (fewer rows, \
+         fewer joined rows, an aggregate) and try again"
+    } else if message.starts_with(agora_node::LIMIT_TIME) {
+        "your query took longer than the owner allows one query: narrow it and try again"
+    } else {
+        "your query is longer, deeper or larger than the owner accepts: shorten or simplify it"
+    }
+}
+
 /// How an error is classed for another member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberFault {
@@ -55,6 +68,7 @@ pub fn for_member(e: &NodeError) -> (MemberFault, String) {
             EngineError::AccessDenied(m) => (Denied, m.clone()),
             EngineError::NotReadOnly(_) => (Denied, engine.to_string()),
             EngineError::Syntax(_) | EngineError::Plan(_) => (Invalid, engine.to_string()),
+            EngineError::Limit(m) => (Invalid, limit_for_member(m).into()),
             EngineError::Evaluation(_) => (Invalid, EVALUATION_FAILED.into()),
             EngineError::Source { .. }
             | EngineError::SchemaDrift { .. }
@@ -113,6 +127,7 @@ mod tests {
             EngineError::Remote(s()),
             EngineError::RemoteRefused(s()),
             EngineError::Terms(s()),
+            EngineError::Limit(s()),
         ];
         let mut out: Vec<NodeError> = engine.into_iter().map(NodeError::Engine).collect();
         out.extend([

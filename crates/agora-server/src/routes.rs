@@ -303,7 +303,8 @@ struct QueryRequest {
             (String = "application/x-ndjson"),
             (String = "text/csv"),
             (Vec<u8> = "application/vnd.apache.arrow.stream"))),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, description = "The query passed one of the node's limits (code `query_limit`)", body = ErrorBody)))]
 async fn run_query(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

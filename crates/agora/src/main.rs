@@ -84,6 +84,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(agora_node::WORKER_STACK)
         .build()
     {
         Ok(r) => r,

@@ -2,6 +2,7 @@
 
 mod alloc;
 mod federation;
+mod limits;
 mod policy;
 mod tabulation;
 

@@ -519,6 +519,33 @@ async fn oversized_requests_are_refused() {
     n.stop().await;
 }
 
+/// The 4 KB query that used to overflow a worker's stack and abort the whole process, and
+/// its relatives: each refused with 422 `query_limit`, and the node keeps answering.
+#[tokio::test]
+async fn deep_queries_are_refused_and_the_node_stays_up() {
+    let n = TestNode::start().await;
+    let chain = |item: &str, sep: &str, count: usize| vec![item; count].join(sep);
+    for sql in [
+        format!("SELECT {}", chain("1", "+", 2_000)),
+        format!("SELECT 1 WHERE {}", chain("1=1", " AND ", 5_000)),
+        format!("SELECT {}", chain("'a'", " || ", 5_000)),
+        chain("SELECT 1", " UNION ALL ", 3_000),
+        format!(
+            "SELECT {}1 AS !{}",
+            "CAST(".repeat(40),
+            " AS INT)".repeat(40)
+        ),
+    ] {
+        let (status, body) = n.sql(&sql, "csv").await;
+        assert_eq!(status, 422, "{:.40}: {body}", sql);
+        assert!(body.contains("query_limit"), "{body}");
+    }
+    let (status, body) = n.sql("SELECT 1 AS one", "csv").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "one\n1\n");
+    n.stop().await;
+}
+
 /// A small result that is ready at once goes out whole with its length; a large one
 /// streams in chunks.
 #[tokio::test]

@@ -1,0 +1,485 @@
+//! Bounds on the work one query may make a node do, wherever it comes from (the API, the
+//! web, the CLI, Flight SQL, another member): the SQL's size and shape, checked before
+//! planning; its memory, through DataFusion's memory pool (one budget per query inside one
+//! for the node); its time.
+//!
+//! The shape check runs on a stack grown to fit the worst case the size limit allows, so
+//! neither it nor dropping a refused statement can overflow; statements it accepts are
+//! shallow enough for DataFusion's recursive planning.
+
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionState;
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::sql::parser::Statement;
+use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, TableFactor, Visit, Visitor};
+use futures::Stream;
+
+use crate::EngineError;
+
+/// The limits of one node (and, where an agreement says so, of one member's queries).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryLimits {
+    /// The longest SQL text, in bytes.
+    pub max_sql_bytes: usize,
+    /// The deepest nesting of brackets (`(`, `[`, `{`). The SQL parser backtracks over
+    /// nested special forms (`CAST(`, `SUBSTRING(`, `NOT (`…) at a cost that grows fourfold
+    /// per level: 16 levels parse in well under a second, 22 would take seconds.
+    pub max_nesting: usize,
+    /// The deepest nesting of expressions and set operations (`a + b + c` is a chain as deep
+    /// as it is long).
+    pub max_depth: usize,
+    /// The most expressions, table references and set operations in one statement.
+    pub max_plan_size: usize,
+    /// The memory one query may hold (hash tables, sorts, buffers), in bytes.
+    pub query_memory: usize,
+    /// The memory all queries on the node may hold together, in bytes.
+    pub node_memory: usize,
+    /// The longest a query may take, from planning to its last row.
+    pub query_time: Duration,
+}
+
+impl Default for QueryLimits {
+    /// Safe for a 2-core node with 4 GB of memory.
+    fn default() -> Self {
+        Self {
+            max_sql_bytes: 256 * 1024,
+            max_nesting: 16,
+            max_depth: 200,
+            max_plan_size: 20_000,
+            query_memory: 512 * 1024 * 1024,
+            node_memory: 2 * 1024 * 1024 * 1024,
+            query_time: Duration::from_secs(300),
+        }
+    }
+}
+
+impl QueryLimits {
+    /// The stricter of two sets of limits, limit by limit (an owner may give a member less).
+    pub fn min(&self, other: &QueryLimits) -> QueryLimits {
+        QueryLimits {
+            max_sql_bytes: self.max_sql_bytes.min(other.max_sql_bytes),
+            max_nesting: self.max_nesting.min(other.max_nesting),
+            max_depth: self.max_depth.min(other.max_depth),
+            max_plan_size: self.max_plan_size.min(other.max_plan_size),
+            query_memory: self.query_memory.min(other.query_memory),
+            node_memory: self.node_memory.min(other.node_memory),
+            query_time: self.query_time.min(other.query_time),
+        }
+    }
+
+    /// Parses `sql` (one or more statements) and checks its size and shape.
+    pub(crate) fn parse(
+        &self,
+        sql: &str,
+        parse: impl FnOnce(&str) -> Result<Vec<Statement>, EngineError>,
+    ) -> Result<Vec<Statement>, EngineError> {
+        if sql.len() > self.max_sql_bytes {
+            return Err(EngineError::Limit(format!(
+                "the query is {} bytes long; this node accepts at most {} — shorten it",
+                sql.len(),
+                self.max_sql_bytes
+            )));
+        }
+        self.check_nesting(sql)?;
+        // Every level of nesting takes at least two characters (`1+`), and each level
+        // costs the checker and the destructor at most a few hundred bytes of stack.
+        let stack = 256 * 1024 + sql.len() * 512;
+        stacker::maybe_grow(stack, stack, || {
+            let statements = parse(sql)?;
+            for s in &statements {
+                self.check(s)?;
+            }
+            Ok(statements)
+        })
+    }
+
+    /// Refuses brackets nested deeper than `max_nesting`, before the parser sees them (a
+    /// text the tokenizer refuses is left to the parser, which explains it).
+    fn check_nesting(&self, sql: &str) -> Result<(), EngineError> {
+        use datafusion::sql::sqlparser::dialect::GenericDialect;
+        use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+        let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+            return Ok(());
+        };
+        let mut depth = 0usize;
+        for token in tokens {
+            match token {
+                Token::LParen | Token::LBracket | Token::LBrace => {
+                    depth += 1;
+                    if depth > self.max_nesting {
+                        return Err(EngineError::Limit(format!(
+                            "the query nests brackets more than {} deep; this node accepts at most that — move inner parts into a WITH clause or a view",
+                            self.max_nesting
+                        )));
+                    }
+                }
+                Token::RParen | Token::RBracket | Token::RBrace => {
+                    depth = depth.saturating_sub(1);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, statement: &Statement) -> Result<(), EngineError> {
+        let Statement::Statement(s) = statement else {
+            return Ok(());
+        };
+        let mut shape = Shape {
+            depth: 0,
+            deepest: 0,
+            size: 0,
+            max_depth: self.max_depth,
+        };
+        if let ControlFlow::Break(e) = s.visit(&mut shape) {
+            return Err(e);
+        }
+        if shape.size > self.max_plan_size {
+            return Err(EngineError::Limit(format!(
+                "the query has {} expressions, tables and set operations; this node accepts at most {} — split it into smaller queries",
+                shape.size, self.max_plan_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The stack of the node's async worker threads: planning and evaluating an expression as
+/// deep as `max_depth` allows recurses far below the default 2 MiB (pages are committed
+/// only when used).
+pub const WORKER_STACK: usize = 16 << 20;
+
+/// Planning runs where at least this much stack is left, on a fresh stack of
+/// `WORKER_STACK` otherwise.
+const PLAN_RED_ZONE: usize = 8 << 20;
+
+/// `future`, each of whose polls runs with at least `PLAN_RED_ZONE` of stack.
+pub(crate) fn on_big_stack<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    BigStack(Box::pin(future))
+}
+
+struct BigStack<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for BigStack<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let inner = self.0.as_mut();
+        stacker::maybe_grow(PLAN_RED_ZONE, WORKER_STACK, || inner.poll(cx))
+    }
+}
+
+/// What the shape check counts while it walks a statement.
+struct Shape {
+    depth: usize,
+    deepest: usize,
+    size: usize,
+    max_depth: usize,
+}
+
+impl Shape {
+    fn enter(&mut self, levels: usize) -> ControlFlow<EngineError> {
+        self.depth += levels;
+        self.deepest = self.deepest.max(self.depth);
+        if self.depth > self.max_depth {
+            return ControlFlow::Break(EngineError::Limit(format!(
+                "the query nests expressions or set operations more than {} deep; this node accepts at most that — write long chains of AND, OR, + or UNION as IN lists, tables or several queries",
+                self.max_depth
+            )));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The depth of a chain of set operations (`a UNION b UNION c …`), without recursion.
+fn set_depth(body: &SetExpr) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(body, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        if let SetExpr::SetOperation { left, right, .. } = e {
+            stack.push((left, d + 1));
+            stack.push((right, d + 1));
+        }
+    }
+    deepest
+}
+
+impl Visitor for Shape {
+    type Break = EngineError;
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<EngineError> {
+        let d = set_depth(&query.body);
+        self.size += d;
+        self.enter(d)
+    }
+
+    fn post_visit_query(&mut self, query: &Query) -> ControlFlow<EngineError> {
+        self.depth -= set_depth(&query.body);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, _: &TableFactor) -> ControlFlow<EngineError> {
+        self.size += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<EngineError> {
+        self.size += 1;
+        self.enter(1)
+    }
+
+    fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<EngineError> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+/// A query's memory budget inside the node's: both must have room for every reservation.
+#[derive(Debug)]
+pub(crate) struct QueryPool {
+    node: Arc<NodeMemory>,
+    limit: usize,
+    used: AtomicUsize,
+}
+
+/// The memory all queries on the node hold.
+#[derive(Debug)]
+pub(crate) struct NodeMemory {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl NodeMemory {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn query(self: &Arc<Self>, limit: usize) -> QueryPool {
+        QueryPool {
+            node: Arc::clone(self),
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Adds `n` to `used` unless that passes `limit`.
+fn try_add(used: &AtomicUsize, n: usize, limit: usize) -> bool {
+    used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+        u.checked_add(n).filter(|&t| t <= limit)
+    })
+    .is_ok()
+}
+
+impl std::fmt::Display for QueryPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "query memory (limit {} bytes)", self.limit)
+    }
+}
+
+impl MemoryPool for QueryPool {
+    fn name(&self) -> &str {
+        "agora_query"
+    }
+
+    fn grow(&self, _: &MemoryReservation, additional: usize) {
+        self.used.fetch_add(additional, Ordering::AcqRel);
+        self.node.used.fetch_add(additional, Ordering::AcqRel);
+    }
+
+    fn shrink(&self, _: &MemoryReservation, shrink: usize) {
+        self.used.fetch_sub(shrink, Ordering::AcqRel);
+        self.node.used.fetch_sub(shrink, Ordering::AcqRel);
+    }
+
+    fn try_grow(&self, _: &MemoryReservation, additional: usize) -> Result<()> {
+        if !try_add(&self.used, additional, self.limit) {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{MEMORY}: it needs more than the {} MiB one query may use on this node — narrow it (fewer rows, fewer joined rows, an aggregate) or ask the node's operator",
+                self.limit >> 20,
+            )));
+        }
+        if !try_add(&self.node.used, additional, self.node.limit) {
+            self.used.fetch_sub(additional, Ordering::AcqRel);
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{MEMORY}: the node's queries together use all of the {} MiB it allows; try again when others have finished",
+                self.node.limit >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        MemoryLimit::Finite(self.limit)
+    }
+
+    fn register(&self, _: &MemoryConsumer) {}
+}
+
+/// The start of every memory-limit message (the error mapping looks for it).
+pub const MEMORY: &str = "the query needs more memory than allowed";
+
+/// The start of every time-limit message.
+pub const TIME: &str = "the query took longer than allowed";
+
+/// The words of a resources-exhausted error from DataFusion, ours or its own.
+pub(crate) fn explain(m: &str) -> String {
+    for prefix in [MEMORY, TIME] {
+        if let Some(at) = m.find(prefix) {
+            return m[at..].to_owned();
+        }
+    }
+    let _ = m; // DataFusion's own words name its operators, not what the user can do.
+    format!("{MEMORY}: the memory for this query ran out")
+}
+
+/// The limits of a catalog's queries and the node's memory they share.
+#[derive(Clone)]
+pub(crate) struct Budget {
+    pub limits: Arc<QueryLimits>,
+    memory: Arc<NodeMemory>,
+}
+
+impl Budget {
+    pub(crate) fn new(limits: QueryLimits) -> Self {
+        Self {
+            memory: NodeMemory::new(limits.node_memory),
+            limits: Arc::new(limits),
+        }
+    }
+
+    /// The same node memory, with limits no looser than `limits`.
+    pub(crate) fn tightened(&self, limits: &QueryLimits) -> Self {
+        Self {
+            limits: Arc::new(self.limits.min(limits)),
+            memory: Arc::clone(&self.memory),
+        }
+    }
+
+    /// The task context of one query: the session's, with a memory pool of its own.
+    pub(crate) fn task(&self, state: &SessionState) -> Arc<TaskContext> {
+        let mut runtime = RuntimeEnv::clone(state.runtime_env());
+        runtime.memory_pool = Arc::new(self.memory.query(self.limits.query_memory));
+        Arc::new(TaskContext::from(state).with_runtime(Arc::new(runtime)))
+    }
+
+    /// `stream`, ended with a clear error once the query's time is up (dropping the inner
+    /// stream cancels its work).
+    pub(crate) fn deadline(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let limit = self.limits.query_time;
+        Box::pin(Deadline {
+            schema: stream.schema(),
+            inner: Some(stream),
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        })
+    }
+}
+
+/// A stream with a time limit.
+struct Deadline {
+    inner: Option<SendableRecordBatchStream>,
+    schema: SchemaRef,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl Stream for Deadline {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(item) = inner.as_mut().poll_next(cx) {
+            if item.is_none() {
+                self.inner = None;
+            }
+            return Poll::Ready(item);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            // Drop the work (the schema stays for callers that ask after the end).
+            self.inner = None;
+            return Poll::Ready(Some(Err(DataFusionError::ResourcesExhausted(format!(
+                "{TIME}: it was stopped after {} s, the most one query may take on this node — narrow it (fewer rows, a filter, an aggregate) or ask the node's operator",
+                self.limit.as_secs()
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
+impl RecordBatchStream for Deadline {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+/// Makes every join yield to the scheduler between batches. A join can produce endless
+/// output from one input batch while the operator above it loops without ever waiting;
+/// without a yield, neither the deadline nor a cancelled client could stop the query until
+/// the loop ends.
+#[derive(Debug)]
+pub(crate) struct YieldingJoins;
+
+impl PhysicalOptimizerRule for YieldingJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::physical_plan::joins::{
+            CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec,
+            SymmetricHashJoinExec,
+        };
+        plan.transform_up(|p| {
+            let join = p.is::<HashJoinExec>()
+                || p.is::<NestedLoopJoinExec>()
+                || p.is::<CrossJoinExec>()
+                || p.is::<SortMergeJoinExec>()
+                || p.is::<SymmetricHashJoinExec>();
+            Ok(if join {
+                Transformed::yes(Arc::new(CooperativeExec::new(p)) as Arc<dyn ExecutionPlan>)
+            } else {
+                Transformed::no(p)
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "agora_yielding_joins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
