@@ -8,6 +8,7 @@
 mod catalog;
 mod encode;
 mod enforce;
+mod files;
 mod limits;
 mod profile;
 mod remote;
@@ -159,6 +160,8 @@ pub struct EngineConfig {
     pub target_partitions: usize,
     /// What one query may ask of the node.
     pub limits: QueryLimits,
+    /// Folders no query may read (the node's own data directory).
+    pub protected_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -167,6 +170,7 @@ impl Default for EngineConfig {
             batch_size: 8192,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             limits: QueryLimits::default(),
+            protected_dirs: Vec::new(),
         }
     }
 }
@@ -216,6 +220,11 @@ impl Engine {
         let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
             .build_arc()
             .expect("default runtime environment builds");
+        // Local files are read only at their real locations, never written.
+        runtime.register_object_store(
+            &url::Url::parse("file://").expect("a valid URL"),
+            Arc::new(files::ConfinedFiles::new(&config.protected_dirs)),
+        );
         let session_config = SessionConfig::new()
             .with_batch_size(config.batch_size)
             .with_target_partitions(config.target_partitions)

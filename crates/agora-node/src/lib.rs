@@ -6,6 +6,8 @@
 pub mod agreements;
 pub mod exchange;
 mod federation;
+pub mod location;
+pub use location::LocationPolicy;
 mod register;
 pub mod trust;
 pub mod users;
@@ -148,6 +150,8 @@ pub struct NodeConfig {
     pub store_url: Option<String>,
     pub engine: EngineConfig,
     pub trust: trust::TrustSettings,
+    /// Where data may be registered from beyond local files.
+    pub locations: LocationPolicy,
 }
 
 impl NodeConfig {
@@ -157,6 +161,7 @@ impl NodeConfig {
             store_url: None,
             engine: EngineConfig::default(),
             trust: trust::TrustSettings::default(),
+            locations: LocationPolicy::default(),
         }
     }
 }
@@ -172,6 +177,7 @@ struct Inner {
     store: Store,
     engine: Engine,
     data_dir: PathBuf,
+    locations: LocationPolicy,
     /// The products (and other members' offers) as a query catalog, with the catalog
     /// version and offers generation it reflects.
     catalog: std::sync::RwLock<Option<((i64, u64), Catalog)>>,
@@ -291,8 +297,12 @@ impl Node {
             inner: Arc::new(Inner {
                 identity,
                 store,
-                engine: Engine::new(cfg.engine.clone()),
+                engine: Engine::new(EngineConfig {
+                    protected_dirs: vec![cfg.data_dir.clone()],
+                    ..cfg.engine.clone()
+                }),
                 data_dir: cfg.data_dir.clone(),
+                locations: cfg.locations.clone(),
                 catalog: std::sync::RwLock::new(None),
                 trust_settings: cfg.trust.clone(),
                 trust: std::sync::RwLock::new(trust),

@@ -31,65 +31,11 @@ pub struct RegisterRequest {
     pub metadata: MetadataPatch,
 }
 
-/// A resolved location: URL for the engine, plus the local path when there is one.
-struct Resolved {
-    url: String,
-    local: Option<PathBuf>,
-    is_dir: bool,
-}
-
 fn bad(path: &str, reason: impl Into<String>) -> NodeError {
     NodeError::BadLocation {
         path: path.to_owned(),
         reason: reason.into(),
     }
-}
-
-fn resolve(location: &str) -> Result<Resolved, NodeError> {
-    let location = location.trim();
-    if location.is_empty() {
-        return Err(bad(location, "the location is empty"));
-    }
-    if let Some(path) = location.strip_prefix("file://") {
-        return resolve(path);
-    }
-    if location.contains("://") {
-        // Validated by DataSource::new; object stores are read by the engine.
-        return Ok(Resolved {
-            url: location.to_owned(),
-            local: None,
-            is_dir: location.ends_with('/'),
-        });
-    }
-    let path = Path::new(location);
-    let canonical = std::fs::canonicalize(path).map_err(|e| {
-        bad(
-            location,
-            match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file or folder".to_owned(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-                _ => e.to_string(),
-            },
-        )
-    })?;
-    let meta = std::fs::metadata(&canonical).map_err(|e| bad(location, e.to_string()))?;
-    let is_dir = meta.is_dir();
-    if !is_dir {
-        std::fs::File::open(&canonical).map_err(|e| bad(location, format!("cannot read: {e}")))?;
-    }
-    let s = canonical
-        .to_str()
-        .ok_or_else(|| bad(location, "the path is not valid UTF-8"))?;
-    let url = if is_dir {
-        format!("file://{}/", s.trim_end_matches('/'))
-    } else {
-        format!("file://{s}")
-    };
-    Ok(Resolved {
-        url,
-        local: Some(canonical),
-        is_dir,
-    })
 }
 
 /// The sidecar for a local file or folder, if there is one: `(path, text)`.
@@ -164,7 +110,9 @@ pub(crate) async fn register(
     req: RegisterRequest,
     progress: &(dyn Fn(ProfileProgress) + Send + Sync),
 ) -> Result<Product, NodeError> {
-    let resolved = resolve(&req.location)?;
+    let resolved =
+        crate::location::resolve(&req.location, &node.inner.data_dir, &node.inner.locations)
+            .await?;
     let sidecar_found = match &resolved.local {
         Some(p) => find_sidecar(p, resolved.is_dir)?,
         None => None,
@@ -273,13 +221,6 @@ mod tests {
         assert_eq!(default_name("/x/job_seekers.csv.gz", None), "job_seekers");
         assert_eq!(default_name("s3://b/data/income/", None), "income");
         assert_eq!(humanise("annual_income"), "Annual income");
-    }
-
-    #[test]
-    fn missing_paths_are_named() {
-        let err = resolve("/definitely/not/here.csv").err().unwrap();
-        assert!(err.to_string().contains("no such file or folder"), "{err}");
-        assert!(resolve("").is_err());
     }
 
     #[test]

@@ -187,24 +187,18 @@ async fn register_product(
 }
 
 fn check_allowed_location(state: &AppState, location: &str) -> Result<(), ApiError> {
-    let local = match location.strip_prefix("file://") {
-        Some(p) => p,
-        None if location.contains("://") => return Ok(()),
-        None => location,
+    // Parsed as the node parses it (exactly as written, one scheme); remote URLs are the
+    // node's to check against its operator's allow-list.
+    let Some(local) = agora_node::location::local_path(location)? else {
+        return Ok(());
     };
     let refused = || {
         ApiError::forbidden(format!(
-            "{local} is outside the folders this node may read for API clients; ask the node's operator to allow it (agora node start --allow-path DIR) or register it with the CLI"
+            "{local} does not exist or is outside the folders this node may read for API clients; ask the node's operator to allow it (agora node start --allow-path DIR) or register it with the CLI"
         ))
     };
-    // Resolve symlinks and `..` before comparing; a missing path is reported by the node.
-    let Ok(canonical) = std::fs::canonicalize(Path::new(local)) else {
-        return if state.config.allowed_roots.is_empty() {
-            Err(refused())
-        } else {
-            Ok(())
-        };
-    };
+    // Symbolic links and `..` resolved before comparing; what cannot be resolved is refused.
+    let canonical = std::fs::canonicalize(Path::new(local)).map_err(|_| refused())?;
     let allowed = state
         .config
         .allowed_roots

@@ -23,6 +23,10 @@ use crate::output;
 pub fn node_config(dir: &NodeDir) -> NodeConfig {
     let mut cfg = NodeConfig::new(&dir.data_dir);
     cfg.store_url = dir.store_url.clone();
+    cfg.locations = agora_node::LocationPolicy {
+        remote_prefixes: dir.allow_remote.clone(),
+        allow_private_addresses: dir.allow_private_addresses,
+    };
     cfg
 }
 

@@ -47,6 +47,18 @@ pub struct NodeDir {
         hide_env_values = true
     )]
     pub store_url: Option<String>,
+    /// A URL prefix remote data may be registered from, e.g. s3://open-data/ (repeatable;
+    /// none by default).
+    #[arg(
+        long = "allow-remote",
+        env = "AGORA_ALLOW_REMOTE",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allow_remote: Vec<String>,
+    /// Let remote data come from hosts on loopback, private or link-local addresses.
+    #[arg(long, global = true)]
+    pub allow_private_addresses: bool,
 }
 
 #[derive(Subcommand)]

@@ -468,3 +468,76 @@ async fn streaming_results_do_not_grow_memory() {
         bytes / (1024 * 1024)
     );
 }
+
+/// A steward's folder holding a symbolic link to a file outside it (the node's key, say),
+/// or a file swapped for such a link after registration: the engine reads neither.
+#[tokio::test]
+async fn files_are_read_only_at_their_real_locations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = write(tmp.path(), "secret.csv", "key\nhunter2\n");
+    let folder = tmp.path().join("shared");
+    std::fs::create_dir(&folder).unwrap();
+    write(&folder, "a.csv", "key\nvisible\n");
+    let e = engine();
+    let src = DataSource::new(format!("file://{}/", folder.display()), SourceFormat::Csv).unwrap();
+    let t = binding(&e, "t", src).await;
+    let rows = String::from_utf8(
+        collect(
+            &e,
+            std::slice::from_ref(&t),
+            "SELECT * FROM t",
+            OutputFormat::Csv,
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(rows, "key\nvisible\n");
+
+    // A link inside the folder, pointing outside it.
+    std::os::unix::fs::symlink(&secret, folder.join("b.csv")).unwrap();
+    let e = engine();
+    let mut stream = match e.query(std::slice::from_ref(&t), "SELECT * FROM t").await {
+        Ok(r) => r.into_batches(),
+        Err(err) => {
+            assert!(err.to_string().contains("symbolic link"), "{err}");
+            return;
+        }
+    };
+    let mut seen = String::new();
+    let mut failed = None;
+    while let Some(b) = stream.next().await {
+        match b {
+            Ok(b) => seen.push_str(&format!("{b:?}")),
+            Err(err) => failed = Some(err.to_string()),
+        }
+    }
+    assert!(!seen.contains("hunter2"), "the secret was read: {seen}");
+    let failed = failed.expect("reading through the link must fail");
+    assert!(failed.contains("symbolic link"), "{failed}");
+
+    // A registered file swapped for a link later.
+    let file = write(tmp.path(), "c.csv", "key\nfine\n");
+    let src = DataSource::new(file_url(&file), SourceFormat::Csv).unwrap();
+    let e = engine();
+    let c = binding(&e, "c", src).await;
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&secret, &file).unwrap();
+    let e = engine();
+    let r = e.query(std::slice::from_ref(&c), "SELECT * FROM c").await;
+    let err = match r {
+        Err(err) => err.to_string(),
+        Ok(r) => {
+            let mut s = r.into_batches();
+            let mut err = String::new();
+            while let Some(b) = s.next().await {
+                if let Err(x) = b {
+                    err = x.to_string();
+                } else {
+                    assert!(!format!("{b:?}").contains("hunter2"));
+                }
+            }
+            err
+        }
+    };
+    assert!(err.contains("symbolic link"), "{err}");
+}
