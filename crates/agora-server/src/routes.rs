@@ -197,14 +197,29 @@ fn check_allowed_location(state: &AppState, location: &str) -> Result<(), ApiErr
             "{local} does not exist or is outside the folders this node may read for API clients; ask the node's operator to allow it (agora node start --allow-path DIR) or register it with the CLI"
         ))
     };
-    // Symbolic links and `..` resolved before comparing; what cannot be resolved is refused.
-    let canonical = std::fs::canonicalize(Path::new(local)).map_err(|_| refused())?;
-    let allowed = state
+    let roots: Vec<std::path::PathBuf> = state
         .config
         .allowed_roots
         .iter()
-        .any(|root| std::fs::canonicalize(root).is_ok_and(|r| canonical.starts_with(r)));
-    if allowed { Ok(()) } else { Err(refused()) }
+        .filter_map(|root| std::fs::canonicalize(root).ok())
+        .collect();
+    // Symbolic links and `..` resolved before comparing. What cannot be resolved is
+    // refused, unless it is plainly (absolute, no `..`) inside an allowed folder: then the
+    // node says it is missing. Outside, missing and forbidden look the same.
+    match std::fs::canonicalize(Path::new(local)) {
+        Ok(canonical) if roots.iter().any(|r| canonical.starts_with(r)) => Ok(()),
+        Err(_) if plainly_inside(Path::new(local), &roots) => Ok(()),
+        _ => Err(refused()),
+    }
+}
+
+fn plainly_inside(path: &Path, roots: &[std::path::PathBuf]) -> bool {
+    use std::path::Component;
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && roots.iter().any(|r| path.starts_with(r))
 }
 
 /// One data product: source, schema, metadata and profile.

@@ -580,9 +580,10 @@ async fn pseudonyms_join_within_one_linkage_purpose_and_never_across_purposes() 
     for m in [tax, &pr.node] {
         m.trust().unwrap().refresh().await.unwrap();
     }
+    // The data sits beside the node's data directory, never in it (refused).
     register(
         &pr.node,
-        &w.dir.path().join("population-registry"),
+        w.dir.path(),
         "residents",
         "personal",
         &["fraud_prevention"],
