@@ -416,13 +416,6 @@ impl Engine {
 }
 
 impl Catalog {
-    /// This catalog with limits no looser than `limits` (an owner may give a member less
-    /// than the node's own).
-    pub fn with_limits(mut self, limits: &QueryLimits) -> Self {
-        self.budget = self.budget.tightened(limits);
-        self
-    }
-
     /// Plans and starts a query from another member: one plain `SELECT` (or `WITH`)
     /// statement, nothing else — no EXPLAIN (plans name data locations), no SHOW.
     pub async fn query_for_member(&self, sql: &str) -> Result<QueryResult, EngineError> {
@@ -514,18 +507,18 @@ impl Catalog {
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<QueryResult, EngineError> {
         let row_limit = enforce::row_limit(&plan);
+        let budget = self.budget.bounded(enforce::query_bounds(&plan));
         let columns = source::columns(plan.schema().as_arrow());
         let physical = state
             .create_physical_plan(&plan)
             .await
             .map_err(EngineError::from_df)?;
-        let mut stream =
-            datafusion::physical_plan::execute_stream(physical, self.budget.task(&state))
-                .map_err(EngineError::from_df)?;
+        let mut stream = datafusion::physical_plan::execute_stream(physical, budget.task(&state))
+            .map_err(EngineError::from_df)?;
         if let Some((max, agreement)) = row_limit {
             stream = enforce::limit_rows(stream, max, agreement);
         }
-        let stream = self.budget.deadline(stream);
+        let stream = budget.deadline(stream);
         Ok(QueryResult { columns, stream })
     }
 

@@ -73,19 +73,6 @@ impl Default for QueryLimits {
 }
 
 impl QueryLimits {
-    /// The stricter of two sets of limits, limit by limit (an owner may give a member less).
-    pub fn min(&self, other: &QueryLimits) -> QueryLimits {
-        QueryLimits {
-            max_sql_bytes: self.max_sql_bytes.min(other.max_sql_bytes),
-            max_nesting: self.max_nesting.min(other.max_nesting),
-            max_depth: self.max_depth.min(other.max_depth),
-            max_plan_size: self.max_plan_size.min(other.max_plan_size),
-            query_memory: self.query_memory.min(other.query_memory),
-            node_memory: self.node_memory.min(other.node_memory),
-            query_time: self.query_time.min(other.query_time),
-        }
-    }
-
     /// Parses `sql` (one or more statements) and checks its size and shape.
     pub(crate) fn parse(
         &self,
@@ -376,10 +363,20 @@ impl Budget {
         }
     }
 
-    /// The same node memory, with limits no looser than `limits`.
-    pub(crate) fn tightened(&self, limits: &QueryLimits) -> Self {
+    /// The same, within what an agreement allows each query under it.
+    pub(crate) fn bounded(&self, bounds: agora_model::QueryBounds) -> Self {
+        if bounds.is_unbounded() {
+            return self.clone();
+        }
+        let mut limits = (*self.limits).clone();
+        if let Some(s) = bounds.max_seconds {
+            limits.query_time = limits.query_time.min(Duration::from_secs(s.into()));
+        }
+        if let Some(m) = bounds.max_memory_mib {
+            limits.query_memory = limits.query_memory.min((m as usize) << 20);
+        }
         Self {
-            limits: Arc::new(self.limits.min(limits)),
+            limits: Arc::new(limits),
             memory: Arc::clone(&self.memory),
         }
     }

@@ -184,6 +184,30 @@ pub struct AgreementTerms {
     /// Aggregate mode: how released cells are protected (required there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disclosure: Option<DisclosureControl>,
+    /// What one of the consumer's queries may cost the owner's node, where the owner gives
+    /// this consumer less than the node's own limits (they never loosen them).
+    #[serde(default, skip_serializing_if = "QueryBounds::is_unbounded")]
+    pub query_limits: QueryBounds,
+}
+
+/// Bounds an agreement puts on each query under it, on top of the owner node's limits.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryBounds {
+    /// The longest one query may run, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<u32>,
+    /// The most memory one query may hold on the owner's node, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mib: Option<u32>,
+}
+
+impl QueryBounds {
+    /// True when the agreement adds no bound of its own.
+    pub fn is_unbounded(&self) -> bool {
+        self.max_seconds.is_none() && self.max_memory_mib.is_none()
+    }
 }
 
 fn default_min_group_size() -> u32 {
@@ -215,6 +239,8 @@ pub enum TermsError {
     GroupTooSmall(u32),
     #[error("the maximum number of rows must be at least 1")]
     NoRows,
+    #[error("query_limits.{0} must be at least 1; leave it out for the node's own limit")]
+    ZeroBound(&'static str),
     #[error("disclosure.{field} {reason}")]
     Disclosure { field: &'static str, reason: String },
     #[error("dimension {column:?}: {reason}")]
@@ -277,6 +303,12 @@ impl AgreementTerms {
         }
         if self.max_rows == Some(0) {
             return Err(TermsError::NoRows);
+        }
+        if self.query_limits.max_seconds == Some(0) {
+            return Err(TermsError::ZeroBound("max_seconds"));
+        }
+        if self.query_limits.max_memory_mib == Some(0) {
+            return Err(TermsError::ZeroBound("max_memory_mib"));
         }
         let mut seen = std::collections::BTreeSet::new();
         for term in &self.columns {
@@ -520,6 +552,7 @@ mod tests {
             max_rows: None,
             measures: vec![],
             disclosure: None,
+            query_limits: Default::default(),
         };
         let view = terms.view_schema(&schema(), Some("person_id"));
         let names: Vec<_> = view
@@ -585,6 +618,7 @@ mod tests {
             max_rows: None,
             measures: vec![],
             disclosure: (mode == AccessMode::Aggregate).then(DisclosureControl::standard),
+            query_limits: Default::default(),
         }
     }
 

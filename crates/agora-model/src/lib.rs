@@ -16,7 +16,7 @@ mod sidecar;
 mod trust;
 
 pub use agreement::{
-    AccessMode, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask, TermsError,
+    AccessMode, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask, QueryBounds, TermsError,
 };
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};

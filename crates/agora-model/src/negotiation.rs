@@ -477,6 +477,17 @@ impl Agreement {
                        "unit": {"@id": "agora:rowsPerQuery"}}),
             );
         }
+        if let Some(secs) = self.terms.query_limits.max_seconds {
+            constraints.push(json!({"leftOperand": "elapsedTime", "operator": "lteq",
+                                    "rightOperand": format!("PT{secs}S"),
+                                    "unit": {"@id": "agora:perQuery"}}));
+        }
+        if let Some(mib) = self.terms.query_limits.max_memory_mib {
+            constraints.push(
+                json!({"leftOperand": "agora:queryMemory", "operator": "lteq",
+                                    "rightOperand": mib, "unit": {"@id": "agora:mebibytes"}}),
+            );
+        }
         if let Some(filter) = &self.terms.row_filter {
             constraints.push(json!({"leftOperand": "agora:rowFilter", "operator": "eq",
                                     "rightOperand": filter}));
@@ -659,6 +670,7 @@ mod tests {
                 max_rows: Some(1000),
                 measures: vec![],
                 disclosure: None,
+                query_limits: Default::default(),
             },
             valid_from: at(2026, 1, 1),
             valid_until: at(2027, 1, 1),

@@ -9,6 +9,8 @@ mod federation;
 pub mod location;
 pub use location::LocationPolicy;
 mod register;
+pub mod settings;
+mod throttle;
 pub mod trust;
 pub mod users;
 
@@ -34,6 +36,7 @@ pub use agora_trust;
 pub use agora_trust::EnrolmentToken;
 pub use federation::VisibleTable;
 pub use register::RegisterRequest;
+pub use users::SignIn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -92,6 +95,10 @@ pub enum NodeError {
     Agreement(String),
     #[error("{0}")]
     BadUser(String),
+    #[error("{0}")]
+    Settings(String),
+    #[error("the node is busy checking other passwords; try again in a few seconds")]
+    Busy,
 }
 
 impl NodeError {
@@ -123,6 +130,8 @@ impl NodeError {
             | Self::DataDirNotWritable { .. }
             | Self::Exchange(_)
             | Self::Policy(_)
+            | Self::Settings(_)
+            | Self::Busy
             | Self::TrustListExpired { .. } => false,
         }
     }
@@ -152,6 +161,8 @@ pub struct NodeConfig {
     pub trust: trust::TrustSettings,
     /// Where data may be registered from beyond local files.
     pub locations: LocationPolicy,
+    /// How sign-in withstands guessing.
+    pub sign_in: settings::SignInLimits,
 }
 
 impl NodeConfig {
@@ -162,6 +173,7 @@ impl NodeConfig {
             engine: EngineConfig::default(),
             trust: trust::TrustSettings::default(),
             locations: LocationPolicy::default(),
+            sign_in: settings::SignInLimits::default(),
         }
     }
 }
@@ -195,6 +207,8 @@ struct Inner {
     flight_peers: federation::FlightPeers,
     /// The secret of aggregate agreements' record keys, once read.
     cell_key: std::sync::OnceLock<agora_engine::CellKeySecret>,
+    throttle: throttle::Throttle,
+    hashing: throttle::Hashing,
 }
 
 /// Where an owner keeps its own Cedar policies (`*.cedar`), applied after the baseline.
@@ -291,6 +305,13 @@ impl Node {
     }
 
     fn assemble(cfg: &NodeConfig, store: Store, identity: NodeRecord) -> Result<Node, NodeError> {
+        let settings = settings::Settings::load(
+            &cfg.data_dir,
+            settings::Settings {
+                queries: cfg.engine.limits.clone(),
+                sign_in: cfg.sign_in.clone(),
+            },
+        )?;
         let trust = trust::NodeTrust::load(&cfg.data_dir, &identity.member_id, cfg.trust.clone())?
             .map(Arc::new);
         Ok(Node {
@@ -299,8 +320,11 @@ impl Node {
                 store,
                 engine: Engine::new(EngineConfig {
                     protected_dirs: vec![cfg.data_dir.clone()],
+                    limits: settings.queries,
                     ..cfg.engine.clone()
                 }),
+                hashing: throttle::Hashing::new(&settings.sign_in),
+                throttle: throttle::Throttle::new(settings.sign_in),
                 data_dir: cfg.data_dir.clone(),
                 locations: cfg.locations.clone(),
                 catalog: std::sync::RwLock::new(None),

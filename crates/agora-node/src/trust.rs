@@ -335,6 +335,28 @@ impl NodeTrust {
         }
     }
 
+    /// Why other members will refuse this node, as its own trust list says: its
+    /// certificate revoked, or the member no longer listed (or listed without this
+    /// certificate). `None` while it stands.
+    pub fn own_standing_problem(&self) -> Option<String> {
+        let list = self.list();
+        let fingerprint = self.material().info.fingerprint.clone();
+        match list.standing(&self.member, &fingerprint) {
+            agora_model::Standing::Trusted { .. } => None,
+            agora_model::Standing::Revoked(r) => Some(format!(
+                "the authority revoked this node's certificate at {} ({}): other members refuse it; enrol again with a new token",
+                r.revoked_at, r.reason
+            )),
+            agora_model::Standing::UnknownMember => Some(format!(
+                "the trust list no longer names member {}: other members refuse this node; ask the authority",
+                self.member
+            )),
+            agora_model::Standing::UnknownCertificate { .. } => Some(
+                "the trust list does not hold this node's certificate: other members refuse it; renew or enrol again".to_owned(),
+            ),
+        }
+    }
+
     /// Refuses while the trust list is expired beyond the grace period.
     pub fn ensure_usable(&self, now: DateTime<Utc>) -> Result<Arc<TrustList>, NodeError> {
         match self.status(now) {

@@ -1,6 +1,9 @@
 //! People who use the node through its web interface: user accounts with a role, password
-//! sign-in and sessions. Passwords are hashed by agora-trust (Argon2id) on a blocking
-//! thread; the store keeps only hashes.
+//! sign-in and sessions. Passwords are hashed by agora-trust (Argon2id) on the hashing
+//! workers (see `throttle`); the store keeps only hashes.
+
+use std::net::IpAddr;
+use std::time::Instant;
 
 use agora_store::{NewSession, UserInfo, WebSession};
 use chrono::{Duration, Utc};
@@ -28,10 +31,19 @@ pub fn check_username(name: &str) -> Result<(), NodeError> {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("password hashing does not panic")
+/// How a sign-in attempt ended.
+#[derive(Debug)]
+pub enum SignIn {
+    /// The user signed in: a new session.
+    SignedIn(UserInfo, NewSession),
+    /// The name or password is wrong, or the user is disabled (the three are not told
+    /// apart).
+    Refused,
+    /// Too many recent failures for this account or from this address: try again after
+    /// the wait (the password was not checked).
+    Throttled(std::time::Duration),
+    /// Too many attempts are waiting to be checked: try again in a few seconds.
+    Busy,
 }
 
 impl Caller {
@@ -68,8 +80,7 @@ impl Node {
                 "the display name must have 1 to 120 characters".into(),
             ));
         }
-        let password = password.to_owned();
-        let hash = blocking(move || agora_trust::password::hash_password(&password)).await?;
+        let hash = self.hash(password).await?;
         let user = self
             .store()
             .create_user(username, display_name, role, &hash)
@@ -84,8 +95,7 @@ impl Node {
 
     /// Sets a new password for a user; their sessions end.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<(), NodeError> {
-        let password = password.to_owned();
-        let hash = blocking(move || agora_trust::password::hash_password(&password)).await?;
+        let hash = self.hash(password).await?;
         self.store().set_password(username, &hash).await?;
         tracing::info!(user = %username, "password changed");
         Ok(())
@@ -98,32 +108,112 @@ impl Node {
         Ok(())
     }
 
-    /// Checks a user's password and starts a session; `None` when the name or password is
-    /// wrong or the user is disabled (the three are not told apart).
+    /// A password's hash, made on the hashing workers.
+    async fn hash(&self, password: &str) -> Result<String, NodeError> {
+        let password = password.to_owned();
+        let hashed = self
+            .inner
+            .hashing
+            .run(move || agora_trust::password::hash_password(&password))
+            .await
+            .map_err(|_| NodeError::Busy)?;
+        Ok(hashed?)
+    }
+
+    /// Checks a user's password and starts a session, unless recent failures for the
+    /// account or from `client` make the attempt wait. Every failure is recorded as a
+    /// security event.
     pub async fn sign_in(
         &self,
         username: &str,
         password: &str,
-    ) -> Result<Option<(UserInfo, NewSession)>, NodeError> {
+        client: Option<IpAddr>,
+    ) -> Result<SignIn, NodeError> {
+        let address = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let throttle = &self.inner.throttle;
+        if let Some(wait) = throttle.wait(username, client, Instant::now()) {
+            self.security_event(
+                "sign_in_throttled",
+                username,
+                &address,
+                &format!("asked to wait {} s", wait.as_secs().max(1)),
+            )
+            .await;
+            return Ok(SignIn::Throttled(wait));
+        }
         let found = self.store().user(username).await?;
         let password = password.to_owned();
-        let Some((user, hash)) = found else {
-            blocking(move || agora_trust::password::verify_nobody(&password)).await;
-            tracing::info!(user = %username, outcome = "unknown user", "sign-in refused");
-            return Ok(None);
+        let checked = match found {
+            None => {
+                self.inner
+                    .hashing
+                    .run(move || {
+                        agora_trust::password::verify_nobody(&password);
+                        None
+                    })
+                    .await
+            }
+            Some((user, hash)) => {
+                self.inner
+                    .hashing
+                    .run(move || {
+                        let ok = agora_trust::password::verify_password(&password, &hash);
+                        Some((user, ok))
+                    })
+                    .await
+            }
         };
-        let matches =
-            blocking(move || agora_trust::password::verify_password(&password, &hash)).await;
-        if !matches || user.disabled_at.is_some() {
-            tracing::info!(user = %username, outcome = if matches { "disabled" } else { "wrong password" }, "sign-in refused");
-            return Ok(None);
+        let Ok(checked) = checked else {
+            self.security_event(
+                "sign_in_busy",
+                username,
+                &address,
+                "too many attempts waiting to be checked",
+            )
+            .await;
+            return Ok(SignIn::Busy);
+        };
+        let reason = match &checked {
+            None => Some("unknown user"),
+            Some((_, false)) => Some("wrong password"),
+            Some((u, true)) if u.disabled_at.is_some() => Some("disabled"),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            let wait = throttle.failed(username, client, Instant::now());
+            tracing::info!(user = %username, client = %address, outcome = reason, wait_s = wait.as_secs(), "sign-in refused");
+            self.security_event("sign_in_refused", username, &address, reason)
+                .await;
+            return Ok(SignIn::Refused);
         }
+        let (user, _) = checked.expect("a known user");
+        throttle.succeeded(username);
         let session = self
             .store()
             .create_session(&user.id, Utc::now() + Duration::hours(SESSION_HOURS))
             .await?;
         tracing::info!(user = %user.username, role = %user.role, "signed in");
-        Ok(Some((user, session)))
+        Ok(SignIn::SignedIn(user, session))
+    }
+
+    /// Records a security event; a store that cannot record it is logged, not fatal to
+    /// the refusal it records.
+    async fn security_event(&self, kind: &str, account: &str, client: &str, detail: &str) {
+        if let Err(e) = self
+            .store()
+            .record_security_event(kind, account, client, detail)
+            .await
+        {
+            tracing::error!(error = %e, kind, "cannot record a security event");
+        }
+    }
+
+    /// The most recent security events, newest first.
+    pub async fn security_events(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<agora_store::SecurityEvent>, NodeError> {
+        Ok(self.store().security_events(limit).await?)
     }
 
     /// The session a cookie secret names, with the caller it acts as.

@@ -89,7 +89,9 @@ pub fn for_member(e: &NodeError) -> (MemberFault, String) {
         | NodeError::Trust(_)
         | NodeError::Exchange(_)
         | NodeError::Policy(_)
+        | NodeError::Settings(_)
         | NodeError::BadUser(_) => (Internal, OWNER_FAILED.into()),
+        NodeError::Busy => (Unavailable, e.to_string()),
     }
 }
 
@@ -132,6 +134,7 @@ mod tests {
         let mut out: Vec<NodeError> = engine.into_iter().map(NodeError::Engine).collect();
         out.extend([
             NodeError::NotInitialised(s()),
+            NodeError::Settings(s()),
             NodeError::DataDirNotWritable {
                 path: s(),
                 source: io(),

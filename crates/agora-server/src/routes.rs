@@ -107,10 +107,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
     let problem = match state.node.ready().await {
         Err(e) => Some(e.to_string()),
-        Ok(()) => match membership {
-            Some(m) if !m.usable() => Some(
+        Ok(()) => match (membership, state.node.trust()) {
+            (Some(m), _) if !m.usable() => Some(
                 "the trust list expired beyond its grace period: this node serves no other member until the authority is reachable again".to_owned(),
             ),
+            (_, Some(t)) => t.own_standing_problem(),
             _ => None,
         },
     };

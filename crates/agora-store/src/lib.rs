@@ -9,6 +9,7 @@ mod exchange;
 mod journal;
 mod negotiations;
 mod search;
+mod security;
 mod tokens;
 mod users;
 
@@ -27,6 +28,7 @@ pub use authority::{AdmittedMember, AuthorityRecord, IssuedCertificate};
 pub use exchange::{ExchangeEnd, ExchangeStart, OfferSource};
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchFilter, SearchScope, tokenize};
+pub use security::SecurityEvent;
 pub use tokens::{ApiRole, Authenticated, NewToken, TokenInfo};
 pub use users::{NewSession, UserInfo, WebSession};
 

@@ -188,6 +188,7 @@ async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Node, Arc<Authority
             max_rows: None,
             measures: vec![],
             disclosure: None,
+            query_limits: Default::default(),
         };
         negotiate(&consumer, &owner, product, "fraud_prevention", terms).await;
     }
@@ -201,6 +202,7 @@ async fn ecosystem(root: &Path, data: &Path) -> (Node, Node, Node, Arc<Authority
         max_rows: None,
         measures: vec!["gross_income".into()],
         disclosure: Some(agora_model::DisclosureControl::standard()),
+        query_limits: Default::default(),
     };
     negotiate(
         &statistics,

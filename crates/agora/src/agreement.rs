@@ -30,6 +30,13 @@ pub struct TermsArgs {
     /// Most rows one query may return.
     #[arg(long)]
     max_rows: Option<u64>,
+    /// The longest one query under the agreement may run on the owner's node, in seconds
+    /// (less than the node's own limit; by default that limit).
+    #[arg(long)]
+    max_query_seconds: Option<u32>,
+    /// The most memory one query under the agreement may hold on the owner's node, in MiB.
+    #[arg(long)]
+    max_query_memory_mib: Option<u32>,
     /// Aggregate mode: the columns that may only be summed, averaged or counted,
     /// comma-separated (every other column but the subject is a dimension).
     #[arg(long)]
@@ -40,7 +47,7 @@ pub struct TermsArgs {
     #[arg(long)]
     disclosure: Option<String>,
     /// The terms as a JSON file instead (the API's `AgreementTerms`).
-    #[arg(long, conflicts_with_all = ["columns", "row_filter", "max_rows", "measures", "disclosure"])]
+    #[arg(long, conflicts_with_all = ["columns", "row_filter", "max_rows", "max_query_seconds", "max_query_memory_mib", "measures", "disclosure"])]
     terms: Option<std::path::PathBuf>,
 }
 
@@ -84,6 +91,10 @@ impl TermsArgs {
             max_rows: self.max_rows,
             measures,
             disclosure,
+            query_limits: agora_model::QueryBounds {
+                max_seconds: self.max_query_seconds,
+                max_memory_mib: self.max_query_memory_mib,
+            },
         })
     }
 }

@@ -258,12 +258,26 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .map(|r| r.context("the authority failed")),
     );
     let mut client_files = Vec::new();
+    let mut keep = Vec::new();
     for ((node, _), xl) in nodes.iter().zip(&exchange_listeners) {
         let endpoints = Endpoints {
             exchange: Some(format!("https://{}", xl.local_addr()?)),
         };
-        enrol(node, &authority, &authority_url, endpoints).await?;
+        let problem = enrol(node, &authority, &authority_url, endpoints).await?;
+        if let Some(why) = &problem {
+            eprintln!(
+                "Leaving {} out of this run: {why}. Its data directory {} is kept as it is.",
+                node.member(),
+                node.data_dir().display()
+            );
+        }
+        keep.push(problem.is_none());
     }
+    // Revoked members take no part: their nodes, listeners and users are dropped.
+    let nodes = kept(nodes, &keep);
+    let listeners = kept(listeners, &keep);
+    let exchange_listeners = kept(exchange_listeners, &keep);
+    let users = kept(users, &keep);
     let list = authority.trust_list().await?;
     for (node, _) in &nodes {
         let trust = node.enrolled()?;
@@ -387,7 +401,22 @@ async fn open_authority(dir: &Path, url: &str) -> Result<Authority> {
 
 /// Enrols a member's node with the demo authority, or, when it is enrolled already, brings
 /// it the current trust list and renews its certificate if its endpoint moved.
-async fn enrol(node: &Node, authority: &Authority, url: &str, endpoints: Endpoints) -> Result<()> {
+/// The items of `v` whose mark in `keep` is true.
+fn kept<T>(v: Vec<T>, keep: &[bool]) -> Vec<T> {
+    v.into_iter()
+        .zip(keep)
+        .filter_map(|(x, k)| k.then_some(x))
+        .collect()
+}
+
+/// Enrols `node` with the demo authority, or brings its enrolment up to date; `Some` with
+/// the reason when the authority has revoked it (the demo then leaves it out).
+async fn enrol(
+    node: &Node,
+    authority: &Authority,
+    url: &str,
+    endpoints: Endpoints,
+) -> Result<Option<String>> {
     match node.trust() {
         None => {
             let token = authority.admit(node.member(), node.name()).await?;
@@ -395,6 +424,9 @@ async fn enrol(node: &Node, authority: &Authority, url: &str, endpoints: Endpoin
         }
         Some(trust) => {
             trust.accept_list(authority.trust_list().await?)?;
+            if let Some(why) = trust.own_standing_problem() {
+                return Ok(Some(why));
+            }
             let listed = trust
                 .list()
                 .member(node.member())
@@ -404,7 +436,7 @@ async fn enrol(node: &Node, authority: &Authority, url: &str, endpoints: Endpoin
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The member's demo client certificate: the one on disk while it stands on the trust

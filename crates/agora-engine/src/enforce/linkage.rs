@@ -321,6 +321,7 @@ mod tests {
                     max_rows: None,
                     measures: vec![],
                     disclosure: None,
+                    query_limits: Default::default(),
                 },
                 subject: Some("person_id".into()),
                 linkage_key: Some(LinkageKey::new([key; 32])),

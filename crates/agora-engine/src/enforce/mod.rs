@@ -87,6 +87,8 @@ pub struct EnforcedTable {
     agreement: String,
     mode: AccessMode,
     max_rows: Option<u64>,
+    /// What each query under the agreement may cost (on top of the node's limits).
+    bounds: agora_model::QueryBounds,
     /// The subject-identifier column, by its name in this table (aggregate mode counts
     /// groups in distinct subjects).
     subject: Option<String>,
@@ -257,6 +259,7 @@ impl EnforcedTable {
             agreement: enforcement.agreement.clone(),
             mode: terms.mode,
             max_rows: terms.max_rows,
+            bounds: terms.query_limits,
             subject: enforcement
                 .subject
                 .clone()
@@ -578,6 +581,30 @@ pub(crate) fn row_limit(plan: &datafusion::logical_expr::LogicalPlan) -> Option<
     found
 }
 
+/// The tightest bounds the agreements of the tables `plan` reads put on one query.
+pub(crate) fn query_bounds(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> agora_model::QueryBounds {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let tighter = |a: Option<u32>, b: Option<u32>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let mut bounds = agora_model::QueryBounds::default();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+            && let Some(table) = provider.downcast_ref::<EnforcedTable>()
+        {
+            bounds.max_seconds = tighter(bounds.max_seconds, table.bounds.max_seconds);
+            bounds.max_memory_mib = tighter(bounds.max_memory_mib, table.bounds.max_memory_mib);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    bounds
+}
+
 /// Passes at most `max` rows; a result with more fails (with no row beyond the limit sent)
 /// and says which agreement limits it.
 pub(crate) fn limit_rows(
@@ -645,6 +672,7 @@ mod tests {
                 max_rows: None,
                 measures: vec![],
                 disclosure: None,
+                query_limits: Default::default(),
             },
             subject: Some("id".into()),
             linkage_key: Some(key(3)),

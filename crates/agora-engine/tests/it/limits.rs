@@ -256,6 +256,92 @@ async fn the_node_total_bounds_queries_together() {
     assert!(m.starts_with(LIMIT_MEMORY) && m.contains("together"), "{m}");
 }
 
+/// `t` as a member sees it under a records agreement with these bounds.
+fn under_agreement(t: &TableBinding, bounds: agora_model::QueryBounds) -> TableBinding {
+    let mut t = t.clone();
+    t.enforcement = Some(agora_engine::Enforcement {
+        agreement: "agreement-7".into(),
+        terms: agora_model::AgreementTerms {
+            columns: agora_model::ColumnTerm::parse_list("k,v").unwrap(),
+            row_filter: None,
+            mode: agora_model::AccessMode::Records,
+            min_group_size: 5,
+            max_rows: None,
+            measures: vec![],
+            disclosure: None,
+            query_limits: bounds,
+        },
+        subject: None,
+        linkage_key: None,
+        cell_key: None,
+    });
+    t
+}
+
+async fn run_for_member(c: &agora_engine::Catalog, sql: &str) -> Result<usize, EngineError> {
+    let mut stream = c.query_for_member(sql).await?.into_batches();
+    let mut rows = 0;
+    while let Some(b) = stream.next().await {
+        rows += b?.num_rows();
+    }
+    Ok(rows)
+}
+
+#[tokio::test]
+async fn an_agreement_gives_its_member_less_memory_than_the_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = engine_default();
+    let t = binding(&e, "t", numbers(tmp.path(), 200_000)).await;
+    let bomb = "SELECT count(*) FROM t a JOIN t b ON a.v = b.v";
+    // Under the node's own limits the join runs.
+    let open = e.member_catalog("owner", vec![under_agreement(&t, Default::default())]);
+    assert_eq!(run_for_member(&open, bomb).await.unwrap(), 1);
+    // Under an agreement of 4 MiB per query it is stopped, and says so.
+    let tight = agora_model::QueryBounds {
+        max_memory_mib: Some(4),
+        max_seconds: None,
+    };
+    let c = e.member_catalog("owner", vec![under_agreement(&t, tight)]);
+    let r = run_for_member(&c, bomb).await;
+    let Err(EngineError::Limit(m)) = r else {
+        panic!("expected the agreement's memory limit, got {r:?}");
+    };
+    assert!(m.starts_with(LIMIT_MEMORY) && m.contains("4 MiB"), "{m}");
+}
+
+#[test]
+fn an_agreement_gives_its_member_less_time_than_the_node() {
+    let rt = node_runtime();
+    let _in_runtime = rt.enter();
+    let tmp = tempfile::tempdir().unwrap();
+    let e = engine_default();
+    let t = rt.block_on(binding(&e, "t", numbers(tmp.path(), 20_000)));
+    let bounds = agora_model::QueryBounds {
+        max_seconds: Some(1),
+        max_memory_mib: None,
+    };
+    let c = e.member_catalog("owner", vec![under_agreement(&t, bounds)]);
+    let started = Instant::now();
+    let r = rt
+        .block_on(tokio::spawn(async move {
+            run_for_member(
+                &c,
+                "SELECT count(*) FROM t a JOIN t b ON a.k = b.k JOIN t c ON b.k = c.k",
+            )
+            .await
+        }))
+        .unwrap();
+    let Err(EngineError::Limit(m)) = r else {
+        panic!("expected the agreement's time limit, got {r:?}");
+    };
+    assert!(m.starts_with(LIMIT_TIME) && m.contains("after 1 s"), "{m}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_time_bomb_is_stopped_at_its_deadline() {
     let rt = node_runtime();

@@ -52,6 +52,7 @@ fn request(
             max_rows: None,
             measures: vec![],
             disclosure: None,
+            query_limits: Default::default(),
         },
         valid_from: now,
         valid_until: now + Duration::days(90),

@@ -108,6 +108,7 @@ pub(crate) fn request(
             measures: vec![],
             disclosure: (mode == AccessMode::Aggregate)
                 .then(agora_model::DisclosureControl::standard),
+            query_limits: Default::default(),
         },
         valid_from: now - chrono::Duration::minutes(1),
         valid_until: now + chrono::Duration::days(30),
@@ -440,6 +441,7 @@ async fn a_counter_offer_accepted_by_the_consumer_becomes_the_agreement() {
         max_rows: None,
         measures: vec![],
         disclosure: Some(agora_model::DisclosureControl::standard()),
+        query_limits: Default::default(),
     };
     tax.counter_offer(
         &n.id,
@@ -686,6 +688,7 @@ async fn a_counter_request_the_owner_cannot_accept_ends_the_negotiation_on_both_
         max_rows: Some(100),
         measures: vec![],
         disclosure: None,
+        query_limits: Default::default(),
     };
     tax.counter_offer(&n.id, offer, "").await.unwrap();
     reaches(

@@ -625,7 +625,37 @@ async fn revoked_members_and_foreign_certificates_are_refused() {
         s.outcome
     );
 
-    // An unreachable member keeps its last known offers, with the failure noted.
+    // The revoked node learns it from its own trust list, and says so in /readyz.
+    ea.node.trust().unwrap().refresh().await.unwrap();
+    let why = ea
+        .node
+        .trust()
+        .unwrap()
+        .own_standing_problem()
+        .expect("revoked");
+    assert!(
+        why.contains("revoked this node's certificate") && why.contains("left"),
+        "{why}"
+    );
+    assert!(tax.node.trust().unwrap().own_standing_problem().is_none());
+    use tower::ServiceExt;
+    let app = agora_server::app(ea.node.clone(), Default::default());
+    let r = app
+        .oneshot(
+            axum::http::Request::get("/readyz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["reason"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
     drop(tax);
 }
 

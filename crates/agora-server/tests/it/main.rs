@@ -546,6 +546,37 @@ async fn deep_queries_are_refused_and_the_node_stays_up() {
     n.stop().await;
 }
 
+/// Expressions that fail on a value are the query's fault, told as such: never 500.
+#[tokio::test]
+async fn failing_expressions_are_the_callers_error() {
+    let n = TestNode::start().await;
+    for sql in [
+        "SELECT 1/0",
+        "SELECT CAST('x' AS INT)",
+        "SELECT CAST('2024-13-45' AS DATE)",
+        "SELECT 9223372036854775807 + 1",
+        "SELECT CAST(n AS INT) / (n - n) FROM (VALUES (1), (2)) t(n)",
+        "SELECT arrow_cast(1, 'Nope')",
+        "SELECT sqrt('a')",
+        "SELECT repeat('x', -1)",
+        "SELECT make_date(2024, 14, 1)",
+        "SELECT to_timestamp('yesterday')",
+        "SELECT substr('abc', 1, -1)",
+        "SELECT * FROM (VALUES (1)) t(n) LIMIT -1",
+        "SELECT interval '1' nonsense",
+    ] {
+        for format in ["csv", "json", "arrow"] {
+            let (status, body) = n.sql(sql, format).await;
+            assert!(
+                (400..500).contains(&status.as_u16()) || status == 200,
+                "{sql} ({format}): {status} {body}"
+            );
+            assert!(!body.contains("\"internal\""), "{sql}: {body}");
+        }
+    }
+    n.stop().await;
+}
+
 /// A small result that is ready at once goes out whole with its length; a large one
 /// streams in chunks.
 #[tokio::test]

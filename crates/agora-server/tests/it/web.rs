@@ -514,6 +514,7 @@ async fn a_consumer_answers_an_offer_with_other_terms_in_the_browser() {
             max_rows: None,
             measures: vec![],
             disclosure: Some(agora_model::DisclosureControl::standard()),
+            query_limits: Default::default(),
         },
         "income in bands only",
     )

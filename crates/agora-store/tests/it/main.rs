@@ -993,6 +993,7 @@ mod negotiations {
                     max_rows: None,
                     measures: vec![],
                     disclosure: None,
+                    query_limits: Default::default(),
                 },
                 valid_from: now,
                 valid_until: now + Duration::days(30),

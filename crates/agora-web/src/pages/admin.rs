@@ -42,6 +42,10 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
     let now = Utc::now();
     let store_ok = web.node.ready().await.is_ok();
     let trust = web.node.trust();
+    let events = match web.node.security_events(20).await {
+        Ok(e) => e,
+        Err(e) => return crate::pages::node_error(&e),
+    };
     let frame = Frame {
         organisation: web.node.name(),
         viewer: Some(&viewer),
@@ -55,8 +59,9 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
             div { dt { "Metadata store" } dd { strong.tag.tag--state { @if store_ok { "working" } @else { "not answering" } } } }
             div { dt { "Serving other members" } dd {
                 @match &trust {
-                    Some(t) if t.status(now).usable() => strong.tag.tag--state { "yes" },
-                    Some(_) => strong.tag.tag--state { "no: the trust list has expired" },
+                    Some(t) if !t.status(now).usable() => strong.tag.tag--state { "no: the trust list has expired" },
+                    Some(t) if let Some(why) = t.own_standing_problem() => { strong.tag.tag--state { "no" } " — " (why) },
+                    Some(_) => strong.tag.tag--state { "yes" },
                     None => strong.tag.tag--state { "no: not enrolled in an ecosystem" },
                 }
             } }
@@ -117,7 +122,24 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
                     }
                 }
             }
+        }
+        h2 { "Recent security events" }
+        @if events.is_empty() {
+            p { "No sign-in has been refused." }
         } @else {
+            div.table-wrap {
+                table {
+                    caption.visually-hidden { "The 20 most recent security events" }
+                    thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Account" } th scope="col" { "From" } th scope="col" { "Detail" } } }
+                    tbody {
+                        @for e in &events {
+                            tr { td { (when(e.at)) } td { (e.kind.replace('_', " ")) } td { (e.account) } td { (e.client) } td { (e.detail) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if trust.is_none() {
             p { "This node has not joined an ecosystem. Enrol it with " code { "agora node enroll" } " and a token from the ecosystem's authority." }
         }
     };

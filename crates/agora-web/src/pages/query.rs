@@ -84,6 +84,8 @@ fn agreement_terms(named: &str, a: &agora_model::Agreement) -> Markup {
                     li { "Every figure is perturbed slightly, the same way each time the same cell is asked for." }
                 }
                 @if let Some(max) = t.max_rows { li { "At most " (max) " rows per query." } }
+                @if let Some(s) = t.query_limits.max_seconds { li { "Each query may run for at most " (s) " seconds on the owner's node." } }
+                @if let Some(m) = t.query_limits.max_memory_mib { li { "Each query may hold at most " (m) " MiB of memory on the owner's node." } }
                 li { "Columns not listed in the agreement cannot be read." }
             }
         }

@@ -10,19 +10,30 @@ use serde::Deserialize;
 use crate::Web;
 use crate::layout::{FieldError, Frame, Section, error_summary, field_error, page};
 use crate::session::{
-    MaybeViewer, SESSION_COOKIE, SIGN_IN_COOKIE, Viewer, cookie, random_token, same_secret,
-    set_cookie,
+    ClientAddress, MaybeViewer, SESSION_COOKIE, SIGN_IN_COOKIE, Viewer, cookie, random_token,
+    same_secret, set_cookie,
 };
+use agora_node::SignIn as Outcome;
 
 #[derive(Deserialize, Default)]
 pub(crate) struct Next {
     next: Option<String>,
 }
 
-/// Only paths of this site are followed after signing in.
+/// Only paths of this site are followed after signing in: a path of printable ASCII
+/// without backslashes, starting with one `/`. Browsers drop tabs and line breaks from a
+/// location and read `\\` as `/`, so `/<tab>/evil.example` would lead elsewhere; such
+/// paths are refused, not cleaned.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.len() <= 2048
+                && n.chars().all(|c| c.is_ascii_graphic() && c != '\\') =>
+        {
+            n
+        }
         _ => "/catalog",
     }
 }
@@ -107,6 +118,7 @@ pub(crate) struct SignIn {
 
 pub(crate) async fn submit(
     State(web): State<Web>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     Form(f): Form<SignIn>,
 ) -> Response {
@@ -136,8 +148,8 @@ pub(crate) async fn submit(
         });
     }
     if errors.is_empty() {
-        match web.node.sign_in(&username, &f.password).await {
-            Ok(Some((_, session))) => {
+        match web.node.sign_in(&username, &f.password, client).await {
+            Ok(Outcome::SignedIn(_, session)) => {
                 let max_age = (session.expires_at - chrono::Utc::now())
                     .num_seconds()
                     .max(0);
@@ -157,10 +169,36 @@ pub(crate) async fn submit(
                 );
                 return response;
             }
-            Ok(None) => errors.push(FieldError {
+            Ok(Outcome::Refused) => errors.push(FieldError {
                 field: "username",
                 message: "The user name or password is not right".into(),
             }),
+            Ok(Outcome::Throttled(wait)) => {
+                let message = format!(
+                    "Too many attempts to sign in have failed. Wait {} and try again",
+                    in_words(wait)
+                );
+                let errors = [FieldError {
+                    field: "username",
+                    message,
+                }];
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+                    Html(render(&web, &f.csrf, &next, &username, &errors).into_string()),
+                )
+                    .into_response();
+            }
+            Ok(Outcome::Busy) => {
+                let mut r = crate::pages::problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sorry, the service is busy",
+                    "Too many people are signing in just now. Try again in a few seconds.",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return r;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "sign-in failed");
                 return crate::pages::problem(
@@ -176,6 +214,16 @@ pub(crate) async fn submit(
         Html(render(&web, &f.csrf, &next, &username, &errors).into_string()),
     )
         .into_response()
+}
+
+/// A wait in words: seconds up to two minutes, minutes after.
+fn in_words(wait: std::time::Duration) -> String {
+    let secs = wait.as_secs().max(1);
+    match secs {
+        1 => "1 second".into(),
+        2..=119 => format!("{secs} seconds"),
+        _ => format!("{} minutes", secs.div_ceil(60)),
+    }
 }
 
 #[derive(Deserialize)]
@@ -213,5 +261,19 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), "/catalog");
         assert_eq!(safe_next(Some("/\\evil.example")), "/catalog");
         assert_eq!(safe_next(None), "/catalog");
+        // Browsers drop tabs and line breaks, leaving `//evil.example/`.
+        for bad in [
+            "/\t/evil.example/",
+            "/\n/evil.example",
+            "/\r//evil.example",
+            "/ /x",
+            "/\u{a0}/x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/catalog", "{bad:?}");
+        }
+        assert_eq!(
+            safe_next(Some("/requests?state=open#x")),
+            "/requests?state=open#x"
+        );
     }
 }

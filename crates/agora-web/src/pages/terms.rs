@@ -19,6 +19,10 @@ pub(crate) struct TermsInput {
     pub measures: Vec<String>,
     pub row_filter: String,
     pub max_rows: String,
+    /// The longest one query may run, in seconds (empty: the owner node's limit).
+    pub max_seconds: String,
+    /// The most memory one query may hold, in MiB (empty: the owner node's limit).
+    pub max_memory_mib: String,
     pub min_group_size: String,
     /// Aggregate mode: the disclosure control in its text form.
     pub disclosure: String,
@@ -65,6 +69,8 @@ impl TermsInput {
             measures: Vec::new(),
             row_filter: String::new(),
             max_rows: String::new(),
+            max_seconds: String::new(),
+            max_memory_mib: String::new(),
             min_group_size: DEFAULT_MIN_GROUP_SIZE.to_string(),
             disclosure: "standard".into(),
         }
@@ -87,6 +93,12 @@ impl TermsInput {
             measures: t.measures.clone(),
             row_filter: t.row_filter.clone().unwrap_or_default(),
             max_rows: t.max_rows.map(|m| m.to_string()).unwrap_or_default(),
+            max_seconds: (t.query_limits.max_seconds)
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+            max_memory_mib: (t.query_limits.max_memory_mib)
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
             min_group_size: t.min_group_size.to_string(),
             disclosure: t
                 .disclosure
@@ -96,7 +108,8 @@ impl TermsInput {
     }
 
     /// Reads the terms fields of a posted form (`col.NAME`, `mask.NAME`, `band.NAME`,
-    /// `measure.NAME`, `mode`, `row_filter`, `max_rows`, `min_group_size`, `disclosure`)
+    /// `measure.NAME`, `mode`, `row_filter`, `max_rows`, `max_seconds`, `max_memory_mib`, `min_group_size`,
+    /// `disclosure`)
     /// over a product's columns.
     pub fn from_form(schema: &[ColumnSchema], pairs: &[(String, String)]) -> Self {
         let get = |k: &str| form_value(pairs, k);
@@ -120,6 +133,8 @@ impl TermsInput {
                 .collect(),
             row_filter: get("row_filter"),
             max_rows: get("max_rows"),
+            max_seconds: get("max_seconds"),
+            max_memory_mib: get("max_memory_mib"),
             min_group_size: get("min_group_size"),
             disclosure: get("disclosure"),
         }
@@ -206,6 +221,31 @@ impl TermsInput {
                 }
             }
         };
+        let mut bound = |field: &'static str, value: &str, what: &str| {
+            if value.is_empty() {
+                return None;
+            }
+            match value.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    errors.push(FieldError {
+                        field,
+                        message: format!(
+                            "{what} must be a whole number greater than 0, or left empty"
+                        ),
+                    });
+                    None
+                }
+            }
+        };
+        let query_limits = agora_model::QueryBounds {
+            max_seconds: bound("max_seconds", &self.max_seconds, "The longest query time"),
+            max_memory_mib: bound(
+                "max_memory_mib",
+                &self.max_memory_mib,
+                "The most memory per query",
+            ),
+        };
         let min_group_size = if self.min_group_size.is_empty() {
             DEFAULT_MIN_GROUP_SIZE
         } else {
@@ -251,6 +291,7 @@ impl TermsInput {
                 max_rows,
                 measures,
                 disclosure,
+                query_limits,
             }),
             _ => Err(errors),
         }
@@ -383,6 +424,18 @@ pub(crate) fn fields(
             (error_line(errors, "max_rows"))
             input.input--short type="text" inputmode="numeric" id="max_rows" name="max_rows" value=(input.max_rows);
         }
+        div class=(error_class(errors, "max_seconds")) {
+            label for="max_seconds" { "Longest time per query, in seconds (optional)" }
+            p.hint id="max_seconds-hint" { "Less than the owner's node allows each query; leave empty for the node's own limit." }
+            (error_line(errors, "max_seconds"))
+            input.input--short type="text" inputmode="numeric" id="max_seconds" name="max_seconds" value=(input.max_seconds) aria-describedby="max_seconds-hint";
+        }
+        div class=(error_class(errors, "max_memory_mib")) {
+            label for="max_memory_mib" { "Most memory per query, in MiB (optional)" }
+            p.hint id="max_memory_mib-hint" { "Less than the owner's node allows each query; leave empty for the node's own limit." }
+            (error_line(errors, "max_memory_mib"))
+            input.input--short type="text" inputmode="numeric" id="max_memory_mib" name="max_memory_mib" value=(input.max_memory_mib) aria-describedby="max_memory_mib-hint";
+        }
         div class=(error_class(errors, "min_group_size")) {
             label for="min_group_size" { "Smallest group in an answer" }
             p.hint id="min_group_size-hint" { "Aggregate mode only: groups of fewer people than this are left out. At least " (DEFAULT_MIN_GROUP_SIZE) "." }
@@ -405,6 +458,12 @@ pub(crate) fn summary(t: &AgreementTerms, caption: &str) -> Markup {
             div { dt { "Mode" } dd { (t.mode.as_str()) " – " (mode_hint(t.mode)) } }
             div { dt { "Rows" } dd { @match &t.row_filter { Some(f) => { "Only where " code { (f) } }, None => "Every row" } } }
             div { dt { "Most rows per query" } dd { @match t.max_rows { Some(m) => (m), None => "No limit" } } }
+            @if let Some(s) = t.query_limits.max_seconds {
+                div { dt { "Longest time per query" } dd { (s) " seconds" } }
+            }
+            @if let Some(m) = t.query_limits.max_memory_mib {
+                div { dt { "Most memory per query" } dd { (m) " MiB" } }
+            }
             @if t.mode == AccessMode::Aggregate {
                 div { dt { "Smallest group" } dd { (t.min_group_size) " people" } }
                 div { dt { "Measures" } dd { @if t.measures.is_empty() { "None: counts only" } @else { (t.measures.join(", ")) } } }

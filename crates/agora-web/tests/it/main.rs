@@ -85,6 +85,8 @@ async fn register_csv(node: &Node, dir: &std::path::Path, name: &str, text: &str
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    // As the node serves it: with connection details (the client's address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await.unwrap();
 }
 
@@ -185,6 +187,80 @@ async fn a_wrong_password_is_told_in_an_error_summary_that_links_to_the_field() 
     // Empty fields are named one by one.
     let (_, body3) = s.sign_in("", "").await.unwrap_err();
     assert!(body3.contains("Enter your user name") && body3.contains("Enter your password"));
+}
+
+#[tokio::test]
+async fn guessing_passwords_is_slowed_per_account_and_per_address_and_recorded() {
+    let s = site().await;
+    // Five free attempts (the default), then each further one waits.
+    for i in 0..5 {
+        let (status, _) = s
+            .sign_in("analyst", &format!("guess {i}"))
+            .await
+            .unwrap_err();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "attempt {i}");
+    }
+    let (status, _) = s.sign_in("analyst", "guess 5").await.unwrap_err();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The sixth failure set a wait: now even the right password waits, and says so.
+    let (status, body) = s.sign_in("analyst", PASSWORD).await.unwrap_err();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(
+        body.contains("Too many attempts to sign in have failed. Wait 1 second"),
+        "{body}"
+    );
+    // The address is throttled too: another account from it waits as well.
+    let (status, _) = s.sign_in("steward", PASSWORD).await.unwrap_err();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    s.sign_in("analyst", PASSWORD)
+        .await
+        .expect("the wait is over");
+    // Every refusal is a security event, with the account and the client's address.
+    let events = s.node.security_events(100).await.unwrap();
+    let refused = events
+        .iter()
+        .filter(|e| e.kind == "sign_in_refused")
+        .count();
+    let throttled = events
+        .iter()
+        .filter(|e| e.kind == "sign_in_throttled")
+        .count();
+    assert_eq!((refused, throttled), (6, 2), "{events:?}");
+    assert!(events.iter().all(|e| e.client == "127.0.0.1"), "{events:?}");
+    assert!(events.iter().any(|e| e.account == "steward"));
+}
+
+#[tokio::test]
+async fn a_flood_of_sign_ins_is_hashed_on_a_bounded_pool() {
+    let s = std::sync::Arc::new(site().await);
+    // 96 concurrent attempts on unknown names from one address: none may fail the
+    // server; those past the hashing queue are turned away with 503 at once.
+    let mut tasks = Vec::new();
+    for i in 0..96 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.sign_in(&format!("nobody{i}"), "wrong")
+                .await
+                .unwrap_err()
+                .0
+        }));
+    }
+    let mut by_status = std::collections::BTreeMap::new();
+    for t in tasks {
+        *by_status.entry(t.await.unwrap().as_u16()).or_insert(0) += 1;
+    }
+    assert!(
+        by_status.keys().all(|k| [422, 429, 503].contains(k)),
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.get(&422).is_some_and(|n| *n >= 5),
+        "{by_status:?}"
+    );
+    // The address is throttled now, for every account.
+    let (status, _) = s.sign_in("admin", PASSWORD).await.unwrap_err();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]

@@ -695,4 +695,42 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
         first_token,
         "a fresh token per run"
     );
+
+    // A member the authority revoked is reported and left out; the others still start.
+    ok(&[
+        "authority",
+        "revoke",
+        "--data-dir",
+        s(&dir.join("authority")),
+        "tax-office",
+        "--reason",
+        "left the ecosystem",
+    ]);
+    let out = run(&[
+        "demo",
+        "--data-dir",
+        s(&dir),
+        "--scale",
+        "3000",
+        "--base-port",
+        "0",
+        "--no-serve",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Leaving tax-office out of this run") && err.contains("left the ecosystem"),
+        "{err}"
+    );
+    let eco3: Value = serde_json::from_str(&std::fs::read_to_string(&eco_path).unwrap()).unwrap();
+    let ids: Vec<&str> = eco3["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !ids.contains(&"tax-office") && ids.contains(&"employment-agency"),
+        "{ids:?}"
+    );
 }
