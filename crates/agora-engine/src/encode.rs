@@ -142,9 +142,19 @@ impl Encoder {
                     .with_explicit_nulls(true)
                     .build(buf.clone()),
             ),
-            OutputFormat::Csv => Self::Csv(Box::new(
-                CsvWriterBuilder::new().with_header(true).build(buf.clone()),
-            )),
+            OutputFormat::Csv => {
+                // CSV holds one plain value per cell: lists, structs and maps do not fit.
+                if let Some(f) = schema.fields().iter().find(|f| f.data_type().is_nested()) {
+                    return Err(EngineError::Format(format!(
+                        "column {:?} holds {} values, which CSV cannot hold; choose json, ndjson, arrow or parquet, or turn the column into text (e.g. with array_to_string)",
+                        f.name(),
+                        f.data_type()
+                    )));
+                }
+                Self::Csv(Box::new(
+                    CsvWriterBuilder::new().with_header(true).build(buf.clone()),
+                ))
+            }
             OutputFormat::ArrowIpc => {
                 Self::Ipc(StreamWriter::try_new(buf.clone(), schema).map_err(enc)?)
             }

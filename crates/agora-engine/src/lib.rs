@@ -6,6 +6,7 @@
 //! Other crates talk to it only in terms of the domain model and bytes.
 
 mod catalog;
+mod csvcheck;
 mod encode;
 mod enforce;
 mod files;
@@ -64,6 +65,9 @@ pub enum EngineError {
     Evaluation(String),
     #[error("cannot encode the result: {0}")]
     Encode(String),
+    /// The result does not fit the format asked for (the message says what does).
+    #[error("the result cannot be written in that format: {0}")]
+    Format(String),
     /// Reading a product the caller may not read (the reason says why and what to do).
     #[error("{0}")]
     AccessDenied(String),
@@ -95,6 +99,7 @@ impl EngineError {
                 | Self::Terms(_)
                 | Self::Limit(_)
                 | Self::Evaluation(_)
+                | Self::Format(_)
         )
     }
 
@@ -281,6 +286,7 @@ impl Engine {
 
     /// Reads the schema of the data at `source`.
     pub async fn inspect(&self, source: &DataSource) -> Result<Vec<ColumnSchema>, EngineError> {
+        source::check_csv_shape(&self.base_state, source).await?;
         let provider = source::listing_table(&self.base_state, source).await?;
         Ok(source::columns(&provider.schema()))
     }

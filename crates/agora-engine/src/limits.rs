@@ -99,30 +99,43 @@ impl QueryLimits {
         })
     }
 
-    /// Refuses brackets nested deeper than `max_nesting`, before the parser sees them (a
-    /// text the tokenizer refuses is left to the parser, which explains it).
+    /// Refuses brackets and `CASE … END` nested deeper than `max_nesting`, before the
+    /// parser sees them: the parser backtracks over each level of these (fourfold per
+    /// bracketed special form, twofold per `CASE`). A text the tokenizer refuses is left
+    /// to the parser, which explains it.
     fn check_nesting(&self, sql: &str) -> Result<(), EngineError> {
         use datafusion::sql::sqlparser::dialect::GenericDialect;
+        use datafusion::sql::sqlparser::keywords::Keyword;
         use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
         let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
             return Ok(());
         };
-        let mut depth = 0usize;
+        // What each open level waits for; `END` closes a level only where the parser
+        // would read it as the end of a `CASE`.
+        let mut open: Vec<bool> = Vec::new(); // true: a CASE
         for token in tokens {
-            match token {
-                Token::LParen | Token::LBracket | Token::LBrace => {
-                    depth += 1;
-                    if depth > self.max_nesting {
-                        return Err(EngineError::Limit(format!(
-                            "the query nests brackets more than {} deep; this node accepts at most that — move inner parts into a WITH clause or a view",
-                            self.max_nesting
-                        )));
-                    }
-                }
+            let case = match &token {
+                Token::LParen | Token::LBracket | Token::LBrace => false,
+                Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::CASE => true,
                 Token::RParen | Token::RBracket | Token::RBrace => {
-                    depth = depth.saturating_sub(1);
+                    // Brackets close the CASE levels left open inside them too.
+                    while open.pop() == Some(true) {}
+                    continue;
                 }
-                _ => {}
+                Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::END => {
+                    if open.last() == Some(&true) {
+                        open.pop();
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            open.push(case);
+            if open.len() > self.max_nesting {
+                return Err(EngineError::Limit(format!(
+                    "the query nests brackets or CASE expressions more than {} deep; this node accepts at most that — move inner parts into a WITH clause or a view",
+                    self.max_nesting
+                )));
             }
         }
         Ok(())
@@ -161,18 +174,28 @@ pub const WORKER_STACK: usize = 16 << 20;
 const PLAN_RED_ZONE: usize = 8 << 20;
 
 /// `future`, each of whose polls runs with at least `PLAN_RED_ZONE` of stack.
-pub(crate) fn on_big_stack<F: Future>(future: F) -> impl Future<Output = F::Output> {
+pub(crate) fn on_big_stack<T, F: Future<Output = Result<T, EngineError>>>(
+    future: F,
+) -> impl Future<Output = F::Output> {
     BigStack(Box::pin(future))
 }
 
 struct BigStack<F>(Pin<Box<F>>);
 
-impl<F: Future> Future for BigStack<F> {
+impl<T, F: Future<Output = Result<T, EngineError>>> Future for BigStack<F> {
     type Output = F::Output;
 
+    /// Polls with enough stack; a panic inside the engine while planning or starting the
+    /// query ends it with an error, not the request or the process.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let inner = self.0.as_mut();
-        stacker::maybe_grow(PLAN_RED_ZONE, WORKER_STACK, || inner.poll(cx))
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            stacker::maybe_grow(PLAN_RED_ZONE, WORKER_STACK, || inner.poll(cx))
+        }));
+        polled.unwrap_or_else(|panic| {
+            tracing::error!(panic = %panic_text(&panic), "the query engine panicked while planning");
+            Poll::Ready(Err(EngineError::Execution(ENGINE_FAILED.to_owned())))
+        })
     }
 }
 
@@ -401,6 +424,18 @@ impl Budget {
     }
 }
 
+/// What a query that met a panic inside the engine is told.
+pub(crate) const ENGINE_FAILED: &str = "the query engine failed on this query (the failure is logged for the node's operator); rewrite the query, e.g. without CROSS JOIN, or report it";
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// A stream with a time limit.
 struct Deadline {
     inner: Option<SendableRecordBatchStream>,
@@ -416,11 +451,27 @@ impl Stream for Deadline {
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Poll::Ready(item) = inner.as_mut().poll_next(cx) {
-            if item.is_none() {
-                self.inner = None;
+        // A panic inside the engine (a bug of DataFusion's on some plan shape) ends this
+        // query with an error, not the request or the process.
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner.as_mut().poll_next(cx)
+        }));
+        match polled {
+            Ok(Poll::Ready(item)) => {
+                if item.is_none() {
+                    self.inner = None;
+                }
+                return Poll::Ready(item);
             }
-            return Poll::Ready(item);
+            Ok(Poll::Pending) => {}
+            Err(panic) => {
+                self.inner = None;
+                let what = panic_text(&panic);
+                tracing::error!(panic = %what, "the query engine panicked; the query was ended");
+                return Poll::Ready(Some(Err(DataFusionError::External(Box::new(
+                    EngineError::Execution(ENGINE_FAILED.to_owned()),
+                )))));
+            }
         }
         if self.sleep.as_mut().poll(cx).is_ready() {
             // Drop the work (the schema stays for callers that ask after the end).

@@ -81,6 +81,73 @@ fn ensure_object_store(state: &SessionState, source: &DataSource) -> Result<(), 
     Ok(())
 }
 
+/// Checks every uncompressed file of a CSV source with [`crate::csvcheck`]: quoted fields
+/// closed, every line as wide as the first. Run at registration (it reads the files
+/// whole); compressed files are left to the reader.
+pub async fn check_csv_shape(state: &SessionState, source: &DataSource) -> Result<(), EngineError> {
+    use futures::{StreamExt, TryStreamExt};
+    use object_store::ObjectStoreExt;
+    if source.format != SourceFormat::Csv {
+        return Ok(());
+    }
+    ensure_object_store(state, source)?;
+    let table_url =
+        ListingTableUrl::parse(&source.location).map_err(|e| source_error(source, e))?;
+    let ext = if table_url.is_collection() {
+        ".csv"
+    } else {
+        ""
+    };
+    let store = state
+        .runtime_env()
+        .object_store(&table_url)
+        .map_err(|e| source_error(source, e))?;
+    let files = table_url
+        .list_all_files(state, store.as_ref(), ext)
+        .await
+        .map_err(|e| source_error(source, e))?
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| source_error(source, e))?;
+    let several = files.len() > 1;
+    let mut rows = 0u64;
+    let mut unchecked = false;
+    for f in files {
+        if compression_of(f.location.as_ref()) != FileCompressionType::UNCOMPRESSED {
+            unchecked = true;
+            continue;
+        }
+        let in_file = |m: String| {
+            let name = f.location.filename().unwrap_or_default();
+            source_error(source, if several { format!("{name}: {m}") } else { m })
+        };
+        let mut shape = crate::csvcheck::CsvShape::new(source.delimiter);
+        let mut bytes = store
+            .get(&f.location)
+            .await
+            .map_err(|e| source_error(source, e))?
+            .into_stream();
+        while let Some(chunk) = bytes.next().await {
+            shape
+                .feed(&chunk.map_err(|e| source_error(source, e))?)
+                .map_err(in_file)?;
+        }
+        shape.finish().map_err(in_file)?;
+        rows += shape.records().saturating_sub(u64::from(source.has_header));
+    }
+    if rows == 0 && !unchecked {
+        return Err(source_error(
+            source,
+            if source.has_header {
+                "the data holds a header line and no rows: column types cannot be told from names alone — register it once it has rows"
+            } else {
+                "the data holds no rows: register it once it has some"
+            },
+        ));
+    }
+    Ok(())
+}
+
 /// Builds a listing table over the source, inferring its schema from the data.
 pub async fn listing_table(
     state: &SessionState,

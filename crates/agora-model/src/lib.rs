@@ -32,7 +32,7 @@ pub use negotiation::{
 pub use person_id::{person_id_check_digit, person_id_is_valid};
 pub use product::{
     ColumnProfile, ColumnSchema, DataSource, HISTOGRAM_MIN_COUNT, Histogram, HistogramBin, Offer,
-    Page, PageRequest, Product, ProductProfile, SearchHit, SourceError, SourceFormat,
+    Page, PageError, PageRequest, Product, ProductProfile, SearchHit, SourceError, SourceFormat,
 };
 pub use retention::{Retention, RetentionError};
 pub use sidecar::{Sidecar, SidecarError, SidecarSource};

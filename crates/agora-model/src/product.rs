@@ -309,7 +309,26 @@ impl PageRequest {
     pub const MAX_PER_PAGE: u32 = 200;
     pub const DEFAULT_PER_PAGE: u32 = 20;
 
-    /// Clamps to sane values: page ≥ 1, 1 ≤ per_page ≤ 200.
+    /// The highest page number asked for (beyond it the offset alone is absurd).
+    pub const MAX_PAGE: u32 = 1_000_000;
+
+    /// A page as a caller asked for it: refused, naming the value, when out of range.
+    pub fn checked(page: Option<u32>, per_page: Option<u32>) -> Result<Self, PageError> {
+        if let Some(p) = page
+            && !(1..=Self::MAX_PAGE).contains(&p)
+        {
+            return Err(PageError::Page(p));
+        }
+        if let Some(n) = per_page
+            && !(1..=Self::MAX_PER_PAGE).contains(&n)
+        {
+            return Err(PageError::PerPage(n));
+        }
+        Ok(Self::new(page, per_page))
+    }
+
+    /// Clamps to sane values: page ≥ 1, 1 ≤ per_page ≤ 200 (for callers that chose the
+    /// values themselves; what a user asked for goes through [`PageRequest::checked`]).
     pub fn new(page: Option<u32>, per_page: Option<u32>) -> Self {
         Self {
             page: page.unwrap_or(1).max(1),
@@ -321,6 +340,15 @@ impl PageRequest {
     pub fn offset(&self) -> u64 {
         u64::from(self.page - 1) * u64::from(self.per_page)
     }
+}
+
+/// A page number or size out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    #[error("page must be between 1 and {max}, not {0}", max = PageRequest::MAX_PAGE)]
+    Page(u32),
+    #[error("per_page must be between 1 and {max}, not {0}", max = PageRequest::MAX_PER_PAGE)]
+    PerPage(u32),
 }
 
 impl Default for PageRequest {
@@ -396,6 +424,22 @@ mod tests {
         let p = PageRequest::new(Some(0), Some(10_000));
         assert_eq!((p.page, p.per_page), (1, 200));
         assert_eq!(PageRequest::new(Some(3), Some(10)).offset(), 20);
+    }
+
+    #[test]
+    fn paging_asked_for_out_of_range_is_refused() {
+        assert_eq!(PageRequest::checked(Some(0), None), Err(PageError::Page(0)));
+        assert_eq!(
+            PageRequest::checked(None, Some(201)),
+            Err(PageError::PerPage(201))
+        );
+        assert_eq!(
+            PageRequest::checked(None, Some(0)),
+            Err(PageError::PerPage(0))
+        );
+        assert!(PageRequest::checked(Some(1_000_001), None).is_err());
+        let p = PageRequest::checked(Some(2), Some(200)).unwrap();
+        assert_eq!((p.page, p.per_page), (2, 200));
     }
 
     #[test]

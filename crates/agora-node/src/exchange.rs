@@ -23,7 +23,50 @@ pub struct Inbound {
     /// The catalog version when the request was admitted (what it is served from).
     pub(crate) catalog_version: i64,
     started: Instant,
+    /// Completes the record as cancelled if the request is dropped before it ended (the
+    /// peer closed the connection, the server stopped).
+    guard: Unfinished,
 }
+
+/// The pending log record of an admitted request, until its end is recorded.
+#[derive(Debug)]
+struct Unfinished {
+    store: agora_store::Store,
+    seq: i64,
+    started: Instant,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if self.ended.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        // Outside a runtime (a test dropping what it built) nothing can be written; the
+        // next start-up marks the record interrupted.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let end = ExchangeEnd {
+            outcome: CANCELLED.into(),
+            duration_ms: self.started.elapsed().as_millis() as i64,
+            ..Default::default()
+        };
+        let (store, seq) = (self.store.clone(), self.seq);
+        tracing::info!(seq, "exchange cancelled before its end");
+        rt.spawn(async move {
+            if let Err(e) = store.finish_exchange(seq, &end).await {
+                tracing::error!(seq, error = %e, "cannot record a cancelled exchange");
+            }
+        });
+    }
+}
+
+/// The file whose modification time says when the exchange listener was last alive.
+pub const HEARTBEAT: &str = "heartbeat";
+
+/// The outcome of an exchange whose peer went away before it ended.
+pub const CANCELLED: &str = "cancelled: the connection closed before the answer was complete";
 
 /// How an inbound exchange ended, for its log record.
 #[derive(Debug, Default)]
@@ -133,13 +176,52 @@ impl Node {
             }
             Err(e) => return Err(e.into()),
         };
+        let started = Instant::now();
         Ok(Inbound {
             peer,
             peer_key: presented.public_key,
             nonce: sig.nonce,
             seq,
             catalog_version,
-            started: Instant::now(),
+            started,
+            guard: Unfinished {
+                store: self.store().clone(),
+                seq,
+                started,
+                ended: Default::default(),
+            },
+        })
+    }
+
+    /// Marks the exchanges a previous run left pending as interrupted, with the time that
+    /// run was last known alive (its heartbeat), and returns how many there were. Called
+    /// by the exchange listener when it starts: only it opens inbound records.
+    pub async fn reconcile_interrupted(&self) -> Result<u64, NodeError> {
+        let last_alive = std::fs::metadata(self.data_dir().join(HEARTBEAT))
+            .and_then(|m| m.modified())
+            .ok()
+            .map(chrono::DateTime::<Utc>::from);
+        let outcome = match last_alive {
+            Some(t) => format!(
+                "interrupted: the node stopped at about {} before answering",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => "interrupted: the node stopped before answering".to_owned(),
+        };
+        let n = self.store().interrupt_pending(&outcome).await?;
+        if n > 0 {
+            tracing::warn!(records = n, last_alive = ?last_alive, "exchanges left pending by the previous run marked interrupted");
+        }
+        Ok(n)
+    }
+
+    /// Notes that the node is alive (the exchange listener does so every few seconds), so
+    /// that a later start can tell when a crash happened.
+    pub fn heartbeat(&self) -> Result<(), NodeError> {
+        let path = self.data_dir().join(HEARTBEAT);
+        std::fs::write(&path, Utc::now().to_rfc3339()).map_err(|e| NodeError::DataDirNotWritable {
+            path: path.display().to_string(),
+            source: e,
         })
     }
 
@@ -196,6 +278,10 @@ impl Node {
         end: &ExchangeEnd,
     ) -> Result<(), NodeError> {
         self.store().finish_exchange(inbound.seq, end).await?;
+        inbound
+            .guard
+            .ended
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -385,5 +471,84 @@ impl Node {
                 () = &mut shutdown => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn node(dir: &std::path::Path) -> Node {
+        let member = MemberId::parse("tax-office").unwrap();
+        Node::init(&crate::NodeConfig::new(dir), &member, "Tax Office")
+            .await
+            .unwrap()
+            .0
+    }
+
+    fn start(nonce: &str) -> ExchangeStart {
+        ExchangeStart {
+            direction: Direction::Inbound,
+            peer: MemberId::parse("employment-agency").unwrap(),
+            peer_certificate: "ab".into(),
+            operation: "flight:DoGet".into(),
+            nonce: nonce.into(),
+            requested_at: Utc::now(),
+            request_digest: "cd".into(),
+            request_signature: "ef".into(),
+        }
+    }
+
+    async fn outcome(node: &Node, seq: i64) -> String {
+        let all = node.store().exchanges(None, 100).await.unwrap();
+        all.into_iter().find(|r| r.seq == seq).unwrap().outcome
+    }
+
+    #[tokio::test]
+    async fn an_exchange_dropped_before_its_end_is_recorded_as_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path()).await;
+        let (seq, _) = node.store().begin_exchange(&start("n1")).await.unwrap();
+        let guard = Unfinished {
+            store: node.store().clone(),
+            seq,
+            started: Instant::now(),
+            ended: Default::default(),
+        };
+        drop(guard);
+        for _ in 0..100 {
+            if outcome(&node, seq).await != "pending" {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        assert_eq!(outcome(&node, seq).await, CANCELLED);
+    }
+
+    #[tokio::test]
+    async fn records_a_crash_left_pending_are_marked_interrupted_with_the_last_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path()).await;
+        node.heartbeat().unwrap();
+        let (seq, _) = node.store().begin_exchange(&start("n2")).await.unwrap();
+        let (done, _) = node.store().begin_exchange(&start("n3")).await.unwrap();
+        node.store()
+            .finish_exchange(
+                done,
+                &ExchangeEnd {
+                    outcome: "ok".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(node.reconcile_interrupted().await.unwrap(), 1);
+        let o = outcome(&node, seq).await;
+        assert!(
+            o.starts_with("interrupted: the node stopped at about 20"),
+            "{o}"
+        );
+        assert_eq!(outcome(&node, done).await, "ok");
+        assert_eq!(node.reconcile_interrupted().await.unwrap(), 0);
     }
 }

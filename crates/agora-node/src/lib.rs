@@ -241,7 +241,7 @@ fn check_writable(dir: &Path) -> Result<(), NodeError> {
         path: dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(not_writable)?;
+    agora_store::private_dir(dir).map_err(not_writable)?;
     let probe = dir.join(format!(".agora-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(not_writable)?;
     let _ = std::fs::remove_file(&probe);

@@ -73,30 +73,31 @@ impl Throttle {
         keys
     }
 
-    /// How long the attempt must still wait, if at all.
-    pub(crate) fn wait(
+    /// Admits an attempt unless recent failures for the account or from the address make
+    /// it wait (returned). An admitted attempt is counted as a failure at once, so that
+    /// attempts arriving together are throttled too; [`Throttle::succeeded`] takes the
+    /// count back.
+    pub(crate) fn begin(
         &self,
         account: &str,
         client: Option<IpAddr>,
         now: Instant,
-    ) -> Option<Duration> {
-        let failures = self.failures.lock().expect("lock");
-        Self::keys(account, client)
+    ) -> Result<(), Duration> {
+        let mut failures = self.failures.lock().expect("lock");
+        let keys = Self::keys(account, client);
+        let wait = keys
             .iter()
             .filter_map(|k| failures.get(k))
             .map(|f| f.blocked_until.saturating_duration_since(now))
-            .filter(|d| !d.is_zero())
             .max()
-    }
-
-    /// Counts a failed attempt; returns how long the next one must wait.
-    pub(crate) fn failed(&self, account: &str, client: Option<IpAddr>, now: Instant) -> Duration {
-        let mut failures = self.failures.lock().expect("lock");
+            .unwrap_or_default();
+        if !wait.is_zero() {
+            return Err(wait);
+        }
         if failures.len() >= MAX_KEYS {
             self.prune(&mut failures, now);
         }
-        let mut longest = Duration::ZERO;
-        for key in Self::keys(account, client) {
+        for key in keys {
             let f = failures.entry(key).or_insert(Failures {
                 count: 0,
                 last: now,
@@ -108,19 +109,26 @@ impl Throttle {
             }
             f.count = f.count.saturating_add(1);
             f.last = now;
-            let delay = self.delay(f.count);
-            f.blocked_until = now + delay;
-            longest = longest.max(delay);
+            f.blocked_until = now + self.delay(f.count);
         }
-        longest
+        Ok(())
     }
 
-    /// Clears an account's failures after it signed in.
-    pub(crate) fn succeeded(&self, account: &str) {
-        self.failures
-            .lock()
-            .expect("lock")
-            .remove(&Key::Account(account.to_owned()));
+    /// The attempt succeeded: the account's failures are cleared and the address's count
+    /// taken back by this attempt (not cleared: an attacker with an account of its own
+    /// cannot reset the count of the address it guesses other accounts from).
+    pub(crate) fn succeeded(&self, account: &str, client: Option<IpAddr>, now: Instant) {
+        let mut failures = self.failures.lock().expect("lock");
+        failures.remove(&Key::Account(account.to_owned()));
+        if let Some(ip) = client
+            && let Some(f) = failures.get_mut(&Key::Address(network(ip)))
+        {
+            f.count = f.count.saturating_sub(1);
+            f.blocked_until = f.last + self.delay(f.count);
+            if f.count == 0 && f.blocked_until <= now {
+                failures.remove(&Key::Address(network(ip)));
+            }
+        }
     }
 
     /// The wait after `count` failures: none for the free ones, then 1 s, 2 s, 4 s … up to
@@ -217,37 +225,61 @@ mod tests {
         })
     }
 
-    #[test]
-    fn waits_double_past_the_free_attempts_up_to_the_ceiling() {
-        let t = throttle();
-        let now = Instant::now();
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let waits: Vec<u64> = (0..10)
-            .map(|_| t.failed("alice", Some(ip), now).as_secs())
-            .collect();
-        assert_eq!(waits, [0, 0, 0, 1, 2, 4, 8, 16, 32, 60]);
-        assert_eq!(t.wait("alice", None, now), Some(Duration::from_secs(60)));
-        // Another account from the same address waits too; the same account from
-        // elsewhere as well.
-        assert!(t.wait("bob", Some(ip), now).is_some());
-        assert!(
-            t.wait("alice", Some("198.51.100.1".parse().unwrap()), now)
-                .is_some()
-        );
-        assert_eq!(t.wait("alice", None, now + Duration::from_secs(61)), None);
+    /// Attempts until one is told to wait: how many were admitted.
+    fn admitted(t: &Throttle, account: &str, ip: Option<IpAddr>, now: Instant) -> usize {
+        (0..100)
+            .take_while(|_| t.begin(account, ip, now).is_ok())
+            .count()
     }
 
     #[test]
-    fn a_success_clears_the_account_not_the_address() {
+    fn waits_double_past_the_free_attempts_up_to_the_ceiling() {
+        let t = throttle();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut now = Instant::now();
+        // Three free attempts and a fourth that sets the first wait, all at once.
+        assert_eq!(admitted(&t, "alice", Some(ip), now), 4);
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let wait = t.begin("alice", Some(ip), now).unwrap_err();
+            waits.push(wait.as_secs());
+            now += wait;
+            t.begin("alice", Some(ip), now).unwrap();
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        // Another account from the same address waits too; the same account from
+        // elsewhere as well.
+        assert!(t.begin("bob", Some(ip), now).is_err());
+        assert!(
+            t.begin("alice", Some("198.51.100.1".parse().unwrap()), now)
+                .is_err()
+        );
+        assert!(
+            t.begin("alice", None, now + Duration::from_secs(61))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_success_clears_the_account_and_takes_back_only_its_own_count() {
         let t = throttle();
         let now = Instant::now();
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        for _ in 0..5 {
-            t.failed("mallory", Some(ip), now);
+        // Many people signing in from one office address: successes never add up.
+        for i in 0..20 {
+            t.begin(&format!("user{i}"), Some(ip), now).unwrap();
+            t.succeeded(&format!("user{i}"), Some(ip), now);
         }
-        t.succeeded("mallory");
-        assert_eq!(t.wait("mallory", None, now), None);
-        assert!(t.wait("mallory", Some(ip), now).is_some());
+        // Guesses from it do, and a success of the guesser's own account does not
+        // reset them.
+        assert_eq!(admitted(&t, "victim", Some(ip), now), 4);
+        assert!(t.begin("mallory", Some(ip), now).is_err());
+        let later = now + Duration::from_secs(1);
+        t.begin("mallory", Some(ip), later).unwrap();
+        t.succeeded("mallory", Some(ip), later);
+        assert!(t.begin("victim", Some(ip), later).is_err());
+        // The account signed in to is cleared.
+        assert!(t.begin("mallory", None, later).is_ok());
     }
 
     #[test]
@@ -256,23 +288,21 @@ mod tests {
         let now = Instant::now();
         for i in 0..5u16 {
             let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, i));
-            t.failed(&format!("user{i}"), Some(ip), now);
+            let _ = t.begin(&format!("user{i}"), Some(ip), now);
         }
         let other_host = "2001:db8:1:2::ffff".parse().unwrap();
-        assert!(t.wait("someone", Some(other_host), now).is_some());
+        assert!(t.begin("someone", Some(other_host), now).is_err());
         let other_net = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(t.wait("someone", Some(other_net), now), None);
+        assert!(t.begin("someone", Some(other_net), now).is_ok());
     }
 
     #[test]
     fn old_failures_are_forgotten() {
         let t = throttle();
         let now = Instant::now();
-        for _ in 0..6 {
-            t.failed("carol", None, now);
-        }
+        assert_eq!(admitted(&t, "carol", None, now), 4);
         let later = now + Duration::from_secs(200);
-        assert_eq!(t.failed("carol", None, later), Duration::ZERO);
+        assert_eq!(admitted(&t, "carol", None, later), 4);
     }
 
     #[tokio::test]

@@ -131,7 +131,7 @@ impl Node {
     ) -> Result<SignIn, NodeError> {
         let address = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let throttle = &self.inner.throttle;
-        if let Some(wait) = throttle.wait(username, client, Instant::now()) {
+        if let Err(wait) = throttle.begin(username, client, Instant::now()) {
             self.security_event(
                 "sign_in_throttled",
                 username,
@@ -180,14 +180,13 @@ impl Node {
             Some(_) => None,
         };
         if let Some(reason) = reason {
-            let wait = throttle.failed(username, client, Instant::now());
-            tracing::info!(user = %username, client = %address, outcome = reason, wait_s = wait.as_secs(), "sign-in refused");
+            tracing::info!(user = %username, client = %address, outcome = reason, "sign-in refused");
             self.security_event("sign_in_refused", username, &address, reason)
                 .await;
             return Ok(SignIn::Refused);
         }
         let (user, _) = checked.expect("a known user");
-        throttle.succeeded(username);
+        throttle.succeeded(username, client, Instant::now());
         let session = self
             .store()
             .create_session(&user.id, Utc::now() + Duration::hours(SESSION_HOURS))

@@ -30,6 +30,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
     /// `consumer` (this node asked) or `provider` (this node owns the product).
@@ -37,10 +38,13 @@ struct ListParams {
     /// A Dataspace Protocol state, e.g. `REQUESTED` or `FINALIZED`.
     state: Option<String>,
     /// At most this many (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct RoleParam {
     /// Which side's record, when this node holds both.
     role: Option<NegotiationRole>,
@@ -60,7 +64,7 @@ async fn list_negotiations(
                 .map_err(|e| ApiError::bad_request(e.to_string()))?,
         ),
     };
-    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = list_limit(p.limit)?;
     Ok(Json(state.node.negotiations(p.role, wanted, limit).await?))
 }
 
@@ -80,7 +84,7 @@ async fn request_access(
 }
 
 /// One negotiation with its history.
-#[utoipa::path(get, path = "/api/v1/negotiations/{id}", tag = "agreements", params(RoleParam),
+#[utoipa::path(get, path = "/api/v1/negotiations/{id}", tag = "agreements", params(("id" = String, Path, description = "The negotiation's id"), RoleParam),
     responses((status = 200, body = NegotiationRecord), (status = 404, body = ErrorBody)))]
 async fn get_negotiation(
     State(state): State<AppState>,
@@ -92,6 +96,7 @@ async fn get_negotiation(
 
 /// Approves a request (the owner's steward): the node signs the agreement.
 #[utoipa::path(post, path = "/api/v1/negotiations/{id}/approve", tag = "agreements",
+    params(("id" = String, Path, description = "The negotiation's id")),
     request_body = Approval,
     responses((status = 200, body = Negotiation), (status = 403, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
@@ -140,6 +145,7 @@ struct OfferBody {
 
 /// Answers a request with other terms (the owner's steward).
 #[utoipa::path(post, path = "/api/v1/negotiations/{id}/offer", tag = "agreements",
+    params(("id" = String, Path, description = "The negotiation's id")),
     request_body = OfferBody,
     responses((status = 200, body = Negotiation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
@@ -161,6 +167,7 @@ async fn counter_offer(
 /// Answers the owner's counter-offer with other terms (the consumer's steward): the
 /// negotiation is REQUESTED again, for the owner to approve, offer again or reject.
 #[utoipa::path(post, path = "/api/v1/negotiations/{id}/request", tag = "agreements",
+    params(("id" = String, Path, description = "The negotiation's id")),
     request_body = OfferBody,
     responses((status = 200, body = Negotiation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
@@ -181,6 +188,7 @@ async fn counter_request(
 
 /// Accepts the owner's counter-offer (the consumer's steward).
 #[utoipa::path(post, path = "/api/v1/negotiations/{id}/accept", tag = "agreements",
+    params(("id" = String, Path, description = "The negotiation's id")),
     responses((status = 200, body = Negotiation), (status = 409, body = ErrorBody)))]
 async fn accept_offer(
     State(state): State<AppState>,
@@ -200,6 +208,7 @@ struct Reason {
 /// Rejects or withdraws a negotiation, or revokes its agreement (either side's steward);
 /// effective here at once.
 #[utoipa::path(post, path = "/api/v1/negotiations/{id}/terminate", tag = "agreements",
+    params(("id" = String, Path, description = "The negotiation's id")),
     request_body = Reason,
     responses((status = 200, body = Negotiation), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
@@ -216,7 +225,7 @@ async fn terminate(
 }
 
 /// The agreement as an ODRL policy (JSON-LD), with both signatures.
-#[utoipa::path(get, path = "/api/v1/negotiations/{id}/odrl", tag = "agreements", params(RoleParam),
+#[utoipa::path(get, path = "/api/v1/negotiations/{id}/odrl", tag = "agreements", params(("id" = String, Path, description = "The negotiation's id"), RoleParam),
     responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorBody)))]
 async fn odrl(
     State(state): State<AppState>,
@@ -251,6 +260,7 @@ struct Reidentified {
 /// Maps an agreement's pseudonyms back to subject identifiers: only the owner's node can
 /// (stewards; every use is logged).
 #[utoipa::path(post, path = "/api/v1/negotiations/{id}/reidentify", tag = "agreements",
+    params(("id" = String, Path, description = "The negotiation's id")),
     request_body = Pseudonyms,
     responses((status = 200, body = Vec<Reidentified>), (status = 403, body = ErrorBody)))]
 async fn reidentify(
@@ -287,8 +297,23 @@ struct DecisionView {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct Limit {
+    /// At most this many (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+}
+
+/// A list length asked for: 1 to 1000, 100 when not given.
+fn list_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit must be between 1 and 1000, not {n}"
+        ))),
+    }
 }
 
 /// The node's policy decisions, newest first, with the policies that decided them.
@@ -300,7 +325,7 @@ async fn policy_decisions(
     ApiQuery(p): ApiQuery<Limit>,
 ) -> Result<Json<Vec<DecisionView>>, ApiError> {
     caller.require(ApiRole::Steward)?;
-    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = list_limit(p.limit)?;
     Ok(Json(
         state
             .node

@@ -50,6 +50,11 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+
+    /// A page number or size out of range.
+    pub fn invalid_paging(e: agora_model::PageError) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_paging", e.to_string())
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -160,6 +165,9 @@ fn status_and_code(e: &NodeError) -> (StatusCode, &'static str) {
             }
             NodeError::Engine(EngineError::Limit(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "query_limit")
+            }
+            NodeError::Engine(EngineError::Format(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_format")
             }
             _ if e.is_user_error() => (StatusCode::BAD_REQUEST, "bad_request"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

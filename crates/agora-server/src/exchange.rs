@@ -21,6 +21,9 @@ use tokio::net::TcpListener;
 use crate::tls::PeerCertificate;
 use crate::{ApiError, ServeError};
 
+/// How often the listener notes that it is alive (a crash is dated to within this).
+const HEARTBEAT_SECS: u64 = 5;
+
 /// Largest signed request body read.
 const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -169,7 +172,21 @@ pub async fn serve_exchange(
         agora_trust::ClientAuth::Required,
     )?;
     let addr = listener.local_addr()?;
+    // Exchanges a previous run left pending are marked interrupted before new ones begin.
+    node.reconcile_interrupted().await?;
+    let beating = node.clone();
+    let heartbeat = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(HEARTBEAT_SECS));
+        loop {
+            tick.tick().await;
+            if let Err(e) = beating.heartbeat() {
+                tracing::warn!(error = %e, "cannot write the heartbeat");
+            }
+        }
+    });
     tracing::info!(%addr, member = %node.member(), "exchange listener up");
-    crate::serve_tls(listener, Arc::new(tls), exchange_app(node), shutdown).await?;
+    let served = crate::serve_tls(listener, Arc::new(tls), exchange_app(node), shutdown).await;
+    heartbeat.abort();
+    served?;
     Ok(())
 }

@@ -13,6 +13,7 @@ mod error;
 pub mod exchange;
 mod flight;
 mod member_error;
+mod openapi;
 mod routes;
 pub mod tls;
 
@@ -65,7 +66,15 @@ pub(crate) struct AppState {
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::api_router().split_for_parts().1
+    api_parts().1
+}
+
+/// The API's routes and their OpenAPI document, with the statuses every operation can
+/// answer with documented.
+fn api_parts() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = routes::api_router().split_for_parts();
+    openapi::document_common_responses(&mut doc);
+    (api, doc)
 }
 
 /// The complete HTTP application for a node.
@@ -76,7 +85,7 @@ pub fn app(node: Node, config: ServerConfig) -> Router {
         node,
         config: Arc::new(config),
     };
-    let (api, doc) = routes::api_router().split_for_parts();
+    let (api, doc) = api_parts();
     let doc = Arc::new(doc);
     let api = api.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),

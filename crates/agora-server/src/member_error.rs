@@ -70,6 +70,7 @@ pub fn for_member(e: &NodeError) -> (MemberFault, String) {
             EngineError::Syntax(_) | EngineError::Plan(_) => (Invalid, engine.to_string()),
             EngineError::Limit(m) => (Invalid, limit_for_member(m).into()),
             EngineError::Evaluation(_) => (Invalid, EVALUATION_FAILED.into()),
+            EngineError::Format(_) => (Internal, OWNER_FAILED.into()),
             EngineError::Source { .. }
             | EngineError::SchemaDrift { .. }
             | EngineError::Execution(_) => (Unavailable, OWNER_CANNOT_READ.into()),
@@ -130,6 +131,7 @@ mod tests {
             EngineError::RemoteRefused(s()),
             EngineError::Terms(s()),
             EngineError::Limit(s()),
+            EngineError::Format(s()),
         ];
         let mut out: Vec<NodeError> = engine.into_iter().map(NodeError::Engine).collect();
         out.extend([

@@ -147,11 +147,14 @@ async fn node_info(State(state): State<AppState>) -> Json<NodeInfo> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Paging {
     /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<u32>,
     /// Items per page (1–200, default 20).
+    #[param(minimum = 1, maximum = 200)]
     per_page: Option<u32>,
 }
 
@@ -165,7 +168,7 @@ async fn list_products(
     Ok(Json(
         state
             .node
-            .products(PageRequest::new(p.page, p.per_page))
+            .products(PageRequest::checked(p.page, p.per_page).map_err(ApiError::invalid_paging)?)
             .await?,
     ))
 }
@@ -265,12 +268,18 @@ async fn delete_product(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SearchParams {
     /// Words to look for in titles, descriptions, keywords, themes and column names.
     /// Every word must match (as a prefix). Empty lists everything.
+    #[param(max_length = 500)]
     q: Option<String>,
+    /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<u32>,
+    /// Items per page (1–200, default 20).
+    #[param(minimum = 1, maximum = 200)]
     per_page: Option<u32>,
 }
 
@@ -290,7 +299,10 @@ async fn search_catalog(
     Ok(Json(
         state
             .node
-            .search(&q, PageRequest::new(p.page, p.per_page))
+            .search(
+                &q,
+                PageRequest::checked(p.page, p.per_page).map_err(ApiError::invalid_paging)?,
+            )
             .await?,
     ))
 }

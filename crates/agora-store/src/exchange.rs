@@ -107,6 +107,17 @@ impl Store {
         self.journal.append(start.clone(), end).await
     }
 
+    /// Marks every record still pending with `outcome` (at start-up: exchanges a stopped
+    /// process never finished). Returns how many there were.
+    pub async fn interrupt_pending(&self, outcome: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE exchange_log SET outcome = $1 WHERE outcome = $2")
+            .bind(outcome)
+            .bind(PENDING)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Completes a pending exchange record.
     pub async fn finish_exchange(&self, seq: i64, end: &ExchangeEnd) -> Result<(), StoreError> {
         self.finish_outbound(seq, "", end).await

@@ -121,6 +121,46 @@ pub struct Store {
     journal: std::sync::Arc<journal::Journal>,
 }
 
+/// Creates `dir` (and missing parents) readable by this user only (0700, Unix); a folder
+/// that exists is left as its owner set it.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Creates the file `path` empty with mode 0600 if it is missing; narrows an existing one
+/// and its SQLite companions (`-wal`, `-shm`) to 0600 (Unix).
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let p = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::metadata(&p) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = path;
+    Ok(())
+}
+
 pub(crate) fn now() -> String {
     ts(Utc::now())
 }
@@ -151,12 +191,19 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
 
 impl Store {
     /// Opens (creating if needed) the SQLite store `agora.db` in a data directory.
+    ///
+    /// The store holds password and token hashes: a missing folder is created readable by
+    /// the node's own user only (0700) and `agora.db` created 0600 before SQLite opens it
+    /// (SQLite gives its WAL and shared-memory files the database file's mode). Files of
+    /// an older version with wider modes are narrowed.
     pub async fn open_in_dir(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir {
+        let data_dir = |e| StoreError::DataDir {
             path: dir.display().to_string(),
             source: e,
-        })?;
+        };
+        private_dir(dir).map_err(data_dir)?;
         let path = dir.join("agora.db");
+        private_file(&path).map_err(data_dir)?;
         Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await
     }
 

@@ -112,6 +112,21 @@ pub enum NodeCmd {
         #[command(flatten)]
         dir: NodeDir,
     },
+    /// List the node's exchange log: every request to and from other members, newest
+    /// first, with its outcome.
+    Exchanges {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// Only exchanges with this member.
+        #[arg(long)]
+        peer: Option<String>,
+        /// How many records to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Get a certificate for one of this member's client tools (Flight SQL, scripts).
     ClientCert {
         #[command(flatten)]
@@ -261,6 +276,38 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
                 m.info.serial,
                 m.info.not_after
             );
+            Ok(())
+        }
+        NodeCmd::Exchanges {
+            dir,
+            peer,
+            limit,
+            json,
+        } => {
+            let node = open(&dir).await?;
+            let peer = peer.map(|p| MemberId::parse(&p)).transpose()?;
+            let records = node.store().exchanges(peer.as_ref(), limit).await?;
+            let mut out = std::io::stdout().lock();
+            for r in &records {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:>6}  {}  {:<8} {:<22} {:<28} {:>7} rows  {}",
+                        r.seq,
+                        r.requested_at.format("%Y-%m-%d %H:%M:%S"),
+                        r.direction.as_str(),
+                        r.peer,
+                        r.operation,
+                        r.rows,
+                        r.outcome
+                    )?;
+                }
+            }
+            if records.is_empty() && !json {
+                writeln!(out, "No exchanges recorded.")?;
+            }
             Ok(())
         }
         NodeCmd::Status { dir } => {
@@ -510,9 +557,11 @@ pub struct ShowArgs {
 
 #[derive(Args, Debug)]
 pub struct PageArgs {
-    #[arg(long, default_value_t = 1)]
+    /// Page number, from 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(PageRequest::MAX_PAGE)))]
     page: u32,
-    #[arg(long, default_value_t = 20)]
+    /// Items per page, 1 to 200.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=i64::from(PageRequest::MAX_PER_PAGE)))]
     per_page: u32,
 }
 

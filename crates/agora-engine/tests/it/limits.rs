@@ -162,6 +162,9 @@ fn nested_special_forms_parse_in_bounded_time() {
         ("NOT (", ")"),
         ("OVERLAY(", " PLACING 'x' FROM 1)"),
         ("CONVERT(", ", INT)"),
+        // No brackets, but backtracked over twice per level.
+        ("CASE WHEN true THEN ", " END"),
+        ("1 + CASE WHEN (true) THEN ", " ELSE 2 END"),
     ];
     for (open, close) in forms {
         for n in [16, 17, 40, 200] {
@@ -175,7 +178,7 @@ fn nested_special_forms_parse_in_bounded_time() {
             );
             if n > 16 {
                 assert!(
-                    matches!(&r, Err(EngineError::Limit(m)) if m.contains("brackets")),
+                    matches!(&r, Err(EngineError::Limit(m)) if m.contains("nests brackets")),
                     "{open} × {n}: {r:?}"
                 );
             }
@@ -437,4 +440,38 @@ fn generated_deep_and_wide_expressions_never_crash_the_engine() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// DataFusion 55 panics ("partition not used yet") on a nested-loop join over a cross
+/// join of a repartitioned input (the class of apache/datafusion#5022). Whatever panics
+/// inside the engine ends that query with an error; the node goes on.
+#[test]
+fn a_panic_inside_the_engine_ends_the_query_not_the_node() {
+    let rt = node_runtime();
+    let _in_runtime = rt.enter();
+    let tmp = tempfile::tempdir().unwrap();
+    let e = engine_default();
+    let t = rt.block_on(binding(&e, "t", numbers(tmp.path(), 60_000)));
+    let (e2, t2) = (Arc::clone(&e), t.clone());
+    let r = rt
+        .block_on(tokio::spawn(async move {
+            run(
+                &e2,
+                &[t2],
+                "SELECT count(*) FROM t a CROSS JOIN t b CROSS JOIN t c WHERE a.v + b.v + c.v = -1",
+            )
+            .await
+        }))
+        .expect("the panic stays inside the query");
+    let Err(EngineError::Execution(m)) = r else {
+        panic!("expected the engine's failure, got {r:?}");
+    };
+    assert!(m.contains("query engine failed"), "{m}");
+    let n = rt
+        .block_on(tokio::spawn(async move {
+            run(&e, &[t], "SELECT count(*) FROM t").await
+        }))
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 1);
 }

@@ -191,6 +191,54 @@ async fn members_cannot_send_anything_but_a_select() {
 }
 
 #[tokio::test]
+async fn member_queries_beyond_the_limits_are_refused_and_the_owner_stays_up() {
+    let p = pair("income_statistics", "open").await;
+    let ea = &p.ea;
+    let chain = |item: &str, sep: &str, n: usize| vec![item; n].join(sep);
+    for (sql, words) in [
+        (
+            format!("SELECT {} FROM income_statistics", chain("1", "+", 2_000)),
+            "deeper or larger",
+        ),
+        (
+            format!(
+                "SELECT * FROM income_statistics WHERE {}",
+                chain("year = 1", " OR ", 3_000)
+            ),
+            "deeper or larger",
+        ),
+        (
+            format!("SELECT {}1{}", "CAST(".repeat(40), " AS INT)".repeat(40)),
+            "deeper or larger",
+        ),
+        (
+            format!("SELECT '{}'", "x".repeat(300 * 1024)),
+            "longer, deeper",
+        ),
+    ] {
+        let e = match ea.node.remote_query("tax-office", &sql).await {
+            Ok(mut s) => s.next().await.unwrap().unwrap_err().to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains("refused") && e.contains(words),
+            "{:.60}: {e}",
+            sql
+        );
+    }
+    // The owner still answers, and logged every refusal as ended.
+    let mut s = ea
+        .node
+        .remote_query("tax-office", "SELECT count(*) FROM income_statistics")
+        .await
+        .unwrap();
+    assert!(s.next().await.unwrap().is_ok());
+    drop(s);
+    let log = settled_log(&p.tax.node).await;
+    assert!(log.len() >= 5, "{log:#?}");
+}
+
+#[tokio::test]
 async fn an_unreachable_owner_is_reported_with_its_name() {
     let a = start_authority(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();

@@ -372,6 +372,24 @@ async fn bad_registrations_leave_the_catalog_unchanged() {
             "--format",
         ),
         (
+            json!({"location": write(&n.data(), "open_quote.csv", "a,b\n1,2\n3,\"four\n5,6\n")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unreadable_data",
+            "opened on line 3 is never closed",
+        ),
+        (
+            json!({"location": write(&n.data(), "ragged.csv", "a,b,c\n1,2,3\n4,5\n")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unreadable_data",
+            "line 3 has 2 fields but line 1 has 3",
+        ),
+        (
+            json!({"location": write(&n.data(), "header_only.csv", "a,b\n")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unreadable_data",
+            "a header line and no rows",
+        ),
+        (
             json!({"location": good, "name": "Bad Name"}),
             StatusCode::BAD_REQUEST,
             "bad_request",

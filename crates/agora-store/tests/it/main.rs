@@ -510,6 +510,29 @@ async fn sqlite_store_uses_wal_and_survives_reopen() {
     assert!(s.get_product("job_seekers").await.unwrap().is_some());
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn store_files_are_private_to_the_nodes_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let s = Store::open_in_dir(&dir).await.unwrap();
+    s.insert_product(&product("job_seekers", "Registered job seekers", &[]))
+        .await
+        .unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for f in ["agora.db", "agora.db-wal", "agora.db-shm"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    s.close().await;
+    // A database an older version left readable by all is narrowed when opened.
+    std::fs::set_permissions(dir.join("agora.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = Store::open_in_dir(&dir).await.unwrap();
+    assert_eq!(mode(&dir.join("agora.db")), 0o600);
+    s.close().await;
+}
+
 #[tokio::test]
 async fn unsupported_urls_and_unwritable_places_are_named() {
     let err = Store::open("mysql://x").await.unwrap_err();

@@ -210,7 +210,17 @@ pub(crate) async fn run(
             .into_response();
     }
     let columns = result.columns.clone();
-    let current = f.page.unwrap_or(1).max(1);
+    let current = f.page.unwrap_or(1);
+    if !(1..=agora_model::PageRequest::MAX_PAGE as usize).contains(&current) {
+        return crate::pages::problem(
+            axum::http::StatusCode::BAD_REQUEST,
+            "That page does not exist",
+            &format!(
+                "Page numbers go from 1 to {}. Go back and choose a page from the list.",
+                agora_model::PageRequest::MAX_PAGE
+            ),
+        );
+    }
     let rows = match result.text_page((current - 1) * PER_PAGE, PER_PAGE).await {
         Ok(p) => p,
         Err(e) => {

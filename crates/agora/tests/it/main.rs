@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod api;
+mod resilience;
+
 fn agora() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_agora"));
     c.env_remove("AGORA_DATA_DIR").env_remove("AGORA_STORE_URL");
@@ -292,6 +295,249 @@ fn registration_killed_midway_leaves_the_catalog_unchanged() {
     let small = tmp.path().join("small.csv");
     std::fs::write(&small, JOBS_CSV).unwrap();
     ok(&["product", "add", s(&small), "--data-dir", s(&node)]);
+}
+
+/// A node served by `agora node start` on a free loopback port, stopped when dropped.
+struct ServedNode {
+    child: Child,
+    url: String,
+    token: String,
+    dir: PathBuf,
+}
+
+impl ServedNode {
+    /// Initialises a node in `root/node` and serves it; local data may be registered from
+    /// `root`.
+    fn start(root: &Path, extra: &[&str]) -> ServedNode {
+        Self::start_in(root, extra, None)
+    }
+
+    /// The same, with this `node.toml` in the data directory.
+    fn start_with_settings(root: &Path, settings: &str) -> ServedNode {
+        Self::start_in(root, &[], Some(settings))
+    }
+
+    fn start_in(root: &Path, extra: &[&str], settings: Option<&str>) -> ServedNode {
+        let dir = root.join("node");
+        let token = init_node(&dir);
+        if let Some(text) = settings {
+            std::fs::write(dir.join("node.toml"), text).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = agora()
+            .args(["node", "start", "--data-dir", s(&dir), "--listen", &listen])
+            .args(["--allow-path", s(root)])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut node = ServedNode {
+            child,
+            url: format!("http://{listen}"),
+            token,
+            dir,
+        };
+        let started = Instant::now();
+        while !node.ready() {
+            assert!(
+                node.child.try_wait().unwrap().is_none(),
+                "the node exited while starting"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the node did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        node
+    }
+
+    fn ready(&self) -> bool {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            reqwest::get(format!("{}/readyz", self.url))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+    }
+
+    /// POSTs JSON with the administrator token: the status and the body.
+    fn post(&self, path: &str, body: &Value) -> (u16, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(format!("{}{path}", self.url))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    }
+
+    /// The node still runs and answers.
+    fn assert_alive(&mut self) {
+        assert!(self.child.try_wait().unwrap().is_none(), "the node exited");
+        assert!(self.ready(), "the node no longer answers");
+    }
+}
+
+impl Drop for ServedNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A signed-in web session, for posting forms as a person would.
+struct WebSession {
+    http: reqwest::Client,
+    url: String,
+    session: String,
+    csrf: String,
+    rt: tokio::runtime::Runtime,
+}
+
+/// The value a response sets for a cookie.
+fn response_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()?
+                .strip_prefix(&format!("{name}="))
+                .map(str::to_owned)
+        })
+}
+
+/// The value of the first hidden `csrf` field of a page.
+fn csrf_field(body: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = body.find(marker).expect("a csrf field") + marker.len();
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+impl WebSession {
+    /// One sign-in attempt as a browser makes it (form, then post): the status.
+    async fn attempt(http: &reqwest::Client, url: &str, user: &str, password: &str) -> u16 {
+        let Ok(form) = http.get(format!("{url}/sign-in")).send().await else {
+            return 0;
+        };
+        let pre = response_cookie(&form, "agora_sign_in").expect("a sign-in cookie");
+        let csrf = csrf_field(&form.text().await.unwrap());
+        let r = http
+            .post(format!("{url}/sign-in"))
+            .header("cookie", format!("agora_sign_in={pre}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("next", "/catalog"),
+                ("username", user),
+                ("password", password),
+            ])
+            .send()
+            .await;
+        r.map_or(0, |r| r.status().as_u16())
+    }
+
+    fn sign_in(url: &str, user: &str, password: &str) -> WebSession {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let (session, csrf) = rt.block_on(async {
+            let form = http.get(format!("{url}/sign-in")).send().await.unwrap();
+            let pre = response_cookie(&form, "agora_sign_in").unwrap();
+            let csrf = csrf_field(&form.text().await.unwrap());
+            let signed = http
+                .post(format!("{url}/sign-in"))
+                .header("cookie", format!("agora_sign_in={pre}"))
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("next", "/query"),
+                    ("username", user),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(signed.status().as_u16(), 303, "sign-in as {user} failed");
+            let session = response_cookie(&signed, "agora_session").unwrap();
+            let page = http
+                .get(format!("{url}/query"))
+                .header("cookie", format!("agora_session={session}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            (session, csrf_field(&page))
+        });
+        WebSession {
+            http,
+            url: url.to_owned(),
+            session,
+            csrf,
+            rt,
+        }
+    }
+
+    /// Posts a form of this session (its CSRF token added): the status and the page.
+    fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut form: Vec<(&str, &str)> = vec![("csrf", self.csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .post(format!("{}{path}", self.url))
+                .header("cookie", format!("agora_session={}", self.session))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    }
+}
+
+/// A query that may meet a node going down: status 0 when the connection failed.
+fn post_query_lenient(url: &str, token: &str, sql: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sent = reqwest::Client::new()
+            .post(format!("{url}/api/v1/query"))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(30))
+            .json(&serde_json::json!({"sql": sql, "format": "csv"}))
+            .send()
+            .await;
+        match sent {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    })
 }
 
 struct Demo {
