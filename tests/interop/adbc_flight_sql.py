@@ -91,6 +91,24 @@ def main():
             else:
                 raise AssertionError("DDL was accepted")
 
+            # Statements beyond the node's limits are refused with words that say so,
+            # and the connection goes on.
+            for sql, words in [
+                ("SELECT " + "+".join(["1"] * 2000), "nests expressions"),
+                ("SELECT " + "CAST(" * 40 + "1" + " AS INT)" * 40, "nests brackets"),
+                ("SELECT " + "CASE WHEN true THEN " * 30 + "1" + " END" * 30, "CASE"),
+            ]:
+                try:
+                    cur.execute(sql)
+                    cur.fetchall()
+                except Exception as e:
+                    assert words in str(e), e
+                else:
+                    raise AssertionError("a statement beyond the limits was accepted")
+            cur.execute("SELECT 1 AS one")
+            assert cur.fetch_arrow_table().num_rows == 1
+            print("statements beyond the limits refused, the connection goes on")
+
     # A member's client certificate does not open another member's node.
     try:
         with connect(eco, "tax-office", as_member="employment-agency") as conn:

@@ -34,7 +34,9 @@ pub use arrow::datatypes::SchemaRef;
 use catalog::{ProductSchema, TableCache};
 pub use encode::{EncodedStream, OutputFormat, TextPage};
 pub use enforce::{CellKeySecret, EnforcedTable, Enforcement, LinkageKey, Pseudonymizer};
-pub use limits::{MEMORY as LIMIT_MEMORY, QueryLimits, TIME as LIMIT_TIME, WORKER_STACK};
+pub use limits::{
+    MEMORY as LIMIT_MEMORY, QueryLimits, TIME as LIMIT_TIME, WORKER_STACK, last_memory_stop,
+};
 pub use profile::ProfileProgress;
 pub use remote::{RemoteBatches, RemoteBinding, RemoteSource};
 
@@ -476,10 +478,9 @@ impl Catalog {
             let plan = Self::plan(&state, statement).await?;
             if is_query && let Some(exec) = remote::whole_query(&plan, sql) {
                 let columns = source::columns(&exec.schema());
-                let stream = exec
-                    .execute(0, self.budget.task(&state))
-                    .map_err(EngineError::from_df)?;
-                let stream = self.budget.deadline(stream);
+                let (task, pool) = self.budget.task(&state);
+                let stream = exec.execute(0, task).map_err(EngineError::from_df)?;
+                let stream = self.budget.deadline(stream, pool);
                 return Ok(QueryResult { columns, stream });
             }
             self.start(state, plan).await
@@ -519,12 +520,13 @@ impl Catalog {
             .create_physical_plan(&plan)
             .await
             .map_err(EngineError::from_df)?;
-        let mut stream = datafusion::physical_plan::execute_stream(physical, budget.task(&state))
+        let (task, pool) = budget.task(&state);
+        let mut stream = datafusion::physical_plan::execute_stream(physical, task)
             .map_err(EngineError::from_df)?;
         if let Some((max, agreement)) = row_limit {
             stream = enforce::limit_rows(stream, max, agreement);
         }
-        let stream = budget.deadline(stream);
+        let stream = budget.deadline(stream, pool);
         Ok(QueryResult { columns, stream })
     }
 

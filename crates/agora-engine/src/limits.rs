@@ -11,7 +11,7 @@ use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -73,6 +73,18 @@ impl Default for QueryLimits {
 }
 
 impl QueryLimits {
+    /// Checks `sql` as every query is checked before planning — length, nesting, then
+    /// parsed depth and size — and parses it (the benchmarks weigh the checks against
+    /// the parse a query needs anyway).
+    pub fn check_sql(&self, sql: &str) -> Result<(), EngineError> {
+        self.parse(sql, |sql| {
+            datafusion::sql::parser::DFParser::parse_sql(sql)
+                .map(Vec::from)
+                .map_err(|e| EngineError::Syntax(e.to_string()))
+        })
+        .map(drop)
+    }
+
     /// Parses `sql` (one or more statements) and checks its size and shape.
     pub(crate) fn parse(
         &self,
@@ -271,6 +283,8 @@ pub(crate) struct QueryPool {
     node: Arc<NodeMemory>,
     limit: usize,
     used: AtomicUsize,
+    /// When a reservation was first refused (the query crossed a limit).
+    refused_at: std::sync::OnceLock<std::time::Instant>,
 }
 
 /// The memory all queries on the node hold.
@@ -293,6 +307,7 @@ impl NodeMemory {
             node: Arc::clone(self),
             limit,
             used: AtomicUsize::new(0),
+            refused_at: std::sync::OnceLock::new(),
         }
     }
 }
@@ -328,6 +343,7 @@ impl MemoryPool for QueryPool {
 
     fn try_grow(&self, _: &MemoryReservation, additional: usize) -> Result<()> {
         if !try_add(&self.used, additional, self.limit) {
+            self.refused_at.get_or_init(std::time::Instant::now);
             return Err(DataFusionError::ResourcesExhausted(format!(
                 "{MEMORY}: it needs more than the {} MiB one query may use on this node — narrow it (fewer rows, fewer joined rows, an aggregate) or ask the node's operator",
                 self.limit >> 20,
@@ -335,6 +351,7 @@ impl MemoryPool for QueryPool {
         }
         if !try_add(&self.node.used, additional, self.node.limit) {
             self.used.fetch_sub(additional, Ordering::AcqRel);
+            self.refused_at.get_or_init(std::time::Instant::now);
             return Err(DataFusionError::ResourcesExhausted(format!(
                 "{MEMORY}: the node's queries together use all of the {} MiB it allows; try again when others have finished",
                 self.node.limit >> 20
@@ -405,21 +422,28 @@ impl Budget {
     }
 
     /// The task context of one query: the session's, with a memory pool of its own.
-    pub(crate) fn task(&self, state: &SessionState) -> Arc<TaskContext> {
+    pub(crate) fn task(&self, state: &SessionState) -> (Arc<TaskContext>, Arc<QueryPool>) {
         let mut runtime = RuntimeEnv::clone(state.runtime_env());
-        runtime.memory_pool = Arc::new(self.memory.query(self.limits.query_memory));
-        Arc::new(TaskContext::from(state).with_runtime(Arc::new(runtime)))
+        let pool = Arc::new(self.memory.query(self.limits.query_memory));
+        runtime.memory_pool = Arc::clone(&pool) as Arc<dyn MemoryPool>;
+        let task = Arc::new(TaskContext::from(state).with_runtime(Arc::new(runtime)));
+        (task, pool)
     }
 
     /// `stream`, ended with a clear error once the query's time is up (dropping the inner
-    /// stream cancels its work).
-    pub(crate) fn deadline(&self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    /// stream cancels its work); `pool` is the query's memory, whose refusal it times.
+    pub(crate) fn deadline(
+        &self,
+        stream: SendableRecordBatchStream,
+        pool: Arc<QueryPool>,
+    ) -> SendableRecordBatchStream {
         let limit = self.limits.query_time;
         Box::pin(Deadline {
             schema: stream.schema(),
             inner: Some(stream),
             sleep: Box::pin(tokio::time::sleep(limit)),
             limit,
+            pool,
         })
     }
 }
@@ -442,6 +466,20 @@ struct Deadline {
     schema: SchemaRef,
     sleep: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
+    pool: Arc<QueryPool>,
+}
+
+/// How long the last query stopped for memory took from crossing its limit to its error,
+/// in microseconds (what the benchmarks report; `u64::MAX` before any).
+static LAST_MEMORY_STOP_MICROS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// How long the most recent query stopped for memory took from the refused reservation to
+/// the error its caller received.
+pub fn last_memory_stop() -> Option<Duration> {
+    match LAST_MEMORY_STOP_MICROS.load(Ordering::Acquire) {
+        u64::MAX => None,
+        us => Some(Duration::from_micros(us)),
+    }
 }
 
 impl Stream for Deadline {
@@ -460,6 +498,13 @@ impl Stream for Deadline {
             Ok(Poll::Ready(item)) => {
                 if item.is_none() {
                     self.inner = None;
+                }
+                if matches!(item, Some(Err(_)))
+                    && let Some(at) = self.pool.refused_at.get()
+                {
+                    let us = at.elapsed().as_micros().min(u128::from(u64::MAX - 1)) as u64;
+                    LAST_MEMORY_STOP_MICROS.store(us, Ordering::Release);
+                    tracing::info!(after_us = us, "query stopped at its memory limit");
                 }
                 return Poll::Ready(item);
             }
