@@ -14,6 +14,7 @@ mod limits;
 mod profile;
 mod remote;
 mod source;
+mod steps;
 
 use std::sync::Arc;
 

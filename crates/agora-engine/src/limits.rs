@@ -27,8 +27,8 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, TableFactor, Visit, Visitor};
 use futures::Stream;
@@ -426,8 +426,17 @@ impl Budget {
         let mut runtime = RuntimeEnv::clone(state.runtime_env());
         let pool = Arc::new(self.memory.query(self.limits.query_memory));
         runtime.memory_pool = Arc::clone(&pool) as Arc<dyn MemoryPool>;
-        let task = Arc::new(TaskContext::from(state).with_runtime(Arc::new(runtime)));
-        (task, pool)
+        // Operators that may hold a thread for long (nested-loop joins, see `steps`) check
+        // the deadline themselves: the timer of a busy runtime fires late.
+        let due = QueryDeadline(
+            std::time::Instant::now() + self.limits.query_time,
+            self.limits.query_time,
+        );
+        let config = state.config().clone().with_extension(Arc::new(due));
+        let task = TaskContext::from(state)
+            .with_session_config(config)
+            .with_runtime(Arc::new(runtime));
+        (Arc::new(task), pool)
     }
 
     /// `stream`, ended with a clear error once the query's time is up (dropping the inner
@@ -445,6 +454,20 @@ impl Budget {
             limit,
             pool,
         })
+    }
+}
+
+/// When the query's time is up (and its limit), for operators that check it themselves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueryDeadline(pub std::time::Instant, pub Duration);
+
+impl QueryDeadline {
+    /// The error of a query whose time is up.
+    pub(crate) fn expired(&self) -> DataFusionError {
+        DataFusionError::ResourcesExhausted(format!(
+            "{TIME}: it was stopped after {} s, the most one query may take on this node — narrow it (fewer rows, a filter, an aggregate) or ask the node's operator",
+            self.1.as_secs()
+        ))
     }
 }
 
@@ -521,10 +544,11 @@ impl Stream for Deadline {
         if self.sleep.as_mut().poll(cx).is_ready() {
             // Drop the work (the schema stays for callers that ask after the end).
             self.inner = None;
-            return Poll::Ready(Some(Err(DataFusionError::ResourcesExhausted(format!(
-                "{TIME}: it was stopped after {} s, the most one query may take on this node — narrow it (fewer rows, a filter, an aggregate) or ask the node's operator",
-                self.limit.as_secs()
-            )))));
+            return Poll::Ready(Some(Err(QueryDeadline(
+                std::time::Instant::now(),
+                self.limit,
+            )
+            .expired())));
         }
         Poll::Pending
     }
@@ -536,7 +560,8 @@ impl RecordBatchStream for Deadline {
     }
 }
 
-/// Makes every join yield to the scheduler between batches. A join can produce endless
+/// Makes every join yield to the scheduler between batches (and nested-loop joins take
+/// their probe side in small steps, see `steps`). A join can produce endless
 /// output from one input batch while the operator above it loops without ever waiting;
 /// without a yield, neither the deadline nor a cancelled client could stop the query until
 /// the loop ends.
@@ -554,16 +579,29 @@ impl PhysicalOptimizerRule for YieldingJoins {
             SymmetricHashJoinExec,
         };
         plan.transform_up(|p| {
-            let join = p.is::<HashJoinExec>()
-                || p.is::<NestedLoopJoinExec>()
-                || p.is::<CrossJoinExec>()
+            let nested_loop = p.is::<NestedLoopJoinExec>() || p.is::<CrossJoinExec>();
+            let join = nested_loop
+                || p.is::<HashJoinExec>()
                 || p.is::<SortMergeJoinExec>()
                 || p.is::<SymmetricHashJoinExec>();
-            Ok(if join {
-                Transformed::yes(Arc::new(CooperativeExec::new(p)) as Arc<dyn ExecutionPlan>)
-            } else {
-                Transformed::no(p)
-            })
+            if !join {
+                return Ok(Transformed::no(p));
+            }
+            // A nested-loop join takes its probe (right) side in small steps.
+            let p = match p.children().as_slice() {
+                [left, right] if nested_loop => {
+                    let (left, right) = (Arc::clone(left), Arc::clone(right));
+                    let steps = Arc::new(crate::steps::ProbeSteps::new(right));
+                    Arc::clone(&p).replace_children(
+                        vec![left, steps],
+                        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+                    )?
+                }
+                _ => p,
+            };
+            Ok(Transformed::yes(
+                Arc::new(CooperativeExec::new(p)) as Arc<dyn ExecutionPlan>
+            ))
         })
         .map(|t| t.data)
     }

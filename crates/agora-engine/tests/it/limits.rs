@@ -378,6 +378,43 @@ fn a_time_bomb_is_stopped_at_its_deadline() {
     );
 }
 
+/// A nested-loop join evaluates a whole probe batch against the other side in one step;
+/// in small steps, its deadline stops it within one of them.
+#[test]
+fn a_nested_loop_time_bomb_is_stopped_at_its_deadline() {
+    let rt = node_runtime();
+    let _in_runtime = rt.enter();
+    let tmp = tempfile::tempdir().unwrap();
+    let e = limited(QueryLimits {
+        query_time: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let t = rt.block_on(binding(&e, "t", numbers(tmp.path(), 200_000)));
+    let started = Instant::now();
+    let r = rt
+        .block_on(tokio::spawn(async move {
+            run(
+                &e,
+                &[t],
+                "SELECT count(*) FROM t a CROSS JOIN t b WHERE a.v * b.v = -1",
+            )
+            .await
+        }))
+        .unwrap();
+    let Err(EngineError::Limit(m)) = r else {
+        panic!("expected the time limit, got {r:?}");
+    };
+    assert!(m.starts_with(LIMIT_TIME), "{m}");
+    // Forty billion pairs take most of a minute even in a release build; one step of
+    // 2 048 × 200 000 well under a second. Without the steps the deadline fired after
+    // 15 – 56 s: the timer of a runtime whose workers are busy is looked at rarely.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// An expression tree of the given depth from the grammar's operators, functions, CASE,
 /// casts, IN, subqueries and set operations.
 fn tree() -> impl Strategy<Value = String> {
