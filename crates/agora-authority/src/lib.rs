@@ -622,10 +622,7 @@ impl LinkageSecrets {
     }
 
     fn fresh() -> Result<[u8; 32], AuthorityError> {
-        let mut secret = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-            .map_err(|_| AuthorityError::Refused("the system random generator failed".into()))?;
-        Ok(secret)
+        Ok(agora_trust::random_secret())
     }
 
     /// Creates the first generation if there is none yet.
@@ -659,9 +656,7 @@ impl LinkageSecrets {
         consumer: &MemberId,
     ) -> Option<[u8; 32]> {
         let (_, secret) = self.0.iter().find(|(e, _)| *e == epoch)?;
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
         let label = format!("agora-linkage-key-v1\n{ecosystem}\n{purpose}\n{consumer}");
-        let tag = ring::hmac::sign(&key, label.as_bytes());
-        tag.as_ref().try_into().ok()
+        Some(agora_trust::secrets::hmac_sha256(secret, label.as_bytes()))
     }
 }

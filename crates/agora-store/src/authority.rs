@@ -3,8 +3,6 @@
 
 use agora_model::{CertificateKind, Endpoints, MemberId};
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -43,7 +41,7 @@ pub struct IssuedCertificate {
 }
 
 fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    agora_trust::secrets::secret_digest(secret)
 }
 
 fn member_id(s: &str) -> Result<MemberId, StoreError> {
@@ -238,9 +236,7 @@ impl Store {
                 .await?;
             }
         }
-        let mut b = [0u8; 32];
-        rand::rng().fill_bytes(&mut b);
-        let secret = hex::encode(b);
+        let secret = agora_trust::secrets::random_hex();
         sqlx::query(
             "INSERT INTO enrolment_tokens (token_hash, member_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )

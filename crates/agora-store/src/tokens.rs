@@ -4,9 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
@@ -81,7 +79,7 @@ pub struct NewToken {
 const PREFIX: &str = "agora_";
 
 pub(crate) fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    agora_trust::secrets::secret_digest(secret)
 }
 
 pub(crate) async fn insert_token(
@@ -89,9 +87,7 @@ pub(crate) async fn insert_token(
     label: &str,
     role: ApiRole,
 ) -> Result<NewToken, StoreError> {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("{PREFIX}{}", hex::encode(bytes));
+    let secret = format!("{PREFIX}{}", agora_trust::secrets::random_hex());
     let id = uuid::Uuid::now_v7().simple().to_string()[..16].to_owned();
     let created = now();
     sqlx::query(

@@ -6,7 +6,6 @@
 //! session's forms, and when it ends.
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -47,9 +46,7 @@ const SESSION_PREFIX: &str = "agora_s_";
 const COLUMNS: &str = "u.id, u.username, u.display_name, u.role, u.created_at, u.disabled_at";
 
 fn random_hex() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    agora_trust::secrets::random_hex()
 }
 
 fn user_from_row(r: &AnyRow) -> Result<UserInfo, StoreError> {

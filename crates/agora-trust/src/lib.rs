@@ -8,6 +8,7 @@
 pub mod keys;
 pub mod password;
 pub mod pki;
+pub mod secrets;
 pub mod sign;
 pub mod tls;
 

@@ -5,7 +5,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use subtle::ConstantTimeEq;
 
 use crate::Web;
 
@@ -40,14 +39,12 @@ pub(crate) fn set_cookie(web: &Web, name: &str, value: &str, max_age: i64) -> St
 
 /// A random token (256 bits, hex).
 pub(crate) fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    hex::encode(bytes)
+    agora_trust::secrets::random_hex()
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    agora_trust::secrets::same_secret(a, b)
 }
 
 /// The client's address as the connection shows it (never from headers, which the client

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod api;
+mod architecture;
 mod resilience;
 
 fn agora() -> Command {

@@ -1,0 +1,180 @@
+//! The invariants of ARCHITECTURE.md that the dependency graph shows, checked over
+//! `cargo metadata`: a crate that starts to use what only another layer may use fails here,
+//! not in a review.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Each workspace crate's normal (not dev or build) dependencies.
+fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null())
+                .map(|d| d["name"].as_str().unwrap().to_owned())
+                .collect();
+            (p["name"].as_str().unwrap().to_owned(), deps)
+        })
+        .collect()
+}
+
+/// Which crates may depend directly on each library, and why (ARCHITECTURE.md).
+const ALLOWED: &[(&str, &[&str], &str)] = &[
+    (
+        "datafusion",
+        &["agora-engine"],
+        "only the engine knows DataFusion",
+    ),
+    (
+        "sqlx",
+        &["agora-store"],
+        "only the store knows SQL databases",
+    ),
+    (
+        "axum",
+        &["agora-server", "agora-web"],
+        "only the server and its pages know HTTP inbound",
+    ),
+    (
+        "tonic",
+        &["agora-server", "agora-exchange"],
+        "only the server and the exchange crate speak gRPC",
+    ),
+    (
+        "reqwest",
+        &["agora-exchange", "agora"],
+        "HTTP calls go out through the exchange crate (the binary's demo waits on its own nodes)",
+    ),
+    (
+        "rustls",
+        &["agora-trust", "agora-exchange", "agora-server"],
+        "TLS is configured by agora-trust and used where connections are made",
+    ),
+    (
+        "ring",
+        &[],
+        "no crate uses ring directly; rustls uses it as its provider",
+    ),
+    ("aws-lc-rs", &[], "the ring provider only"),
+    (
+        "rcgen",
+        &["agora-trust"],
+        "cryptography lives in agora-trust",
+    ),
+    (
+        "ed25519-dalek",
+        &["agora-trust"],
+        "cryptography lives in agora-trust",
+    ),
+    (
+        "argon2",
+        &["agora-trust"],
+        "cryptography lives in agora-trust",
+    ),
+    (
+        "subtle",
+        &["agora-trust"],
+        "cryptography lives in agora-trust",
+    ),
+    (
+        "sha2",
+        &["agora-trust", "agora-engine"],
+        "cryptography lives in agora-trust (the engine's per-row pseudonyms are the documented exception)",
+    ),
+    (
+        "hmac",
+        &["agora-trust", "agora-engine"],
+        "cryptography lives in agora-trust (the engine's per-row pseudonyms are the documented exception)",
+    ),
+    (
+        "rand",
+        &["agora-trust", "agora-datagen"],
+        "secrets come from agora-trust (the generator's synthetic people are not secrets)",
+    ),
+];
+
+#[test]
+fn crates_depend_only_on_what_their_layer_may_know() {
+    let deps = dependencies();
+    let mut wrong = Vec::new();
+    for (library, allowed, why) in ALLOWED {
+        for (krate, uses) in &deps {
+            if uses.contains(*library) && !allowed.contains(&krate.as_str()) {
+                wrong.push(format!("{krate} depends on {library}: {why}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_model_depends_on_no_layer_and_does_no_io() {
+    let deps = dependencies();
+    let model = &deps["agora-model"];
+    let io = [
+        "tokio",
+        "sqlx",
+        "reqwest",
+        "object_store",
+        "hyper",
+        "axum",
+        "datafusion",
+    ];
+    let found: Vec<_> = model
+        .iter()
+        .filter(|d| d.starts_with("agora-") || io.contains(&d.as_str()))
+        .collect();
+    assert!(found.is_empty(), "agora-model depends on {found:?}");
+}
+
+#[test]
+fn no_layer_depends_on_one_above_it() {
+    // Lower layers first; a crate may depend only on crates listed before it.
+    let order = [
+        "agora-model",
+        "agora-trust",
+        "agora-store",
+        "agora-policy",
+        "agora-engine",
+        "agora-exchange",
+        "agora-authority",
+        "agora-datagen",
+        "agora-node",
+        "agora-web",
+        "agora-server",
+        "agora",
+    ];
+    let deps = dependencies();
+    for (i, krate) in order.iter().enumerate() {
+        for d in deps[*krate].iter().filter(|d| d.starts_with("agora")) {
+            let at = order.iter().position(|o| o == d).expect("a known crate");
+            assert!(at < i, "{krate} depends on {d}, a layer above it");
+        }
+    }
+}
