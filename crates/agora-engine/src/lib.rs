@@ -145,6 +145,26 @@ impl EngineError {
     }
 }
 
+/// The tables a logical plan scans (its subqueries too), once each, in name order:
+/// `(Some(member), table)` for `"member".table`, `(None, table)` for the node's own.
+fn tables_read(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<(Option<String>, String)> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut found = std::collections::BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let member = scan
+                .table_name
+                .schema()
+                .filter(|s| *s != "public")
+                .map(str::to_owned);
+            found.insert((member, scan.table_name.table().to_owned()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found.into_iter().collect()
+}
+
 /// Lower-cases the first letter and trims DataFusion's prefixes from a message.
 fn tidy(m: &str) -> String {
     let m = m.trim();
@@ -220,6 +240,9 @@ pub struct Catalog {
 /// A running query: column descriptions and a stream of record batches.
 pub struct QueryResult {
     pub columns: Vec<ColumnSchema>,
+    /// The tables the query reads, as its plan names them: `(member, table)` for another
+    /// member's product (`"member".table`), `(None, table)` for this node's own.
+    pub tables: Vec<(Option<String>, String)>,
     stream: SendableRecordBatchStream,
 }
 
@@ -478,11 +501,16 @@ impl Catalog {
         limits::on_big_stack(async move {
             let plan = Self::plan(&state, statement).await?;
             if is_query && let Some(exec) = remote::whole_query(&plan, sql) {
+                let tables = tables_read(&plan);
                 let columns = source::columns(&exec.schema());
                 let (task, pool) = self.budget.task(&state);
                 let stream = exec.execute(0, task).map_err(EngineError::from_df)?;
                 let stream = self.budget.deadline(stream, pool);
-                return Ok(QueryResult { columns, stream });
+                return Ok(QueryResult {
+                    columns,
+                    tables,
+                    stream,
+                });
             }
             self.start(state, plan).await
         })
@@ -515,6 +543,7 @@ impl Catalog {
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<QueryResult, EngineError> {
         let row_limit = enforce::row_limit(&plan);
+        let tables = tables_read(&plan);
         let budget = self.budget.bounded(enforce::query_bounds(&plan));
         let columns = source::columns(plan.schema().as_arrow());
         let physical = state
@@ -528,7 +557,11 @@ impl Catalog {
             stream = enforce::limit_rows(stream, max, agreement);
         }
         let stream = budget.deadline(stream, pool);
-        Ok(QueryResult { columns, stream })
+        Ok(QueryResult {
+            columns,
+            tables,
+            stream,
+        })
     }
 
     fn planning_error(e: DataFusionError) -> EngineError {
@@ -606,6 +639,7 @@ impl QueryResult {
         });
         Self {
             columns: self.columns,
+            tables: self.tables,
             stream: Box::pin(
                 datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(target, stream),
             ),

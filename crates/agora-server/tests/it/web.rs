@@ -329,6 +329,36 @@ async fn an_access_request_goes_from_a_product_page_to_a_revoked_agreement_in_th
     let odrl: serde_json::Value = odrl.json().await.unwrap();
     assert!(odrl.to_string().contains("odrl"), "{odrl}");
 
+    // The query page names the agreement a query read under, from the tables its plan
+    // scans: through a CTE and an alias too, and not for a product named only in a comment.
+    let ran = analyst
+        .post(
+            "/query",
+            &[
+                (
+                    "sql",
+                    "WITH i AS (SELECT * FROM \"tax-office\".annual_income) SELECT count(*) AS n FROM i AS x",
+                ),
+                ("action", "run"),
+            ],
+        )
+        .await;
+    assert!(ran.body.contains("is read under agreement"), "{}", ran.body);
+    let unread = analyst
+        .post(
+            "/query",
+            &[
+                ("sql", "SELECT 1 AS one -- not \"tax-office\".annual_income"),
+                ("action", "run"),
+            ],
+        )
+        .await;
+    assert!(
+        !unread.body.contains("is read under agreement"),
+        "{}",
+        unread.body
+    );
+
     // Revocation needs a reason, then reaches the owner.
     let page = ea_steward
         .get(&format!("/requests/{id}?side=consumer"))

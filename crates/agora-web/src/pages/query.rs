@@ -44,7 +44,12 @@ fn frame<'a>(web: &'a Web, viewer: &'a Viewer) -> Frame<'a> {
 
 /// The agreements in force this node reads other members' products under, as (product as
 /// named in SQL, what the agreement does), for the products `sql` names.
-async fn agreements_named(web: &Web, sql: &str) -> Vec<(String, agora_model::Agreement)> {
+/// The agreements in force under which the query read other members' products, by the
+/// tables its plan scans (not by its text: aliases, CTEs and comments do not mislead it).
+async fn agreements_named(
+    web: &Web,
+    tables: &[(Option<String>, String)],
+) -> Vec<(String, agora_model::Agreement)> {
     let Ok(all) = web
         .node
         .agreements_in_force(agora_model::NegotiationRole::Consumer)
@@ -55,9 +60,11 @@ async fn agreements_named(web: &Web, sql: &str) -> Vec<(String, agora_model::Agr
     let mut out: Vec<(String, agora_model::Agreement)> = all
         .into_iter()
         .filter_map(|((owner, product), n)| {
-            let named = format!("\"{owner}\".{product}");
+            let read = tables
+                .iter()
+                .any(|(m, t)| m.as_deref() == Some(owner.as_str()) && *t == product.as_str());
             let a = n.agreement?;
-            sql.contains(&named).then_some((named, a))
+            read.then(|| (format!("\"{owner}\".{product}"), a))
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -210,6 +217,7 @@ pub(crate) async fn run(
             .into_response();
     }
     let columns = result.columns.clone();
+    let tables = result.tables.clone();
     let current = f.page.unwrap_or(1);
     if !(1..=agora_model::PageRequest::MAX_PAGE as usize).contains(&current) {
         return crate::pages::problem(
@@ -231,7 +239,7 @@ pub(crate) async fn run(
             return crate::pages::node_error(&e);
         }
     };
-    let agreements = agreements_named(&web, sql).await;
+    let agreements = agreements_named(&web, &tables).await;
     let first = (current - 1) * PER_PAGE + 1;
     let last = first + rows.rows.len() - 1;
     let page_button = |p: usize, label: &str| {
