@@ -19,16 +19,15 @@ pub struct Inbound {
     /// The public key of the certificate the peer presented (it signed the request).
     pub peer_key: [u8; 32],
     pub nonce: String,
-    seq: i64,
     /// The catalog version when the request was admitted (what it is served from).
     pub(crate) catalog_version: i64,
-    started: Instant,
     /// Completes the record as cancelled if the request is dropped before it ended (the
     /// peer closed the connection, the server stopped).
     guard: Unfinished,
 }
 
-/// The pending log record of an admitted request, until its end is recorded.
+/// The log record of an admitted request (its sequence number and start), completed as
+/// cancelled if the request is dropped before its end is recorded.
 #[derive(Debug)]
 struct Unfinished {
     store: agora_store::Store,
@@ -176,18 +175,15 @@ impl Node {
             }
             Err(e) => return Err(e.into()),
         };
-        let started = Instant::now();
         Ok(Inbound {
             peer,
             peer_key: presented.public_key,
             nonce: sig.nonce,
-            seq,
             catalog_version,
-            started,
             guard: Unfinished {
                 store: self.store().clone(),
                 seq,
-                started,
+                started: Instant::now(),
                 ended: Default::default(),
             },
         })
@@ -264,7 +260,7 @@ impl Node {
                 (None, s) if s < 400 => "ok".into(),
                 (None, s) => format!("refused: status {s}"),
             },
-            duration_ms: inbound.started.elapsed().as_millis() as i64,
+            duration_ms: inbound.guard.started.elapsed().as_millis() as i64,
             rows: end.rows,
             bytes: end.bytes,
         };
@@ -277,7 +273,7 @@ impl Node {
         inbound: &Inbound,
         end: &ExchangeEnd,
     ) -> Result<(), NodeError> {
-        self.store().finish_exchange(inbound.seq, end).await?;
+        self.store().finish_exchange(inbound.guard.seq, end).await?;
         inbound
             .guard
             .ended

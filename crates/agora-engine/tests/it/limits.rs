@@ -43,9 +43,20 @@ fn node_runtime() -> tokio::runtime::Runtime {
 
 /// Runs `sql` on a worker of `rt`, as the node's server would.
 fn run_on(rt: &tokio::runtime::Runtime, e: &Arc<Engine>, sql: &str) -> Result<usize, EngineError> {
-    let (e, sql) = (Arc::clone(e), sql.to_owned());
-    rt.block_on(tokio::spawn(async move { run(&e, &[], &sql).await }))
-        .unwrap()
+    run_over(rt, e, &[], sql)
+}
+
+/// Runs `sql` over `tables` on a worker of `rt`, as the node's server would (a panic in
+/// the query fails the test).
+fn run_over(
+    rt: &tokio::runtime::Runtime,
+    e: &Arc<Engine>,
+    tables: &[TableBinding],
+    sql: &str,
+) -> Result<usize, EngineError> {
+    let (e, tables, sql) = (Arc::clone(e), tables.to_vec(), sql.to_owned());
+    rt.block_on(tokio::spawn(async move { run(&e, &tables, &sql).await }))
+        .expect("the query does not panic the task")
 }
 
 /// `n` copies of `item` joined by `sep`, inside `open … close`.
@@ -357,16 +368,12 @@ fn a_time_bomb_is_stopped_at_its_deadline() {
     let t = rt.block_on(binding(&e, "t", numbers(tmp.path(), 20_000)));
     // 40 million joined rows per key value: minutes of work.
     let started = Instant::now();
-    let r = rt
-        .block_on(tokio::spawn(async move {
-            run(
-                &e,
-                &[t],
-                "SELECT count(*) FROM t a JOIN t b ON a.k = b.k JOIN t c ON b.k = c.k",
-            )
-            .await
-        }))
-        .unwrap();
+    let r = run_over(
+        &rt,
+        &e,
+        &[t],
+        "SELECT count(*) FROM t a JOIN t b ON a.k = b.k JOIN t c ON b.k = c.k",
+    );
     let Err(EngineError::Limit(m)) = r else {
         panic!("expected the time limit, got {r:?}");
     };
@@ -391,16 +398,12 @@ fn a_nested_loop_time_bomb_is_stopped_at_its_deadline() {
     });
     let t = rt.block_on(binding(&e, "t", numbers(tmp.path(), 200_000)));
     let started = Instant::now();
-    let r = rt
-        .block_on(tokio::spawn(async move {
-            run(
-                &e,
-                &[t],
-                "SELECT count(*) FROM t a CROSS JOIN t b WHERE a.v * b.v = -1",
-            )
-            .await
-        }))
-        .unwrap();
+    let r = run_over(
+        &rt,
+        &e,
+        &[t],
+        "SELECT count(*) FROM t a CROSS JOIN t b WHERE a.v * b.v = -1",
+    );
     let Err(EngineError::Limit(m)) = r else {
         panic!("expected the time limit, got {r:?}");
     };
@@ -489,26 +492,16 @@ fn a_panic_inside_the_engine_ends_the_query_not_the_node() {
     let tmp = tempfile::tempdir().unwrap();
     let e = engine_default();
     let t = rt.block_on(binding(&e, "t", numbers(tmp.path(), 60_000)));
-    let (e2, t2) = (Arc::clone(&e), t.clone());
-    let r = rt
-        .block_on(tokio::spawn(async move {
-            run(
-                &e2,
-                &[t2],
-                "SELECT count(*) FROM t a CROSS JOIN t b CROSS JOIN t c WHERE a.v + b.v + c.v = -1",
-            )
-            .await
-        }))
-        .expect("the panic stays inside the query");
+    let r = run_over(
+        &rt,
+        &e,
+        std::slice::from_ref(&t),
+        "SELECT count(*) FROM t a CROSS JOIN t b CROSS JOIN t c WHERE a.v + b.v + c.v = -1",
+    );
     let Err(EngineError::Execution(m)) = r else {
         panic!("expected the engine's failure, got {r:?}");
     };
     assert!(m.contains("query engine failed"), "{m}");
-    let n = rt
-        .block_on(tokio::spawn(async move {
-            run(&e, &[t], "SELECT count(*) FROM t").await
-        }))
-        .unwrap()
-        .unwrap();
+    let n = run_over(&rt, &e, &[t], "SELECT count(*) FROM t").unwrap();
     assert_eq!(n, 1);
 }

@@ -69,17 +69,9 @@ pub(crate) async fn search(
         owner: (!f.member.is_empty()).then(|| f.member.clone()),
         classification: f.classification.parse::<Classification>().ok(),
     };
-    let wanted = f.page.unwrap_or(1);
-    if !(1..=agora_model::PageRequest::MAX_PAGE as usize).contains(&wanted) {
-        return crate::pages::problem(
-            axum::http::StatusCode::BAD_REQUEST,
-            "That page does not exist",
-            &format!(
-                "Page numbers go from 1 to {}. Go back and choose a page from the list.",
-                agora_model::PageRequest::MAX_PAGE
-            ),
-        );
-    }
+    let Some(wanted) = crate::pages::page_number(f.page) else {
+        return crate::pages::no_such_page();
+    };
     let (total, shown): (usize, Vec<SearchHit>) = if f.theme.is_empty() {
         let mut page = wanted;
         loop {

@@ -37,6 +37,26 @@ pub(crate) fn problem(status: StatusCode, title: &str, text: &str) -> Response {
     (status, Html(page(&frame, title, body).into_string())).into_response()
 }
 
+/// The page number a form asked for (1 when none), if it can exist.
+pub(crate) fn page_number(asked: Option<usize>) -> Option<usize> {
+    let n = asked.unwrap_or(1);
+    (1..=agora_model::PageRequest::MAX_PAGE as usize)
+        .contains(&n)
+        .then_some(n)
+}
+
+/// The page for a page number out of range.
+pub(crate) fn no_such_page() -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "That page does not exist",
+        &format!(
+            "Page numbers go from 1 to {}. Go back and choose a page from the list.",
+            agora_model::PageRequest::MAX_PAGE
+        ),
+    )
+}
+
 /// A page for an error of the node: the user's own mistakes in words, the rest as a
 /// problem with the service (logged, details not shown).
 pub(crate) fn node_error(e: &agora_node::NodeError) -> Response {

@@ -185,6 +185,9 @@ pub(crate) async fn run(
             None,
         );
     }
+    let Some(current) = crate::pages::page_number(f.page) else {
+        return crate::pages::no_such_page();
+    };
     let result = match web.node.query_as(&viewer.caller, sql).await {
         Ok(r) => r,
         Err(e) if e.is_user_error() => {
@@ -218,17 +221,6 @@ pub(crate) async fn run(
     }
     let columns = result.columns.clone();
     let tables = result.tables.clone();
-    let current = f.page.unwrap_or(1);
-    if !(1..=agora_model::PageRequest::MAX_PAGE as usize).contains(&current) {
-        return crate::pages::problem(
-            axum::http::StatusCode::BAD_REQUEST,
-            "That page does not exist",
-            &format!(
-                "Page numbers go from 1 to {}. Go back and choose a page from the list.",
-                agora_model::PageRequest::MAX_PAGE
-            ),
-        );
-    }
     let rows = match result.text_page((current - 1) * PER_PAGE, PER_PAGE).await {
         Ok(p) => p,
         Err(e) => {

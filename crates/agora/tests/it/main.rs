@@ -10,6 +10,38 @@ mod api;
 mod architecture;
 mod resilience;
 
+/// Runs a future to its end on a runtime of its own (the tests here are synchronous).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Stops a process with SIGINT (Ctrl-C) and waits, at most 30 s, for it to end.
+fn stop_with_sigint(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the process did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn agora() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_agora"));
     c.env_remove("AGORA_DATA_DIR").env_remove("AGORA_STORE_URL");
@@ -360,11 +392,7 @@ impl ServedNode {
     }
 
     fn ready(&self) -> bool {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             reqwest::get(format!("{}/readyz", self.url))
                 .await
                 .is_ok_and(|r| r.status().is_success())
@@ -373,11 +401,7 @@ impl ServedNode {
 
     /// POSTs JSON with the administrator token: the status and the body.
     fn post(&self, path: &str, body: &Value) -> (u16, String) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let r = reqwest::Client::new()
                 .post(format!("{}{path}", self.url))
                 .bearer_auth(&self.token)
@@ -409,7 +433,6 @@ struct WebSession {
     url: String,
     session: String,
     csrf: String,
-    rt: tokio::runtime::Runtime,
 }
 
 /// The value a response sets for a cookie.
@@ -456,15 +479,11 @@ impl WebSession {
     }
 
     fn sign_in(url: &str, user: &str, password: &str) -> WebSession {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let (session, csrf) = rt.block_on(async {
+        let (session, csrf) = block_on(async {
             let form = http.get(format!("{url}/sign-in")).send().await.unwrap();
             let pre = response_cookie(&form, "agora_sign_in").unwrap();
             let csrf = csrf_field(&form.text().await.unwrap());
@@ -498,15 +517,28 @@ impl WebSession {
             url: url.to_owned(),
             session,
             csrf,
-            rt,
         }
+    }
+
+    /// A page of this session: the status and the page.
+    fn get(&self, path: &str) -> (u16, String) {
+        block_on(async {
+            let r = self
+                .http
+                .get(format!("{}{path}", self.url))
+                .header("cookie", format!("agora_session={}", self.session))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
     }
 
     /// Posts a form of this session (its CSRF token added): the status and the page.
     fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
         let mut form: Vec<(&str, &str)> = vec![("csrf", self.csrf.as_str())];
         form.extend_from_slice(fields);
-        self.rt.block_on(async {
+        block_on(async {
             let r = self
                 .http
                 .post(format!("{}{path}", self.url))
@@ -522,11 +554,7 @@ impl WebSession {
 
 /// A query that may meet a node going down: status 0 when the connection failed.
 fn post_query_lenient(url: &str, token: &str, sql: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let sent = reqwest::Client::new()
             .post(format!("{url}/api/v1/query"))
             .bearer_auth(token)
@@ -572,11 +600,7 @@ fn wait_for_file(path: &Path, child: &mut Child, limit: Duration) -> Value {
 }
 
 fn get(url: &str, token: &str) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let r = reqwest::Client::new()
             .get(url)
             .bearer_auth(token)
@@ -589,11 +613,7 @@ fn get(url: &str, token: &str) -> Value {
 }
 
 fn post_query(url: &str, token: &str, sql: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let r = reqwest::Client::new()
             .post(format!("{url}/api/v1/query"))
             .bearer_auth(token)
@@ -607,57 +627,9 @@ fn post_query(url: &str, token: &str, sql: &str) -> (u16, String) {
 
 /// Signs in to a node's web interface and returns the page at `path`.
 fn web_page(url: &str, user: &str, password: &str, path: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let cookie = |r: &reqwest::Response, name: &str| -> String {
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| {
-                v.split(';')
-                    .next()?
-                    .strip_prefix(&format!("{name}="))
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| panic!("no {name} cookie"))
-    };
-    rt.block_on(async {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let form = http.get(format!("{url}/sign-in")).send().await.unwrap();
-        let pre = cookie(&form, "agora_sign_in");
-        let body = form.text().await.unwrap();
-        let marker = "name=\"csrf\" value=\"";
-        let at = body.find(marker).expect("a csrf field") + marker.len();
-        let csrf = body[at..].split('"').next().unwrap().to_owned();
-        let signed = http
-            .post(format!("{url}/sign-in"))
-            .header("cookie", format!("agora_sign_in={pre}"))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("next", path),
-                ("username", user),
-                ("password", password),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(signed.status().as_u16(), 303, "sign-in as {user} failed");
-        let session = cookie(&signed, "agora_session");
-        let r = http
-            .get(format!("{url}{path}"))
-            .header("cookie", format!("agora_session={session}"))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.text().await.unwrap()
-    })
+    let (status, page) = WebSession::sign_in(url, user, password).get(path);
+    assert!((200..300).contains(&status), "{path}: {status}");
+    page
 }
 
 /// Runs tests/interop/adbc_flight_sql.py against the running demo with the Python of
@@ -888,25 +860,7 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
     browser_journeys(&eco_path);
 
     // Ctrl-C stops every node cleanly.
-    let pid = demo.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = demo.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the demo did not stop on SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = stop_with_sigint(&mut demo.child);
     assert!(status.success(), "{status}");
     // The guide told what each party of the scenarios saw.
     let mut printed = String::new();

@@ -354,22 +354,7 @@ fn a_node_killed_during_cross_member_load_reconciles_every_record_after_restart(
     let mut demo = start();
     wait_for_file(&eco_path, &mut demo.child, Duration::from_secs(180));
     // Stopped cleanly (Ctrl-C), so that the exchanges of the new run have ended too.
-    let pid = demo.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let stopped = Instant::now();
-    while demo.child.try_wait().unwrap().is_none() {
-        assert!(
-            stopped.elapsed() < Duration::from_secs(30),
-            "the demo did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(super::stop_with_sigint(&mut demo.child).success());
     let agency = dir.join("nodes").join("employment-agency");
     let log = ok(&[
         "node",
