@@ -39,7 +39,38 @@ pub enum AuthorityError {
     Refused(String),
 }
 
+/// What kind of failure an authority error is, for the server to map to its codes
+/// without looking inside store errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorityErrorKind {
+    /// The enrolment token is unknown, used or expired.
+    EnrolmentRefused,
+    /// The member is revoked.
+    Revoked,
+    /// No such member.
+    NotFound,
+    /// The request is refused for another stated reason.
+    Refused,
+    /// Some other part of the request is wrong.
+    BadRequest,
+    /// The authority failed for reasons of its own.
+    Internal,
+}
+
 impl AuthorityError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> AuthorityErrorKind {
+        use AuthorityErrorKind as K;
+        match self {
+            Self::Store(StoreError::EnrolmentRefused(_)) => K::EnrolmentRefused,
+            Self::Store(StoreError::MemberRevoked(_)) => K::Revoked,
+            Self::Store(StoreError::MemberNotFound(_)) => K::NotFound,
+            Self::Refused(_) => K::Refused,
+            _ if self.is_user_error() => K::BadRequest,
+            _ => K::Internal,
+        }
+    }
+
     /// True when the requester is at fault (bad token, bad request, revoked member).
     pub fn is_user_error(&self) -> bool {
         match self {

@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use agora_model::{Direction, FlightTicket, MemberId, Standing, TrustList, TrustedMember, paths};
-use agora_store::{ExchangeEnd, ExchangeStart, Store};
+use agora_model::{
+    Direction, ExchangeEnd, ExchangeStart, FlightTicket, MemberId, Standing, TrustList,
+    TrustedMember, paths,
+};
 use agora_trust::sign::{REQUEST_HEADER, RESPONSE_HEADER};
 use agora_trust::{
     CertInfo, CertificateDer, IdentityCell, RequestSignature, RequestTarget, ResponseSignature,
@@ -30,7 +32,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::{ExchangeError, Signer};
+use crate::{ExchangeError, ExchangeJournal, Signer};
 
 pub use arrow::array::RecordBatch;
 
@@ -123,7 +125,7 @@ impl FlightPeer {
         &self,
         signer: &Signer<'_>,
         list: &TrustList,
-        store: &Store,
+        journal: &Arc<dyn ExchangeJournal>,
         sql: &str,
     ) -> Result<PeerBatches, ExchangeError> {
         let who = self.member.to_string();
@@ -164,7 +166,7 @@ impl FlightPeer {
         // The pending record is written while the call is on its way, and nothing of the
         // answer is read before it is: a record that cannot be written drops the call.
         let (guard, response) = tokio::join!(
-            LogGuard::begin(store.clone(), start),
+            LogGuard::begin(journal.clone(), start),
             tokio::time::timeout(self.idle, client.do_get(request))
         );
         let mut guard = guard?;
@@ -591,7 +593,7 @@ impl Stream for LoggedBatches {
 /// An outbound exchange's log record: written when the call starts, completed when it
 /// ends; dropped unfinished, it records that the consumer stopped reading.
 struct LogGuard {
-    store: Store,
+    journal: Arc<dyn ExchangeJournal>,
     seq: i64,
     start: ExchangeStart,
     started: Instant,
@@ -599,10 +601,13 @@ struct LogGuard {
 }
 
 impl LogGuard {
-    async fn begin(store: Store, start: ExchangeStart) -> Result<Self, ExchangeError> {
-        let seq = store.log_exchange(&start, None).await?;
+    async fn begin(
+        journal: Arc<dyn ExchangeJournal>,
+        start: ExchangeStart,
+    ) -> Result<Self, ExchangeError> {
+        let seq = journal.opened(&start).await?;
         Ok(Self {
-            store,
+            journal,
             seq,
             start,
             started: Instant::now(),
@@ -626,13 +631,13 @@ impl Drop for LogGuard {
             duration_ms: self.started.elapsed().as_millis() as i64,
             ..Default::default()
         });
-        let store = self.store.clone();
+        let journal = self.journal.clone();
         let seq = self.seq;
         let peer = self.start.peer.clone();
         let certificate = self.start.peer_certificate.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(e) = store.finish_outbound(seq, &certificate, &end).await {
+                if let Err(e) = journal.closed(seq, &certificate, &end).await {
                     tracing::error!(%peer, error = %e, "cannot record the end of an exchange");
                 }
             });

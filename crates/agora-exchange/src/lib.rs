@@ -4,14 +4,14 @@
 
 pub mod authority;
 pub mod flight;
+mod journal;
 pub mod peer;
 
 pub use authority::AuthorityClient;
 pub use flight::{FlightPeer, PeerBatches};
+pub use journal::{ExchangeJournal, JournalError};
 pub use peer::{PeerClient, PeerResponse, Signer};
-pub use reqwest::Method;
 
-use agora_store::StoreError;
 use agora_trust::TrustError;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +26,14 @@ pub enum ExchangeError {
     Refused { peer: String, reason: String },
     #[error("{peer} answered wrongly: {reason}")]
     Protocol { peer: String, reason: String },
-    #[error("{0}")]
-    Store(#[from] StoreError),
+    #[error("cannot record the exchange in the exchange log: {0}")]
+    Journal(#[from] JournalError),
+}
+
+/// Whether a response status is a refusal (the exchange protocol signs the status of every
+/// answer; 400 and above refuse or fail the request).
+pub fn is_refusal(status: u16) -> bool {
+    status >= 400
 }
 
 impl ExchangeError {

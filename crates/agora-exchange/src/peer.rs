@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agora_model::{Direction, MemberId, Standing, TrustList, TrustedMember};
-use agora_store::{ExchangeEnd, ExchangeStart, Store};
+use agora_model::{
+    Direction, ExchangeEnd, ExchangeStart, MemberId, Standing, TrustList, TrustedMember,
+};
 use agora_trust::sign::{REQUEST_HEADER, RESPONSE_HEADER};
 use agora_trust::{
     IdentityCell, MemberKey, RequestSignature, RequestTarget, ResponseSignature, digest_hex,
@@ -14,7 +15,7 @@ use agora_trust::{
 use bytes::Bytes;
 use chrono::Utc;
 
-use crate::ExchangeError;
+use crate::{ExchangeError, ExchangeJournal};
 
 /// What the caller needs to sign as this member.
 pub struct Signer<'a> {
@@ -26,7 +27,7 @@ pub struct Signer<'a> {
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
-    store: Store,
+    journal: Arc<dyn ExchangeJournal>,
 }
 
 /// A verified answer from a peer.
@@ -40,7 +41,7 @@ impl PeerClient {
     pub fn new(
         root: &agora_trust::CertificateDer<'static>,
         identity: Arc<IdentityCell>,
-        store: Store,
+        journal: Arc<dyn ExchangeJournal>,
         timeout: Duration,
     ) -> Result<Self, ExchangeError> {
         let cfg = tls::client_config(root, Some(identity), &[b"http/1.1"])?;
@@ -52,13 +53,37 @@ impl PeerClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| ExchangeError::Setup(format!("cannot build the HTTPS client: {e}")))?;
-        Ok(Self { http, store })
+        Ok(Self { http, journal })
     }
 
-    /// Sends a signed request to `peer` and returns its answer once the response signature
-    /// verified with the key of the certificate the peer presented (which must be the
-    /// peer's, on `list`). Every call is logged, whatever its outcome.
-    pub async fn call(
+    /// Reads `path` at `peer`: see [`PeerClient::post`].
+    pub async fn get(
+        &self,
+        signer: &Signer<'_>,
+        list: &TrustList,
+        peer: &TrustedMember,
+        path: &str,
+    ) -> Result<PeerResponse, ExchangeError> {
+        self.call(signer, list, peer, reqwest::Method::GET, path, Vec::new())
+            .await
+    }
+
+    /// Sends `body` to `path` at `peer` as a signed request and returns the answer once
+    /// the response signature verified with the key of the certificate the peer presented
+    /// (which must be the peer's, on `list`). Every call is logged, whatever its outcome.
+    pub async fn post(
+        &self,
+        signer: &Signer<'_>,
+        list: &TrustList,
+        peer: &TrustedMember,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<PeerResponse, ExchangeError> {
+        self.call(signer, list, peer, reqwest::Method::POST, path, body)
+            .await
+    }
+
+    async fn call(
         &self,
         signer: &Signer<'_>,
         list: &TrustList,
@@ -103,7 +128,7 @@ impl PeerClient {
                 ExchangeEnd {
                     response_digest: digest_hex(&resp.body),
                     response_signature: rsig.clone(),
-                    outcome: if resp.status < 400 {
+                    outcome: if !crate::is_refusal(resp.status) {
                         "ok".into()
                     } else {
                         format!("refused: status {}", resp.status)
@@ -119,7 +144,7 @@ impl PeerClient {
                 ..Default::default()
             },
         };
-        if let Err(e) = self.store.log_exchange(&start, Some(&end)).await {
+        if let Err(e) = self.journal.recorded(&start, &end).await {
             tracing::error!(peer = %peer.id, error = %e, "cannot record an outbound exchange");
         }
         result.map(|(r, _, _)| r)
@@ -195,7 +220,7 @@ impl PeerClient {
             });
         }
         rsig.verify(&cert.public_key, &sig.nonce, status, &digest_hex(&body))?;
-        if status >= 400 {
+        if crate::is_refusal(status) {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))

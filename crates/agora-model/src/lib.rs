@@ -37,9 +37,10 @@ pub use product::{
 pub use retention::{Retention, RetentionError};
 pub use sidecar::{Sidecar, SidecarError, SidecarSource};
 pub use trust::{
-    CertificateKind, CertificateRequest, Direction, Endpoints, EnrolRequest, ExchangeRecord,
-    FlightTicket, IssuedBundle, LinkageKeyGrant, LinkageKeyRequest, ListedCertificate, Revocation,
-    SignedTrustList, Standing, TrustList, TrustedMember, https_host, paths,
+    CertificateKind, CertificateRequest, Direction, Endpoints, EnrolRequest, ExchangeEnd,
+    ExchangeRecord, ExchangeStart, FlightTicket, IssuedBundle, LinkageKeyGrant, LinkageKeyRequest,
+    ListedCertificate, Revocation, SignedTrustList, Standing, TrustList, TrustedMember, https_host,
+    paths,
 };
 
 /// The purposes vocabulary of the ecosystem: every access request names one.

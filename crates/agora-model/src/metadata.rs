@@ -28,6 +28,12 @@ impl Classification {
             Self::Sensitive => "sensitive",
         }
     }
+
+    /// Whether other members may read a product of this class only under a sharing
+    /// agreement (everything but open data). The one place this rule is stated.
+    pub fn needs_agreement(self) -> bool {
+        self != Self::Open
+    }
 }
 
 impl fmt::Display for Classification {

@@ -279,7 +279,7 @@ impl Product {
                 c.histogram = None;
             }
         }
-        if self.metadata.classification != crate::Classification::Open {
+        if self.metadata.classification.needs_agreement() {
             for c in &mut profile.columns {
                 c.min = None;
                 c.max = None;

@@ -257,6 +257,30 @@ pub struct ExchangeRecord {
     pub bytes: i64,
 }
 
+/// The part of an exchange known when the request arrives (inbound) or is sent (outbound).
+#[derive(Debug, Clone)]
+pub struct ExchangeStart {
+    pub direction: Direction,
+    pub peer: MemberId,
+    pub peer_certificate: String,
+    pub operation: String,
+    pub nonce: String,
+    pub requested_at: DateTime<Utc>,
+    pub request_digest: String,
+    pub request_signature: String,
+}
+
+/// How an exchange ended.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeEnd {
+    pub response_digest: String,
+    pub response_signature: String,
+    pub outcome: String,
+    pub duration_ms: i64,
+    pub rows: i64,
+    pub bytes: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

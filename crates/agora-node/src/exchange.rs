@@ -1,16 +1,56 @@
 //! The node's side of exchanges with other members: admitting signed inbound requests
 //! (peer standing, signature, clock, replay) and recording them; calling peers; the
 //! federated catalog of their offers.
+//!
+//! The exchange log has one writer, this module: inbound records directly, outbound ones
+//! as the exchange clients report them through [`ExchangeJournal`].
 
+use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use agora_exchange::{PeerClient, Signer};
-use agora_model::{Direction, MemberId, Offer, Page, PageRequest, SearchHit, TrustedMember, paths};
-use agora_store::{ExchangeEnd, ExchangeStart, SearchScope, StoreError};
+use agora_exchange::{ExchangeJournal, JournalError, PeerClient, Signer};
+use agora_model::{
+    Direction, ExchangeEnd, ExchangeStart, MemberId, Offer, Page, PageRequest, SearchHit,
+    TrustedMember, paths,
+};
+use agora_store::{SearchScope, Store, StoreError};
 use agora_trust::{CertInfo, RequestSignature, RequestTarget, ResponseSignature};
 use chrono::Utc;
 
 use crate::{Node, NodeError};
+
+/// The exchange log as the exchange clients write to it: the node's store.
+struct StoreJournal(Store);
+
+#[async_trait::async_trait]
+impl ExchangeJournal for StoreJournal {
+    async fn opened(&self, start: &ExchangeStart) -> Result<i64, JournalError> {
+        self.0
+            .log_exchange(start, None)
+            .await
+            .map_err(|e| JournalError(e.to_string()))
+    }
+
+    async fn closed(
+        &self,
+        seq: i64,
+        peer_certificate: &str,
+        end: &ExchangeEnd,
+    ) -> Result<(), JournalError> {
+        self.0
+            .finish_outbound(seq, peer_certificate, end)
+            .await
+            .map_err(|e| JournalError(e.to_string()))
+    }
+
+    async fn recorded(&self, start: &ExchangeStart, end: &ExchangeEnd) -> Result<(), JournalError> {
+        self.0
+            .log_exchange(start, Some(end))
+            .await
+            .map(drop)
+            .map_err(|e| JournalError(e.to_string()))
+    }
+}
 
 /// An admitted inbound request: who sent it, and its log record to complete.
 #[derive(Debug)]
@@ -257,7 +297,7 @@ impl Node {
             response_signature: rsig.signature_b64(),
             outcome: match (&end.failure, end.status) {
                 (Some(why), _) => format!("failed: {why}"),
-                (None, s) if s < 400 => "ok".into(),
+                (None, s) if !agora_exchange::is_refusal(s) => "ok".into(),
                 (None, s) => format!("refused: status {s}"),
             },
             duration_ms: inbound.guard.started.elapsed().as_millis() as i64,
@@ -292,6 +332,11 @@ impl Node {
             .collect())
     }
 
+    /// The exchange log, for the exchange clients to record their calls in.
+    pub(crate) fn journal(&self) -> Arc<dyn ExchangeJournal> {
+        Arc::new(StoreJournal(self.store().clone()))
+    }
+
     /// A client for calls to peers, with this node's current identity.
     pub fn peer_client(&self) -> Result<PeerClient, NodeError> {
         let trust = self.enrolled()?;
@@ -299,7 +344,7 @@ impl Node {
         Ok(PeerClient::new(
             &material.root,
             trust.identity(),
-            self.store().clone(),
+            self.journal(),
             StdDuration::from_secs(30),
         )?)
     }
@@ -322,14 +367,7 @@ impl Node {
                 continue;
             }
             let result = client
-                .call(
-                    &signer,
-                    &list,
-                    peer,
-                    reqwest_get(),
-                    paths::OFFERS,
-                    Vec::new(),
-                )
+                .get(&signer, &list, peer, paths::OFFERS)
                 .await
                 .map_err(NodeError::from)
                 .and_then(|r| {
@@ -400,15 +438,11 @@ impl Node {
     }
 }
 
-fn reqwest_get() -> agora_exchange::Method {
-    agora_exchange::Method::GET
-}
-
 /// How a catalog entry can be used from this node.
 fn access_hint(me: &MemberId, h: &SearchHit) -> String {
     if h.owner == me.as_str() {
         format!("your own product: query it as {}", h.name)
-    } else if h.classification == agora_model::Classification::Open {
+    } else if !h.classification.needs_agreement() {
         format!("open: query it as \"{}\".{}", h.owner, h.name)
     } else {
         format!(

@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 
+use crate::binding::binding_of;
 use crate::{Inner, Node, NodeError};
 
 /// Connections to other members' Flight endpoints, by member, endpoint URL and the
@@ -48,23 +49,6 @@ impl RemoteSource for NodeRemote {
             _ => EngineError::Remote(e.to_string()),
         })
     }
-}
-
-/// A product as the engine binds it, readable unless `refusal` says why not.
-pub(crate) fn binding_of(p: Product, refusal: Option<String>) -> TableBinding {
-    TableBinding {
-        name: p.name.to_string(),
-        version: format!("{}:{}", p.id, p.version),
-        source: p.source,
-        schema: p.schema,
-        refusal,
-        enforcement: None,
-    }
-}
-
-/// This node's own products, for its own queries.
-pub(crate) fn bindings(products: Vec<Product>) -> Vec<TableBinding> {
-    products.into_iter().map(|p| binding_of(p, None)).collect()
 }
 
 fn needs_agreement_text(owner: &MemberId, p: &Product) -> String {
@@ -148,7 +132,7 @@ impl Node {
             member: self.member(),
             key: &material.key,
         };
-        let stream = flight.query(&signer, &list, self.store(), sql).await?;
+        let stream = flight.query(&signer, &list, &self.journal(), sql).await?;
         Ok(stream
             .map_err(|e| match e {
                 agora_exchange::ExchangeError::Refused { .. } => {
@@ -202,7 +186,7 @@ impl Node {
         let mut tables = Vec::with_capacity(products.len());
         let mut valid_until: Option<chrono::DateTime<Utc>> = None;
         for p in products {
-            if !crate::agreements::needs_agreement(p.metadata.classification) {
+            if !p.metadata.classification.needs_agreement() {
                 tables.push(binding_of(p, None));
                 continue;
             }
@@ -319,7 +303,7 @@ impl Node {
                 // Under an agreement, the product is seen as the agreement shows it; the
                 // owner decides, and refuses what no agreement of its own allows.
                 let schema = match agreements.get(&key).and_then(|n| n.agreement.as_ref()) {
-                    Some(a) if crate::agreements::needs_agreement(o.metadata.classification) => {
+                    Some(a) if o.metadata.classification.needs_agreement() => {
                         let subject = agora_model::AgreementTerms::subject_column(&o.metadata);
                         a.terms.view_schema(&o.schema, subject)
                     }

@@ -4,9 +4,12 @@
 //! keeping the catalog, answering SQL.
 
 pub mod agreements;
+mod binding;
+mod error;
 pub mod exchange;
 mod federation;
 pub mod location;
+pub mod member_error;
 pub use location::LocationPolicy;
 mod register;
 pub mod settings;
@@ -19,10 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agora_engine::{Catalog, Engine, EngineConfig};
-use agora_model::{
-    IdError, MemberId, MetadataError, MetadataPatch, Page, PageRequest, Product, ProductName,
-    SearchHit, SidecarError, SourceError,
-};
+use agora_model::{MemberId, MetadataPatch, Page, PageRequest, Product, ProductName, SearchHit};
 use agora_store::{NodeRecord, Store};
 
 pub use agora_engine::{
@@ -32,110 +32,11 @@ pub use agora_engine::{
 pub use agora_store::{
     ApiRole, NewSession, NewToken, SearchFilter, StoreError, TokenInfo, UserInfo, WebSession,
 };
-pub use agora_trust;
 pub use agora_trust::EnrolmentToken;
+pub use error::{ErrorKind, NodeError};
 pub use federation::VisibleTable;
 pub use register::RegisterRequest;
 pub use users::SignIn;
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error(
-        "the data directory {0} is not initialised: run `agora node init --data-dir {0} --member MEMBER-ID` first"
-    )]
-    NotInitialised(String),
-    #[error("the data directory {path} is not writable: {source}")]
-    DataDirNotWritable {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Engine(#[from] EngineError),
-    #[error("{0}")]
-    Metadata(#[from] MetadataError),
-    #[error("{0}")]
-    Sidecar(#[from] SidecarError),
-    #[error("{0}")]
-    Id(#[from] IdError),
-    #[error("{0}")]
-    Source(#[from] SourceError),
-    #[error("cannot register {path}: {reason}")]
-    BadLocation { path: String, reason: String },
-    #[error(
-        "this node belongs to member {node:?}, but the metadata names {given:?} as owner: a node registers only its own member's products"
-    )]
-    ForeignOwner { node: String, given: String },
-    #[error("{0}")]
-    Trust(#[from] agora_trust::TrustError),
-    #[error("{0}")]
-    Exchange(#[from] agora_exchange::ExchangeError),
-    #[error(
-        "this node has not joined an ecosystem: run `agora node enroll --authority URL --token TOKEN` first"
-    )]
-    NotEnrolled,
-    #[error(
-        "the node's trust list expired at {expired_at} and the grace period of {grace_minutes} minutes is over: it serves and calls no other member until it gets a fresh list from the authority"
-    )]
-    TrustListExpired {
-        expired_at: chrono::DateTime<chrono::Utc>,
-        grace_minutes: i64,
-    },
-    #[error("member {peer} refused: {reason}")]
-    PeerRefused { peer: String, reason: String },
-    #[error("{0}")]
-    Negotiation(#[from] agora_model::NegotiationError),
-    #[error("{0}")]
-    Terms(#[from] agora_model::TermsError),
-    #[error("{0}")]
-    Policy(#[from] agora_policy::PolicyError),
-    #[error("{0}")]
-    Agreement(String),
-    #[error("{0}")]
-    BadUser(String),
-    #[error("{0}")]
-    Settings(String),
-    #[error("the node is busy checking other passwords; try again in a few seconds")]
-    Busy,
-}
-
-impl NodeError {
-    /// True when the error is the caller's fault and retrying the same request won't help.
-    pub fn is_user_error(&self) -> bool {
-        match self {
-            Self::Engine(e) => e.is_user_error() || matches!(e, EngineError::Source { .. }),
-            Self::Store(e) => matches!(
-                e,
-                StoreError::DuplicateProduct(_)
-                    | StoreError::ProductNotFound(_)
-                    | StoreError::Conflict(_)
-                    | StoreError::TokenNotFound(_)
-                    | StoreError::AlreadyInitialised(_)
-                    | StoreError::NegotiationNotFound(_)
-                    | StoreError::NegotiationMoved { .. }
-                    | StoreError::DuplicateUser(_)
-                    | StoreError::UserNotFound(_)
-            ),
-            Self::Negotiation(_) | Self::Terms(_) | Self::Agreement(_) | Self::BadUser(_) => true,
-            Self::Metadata(_)
-            | Self::Sidecar(_)
-            | Self::Id(_)
-            | Self::Source(_)
-            | Self::BadLocation { .. }
-            | Self::ForeignOwner { .. } => true,
-            Self::Trust(_) | Self::NotEnrolled | Self::PeerRefused { .. } => true,
-            Self::NotInitialised(_)
-            | Self::DataDirNotWritable { .. }
-            | Self::Exchange(_)
-            | Self::Policy(_)
-            | Self::Settings(_)
-            | Self::Busy
-            | Self::TrustListExpired { .. } => false,
-        }
-    }
-}
 
 /// An authenticated API caller: the token it presented, and the catalog version at the
 /// moment the token was checked (what its request sees).
@@ -209,6 +110,8 @@ struct Inner {
     cell_key: std::sync::OnceLock<agora_engine::CellKeySecret>,
     throttle: throttle::Throttle,
     hashing: throttle::Hashing,
+    /// Where negotiation steps go instead of the exchange channel, if set.
+    courier: std::sync::OnceLock<Arc<dyn agreements::Courier>>,
 }
 
 /// Where an owner keeps its own Cedar policies (`*.cedar`), applied after the baseline.
@@ -324,6 +227,7 @@ impl Node {
                     ..cfg.engine.clone()
                 }),
                 hashing: throttle::Hashing::new(&settings.sign_in),
+                courier: Default::default(),
                 throttle: throttle::Throttle::new(settings.sign_in),
                 data_dir: cfg.data_dir.clone(),
                 locations: cfg.locations.clone(),
@@ -367,6 +271,31 @@ impl Node {
                 token,
                 endpoints,
                 self.inner.trust_settings.clone(),
+            )
+            .await?,
+        );
+        *self.inner.trust.write().expect("lock") = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Enrols by handing the request to `issue` instead of an authority over HTTPS (an
+    /// authority in the same process: the node's own tests, tools).
+    pub async fn enrol_through(
+        &self,
+        token: &agora_trust::EnrolmentToken,
+        endpoints: agora_model::Endpoints,
+        issue: impl AsyncFnOnce(
+            agora_model::EnrolRequest,
+        ) -> Result<agora_model::IssuedBundle, NodeError>,
+    ) -> Result<Arc<trust::NodeTrust>, NodeError> {
+        let t = Arc::new(
+            trust::NodeTrust::enrol_through(
+                &self.inner.data_dir,
+                self.member(),
+                token,
+                endpoints,
+                self.inner.trust_settings.clone(),
+                issue,
             )
             .await?,
         );
@@ -510,7 +439,7 @@ impl Node {
             return Ok(c.clone());
         }
         let products = self.inner.store.all_products().await?;
-        let catalog = self.federated(federation::bindings(products)).await?;
+        let catalog = self.federated(binding::bindings(products)).await?;
         let mut slot = self.inner.catalog.write().expect("lock");
         // Never replace a newer catalog with an older one.
         if slot.as_ref().is_none_or(|(k, _)| *k <= key) {

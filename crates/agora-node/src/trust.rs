@@ -254,6 +254,25 @@ impl NodeTrust {
         endpoints: Endpoints,
         settings: TrustSettings,
     ) -> Result<Self, NodeError> {
+        let client = AuthorityClient::pinned(authority_url, &token.root_fingerprint)?;
+        let t = Self::enrol_through(data_dir, member, token, endpoints, settings, async |req| {
+            Ok(client.enrol(&req).await?)
+        })
+        .await?;
+        tracing::info!(member = %member, authority = authority_url, "node enrolled");
+        Ok(t)
+    }
+
+    /// Enrols the node by handing its request to `issue` (the authority over HTTPS, or an
+    /// authority in the same process); the answer is checked as [`NodeTrust::enrol`] says.
+    pub async fn enrol_through(
+        data_dir: &Path,
+        member: &MemberId,
+        token: &EnrolmentToken,
+        endpoints: Endpoints,
+        settings: TrustSettings,
+        issue: impl AsyncFnOnce(EnrolRequest) -> Result<IssuedBundle, NodeError>,
+    ) -> Result<Self, NodeError> {
         if &token.member != member {
             return Err(NodeError::Trust(TrustError::Certificate(format!(
                 "the enrolment token is for member {}, but this node is {member}",
@@ -263,15 +282,13 @@ impl NodeTrust {
         let dir = trust_dir(data_dir);
         let key = MemberKey::generate()?;
         let csr = make_csr(&key, member, CertificateKind::Node)?;
-        let client = AuthorityClient::pinned(authority_url, &token.root_fingerprint)?;
-        let bundle = client
-            .enrol(&EnrolRequest {
-                member: member.clone(),
-                token: token.secret.clone(),
-                csr,
-                endpoints,
-            })
-            .await?;
+        let bundle = issue(EnrolRequest {
+            member: member.clone(),
+            token: token.secret.clone(),
+            csr,
+            endpoints,
+        })
+        .await?;
         let (root, _, cert, _, _) = check_bundle(
             &bundle,
             &key,
@@ -288,7 +305,6 @@ impl NodeTrust {
                 .as_bytes(),
         )?;
         write_public(&dir.join(CERT), cert_to_pem(&cert).as_bytes())?;
-        tracing::info!(member = %member, authority = authority_url, "node enrolled");
         Self::load(data_dir, member, settings)?.ok_or_else(|| {
             NodeError::Trust(TrustError::Certificate(
                 "enrolment left no certificate".into(),

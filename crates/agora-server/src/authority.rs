@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use agora_authority::{Authority, AuthorityError};
+use agora_authority::{Authority, AuthorityError, AuthorityErrorKind};
 use agora_model::paths::{CERTIFICATES, ENROL, LINKAGE_KEYS, ROOT, TRUST_LIST};
 use agora_model::{
     CertificateRequest, EnrolRequest, IssuedBundle, LinkageKeyGrant, LinkageKeyRequest,
@@ -22,17 +22,15 @@ use crate::tls::PeerCertificate;
 
 impl From<AuthorityError> for ApiError {
     fn from(e: AuthorityError) -> Self {
-        use agora_node::StoreError as S;
+        use AuthorityErrorKind as K;
         let message = e.to_string();
-        let (status, code) = match &e {
-            AuthorityError::Store(S::EnrolmentRefused(_)) => {
-                (StatusCode::FORBIDDEN, "enrolment_refused")
-            }
-            AuthorityError::Store(S::MemberRevoked(_)) => (StatusCode::FORBIDDEN, "revoked"),
-            AuthorityError::Store(S::MemberNotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
-            AuthorityError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
-            _ if e.is_user_error() => (StatusCode::BAD_REQUEST, "bad_request"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        let (status, code) = match e.kind() {
+            K::EnrolmentRefused => (StatusCode::FORBIDDEN, "enrolment_refused"),
+            K::Revoked => (StatusCode::FORBIDDEN, "revoked"),
+            K::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            K::Refused => (StatusCode::FORBIDDEN, "refused"),
+            K::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
+            K::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_client_error() {
             tracing::warn!(code, reason = %message, "authority request refused");

@@ -1,6 +1,6 @@
 //! Structured JSON errors: `{"error": {"code": "...", "message": "..."}}`.
 
-use agora_node::{EngineError, NodeError};
+use agora_node::{ErrorKind, NodeError};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -84,24 +84,22 @@ impl IntoResponse for ApiError {
 
 impl ApiError {
     /// `e` as another member may see it (the exchange listener's answers): see
-    /// `member_error`.
+    /// `agora_node::member_error`.
     pub fn for_member(e: &NodeError) -> Self {
-        use crate::member_error::{MemberFault, for_member};
+        use agora_node::member_error::{MemberFault, for_member};
         let (fault, message) = for_member(e);
+        let kind = e.kind();
         let (status, code) = match fault {
             MemberFault::Internal => {
                 tracing::error!(error = %e, "a member's request failed at this node");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
             MemberFault::Unavailable
-                if !matches!(
-                    e,
-                    NodeError::TrustListExpired { .. } | NodeError::NotEnrolled
-                ) =>
+                if !matches!(kind, ErrorKind::TrustListExpired | ErrorKind::NotEnrolled) =>
             {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
-            _ => status_and_code(e),
+            _ => (status_of(kind), kind.code()),
         };
         Self::new(status, code, message)
     }
@@ -109,69 +107,27 @@ impl ApiError {
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        let (status, code) = status_and_code(&e);
-        Self::new(status, code, e.to_string())
+        let kind = e.kind();
+        Self::new(status_of(kind), kind.code(), e.to_string())
     }
 }
 
-/// The HTTP status and code of a node error.
-fn status_and_code(e: &NodeError) -> (StatusCode, &'static str) {
-    use agora_node::StoreError as S;
-    {
-        match e {
-            NodeError::Store(S::ProductNotFound(_)) | NodeError::Store(S::TokenNotFound(_)) => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
-            NodeError::Store(S::DuplicateProduct(_)) => (StatusCode::CONFLICT, "already_exists"),
-            NodeError::Store(S::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
-            NodeError::Store(S::NegotiationNotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
-            NodeError::Store(S::NegotiationMoved { .. }) | NodeError::Agreement(_) => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            NodeError::Negotiation(_) | NodeError::Terms(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
-            }
-            NodeError::Engine(EngineError::Syntax(_)) | NodeError::Engine(EngineError::Plan(_)) => {
-                (StatusCode::BAD_REQUEST, "invalid_sql")
-            }
-            NodeError::Engine(EngineError::NotReadOnly(_)) => (StatusCode::FORBIDDEN, "read_only"),
-            NodeError::Engine(EngineError::AccessDenied(_)) => {
-                (StatusCode::FORBIDDEN, "access_denied")
-            }
-            NodeError::Engine(EngineError::RemoteRefused(_)) => {
-                (StatusCode::FORBIDDEN, "peer_refused")
-            }
-            NodeError::Engine(EngineError::Remote(_)) => (StatusCode::BAD_GATEWAY, "peer_failed"),
-            NodeError::Engine(EngineError::Source { .. }) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "unreadable_data")
-            }
-            NodeError::Engine(EngineError::SchemaDrift { .. }) => {
-                (StatusCode::CONFLICT, "schema_drift")
-            }
-            NodeError::Metadata(_) | NodeError::Sidecar(_) | NodeError::ForeignOwner { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata")
-            }
-            NodeError::Id(_) | NodeError::Source(_) | NodeError::BadLocation { .. } => {
-                (StatusCode::BAD_REQUEST, "bad_request")
-            }
-            NodeError::PeerRefused { .. } => (StatusCode::FORBIDDEN, "peer_refused"),
-            NodeError::TrustListExpired { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "trust_list_expired")
-            }
-            NodeError::NotEnrolled => (StatusCode::SERVICE_UNAVAILABLE, "not_enrolled"),
-            NodeError::Exchange(_) => (StatusCode::BAD_GATEWAY, "peer_failed"),
-            NodeError::Engine(EngineError::Evaluation(_)) => {
-                (StatusCode::BAD_REQUEST, "invalid_sql")
-            }
-            NodeError::Engine(EngineError::Limit(_)) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "query_limit")
-            }
-            NodeError::Engine(EngineError::Format(_)) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_format")
-            }
-            _ if e.is_user_error() => (StatusCode::BAD_REQUEST, "bad_request"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
+/// The HTTP status of a kind of node error.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    use ErrorKind as K;
+    match kind {
+        K::NotFound => StatusCode::NOT_FOUND,
+        K::AlreadyExists | K::Conflict | K::SchemaDrift => StatusCode::CONFLICT,
+        K::InvalidRequest
+        | K::UnreadableData
+        | K::InvalidMetadata
+        | K::QueryLimit
+        | K::UnsupportedFormat => StatusCode::UNPROCESSABLE_ENTITY,
+        K::InvalidSql | K::BadRequest => StatusCode::BAD_REQUEST,
+        K::ReadOnly | K::AccessDenied | K::PeerRefused => StatusCode::FORBIDDEN,
+        K::PeerFailed => StatusCode::BAD_GATEWAY,
+        K::TrustListExpired | K::NotEnrolled => StatusCode::SERVICE_UNAVAILABLE,
+        K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use agora_exchange::flight::refusal_status;
 use agora_model::{FlightTicket, paths};
 use agora_node::exchange::{Inbound, InboundEnd};
-use agora_node::{EngineError, Node, NodeError};
+use agora_node::{EngineError, ErrorKind, Node, NodeError};
 use agora_trust::sign::{REQUEST_HEADER, RESPONSE_HEADER};
 use agora_trust::{RequestSignature, RequestTarget, StreamDigest, digest_hex};
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -59,7 +59,7 @@ type Boxed<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 
 /// The gRPC code and member-facing message of a failed query (see `member_error`: nothing
 /// of the owner's inside crosses).
 fn member_facing(e: &NodeError) -> (Code, String) {
-    use crate::member_error::{MemberFault, for_member};
+    use agora_node::member_error::{MemberFault, for_member};
     let (fault, message) = for_member(e);
     let code = match fault {
         MemberFault::Invalid => Code::InvalidArgument,
@@ -331,12 +331,12 @@ fn batch_stream(
 /// The gRPC status of a failed query from the member's own tool (it may see its own
 /// node's details).
 fn tool_status(e: &NodeError) -> Status {
-    let code = match e {
-        NodeError::Engine(EngineError::AccessDenied(_) | EngineError::RemoteRefused(_))
-        | NodeError::Engine(EngineError::NotReadOnly(_))
-        | NodeError::PeerRefused { .. } => Code::PermissionDenied,
-        NodeError::Engine(EngineError::Remote(_)) => Code::Unavailable,
-        e if e.is_user_error() => Code::InvalidArgument,
+    let code = match e.kind() {
+        ErrorKind::AccessDenied | ErrorKind::PeerRefused | ErrorKind::ReadOnly => {
+            Code::PermissionDenied
+        }
+        ErrorKind::PeerFailed => Code::Unavailable,
+        _ if e.is_user_error() => Code::InvalidArgument,
         _ => Code::Internal,
     };
     Status::new(code, e.to_string())

@@ -12,7 +12,6 @@ mod authority;
 mod error;
 pub mod exchange;
 mod flight;
-mod member_error;
 mod openapi;
 mod routes;
 pub mod tls;

@@ -1,36 +1,12 @@
 //! A node's exchange log (every request/response with another member, written by each side)
 //! and its federated catalog (the offers other members publish: metadata, never data).
 
-use agora_model::{Direction, ExchangeRecord, MemberId, Offer};
+use agora_model::{Direction, ExchangeEnd, ExchangeRecord, ExchangeStart, MemberId, Offer};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::{Store, StoreError, json, parse_ts, to_json, ts};
-
-/// The part of an exchange known when the request arrives (inbound) or is sent (outbound).
-#[derive(Debug, Clone)]
-pub struct ExchangeStart {
-    pub direction: Direction,
-    pub peer: MemberId,
-    pub peer_certificate: String,
-    pub operation: String,
-    pub nonce: String,
-    pub requested_at: DateTime<Utc>,
-    pub request_digest: String,
-    pub request_signature: String,
-}
-
-/// How an exchange ended.
-#[derive(Debug, Clone, Default)]
-pub struct ExchangeEnd {
-    pub response_digest: String,
-    pub response_signature: String,
-    pub outcome: String,
-    pub duration_ms: i64,
-    pub rows: i64,
-    pub bytes: i64,
-}
 
 /// When each member's offers were last fetched, and how that went.
 #[derive(Debug, Clone, PartialEq, Eq)]

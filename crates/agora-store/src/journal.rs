@@ -23,7 +23,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::exchange::{ExchangeEnd, ExchangeStart, PENDING};
+use agora_model::{ExchangeEnd, ExchangeStart};
+
+use crate::exchange::PENDING;
 use crate::{StoreError, ts};
 
 /// Records per statement, at most: groups are split into sizes 32, 16, … 1, so each

@@ -25,7 +25,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use authority::{AdmittedMember, AuthorityRecord, IssuedCertificate};
-pub use exchange::{ExchangeEnd, ExchangeStart, OfferSource};
+pub use exchange::OfferSource;
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchFilter, SearchScope, tokenize};
 pub use security::SecurityEvent;

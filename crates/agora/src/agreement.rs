@@ -5,6 +5,7 @@ use agora_model::{
     AccessMode, AccessRequest, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE,
     DisclosureControl, MemberId, Negotiation, NegotiationRole, NegotiationState, ProductName,
 };
+use agora_node::Node;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
@@ -263,7 +264,6 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
             json,
             dir,
         } => {
-            let node = open(&dir).await?;
             let now = chrono::Utc::now();
             let request = AccessRequest {
                 owner: MemberId::parse(&owner)?,
@@ -275,86 +275,15 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
                 valid_from: now,
                 valid_until: now + chrono::Duration::days(days),
             };
-            let n = node.request_access(request).await?;
-            node.deliver_outbox().await?;
-            let n = node.negotiation(&n.id, Some(n.role)).await?.negotiation;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&n)?);
-            } else {
-                println!("Requested: {}", summary(&n));
-            }
-            Ok(())
+            request_access(&dir, request, json).await
         }
         AgreementCmd::List {
             role,
             state,
             json,
             dir,
-        } => {
-            let node = open(&dir).await?;
-            let role = match role.as_deref() {
-                None => None,
-                Some("consumer") => Some(NegotiationRole::Consumer),
-                Some("provider") => Some(NegotiationRole::Provider),
-                Some(other) => anyhow::bail!("unknown role {other:?}: use consumer or provider"),
-            };
-            let state = state.map(|s| s.parse::<NegotiationState>()).transpose()?;
-            let list = node.negotiations(role, state, 1000).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else if list.is_empty() {
-                println!("No negotiations.");
-            } else {
-                for n in &list {
-                    println!("{}", summary(n));
-                }
-            }
-            Ok(())
-        }
-        AgreementCmd::Show { id, json, dir } => {
-            let node = open(&dir).await?;
-            let r = node.negotiation(&id, None).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-                return Ok(());
-            }
-            let n = &r.negotiation;
-            println!("{}", summary(n));
-            println!(
-                "requested terms: {}",
-                serde_json::to_string(&n.request.terms)?
-            );
-            if let Some(o) = &n.offer {
-                println!("offered terms:   {}", serde_json::to_string(o)?);
-            }
-            if let Some(a) = &n.agreement {
-                println!(
-                    "agreement: valid {} to {}; signed by owner: {}, consumer: {}",
-                    a.valid_from,
-                    a.valid_until,
-                    n.signatures.owner.is_some(),
-                    n.signatures.consumer.is_some()
-                );
-            }
-            println!("deadline: {}", n.deadline);
-            for e in &r.events {
-                println!(
-                    "  {}  {:<10}  {}  {}",
-                    e.at,
-                    e.state.as_str(),
-                    e.actor,
-                    e.note
-                );
-            }
-            if r.undelivered > 0 {
-                println!(
-                    "({} step(s) not yet delivered to {})",
-                    r.undelivered,
-                    n.peer()
-                );
-            }
-            Ok(())
-        }
+        } => list(&dir, role.as_deref(), state, json).await,
+        AgreementCmd::Show { id, json, dir } => show(&dir, &id, json).await,
         AgreementCmd::Approve {
             id,
             note,
@@ -363,9 +292,7 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
         } => {
             let node = open(&dir).await?;
             let n = node.approve_superseding(&id, &note, supersede).await?;
-            node.deliver_outbox().await?;
-            println!("Approved and signed: {}", summary(&n));
-            Ok(())
+            sent(&node, "Approved and signed", &n).await
         }
         AgreementCmd::Offer {
             id,
@@ -375,9 +302,7 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
         } => {
             let node = open(&dir).await?;
             let n = node.counter_offer(&id, terms.build()?, &note).await?;
-            node.deliver_outbox().await?;
-            println!("Offered: {}", summary(&n));
-            Ok(())
+            sent(&node, "Offered", &n).await
         }
         AgreementCmd::Counter {
             id,
@@ -387,37 +312,19 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
         } => {
             let node = open(&dir).await?;
             let n = node.counter_request(&id, terms.build()?, &note).await?;
-            node.deliver_outbox().await?;
-            println!("Asked for other terms: {}", summary(&n));
-            Ok(())
+            sent(&node, "Asked for other terms", &n).await
         }
         AgreementCmd::Accept { id, dir } => {
             let node = open(&dir).await?;
             let n = node.accept_offer(&id).await?;
-            node.deliver_outbox().await?;
-            println!("Accepted: {}", summary(&n));
-            Ok(())
+            sent(&node, "Accepted", &n).await
         }
         AgreementCmd::Reject { id, reason, dir } | AgreementCmd::Revoke { id, reason, dir } => {
             let node = open(&dir).await?;
             let n = node.terminate(&id, &reason).await?;
-            node.deliver_outbox().await?;
-            println!("Terminated: {}", summary(&n));
-            Ok(())
+            sent(&node, "Terminated", &n).await
         }
-        AgreementCmd::Odrl { id, dir } => {
-            let node = open(&dir).await?;
-            let n = node.negotiation(&id, None).await?.negotiation;
-            let a = n
-                .agreement
-                .as_ref()
-                .with_context(|| format!("negotiation {id} is {} and has no agreement", n.state))?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&a.to_odrl(&n.signatures))?
-            );
-            Ok(())
-        }
+        AgreementCmd::Odrl { id, dir } => odrl(&dir, &id).await,
         AgreementCmd::Reidentify {
             id,
             pseudonyms,
@@ -439,15 +346,117 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
             }
             Ok(())
         }
-        AgreementCmd::Sync { dir } => {
-            let node = open(&dir).await?;
-            let ended = node.expire_negotiations().await?;
-            let sent = node.deliver_outbox().await?;
-            let left = node.store().pending_messages().await?.len();
-            println!(
-                "Ended {ended} late negotiation(s); delivered {sent} message(s); {left} still owed."
-            );
-            Ok(())
+        AgreementCmd::Sync { dir } => sync(&dir).await,
+    }
+}
+
+/// Delivers the step just taken at once (what cannot be delivered is retried by the
+/// running node) and says what was done.
+async fn sent(node: &Node, what: &str, n: &Negotiation) -> Result<()> {
+    node.deliver_outbox().await?;
+    println!("{what}: {}", summary(n));
+    Ok(())
+}
+
+async fn request_access(dir: &NodeDir, request: AccessRequest, json: bool) -> Result<()> {
+    let node = open(dir).await?;
+    let n = node.request_access(request).await?;
+    node.deliver_outbox().await?;
+    let n = node.negotiation(&n.id, Some(n.role)).await?.negotiation;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&n)?);
+    } else {
+        println!("Requested: {}", summary(&n));
+    }
+    Ok(())
+}
+
+async fn list(dir: &NodeDir, role: Option<&str>, state: Option<String>, json: bool) -> Result<()> {
+    let node = open(dir).await?;
+    let role = match role {
+        None => None,
+        Some("consumer") => Some(NegotiationRole::Consumer),
+        Some("provider") => Some(NegotiationRole::Provider),
+        Some(other) => anyhow::bail!("unknown role {other:?}: use consumer or provider"),
+    };
+    let state = state.map(|s| s.parse::<NegotiationState>()).transpose()?;
+    let list = node.negotiations(role, state, 1000).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.is_empty() {
+        println!("No negotiations.");
+    } else {
+        for n in &list {
+            println!("{}", summary(n));
         }
     }
+    Ok(())
+}
+
+async fn show(dir: &NodeDir, id: &str, json: bool) -> Result<()> {
+    let node = open(dir).await?;
+    let r = node.negotiation(id, None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let n = &r.negotiation;
+    println!("{}", summary(n));
+    println!(
+        "requested terms: {}",
+        serde_json::to_string(&n.request.terms)?
+    );
+    if let Some(o) = &n.offer {
+        println!("offered terms:   {}", serde_json::to_string(o)?);
+    }
+    if let Some(a) = &n.agreement {
+        println!(
+            "agreement: valid {} to {}; signed by owner: {}, consumer: {}",
+            a.valid_from,
+            a.valid_until,
+            n.signatures.owner.is_some(),
+            n.signatures.consumer.is_some()
+        );
+    }
+    println!("deadline: {}", n.deadline);
+    for e in &r.events {
+        println!(
+            "  {}  {:<10}  {}  {}",
+            e.at,
+            e.state.as_str(),
+            e.actor,
+            e.note
+        );
+    }
+    if r.undelivered > 0 {
+        println!(
+            "({} step(s) not yet delivered to {})",
+            r.undelivered,
+            n.peer()
+        );
+    }
+    Ok(())
+}
+
+async fn odrl(dir: &NodeDir, id: &str) -> Result<()> {
+    let node = open(dir).await?;
+    let n = node.negotiation(id, None).await?.negotiation;
+    let a = n
+        .agreement
+        .as_ref()
+        .with_context(|| format!("negotiation {id} is {} and has no agreement", n.state))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&a.to_odrl(&n.signatures))?
+    );
+    Ok(())
+}
+
+async fn sync(dir: &NodeDir) -> Result<()> {
+    let node = open(dir).await?;
+    let ended = node.expire_negotiations().await?;
+    let sent = node.deliver_outbox().await?;
+    let left = node.store().pending_messages().await?.len();
+    println!("Ended {ended} late negotiation(s); delivered {sent} message(s); {left} still owed.");
+    Ok(())
 }

@@ -51,7 +51,7 @@ async fn demo_users(node: &Node) -> Result<Vec<DemoUser>> {
         let user = match saved.iter().find(|u| u.username == *username) {
             Some(u) if exists => u.clone(),
             _ => {
-                let password = agora_node::agora_trust::password::generate_password();
+                let password = agora_trust::password::generate_password();
                 let name = format!("{title}, {}", node.name());
                 if existing.iter().any(|u| u.username == *username) {
                     node.set_password(username, &password).await?;
@@ -152,7 +152,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             "Generating demo data for {} residents (seed {})…",
             args.scale, args.seed
         );
-        let s = cmd::generate_with_bar(args.scale, args.seed, &generated, 0)?;
+        let s = crate::demo_data::generate_with_bar(args.scale, args.seed, &generated, 0)?;
         eprintln!(
             "Generated {} rows in {:.1} s.",
             s.total_rows(),
@@ -175,7 +175,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             if node.store().get_product(table).await?.is_some() {
                 continue;
             }
-            let (bar, progress) = cmd::profile_bar(&format!("registering {m}/{table}"));
+            let (bar, progress) = crate::product::profile_bar(&format!("registering {m}/{table}"));
             let res = node
                 .register(
                     RegisterRequest {
@@ -446,9 +446,9 @@ async fn client_certificate(node: &Node) -> Result<agora_node::trust::ClientFile
     let dir = node.data_dir().join("client");
     let cert_path = dir.join("client.crt");
     if let Ok(pem) = std::fs::read_to_string(&cert_path)
-        && let Ok(certs) = agora_node::agora_trust::pki::certs_from_pem(&pem)
+        && let Ok(certs) = agora_trust::pki::certs_from_pem(&pem)
         && let Some(der) = certs.first()
-        && let Ok(info) = agora_node::agora_trust::inspect(der)
+        && let Ok(info) = agora_trust::inspect(der)
         && matches!(
             trust.list().standing(node.member(), &info.fingerprint),
             agora_model::Standing::Trusted { .. }

@@ -4,11 +4,16 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod access;
 mod agreement;
 mod authority;
+mod catalog;
 mod cmd;
 mod demo;
+mod demo_data;
+mod node;
 mod output;
+mod product;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -65,26 +70,26 @@ pub struct NodeDir {
 enum Command {
     /// Set up and run a node.
     #[command(subcommand)]
-    Node(cmd::NodeCmd),
+    Node(node::NodeCmd),
     /// Register, list, show, update and remove this node's data products.
     #[command(subcommand)]
-    Product(Box<cmd::ProductCmd>),
+    Product(Box<product::ProductCmd>),
     /// Browse and search the catalog.
     #[command(subcommand)]
-    Catalog(cmd::CatalogCmd),
+    Catalog(catalog::CatalogCmd),
     /// Run SQL over this node's products.
-    Sql(cmd::SqlArgs),
+    Sql(catalog::SqlArgs),
     /// Request access to other members' products; negotiate, approve and revoke agreements.
     #[command(subcommand)]
     Agreement(agreement::AgreementCmd),
     /// Issue, list and revoke API tokens.
     #[command(subcommand)]
-    Token(cmd::TokenCmd),
+    Token(access::TokenCmd),
     /// Add, list and disable the people who sign in to the web interface.
     #[command(subcommand)]
-    User(cmd::UserCmd),
+    User(access::UserCmd),
     /// Generate the demo ecosystem's data as Parquet.
-    DemoData(cmd::DemoDataArgs),
+    DemoData(demo_data::DemoDataArgs),
     /// Start the whole demo ecosystem on this machine.
     Demo(demo::DemoArgs),
     /// Create and run an ecosystem authority: root, members, certificates, trust list.
@@ -107,14 +112,14 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(c) => cmd::node(c).await,
-            Command::Product(c) => cmd::product(*c).await,
-            Command::Catalog(c) => cmd::catalog(c).await,
-            Command::Sql(a) => cmd::sql(a).await,
-            Command::Token(c) => cmd::token(c).await,
-            Command::User(c) => cmd::user(c).await,
+            Command::Node(c) => node::node(c).await,
+            Command::Product(c) => product::product(*c).await,
+            Command::Catalog(c) => catalog::catalog(c).await,
+            Command::Sql(a) => catalog::sql(a).await,
+            Command::Token(c) => access::token(c).await,
+            Command::User(c) => access::user(c).await,
             Command::Agreement(c) => agreement::agreement(c).await,
-            Command::DemoData(a) => cmd::demo_data(a),
+            Command::DemoData(a) => demo_data::demo_data(a),
             Command::Demo(a) => demo::run(a).await,
             Command::Authority(c) => authority::run(c).await,
         }

@@ -663,8 +663,8 @@ async fn expired_enrolment_tokens_are_refused() {
     }
 }
 
-fn start(nonce: &str, peer: &str) -> agora_store::ExchangeStart {
-    agora_store::ExchangeStart {
+fn start(nonce: &str, peer: &str) -> agora_model::ExchangeStart {
+    agora_model::ExchangeStart {
         direction: agora_model::Direction::Inbound,
         peer: member(peer),
         peer_certificate: "fp".into(),
@@ -700,7 +700,7 @@ async fn the_exchange_log_numbers_records_and_refuses_replayed_nonces() {
             .unwrap();
         s.finish_exchange(
             a,
-            &agora_store::ExchangeEnd {
+            &agora_model::ExchangeEnd {
                 response_digest: "rd".into(),
                 response_signature: "rs".into(),
                 outcome: "ok".into(),
@@ -793,7 +793,7 @@ async fn exchange_records_written_together_keep_replays_and_completions_apart() 
                     s.finish_outbound(
                         seq,
                         &format!("cert{seq}"),
-                        &agora_store::ExchangeEnd {
+                        &agora_model::ExchangeEnd {
                             outcome: "ok".into(),
                             rows: seq * 10,
                             ..Default::default()
@@ -818,7 +818,7 @@ async fn exchange_records_written_together_keep_replays_and_completions_apart() 
         // A completed record is not completed again.
         s.finish_exchange(
             2,
-            &agora_store::ExchangeEnd {
+            &agora_model::ExchangeEnd {
                 outcome: "failed: late".into(),
                 ..Default::default()
             },

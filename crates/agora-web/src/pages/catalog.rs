@@ -298,7 +298,7 @@ pub(crate) async fn product(
         h2 { "How to use it" }
         @if mine {
             p { "This is one of your own products. Query it in the " a href="/query" { "query workspace" } " as " code { (offer.name) } "." }
-        } @else if m.classification == Classification::Open {
+        } @else if !m.classification.needs_agreement() {
             p { "It is open: any member may query it as " code { "\"" (offer.owner) "\"." (offer.name) } " in the " a href="/query" { "query workspace" } "." }
         } @else {
             p { "It is classified " (m.classification.as_str()) ": you can read it only under a sharing agreement with " (offer.owner) ", for a purpose it admits." }
@@ -358,7 +358,7 @@ pub(crate) async fn product(
         (bar_chart("chart-distinct", "Approximate number of distinct values per column (logarithmic)", &distinct))
         @if offer.profile.columns.iter().any(|c| c.histogram.is_some()) {
             h3 { "How the values spread" }
-            @if m.classification != Classification::Open && !mine {
+            @if m.classification.needs_agreement() && !mine {
                 p.hint { "Only the shape is shown for data that is not open: ranges and values are left out, and counts below 5 are withheld." }
             }
             div.histograms {
@@ -389,7 +389,7 @@ pub(crate) async fn product(
                 }
             }
         }
-        @if m.classification != Classification::Open {
+        @if m.classification.needs_agreement() {
             p.hint { "Smallest and largest values of non-open products are not shown: they can be personal data." }
         }
     };

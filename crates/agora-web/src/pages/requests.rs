@@ -238,7 +238,7 @@ fn side(s: &str) -> Option<NegotiationRole> {
 async fn load(web: &Web, id: &str, s: &str) -> Result<NegotiationRecord, Response> {
     match web.node.negotiation(id, side(s)).await {
         Ok(r) => Ok(r),
-        Err(NodeError::Store(agora_node::StoreError::NegotiationNotFound(_))) => Err(not_found()),
+        Err(e) if e.kind() == agora_node::ErrorKind::NotFound => Err(not_found()),
         Err(e) => Err(super::node_error(&e)),
     }
 }

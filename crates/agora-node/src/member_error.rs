@@ -1,4 +1,4 @@
-//! Errors as another member sees them.
+//! Errors as another member sees them (the exchange listener's answers, Flight refusals).
 //!
 //! Whatever crosses the exchange boundary (the exchange listener's answers and refusals,
 //! Flight refusals and failures of member queries) says what the other member can act on —
@@ -8,7 +8,10 @@
 //! message across; every other error becomes a generic one (and is logged in full at the
 //! owner). `tests::no_error_discloses_the_owners_inside` checks every variant.
 
-use agora_node::{EngineError, NodeError, StoreError};
+use agora_engine::EngineError;
+use agora_store::StoreError;
+
+use crate::NodeError;
 
 /// What another member is told when an expression of its query failed on a value.
 pub const EVALUATION_FAILED: &str = "your query failed while computing one of its expressions \
@@ -26,10 +29,10 @@ pub const OWNER_CANNOT_READ: &str =
 /// What another member is told when its query passed one of the owner's limits: which
 /// kind of limit, in the owner's fixed words.
 fn limit_for_member(message: &str) -> &'static str {
-    if message.starts_with(agora_node::LIMIT_MEMORY) {
+    if message.starts_with(agora_engine::LIMIT_MEMORY) {
         "your query needs more memory than the owner allows one query: narrow it (fewer rows, \
          fewer joined rows, an aggregate) and try again"
-    } else if message.starts_with(agora_node::LIMIT_TIME) {
+    } else if message.starts_with(agora_engine::LIMIT_TIME) {
         "your query took longer than the owner allows one query: narrow it and try again"
     } else {
         "your query is longer, deeper or larger than the owner accepts: shorten or simplify it"
@@ -150,7 +153,7 @@ mod tests {
                 node: s(),
                 given: s(),
             },
-            NodeError::Trust(agora_node::agora_trust::TrustError::Io {
+            NodeError::Trust(agora_trust::TrustError::Io {
                 path: s(),
                 source: io(),
             }),
