@@ -12,6 +12,7 @@ mod negotiation;
 mod person_id;
 mod product;
 mod retention;
+mod role;
 mod sidecar;
 mod trust;
 
@@ -26,8 +27,8 @@ pub use metadata::{
 };
 pub use negotiation::{
     AccessRequest, Agreement, AgreementSignatures, LEGAL_BASES, MAX_VALIDITY_DAYS, Negotiation,
-    NegotiationError, NegotiationEvent, NegotiationMessage, NegotiationRole, NegotiationState,
-    Validity, applicable_agreement,
+    NegotiationError, NegotiationEvent, NegotiationMessage, NegotiationReply, NegotiationRole,
+    NegotiationState, Validity, applicable_agreement,
 };
 pub use person_id::{person_id_check_digit, person_id_is_valid};
 pub use product::{
@@ -35,6 +36,7 @@ pub use product::{
     Page, PageError, PageRequest, Product, ProductProfile, SearchHit, SourceError, SourceFormat,
 };
 pub use retention::{Retention, RetentionError};
+pub use role::ApiRole;
 pub use sidecar::{Sidecar, SidecarError, SidecarSource};
 pub use trust::{
     CertificateKind, CertificateRequest, Direction, Endpoints, EnrolRequest, ExchangeEnd,

@@ -608,6 +608,18 @@ pub struct NegotiationEvent {
     pub note: String,
 }
 
+/// A node's answer to a negotiation step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NegotiationReply {
+    /// False when the receiver refused the step; it has then terminated its record, and
+    /// the sender terminates its own.
+    pub accepted: bool,
+    /// The receiver's state of the negotiation after the step.
+    pub state: NegotiationState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,8 +29,9 @@ pub use agora_engine::{
     EngineError, LIMIT_MEMORY, LIMIT_TIME, OutputFormat, ProfileProgress, QueryLimits, QueryResult,
     TextPage, WORKER_STACK,
 };
+pub use agora_model::ApiRole;
 pub use agora_store::{
-    ApiRole, NewSession, NewToken, SearchFilter, StoreError, TokenInfo, UserInfo, WebSession,
+    NewSession, NewToken, SearchFilter, StoreError, TokenInfo, UserInfo, WebSession,
 };
 pub use agora_trust::EnrolmentToken;
 pub use error::{ErrorKind, NodeError};

@@ -10,7 +10,6 @@ use crate::{Node, NodeError, ProfileProgress};
 
 /// What to register. Only `location` is required; the rest falls back to the sidecar file
 /// next to the data, then to defaults.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {

@@ -1,9 +1,9 @@
 //! The API of sharing agreements: access requests, their negotiation, the agreements they
 //! end in (with their ODRL form), re-identification by the owner, and the policy log.
 
+use crate::api_types::NegotiationView;
 use agora_model::{AccessRequest, AgreementTerms, Negotiation, NegotiationRole, NegotiationState};
 use agora_node::ApiRole;
-use agora_node::agreements::NegotiationRecord;
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
@@ -85,13 +85,13 @@ async fn request_access(
 
 /// One negotiation with its history.
 #[utoipa::path(get, path = "/api/v1/negotiations/{id}", tag = "agreements", params(("id" = String, Path, description = "The negotiation's id"), RoleParam),
-    responses((status = 200, body = NegotiationRecord), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = NegotiationView), (status = 404, body = ErrorBody)))]
 async fn get_negotiation(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(p): ApiQuery<RoleParam>,
-) -> Result<Json<NegotiationRecord>, ApiError> {
-    Ok(Json(state.node.negotiation(&id, p.role).await?))
+) -> Result<Json<NegotiationView>, ApiError> {
+    Ok(Json(state.node.negotiation(&id, p.role).await?.into()))
 }
 
 /// Approves a request (the owner's steward): the node signs the agreement.

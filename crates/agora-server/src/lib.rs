@@ -7,6 +7,7 @@
 //! token may do (analyst < steward < admin).
 
 mod agreements;
+mod api_types;
 mod auth;
 mod authority;
 mod error;

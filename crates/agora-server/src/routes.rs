@@ -4,7 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use agora_model::{MetadataPatch, Page, PageRequest, Product, SearchHit};
-use agora_node::{ApiRole, OutputFormat, RegisterRequest, TokenInfo};
+use agora_node::{ApiRole, OutputFormat};
+
+use crate::api_types::{RegisterBody, TokenView};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -175,18 +177,18 @@ async fn list_products(
 
 /// Registers a data product in place (the data is not copied). Local paths must lie in a
 /// folder the node's operator allowed with `--allow-path`.
-#[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = RegisterBody,
     responses((status = 201, body = Product), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn register_product(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiJson(req): ApiJson<RegisterRequest>,
+    ApiJson(req): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
     caller.require(ApiRole::Steward)?;
     check_allowed_location(&state, &req.location)?;
-    let product = state.node.register(req, &|_| {}).await?;
+    let product = state.node.register(req.into(), &|_| {}).await?;
     Ok((StatusCode::CREATED, Json(product)))
 }
 
@@ -393,13 +395,14 @@ const SMALL_RESULT_BYTES: usize = 256 * 1024;
 
 /// Lists API tokens (never their secrets).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, body = Vec<TokenInfo>), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<TokenView>), (status = 403, body = ErrorBody)))]
 async fn list_tokens(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+) -> Result<Json<Vec<TokenView>>, ApiError> {
     caller.require(ApiRole::Admin)?;
-    Ok(Json(state.node.tokens().await?))
+    let tokens = state.node.tokens().await?;
+    Ok(Json(tokens.into_iter().map(TokenView::from).collect()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -414,7 +417,7 @@ struct CreateTokenRequest {
 struct CreatedToken {
     /// The secret: shown this once, stored only as a hash.
     token: String,
-    info: TokenInfo,
+    info: TokenView,
 }
 
 /// Issues a new API token.
@@ -438,7 +441,7 @@ async fn create_token(
         StatusCode::CREATED,
         Json(CreatedToken {
             token: t.secret,
-            info: t.info,
+            info: t.info.into(),
         }),
     ))
 }
@@ -446,14 +449,14 @@ async fn create_token(
 /// Revokes an API token at once.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, body = TokenInfo), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TokenView), (status = 404, body = ErrorBody)))]
 async fn revoke_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<TokenInfo>, ApiError> {
+) -> Result<Json<TokenView>, ApiError> {
     caller.require(ApiRole::Admin)?;
     let t = state.node.revoke_token(&id).await?;
     tracing::info!(token = %t.id, by = %caller.0.token.id, "api token revoked");
-    Ok(Json(t))
+    Ok(Json(t.into()))
 }

@@ -18,7 +18,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use agora_model::{
-    Classification, MemberId, Page, PageRequest, Product, ProductMetadata, ProductName, SearchHit,
+    ApiRole, Classification, MemberId, Page, PageRequest, Product, ProductMetadata, ProductName,
+    SearchHit,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -29,7 +30,7 @@ pub use exchange::OfferSource;
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchFilter, SearchScope, tokenize};
 pub use security::SecurityEvent;
-pub use tokens::{ApiRole, Authenticated, NewToken, TokenInfo};
+pub use tokens::{Authenticated, NewToken, TokenInfo};
 pub use users::{NewSession, UserInfo, WebSession};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

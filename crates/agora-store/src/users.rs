@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::tokens::{ApiRole, hash};
+use agora_model::ApiRole;
+
+use crate::tokens::hash;
 use crate::{Store, StoreError, now, parse_ts, ts};
 
 /// A user as listed: never the password hash.

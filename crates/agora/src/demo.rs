@@ -134,6 +134,73 @@ struct Ecosystem {
 /// The demo ecosystem's id.
 const ECOSYSTEM: &str = "agora-demo";
 
+/// The demo data for the scale and seed asked for, generated unless it is there.
+fn ensure_data(args: &DemoArgs, generated: &Path) -> Result<()> {
+    if agora_datagen::is_complete(&agora_datagen::GenOptions::new(
+        args.scale, args.seed, generated,
+    )) {
+        eprintln!("Using demo data in {}", generated.display());
+        return Ok(());
+    }
+    eprintln!(
+        "Generating demo data for {} residents (seed {})…",
+        args.scale, args.seed
+    );
+    let s = crate::demo_data::generate_with_bar(args.scale, args.seed, generated, 0)?;
+    eprintln!(
+        "Generated {} rows in {:.1} s.",
+        s.total_rows(),
+        s.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Member `id`'s node with its products registered (once), a fresh administrator token
+/// and its demo users.
+async fn member_node(
+    data_dir: &Path,
+    generated: &Path,
+    id: &str,
+    name: &str,
+) -> Result<(Node, String, Vec<DemoUser>)> {
+    let member = MemberId::parse(id)?;
+    let cfg = NodeConfig::new(data_dir.join("nodes").join(id));
+    if id == "employment-agency" {
+        crate::scenarios::install_policies(&cfg.data_dir)?;
+    }
+    let (node, _) = Node::open_or_init(&cfg, &member, name).await?;
+    for (m, table) in agora_datagen::all_tables().iter().filter(|(m, _)| *m == id) {
+        if node.store().get_product(table).await?.is_some() {
+            continue;
+        }
+        let (bar, progress) = crate::product::profile_bar(&format!("registering {m}/{table}"));
+        let res = node
+            .register(
+                RegisterRequest {
+                    location: generated.join(m).join(table).display().to_string(),
+                    name: Some((*table).to_owned()),
+                    ..Default::default()
+                },
+                &progress,
+            )
+            .await;
+        bar.finish_and_clear();
+        res.with_context(|| format!("cannot register {m}/{table}"))?;
+    }
+    // A fresh administrator token per run: the previous one is revoked, since only
+    // hashes are stored and the old secret cannot be shown again.
+    for t in node.tokens().await? {
+        if t.label == DEMO_TOKEN_LABEL && t.revoked_at.is_none() {
+            node.revoke_token(&t.id).await?;
+        }
+    }
+    let token = node.create_token(DEMO_TOKEN_LABEL, ApiRole::Admin).await?;
+    let users = demo_users(&node)
+        .await
+        .with_context(|| format!("cannot create the demo users of {id}"))?;
+    Ok((node, token.secret, users))
+}
+
 pub async fn run(args: DemoArgs) -> Result<()> {
     cmd::init_tracing(cmd::LogFormat::Text, "warn");
     let started = Instant::now();
@@ -143,100 +210,21 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let generated = data_dir.join("data");
 
     // 1. Data, generated once per scale and seed.
-    if agora_datagen::is_complete(&agora_datagen::GenOptions::new(
-        args.scale, args.seed, &generated,
-    )) {
-        eprintln!("Using demo data in {}", generated.display());
-    } else {
-        eprintln!(
-            "Generating demo data for {} residents (seed {})…",
-            args.scale, args.seed
-        );
-        let s = crate::demo_data::generate_with_bar(args.scale, args.seed, &generated, 0)?;
-        eprintln!(
-            "Generated {} rows in {:.1} s.",
-            s.total_rows(),
-            s.elapsed.as_secs_f64()
-        );
-    }
+    ensure_data(&args, &generated)?;
 
     // 2. One node per member, with its products registered once.
-    let tables = agora_datagen::all_tables();
     let mut nodes = Vec::new();
     let mut users = Vec::new();
     for (id, name) in MEMBERS {
-        let member = MemberId::parse(id)?;
-        let cfg = NodeConfig::new(data_dir.join("nodes").join(id));
-        if *id == "employment-agency" {
-            crate::scenarios::install_policies(&cfg.data_dir)?;
-        }
-        let (node, _) = Node::open_or_init(&cfg, &member, name).await?;
-        for (m, table) in tables.iter().filter(|(m, _)| m == id) {
-            if node.store().get_product(table).await?.is_some() {
-                continue;
-            }
-            let (bar, progress) = crate::product::profile_bar(&format!("registering {m}/{table}"));
-            let res = node
-                .register(
-                    RegisterRequest {
-                        location: generated.join(m).join(table).display().to_string(),
-                        name: Some((*table).to_owned()),
-                        ..Default::default()
-                    },
-                    &progress,
-                )
-                .await;
-            bar.finish_and_clear();
-            res.with_context(|| format!("cannot register {m}/{table}"))?;
-        }
-        // A fresh administrator token per run: the previous one is revoked, since only
-        // hashes are stored and the old secret cannot be shown again.
-        for t in node.tokens().await? {
-            if t.label == DEMO_TOKEN_LABEL && t.revoked_at.is_none() {
-                node.revoke_token(&t.id).await?;
-            }
-        }
-        let token = node.create_token(DEMO_TOKEN_LABEL, ApiRole::Admin).await?;
-        users.push(
-            demo_users(&node)
-                .await
-                .with_context(|| format!("cannot create the demo users of {id}"))?,
-        );
-        nodes.push((node, token.secret));
+        let (node, token, people) = member_node(&data_dir, &generated, id, name).await?;
+        users.push(people);
+        nodes.push((node, token));
     }
 
     // 3. Listen on loopback: per member an API port and an exchange port, and one port
     //    for the authority.
-    let port = |offset: usize| -> Result<u16> {
-        if args.base_port == 0 {
-            return Ok(0);
-        }
-        u16::try_from(offset)
-            .ok()
-            .and_then(|o| args.base_port.checked_add(o))
-            .context("--base-port is too high for the demo's ports")
-    };
-    let bind = |port: u16, what: String| async move {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!(
-                "cannot listen on {addr} for {what}: is another demo running? Stop it or pass --base-port"
-            )
-        })
-    };
-    let mut listeners = Vec::new();
-    let mut exchange_listeners = Vec::new();
-    for (i, (node, _)) in nodes.iter().enumerate() {
-        listeners.push(bind(port(i)?, node.member().to_string()).await?);
-        exchange_listeners.push(
-            bind(
-                port(10 + i)?,
-                format!("the exchange listener of {}", node.member()),
-            )
-            .await?,
-        );
-    }
-    let authority_listener = bind(port(MEMBERS.len())?, "the authority".into()).await?;
+    let (listeners, exchange_listeners, authority_listener) =
+        bind_listeners(args.base_port, &nodes).await?;
 
     // 4. The ecosystem: an authority, every member enrolled with its exchange endpoint,
     //    and a client certificate per member for Flight SQL tools.
@@ -244,9 +232,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let authority = Arc::new(open_authority(&data_dir.join("authority"), &authority_url).await?);
     // Served from now on: nodes enrol with it over HTTPS, as they would with a real one.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let mut servers: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
     servers.spawn(
         agora_server::serve_authority(
@@ -289,26 +274,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         node.enrolled()?.accept_list(list.clone())?;
     }
 
-    let mut members = Vec::new();
-    for (((((node, token), l), xl), files), users) in nodes
-        .iter()
-        .zip(&listeners)
-        .zip(&exchange_listeners)
-        .zip(&client_files)
-        .zip(users)
-    {
-        members.push(EcosystemMember {
-            id: node.member().to_string(),
-            name: node.name().to_owned(),
-            base_url: format!("http://{}", l.local_addr()?),
-            token: token.clone(),
-            data_dir: node.data_dir().display().to_string(),
-            exchange_url: format!("https://{}", xl.local_addr()?),
-            client_certificate: files.certificate.display().to_string(),
-            client_key: files.key.display().to_string(),
-            users,
-        });
-    }
+    let members = describe_members(
+        &nodes,
+        &listeners,
+        &exchange_listeners,
+        &client_files,
+        users,
+    )?;
     let eco = Ecosystem {
         scale: args.scale,
         seed: args.seed,
@@ -325,41 +297,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     // 5. Serve until Ctrl-C: the authority, every node's API and exchange listener, and
     //    each node's membership upkeep (trust list, renewal, federated catalog).
     if !args.no_serve {
-        for (node, xl) in nodes.iter().map(|(n, _)| n).zip(exchange_listeners) {
-            servers.spawn(
-                agora_server::serve_exchange(node.clone(), xl, stopped(stop_rx.clone()))
-                    .map(|r| r.context("an exchange listener failed")),
-            );
-        }
-        // Every member's offers, before the guide says the ecosystem is ready.
-        for (node, _) in &nodes {
-            node.refresh_offers().await.with_context(|| {
-                format!("{} cannot fetch the other members' offers", node.member())
-            })?;
-        }
-        // The scenarios, under real agreements negotiated between the running nodes.
-        let running: Vec<Node> = nodes.iter().map(|(n, _)| n.clone()).collect();
-        crate::scenarios::play(&running)
-            .await
-            .context("a demo scenario failed")?;
-        for ((node, _), l) in nodes.into_iter().zip(listeners) {
-            let n = node.clone();
-            let rx = stop_rx.clone();
-            servers.spawn(async move {
-                n.run_membership(stopped(rx)).await;
-                Ok(())
-            });
-            let (n, rx) = (node.clone(), stop_rx.clone());
-            servers.spawn(async move {
-                n.run_negotiations(std::time::Duration::from_secs(2), stopped(rx))
-                    .await;
-                Ok(())
-            });
-            servers.spawn(
-                agora_server::serve(node, l, ServerConfig::default(), stopped(stop_rx.clone()))
-                    .map(|r| r.context("a node's API failed")),
-            );
-        }
+        serve_members(nodes, listeners, exchange_listeners, &mut servers, &stop_rx).await?;
     }
     write_private_json(&eco_path, &eco)?;
     print_guide(
@@ -383,6 +321,133 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         done.context("a demo task failed")??;
     }
     eprintln!("Demo stopped. Run `agora demo` again to restart it in seconds.");
+    Ok(())
+}
+
+/// The demo's listeners on loopback: each member's API and exchange listener, and the
+/// authority's. Ports follow `base_port` (0: any free port).
+async fn bind_listeners(
+    base_port: u16,
+    nodes: &[(Node, String)],
+) -> Result<(
+    Vec<tokio::net::TcpListener>,
+    Vec<tokio::net::TcpListener>,
+    tokio::net::TcpListener,
+)> {
+    let port = |offset: usize| -> Result<u16> {
+        if base_port == 0 {
+            return Ok(0);
+        }
+        u16::try_from(offset)
+            .ok()
+            .and_then(|o| base_port.checked_add(o))
+            .context("--base-port is too high for the demo's ports")
+    };
+    let bind = |port: u16, what: String| async move {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} for {what}: is another demo running? Stop it or pass --base-port"
+            )
+        })
+    };
+    let mut listeners = Vec::new();
+    let mut exchange_listeners = Vec::new();
+    for (i, (node, _)) in nodes.iter().enumerate() {
+        listeners.push(bind(port(i)?, node.member().to_string()).await?);
+        exchange_listeners.push(
+            bind(
+                port(10 + i)?,
+                format!("the exchange listener of {}", node.member()),
+            )
+            .await?,
+        );
+    }
+    let authority_listener = bind(port(MEMBERS.len())?, "the authority".into()).await?;
+    Ok((listeners, exchange_listeners, authority_listener))
+}
+
+/// What the guide and `ecosystem.json` say of each running member.
+fn describe_members(
+    nodes: &[(Node, String)],
+    listeners: &[tokio::net::TcpListener],
+    exchange_listeners: &[tokio::net::TcpListener],
+    client_files: &[agora_node::trust::ClientFiles],
+    users: Vec<Vec<DemoUser>>,
+) -> Result<Vec<EcosystemMember>> {
+    let mut members = Vec::new();
+    for (((((node, token), l), xl), files), users) in nodes
+        .iter()
+        .zip(listeners)
+        .zip(exchange_listeners)
+        .zip(client_files)
+        .zip(users)
+    {
+        members.push(EcosystemMember {
+            id: node.member().to_string(),
+            name: node.name().to_owned(),
+            base_url: format!("http://{}", l.local_addr()?),
+            token: token.clone(),
+            data_dir: node.data_dir().display().to_string(),
+            exchange_url: format!("https://{}", xl.local_addr()?),
+            client_certificate: files.certificate.display().to_string(),
+            client_key: files.key.display().to_string(),
+            users,
+        });
+    }
+    Ok(members)
+}
+
+/// Completes once the demo is told to stop.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Serves every member: the exchange listeners first; then, once every member knows the
+/// others' offers and the scenarios have run under real agreements, each node's API and
+/// its membership and negotiation upkeep.
+async fn serve_members(
+    nodes: Vec<(Node, String)>,
+    listeners: Vec<tokio::net::TcpListener>,
+    exchange_listeners: Vec<tokio::net::TcpListener>,
+    servers: &mut tokio::task::JoinSet<Result<()>>,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    for (node, xl) in nodes.iter().map(|(n, _)| n).zip(exchange_listeners) {
+        servers.spawn(
+            agora_server::serve_exchange(node.clone(), xl, stopped(stop_rx.clone()))
+                .map(|r| r.context("an exchange listener failed")),
+        );
+    }
+    // Every member's offers, before the guide says the ecosystem is ready.
+    for (node, _) in &nodes {
+        node.refresh_offers()
+            .await
+            .with_context(|| format!("{} cannot fetch the other members' offers", node.member()))?;
+    }
+    // The scenarios, under real agreements negotiated between the running nodes.
+    let running: Vec<Node> = nodes.iter().map(|(n, _)| n.clone()).collect();
+    crate::scenarios::play(&running)
+        .await
+        .context("a demo scenario failed")?;
+    for ((node, _), l) in nodes.into_iter().zip(listeners) {
+        let n = node.clone();
+        let rx = stop_rx.clone();
+        servers.spawn(async move {
+            n.run_membership(stopped(rx)).await;
+            Ok(())
+        });
+        let (n, rx) = (node.clone(), stop_rx.clone());
+        servers.spawn(async move {
+            n.run_negotiations(std::time::Duration::from_secs(2), stopped(rx))
+                .await;
+            Ok(())
+        });
+        servers.spawn(
+            agora_server::serve(node, l, ServerConfig::default(), stopped(stop_rx.clone()))
+                .map(|r| r.context("a node's API failed")),
+        );
+    }
     Ok(())
 }
 

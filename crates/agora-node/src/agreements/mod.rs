@@ -26,28 +26,15 @@ use agora_model::{
 };
 use agora_store::{PolicyDecisionRecord, StoreError};
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{Node, NodeError};
 
+pub use agora_model::NegotiationReply;
 pub use outbox::Courier;
 pub use signatures::{check_signatures, signature_verifies};
 
-/// A node's answer to a negotiation step.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NegotiationReply {
-    /// False when the receiver refused the step; it has then terminated its record, and
-    /// the sender terminates its own.
-    pub accepted: bool,
-    /// The receiver's state of the negotiation after the step.
-    pub state: NegotiationState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
 /// A negotiation with its history, as one side keeps it.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct NegotiationRecord {
     #[serde(flatten)]

@@ -1,12 +1,13 @@
 //! Store tests. Every case runs on SQLite, and also on PostgreSQL when
 //! `AGORA_TEST_POSTGRES_URL` is set (each case then gets its own schema).
 
+use agora_model::ApiRole;
 use agora_model::{
     Classification, ColumnAnnotation, ColumnProfile, ColumnRole, ColumnSchema, DataSource,
     MemberId, PageRequest, Product, ProductMetadata, ProductName, ProductProfile, SourceFormat,
     Theme,
 };
-use agora_store::{ApiRole, Backend, SearchScope, Store, StoreError};
+use agora_store::{Backend, SearchScope, Store, StoreError};
 use chrono::Utc;
 
 struct TestStore {

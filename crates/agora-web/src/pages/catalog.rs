@@ -203,35 +203,165 @@ pub(crate) async fn product(
     viewer: Viewer,
     Path((owner, name)): Path<(String, String)>,
 ) -> Response {
-    let not_found = || {
-        crate::pages::problem(
-            StatusCode::NOT_FOUND,
-            "Page not found",
-            "There is no such data product in the catalog. It may have been withdrawn; search the catalog again.",
-        )
-    };
     let Ok(member) = MemberId::parse(&owner) else {
-        return not_found();
+        return product_not_found();
     };
     let mine = &member == web.node.member();
-    let offer: Offer = if mine {
-        match web.node.product(&name).await {
-            Ok(p) => p.offer(),
-            Err(e) if e.is_user_error() => return not_found(),
-            Err(e) => return crate::pages::node_error(&e),
-        }
+    let offer = match product_offer(&web, &member, &name).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    // This organisation's requests for the product, newest first.
+    let requests = if mine {
+        Vec::new()
     } else {
-        match web.node.offer(&member, &name).await {
-            Ok(Some(o)) => o,
-            Ok(None) => return not_found(),
+        match own_requests(&web, &offer).await {
+            Ok(r) => r,
             Err(e) => return crate::pages::node_error(&e),
         }
     };
     let m = &offer.metadata;
+    let body = html! {
+        span.caption { (offer.owner) }
+        h1 { (m.title) }
+        p { (classification_tag(m.classification)) }
+        @if !m.description.is_empty() { p.lead { (m.description) } }
+        (how_to_use(&offer, mine, &requests))
+        (about_product(&offer))
+        (columns_table(&offer))
+        (quality_profile(&offer, mine))
+    };
+    Html(page(&frame(&web, &viewer), &m.title, body).into_string()).into_response()
+}
+
+fn product_not_found() -> Response {
+    crate::pages::problem(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no such data product in the catalog. It may have been withdrawn; search the catalog again.",
+    )
+}
+
+/// The product as this node sees it: its own, or another member's offer.
+async fn product_offer(web: &Web, member: &MemberId, name: &str) -> Result<Offer, Response> {
+    if member == web.node.member() {
+        return match web.node.product(name).await {
+            Ok(p) => Ok(p.offer()),
+            Err(e) if e.is_user_error() => Err(product_not_found()),
+            Err(e) => Err(crate::pages::node_error(&e)),
+        };
+    }
+    match web.node.offer(member, name).await {
+        Ok(Some(o)) => Ok(o),
+        Ok(None) => Err(product_not_found()),
+        Err(e) => Err(crate::pages::node_error(&e)),
+    }
+}
+
+/// This organisation's latest requests for another member's product.
+async fn own_requests(
+    web: &Web,
+    offer: &Offer,
+) -> Result<Vec<agora_model::Negotiation>, agora_node::NodeError> {
+    let all = web
+        .node
+        .negotiations(Some(agora_model::NegotiationRole::Consumer), None, 1000)
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter(|n| n.request.owner == offer.owner && n.request.product == offer.name)
+        .take(5)
+        .collect())
+}
+
+fn how_to_use(offer: &Offer, mine: bool, requests: &[agora_model::Negotiation]) -> Markup {
+    let m = &offer.metadata;
+    html! {
+    h2 { "How to use it" }
+    @if mine {
+        p { "This is one of your own products. Query it in the " a href="/query" { "query workspace" } " as " code { (offer.name) } "." }
+    } @else if !m.classification.needs_agreement() {
+        p { "It is open: any member may query it as " code { "\"" (offer.owner) "\"." (offer.name) } " in the " a href="/query" { "query workspace" } "." }
+    } @else {
+        p { "It is classified " (m.classification.as_str()) ": you can read it only under a sharing agreement with " (offer.owner) ", for a purpose it admits." }
+        @if !requests.is_empty() {
+            div.notice {
+                h3 { "Your organisation's requests for it" }
+                ul {
+                    @for n in requests {
+                        li {
+                            a href={ "/requests/" (n.id) "?side=consumer" } { "Request of " (n.created_at.format("%-d %B %Y")) }
+                            " for " (n.request.purpose.replace('_', " ")) ": "
+                            strong { (n.state.as_str().to_ascii_lowercase()) }
+                            @if n.agreement_in_force(chrono::Utc::now()).is_some() { " (in force)" }
+                        }
+                    }
+                }
+            }
+        }
+        p { a.button href={ "/catalog/" (offer.owner) "/" (offer.name) "/request" } { "Request access" } }
+        p.hint { "Your request names the purpose, the columns and how they are masked; " (offer.owner) " approves it, offers other terms or rejects it. Follow it under " a href="/requests" { "Access requests" } "." }
+    }
+    }
+}
+
+fn about_product(offer: &Offer) -> Markup {
+    let m = &offer.metadata;
     let rows = offer.profile.row_count;
-    let completeness: Vec<(String, f64, String)> = offer
-        .profile
-        .columns
+    html! {
+    h2 { "About this product" }
+    dl.summary {
+        div { dt { "Owner" } dd { (offer.owner) } }
+        div { dt { "Name in SQL" } dd { code { (offer.name) } } }
+        div { dt { "Themes" } dd { @for (i, t) in m.themes.iter().enumerate() { @if i > 0 { ", " } (t.label()) } @if m.themes.is_empty() { "None given" } } }
+        div { dt { "Keywords" } dd { @if m.keywords.is_empty() { "None given" } @else { (m.keywords.join(", ")) } } }
+        div { dt { "Purposes it admits" } dd { @if m.purposes.is_empty() { "None listed" } @else { (m.purposes.join(", ")) } } }
+        div { dt { "Legal basis" } dd { (m.legal_basis.as_deref().unwrap_or("None given")) } }
+        div { dt { "Retention" } dd { @match &m.retention { Some(r) => (r.to_string()), None => "None given" } } }
+        div { dt { "Updated" } dd { @match m.update_frequency { Some(u) => (u.as_str()), None => "Not stated" } } }
+        div { dt { "Contact" } dd { (m.contact.as_deref().unwrap_or("None given")) } }
+        div { dt { "Rows" } dd { (number(rows)) } }
+    }
+    }
+}
+
+fn columns_table(offer: &Offer) -> Markup {
+    let m = &offer.metadata;
+    let role_of = |col: &str| {
+        m.columns
+            .get(col)
+            .map(|a| a.role)
+            .unwrap_or(ColumnRole::None)
+    };
+    html! {
+    h2 { "Columns" }
+    div.table-wrap {
+        table {
+            caption.visually-hidden { "Columns of " (m.title) }
+            thead { tr { th scope="col" { "Column" } th scope="col" { "Type" } th scope="col" { "Role" } th scope="col" { "Description" } } }
+            tbody {
+                @for c in &offer.schema {
+                    tr {
+                        th scope="row" { code { (c.name) } }
+                        td { (c.data_type) }
+                        td { (role_of(&c.name).as_str().replace('_', " ")) }
+                        td { (m.columns.get(&c.name).and_then(|a| a.description.as_deref()).unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    }
+    }
+}
+
+/// One bar of a chart: its label, its length (0 to 1) and the words for its value.
+type Bar = (String, f64, String);
+
+/// The share of rows with a value, and the distinct values (log scale), per column.
+fn profile_bars(offer: &Offer) -> (Vec<Bar>, Vec<Bar>) {
+    let rows = offer.profile.row_count;
+    let columns = &offer.profile.columns;
+    let completeness = columns
         .iter()
         .map(|c| {
             let filled = rows.saturating_sub(c.null_count);
@@ -247,17 +377,13 @@ pub(crate) async fn product(
             )
         })
         .collect();
-    let max_distinct = offer
-        .profile
-        .columns
+    let max_distinct = columns
         .iter()
         .map(|c| c.distinct_estimate)
         .max()
         .unwrap_or(0)
         .max(1);
-    let distinct: Vec<(String, f64, String)> = offer
-        .profile
-        .columns
+    let distinct = columns
         .iter()
         .map(|c| {
             (
@@ -267,131 +393,55 @@ pub(crate) async fn product(
             )
         })
         .collect();
-    // This organisation's requests for the product, newest first.
-    let requests: Vec<agora_model::Negotiation> = if mine {
-        Vec::new()
-    } else {
-        match web
-            .node
-            .negotiations(Some(agora_model::NegotiationRole::Consumer), None, 1000)
-            .await
-        {
-            Ok(all) => all
-                .into_iter()
-                .filter(|n| n.request.owner == member && n.request.product == offer.name)
-                .take(5)
-                .collect(),
-            Err(e) => return crate::pages::node_error(&e),
+    (completeness, distinct)
+}
+
+fn quality_profile(offer: &Offer, mine: bool) -> Markup {
+    let m = &offer.metadata;
+    let rows = offer.profile.row_count;
+    let (completeness, distinct) = profile_bars(offer);
+    html! {
+    h2 { "Quality profile" }
+    p { "Measured on " (offer.profile.computed_at.format("%-d %B %Y")) " over " (number(rows)) " rows." }
+    h3 { "How complete each column is" }
+    (bar_chart("chart-completeness", "Share of rows with a value, per column", &completeness))
+    h3 { "Distinct values per column" }
+    (bar_chart("chart-distinct", "Approximate number of distinct values per column (logarithmic)", &distinct))
+    @if offer.profile.columns.iter().any(|c| c.histogram.is_some()) {
+        h3 { "How the values spread" }
+        @if m.classification.needs_agreement() && !mine {
+            p.hint { "Only the shape is shown for data that is not open: ranges and values are left out, and counts below 5 are withheld." }
         }
-    };
-    let role_of = |col: &str| {
-        m.columns
-            .get(col)
-            .map(|a| a.role)
-            .unwrap_or(ColumnRole::None)
-    };
-    let body = html! {
-        span.caption { (offer.owner) }
-        h1 { (m.title) }
-        p { (classification_tag(m.classification)) }
-        @if !m.description.is_empty() { p.lead { (m.description) } }
-        h2 { "How to use it" }
-        @if mine {
-            p { "This is one of your own products. Query it in the " a href="/query" { "query workspace" } " as " code { (offer.name) } "." }
-        } @else if !m.classification.needs_agreement() {
-            p { "It is open: any member may query it as " code { "\"" (offer.owner) "\"." (offer.name) } " in the " a href="/query" { "query workspace" } "." }
-        } @else {
-            p { "It is classified " (m.classification.as_str()) ": you can read it only under a sharing agreement with " (offer.owner) ", for a purpose it admits." }
-            @if !requests.is_empty() {
-                div.notice {
-                    h3 { "Your organisation's requests for it" }
-                    ul {
-                        @for n in &requests {
-                            li {
-                                a href={ "/requests/" (n.id) "?side=consumer" } { "Request of " (n.created_at.format("%-d %B %Y")) }
-                                " for " (n.request.purpose.replace('_', " ")) ": "
-                                strong { (n.state.as_str().to_ascii_lowercase()) }
-                                @if n.agreement_in_force(chrono::Utc::now()).is_some() { " (in force)" }
-                            }
-                        }
-                    }
-                }
-            }
-            p { a.button href={ "/catalog/" (offer.owner) "/" (offer.name) "/request" } { "Request access" } }
-            p.hint { "Your request names the purpose, the columns and how they are masked; " (offer.owner) " approves it, offers other terms or rejects it. Follow it under " a href="/requests" { "Access requests" } "." }
-        }
-        h2 { "About this product" }
-        dl.summary {
-            div { dt { "Owner" } dd { (offer.owner) } }
-            div { dt { "Name in SQL" } dd { code { (offer.name) } } }
-            div { dt { "Themes" } dd { @for (i, t) in m.themes.iter().enumerate() { @if i > 0 { ", " } (t.label()) } @if m.themes.is_empty() { "None given" } } }
-            div { dt { "Keywords" } dd { @if m.keywords.is_empty() { "None given" } @else { (m.keywords.join(", ")) } } }
-            div { dt { "Purposes it admits" } dd { @if m.purposes.is_empty() { "None listed" } @else { (m.purposes.join(", ")) } } }
-            div { dt { "Legal basis" } dd { (m.legal_basis.as_deref().unwrap_or("None given")) } }
-            div { dt { "Retention" } dd { @match &m.retention { Some(r) => (r.to_string()), None => "None given" } } }
-            div { dt { "Updated" } dd { @match m.update_frequency { Some(u) => (u.as_str()), None => "Not stated" } } }
-            div { dt { "Contact" } dd { (m.contact.as_deref().unwrap_or("None given")) } }
-            div { dt { "Rows" } dd { (number(rows)) } }
-        }
-        h2 { "Columns" }
-        div.table-wrap {
-            table {
-                caption.visually-hidden { "Columns of " (m.title) }
-                thead { tr { th scope="col" { "Column" } th scope="col" { "Type" } th scope="col" { "Role" } th scope="col" { "Description" } } }
-                tbody {
-                    @for c in &offer.schema {
-                        tr {
-                            th scope="row" { code { (c.name) } }
-                            td { (c.data_type) }
-                            td { (role_of(&c.name).as_str().replace('_', " ")) }
-                            td { (m.columns.get(&c.name).and_then(|a| a.description.as_deref()).unwrap_or("")) }
-                        }
+        div.histograms {
+            @for (i, c) in offer.profile.columns.iter().enumerate() {
+                @if let Some(h) = &c.histogram {
+                    div.histograms__item {
+                        h4 { code { (c.name) } }
+                        (histogram(&format!("hist-{i}"), &format!("Spread of the values of {}", c.name), h))
                     }
                 }
             }
         }
-        h2 { "Quality profile" }
-        p { "Measured on " (offer.profile.computed_at.format("%-d %B %Y")) " over " (number(rows)) " rows." }
-        h3 { "How complete each column is" }
-        (bar_chart("chart-completeness", "Share of rows with a value, per column", &completeness))
-        h3 { "Distinct values per column" }
-        (bar_chart("chart-distinct", "Approximate number of distinct values per column (logarithmic)", &distinct))
-        @if offer.profile.columns.iter().any(|c| c.histogram.is_some()) {
-            h3 { "How the values spread" }
-            @if m.classification.needs_agreement() && !mine {
-                p.hint { "Only the shape is shown for data that is not open: ranges and values are left out, and counts below 5 are withheld." }
-            }
-            div.histograms {
-                @for (i, c) in offer.profile.columns.iter().enumerate() {
-                    @if let Some(h) = &c.histogram {
-                        div.histograms__item {
-                            h4 { code { (c.name) } }
-                            (histogram(&format!("hist-{i}"), &format!("Spread of the values of {}", c.name), h))
-                        }
+    }
+    div.table-wrap {
+        table {
+            caption { "Profile per column" }
+            thead { tr { th scope="col" { "Column" } th.num scope="col" { "Empty" } th.num scope="col" { "Distinct (approx.)" } th scope="col" { "Smallest" } th scope="col" { "Largest" } } }
+            tbody {
+                @for c in &offer.profile.columns {
+                    tr {
+                        th scope="row" { code { (c.name) } }
+                        td.num { (number(c.null_count)) }
+                        td.num { (number(c.distinct_estimate)) }
+                        td { (c.min.as_deref().unwrap_or("not shown")) }
+                        td { (c.max.as_deref().unwrap_or("not shown")) }
                     }
                 }
             }
         }
-        div.table-wrap {
-            table {
-                caption { "Profile per column" }
-                thead { tr { th scope="col" { "Column" } th.num scope="col" { "Empty" } th.num scope="col" { "Distinct (approx.)" } th scope="col" { "Smallest" } th scope="col" { "Largest" } } }
-                tbody {
-                    @for c in &offer.profile.columns {
-                        tr {
-                            th scope="row" { code { (c.name) } }
-                            td.num { (number(c.null_count)) }
-                            td.num { (number(c.distinct_estimate)) }
-                            td { (c.min.as_deref().unwrap_or("not shown")) }
-                            td { (c.max.as_deref().unwrap_or("not shown")) }
-                        }
-                    }
-                }
-            }
-        }
-        @if m.classification.needs_agreement() {
-            p.hint { "Smallest and largest values of non-open products are not shown: they can be personal data." }
-        }
-    };
-    Html(page(&frame(&web, &viewer), &m.title, body).into_string()).into_response()
+    }
+    @if m.classification.needs_agreement() {
+        p.hint { "Smallest and largest values of non-open products are not shown: they can be personal data." }
+    }
+    }
 }

@@ -113,6 +113,31 @@ const ALLOWED: &[(&str, &[&str], &str)] = &[
         "cryptography lives in agora-trust (the engine's per-row pseudonyms are the documented exception)",
     ),
     (
+        "utoipa",
+        &["agora-server", "agora-model"],
+        "OpenAPI schemas live where HTTP is (the model's wire formats derive theirs behind its `openapi` feature, which only the server turns on)",
+    ),
+    (
+        "hyper",
+        &["agora-server"],
+        "only the server knows HTTP inbound",
+    ),
+    (
+        "http",
+        &[],
+        "HTTP types stay inside axum, reqwest and tonic",
+    ),
+    (
+        "agora-store",
+        &["agora-node", "agora-authority"],
+        "the store is reached through the node (and the authority's own): the exchange log and every record have one writer",
+    ),
+    (
+        "agora-engine",
+        &["agora-node"],
+        "the engine is reached through the node, which keeps DataFusion out of every other crate",
+    ),
+    (
         "rand",
         &["agora-trust", "agora-datagen"],
         "secrets come from agora-trust (the generator's synthetic people are not secrets)",
@@ -175,6 +200,80 @@ fn no_layer_depends_on_one_above_it() {
         for d in deps[*krate].iter().filter(|d| d.starts_with("agora")) {
             let at = order.iter().position(|o| o == d).expect("a known crate");
             assert!(at < i, "{krate} depends on {d}, a layer above it");
+        }
+    }
+}
+
+/// The Rust sources of a crate, as (path, text).
+fn sources(krate: &str) -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(krate)
+        .join("src");
+    let mut out = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), text));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `text` names a variant of `error` (`StoreError::Conflict`, not `StoreError`).
+fn names_variant_of(text: &str, error: &str) -> bool {
+    let needle = format!("{error}::");
+    text.match_indices(&needle).any(|(i, _)| {
+        text[i + needle.len()..]
+            .chars()
+            .next()
+            .is_some_and(char::is_uppercase)
+    })
+}
+
+#[test]
+fn front_ends_map_error_kinds_not_store_or_engine_variants() {
+    let mut wrong = Vec::new();
+    for krate in ["agora-server", "agora-web", "agora"] {
+        for (path, text) in sources(krate) {
+            for error in [
+                "StoreError",
+                "EngineError",
+                "ExchangeError",
+                "AuthorityError",
+            ] {
+                // Building an error to hand back is fine; deciding by its variant is not.
+                let deciding = text.lines().any(|l| {
+                    let pattern = l.split_once("=>").map(|(p, _)| p);
+                    pattern.is_some_and(|p| names_variant_of(p, error))
+                        || ((l.contains("matches!") || l.contains("if let"))
+                            && names_variant_of(l, error))
+                });
+                if deciding {
+                    wrong.push(format!("{path} decides by a variant of {error}"));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "front ends map ErrorKind / AuthorityErrorKind instead:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_node_speaks_no_http() {
+    for (path, text) in sources("agora-node") {
+        for word in ["StatusCode", "reqwest", "axum", "http::", "Method::"] {
+            assert!(!text.contains(word), "{path} uses {word}");
         }
     }
 }

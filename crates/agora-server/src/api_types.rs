@@ -1,0 +1,91 @@
+//! The API's own shapes of what the node returns or takes where those are not the model's
+//! wire formats, with their OpenAPI schemas: the node and the store know nothing of
+//! OpenAPI. Each converts from (or into) the node's type field by field, so the API's
+//! shape changes only here.
+
+use agora_model::{ApiRole, MetadataPatch, Negotiation, NegotiationEvent, SourceFormat};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TokenInfo)]
+pub struct TokenView {
+    pub id: String,
+    pub label: String,
+    pub role: ApiRole,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<agora_node::TokenInfo> for TokenView {
+    fn from(t: agora_node::TokenInfo) -> Self {
+        Self {
+            id: t.id,
+            label: t.label,
+            role: t.role,
+            created_at: t.created_at,
+            revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
+        }
+    }
+}
+
+/// A negotiation with its history, as one side keeps it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = NegotiationRecord)]
+pub struct NegotiationView {
+    #[serde(flatten)]
+    pub negotiation: Negotiation,
+    pub events: Vec<NegotiationEvent>,
+    /// Steps still to be delivered to the other member.
+    pub undelivered: usize,
+}
+
+impl From<agora_node::agreements::NegotiationRecord> for NegotiationView {
+    fn from(r: agora_node::agreements::NegotiationRecord) -> Self {
+        Self {
+            negotiation: r.negotiation,
+            events: r.events,
+            undelivered: r.undelivered,
+        }
+    }
+}
+
+/// What to register. Only `location` is required; the rest falls back to the sidecar file
+/// next to the data, then to defaults.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RegisterRequest)]
+pub struct RegisterBody {
+    /// A local path (file or folder) or an object store URL.
+    pub location: String,
+    /// Product name (also its SQL table name); by default derived from the file name.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub format: Option<SourceFormat>,
+    /// CSV delimiter, e.g. ";" or "\t".
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    #[serde(default)]
+    pub has_header: Option<bool>,
+    /// Metadata given with the request; overrides the sidecar field by field.
+    #[serde(default)]
+    pub metadata: MetadataPatch,
+}
+
+impl From<RegisterBody> for agora_node::RegisterRequest {
+    fn from(b: RegisterBody) -> Self {
+        Self {
+            location: b.location,
+            name: b.name,
+            format: b.format,
+            delimiter: b.delimiter,
+            has_header: b.has_header,
+            metadata: b.metadata,
+        }
+    }
+}
