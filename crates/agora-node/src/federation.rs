@@ -278,11 +278,19 @@ impl Node {
         inbound: &crate::exchange::Inbound,
         sql: &str,
     ) -> Result<QueryResult, NodeError> {
-        tracing::info!(peer = %inbound.peer.id, "query from a member");
         let catalog = self
             .member_catalog(&inbound.peer.id, inbound.catalog_version)
             .await?;
-        Ok(catalog.query_for_member(sql).await?)
+        let result = catalog.query_for_member(sql).await;
+        match &result {
+            Ok(r) => {
+                tracing::info!(peer = %inbound.peer.id, tables = ?r.tables, "query from a member")
+            }
+            Err(e) => {
+                tracing::info!(peer = %inbound.peer.id, error = %e, "query from a member refused")
+            }
+        }
+        Ok(result?)
     }
 
     /// The engine's catalog for this node's own queries: its products and, once enrolled,

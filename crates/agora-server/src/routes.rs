@@ -9,7 +9,7 @@ use agora_node::{ApiRole, OutputFormat};
 use crate::api_types::{RegisterBody, TokenView};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -318,6 +318,49 @@ struct QueryRequest {
     format: Option<String>,
 }
 
+/// What a query read: its plan's tables, and the agreements it read other members'
+/// products under (for the response headers and the log).
+struct ReadUnder {
+    tables: String,
+    agreements: String,
+}
+
+impl ReadUnder {
+    async fn of(
+        node: &agora_node::Node,
+        tables: &[(Option<String>, String)],
+    ) -> Result<Self, ApiError> {
+        let named: Vec<String> = tables
+            .iter()
+            .map(|(member, table)| match member {
+                Some(m) => format!("\"{m}\".{table}"),
+                None => table.clone(),
+            })
+            .collect();
+        let agreements: Vec<String> = node
+            .agreements_read(tables)
+            .await?
+            .into_iter()
+            .map(|(_, a)| a.id)
+            .collect();
+        Ok(Self {
+            tables: named.join(", "),
+            agreements: agreements.join(", "),
+        })
+    }
+
+    fn set_headers(&self, response: &mut Response) {
+        for (name, value) in [
+            ("agora-tables", &self.tables),
+            ("agora-agreements", &self.agreements),
+        ] {
+            if let (false, Ok(v)) = (value.is_empty(), HeaderValue::from_str(value)) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+    }
+}
+
 /// Runs SQL over this node's products. The result streams: JSON array of objects, NDJSON,
 /// CSV or an Arrow IPC stream.
 #[utoipa::path(post, path = "/api/v1/query", tag = "query", request_body = QueryRequest,
@@ -326,7 +369,10 @@ struct QueryRequest {
             (serde_json::Value = "application/json"),
             (String = "application/x-ndjson"),
             (String = "text/csv"),
-            (Vec<u8> = "application/vnd.apache.arrow.stream"))),
+            (Vec<u8> = "application/vnd.apache.arrow.stream")),
+            headers(
+                ("agora-tables" = String, description = "The products the query's plan read, as named in SQL, comma-separated"),
+                ("agora-agreements" = String, description = "The ids of the agreements other members' products were read under, comma-separated (absent when there were none)"))),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, description = "The query passed one of the node's limits (code `query_limit`)", body = ErrorBody)))]
 async fn run_query(
@@ -345,6 +391,7 @@ async fn run_query(
     };
     let started = std::time::Instant::now();
     let result = state.node.query_as(&caller.0, &req.sql).await?;
+    let read = ReadUnder::of(&state.node, &result.tables).await?;
     let mut stream = result.encode(format);
     // Wait for the first chunk so that errors at the start get a proper status; a small
     // result that is complete by then goes out in one piece, with its length.
@@ -375,11 +422,16 @@ async fn run_query(
         elapsed_ms = started.elapsed().as_millis() as u64,
         format = format.as_str(),
         complete,
+        tables = %read.tables,
+        agreements = %read.agreements,
+        token = %caller.0.token.id,
         "query answered"
     );
     let content_type = [(header::CONTENT_TYPE, format.content_type())];
     if complete {
-        return Ok((content_type, head.concat()).into_response());
+        let mut response = (content_type, head.concat()).into_response();
+        read.set_headers(&mut response);
+        return Ok(response);
     }
     let body = futures::stream::iter(head.into_iter().map(Ok)).chain(stream.map(|r| {
         r.map_err(|e| {
@@ -387,7 +439,9 @@ async fn run_query(
             std::io::Error::other(e.to_string())
         })
     }));
-    Ok((content_type, Body::from_stream(body)).into_response())
+    let mut response = (content_type, Body::from_stream(body)).into_response();
+    read.set_headers(&mut response);
+    Ok(response)
 }
 
 /// Results up to this size are sent whole when they are ready at once.

@@ -239,6 +239,32 @@ impl Node {
             .collect())
     }
 
+    /// The agreements in force this node read other members' products under, for the
+    /// tables a query's plan scanned (`QueryResult::tables`: aliases, CTEs and comments
+    /// do not mislead it), as (the product as named in SQL, its agreement), by name.
+    pub async fn agreements_read(
+        &self,
+        tables: &[(Option<String>, String)],
+    ) -> Result<Vec<(String, Agreement)>, NodeError> {
+        if tables.iter().all(|(member, _)| member.is_none()) {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<(String, Agreement)> = self
+            .agreements_in_force(NegotiationRole::Consumer)
+            .await?
+            .into_iter()
+            .filter_map(|((owner, product), n)| {
+                let read = tables
+                    .iter()
+                    .any(|(m, t)| m.as_deref() == Some(owner.as_str()) && *t == product.as_str());
+                let a = n.agreement?;
+                read.then(|| (format!("\"{owner}\".{product}"), a))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// The agreements in force between this owner and `consumer` for `product` and
     /// `purpose`, other than negotiation `except`.
     async fn in_force_for_purpose(

@@ -184,6 +184,43 @@ async fn text(node: &Node, sql: &str) -> Result<String, NodeError> {
     Ok(r.to_text_table(100).await?.0)
 }
 
+/// Runs `sql` through `node`'s HTTP API and returns its `agora-tables` and
+/// `agora-agreements` headers.
+async fn api_read_under(node: &Node, sql: &str) -> (Option<String>, Option<String>) {
+    let token = node
+        .create_token("test", agora_node::ApiRole::Analyst)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/query", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(agora_server::serve(
+        node.clone(),
+        listener,
+        Default::default(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let r = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(&token.secret)
+        .json(&serde_json::json!({"sql": sql, "format": "csv"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let read = (header("agora-tables"), header("agora-agreements"));
+    let _ = tx.send(());
+    let _ = server.await;
+    read
+}
+
 #[tokio::test]
 async fn a_request_is_negotiated_to_an_agreement_both_sign_and_the_owner_enforces() {
     let w = world(TrustSettings::default()).await;
@@ -299,6 +336,16 @@ async fn a_request_is_negotiated_to_an_agreement_both_sign_and_the_owner_enforce
             && d.policies.contains(&"baseline/admitted-purpose".to_owned())),
         "{decisions:#?}"
     );
+
+    // The API names what a query read, and under which agreement, from the plan (a CTE
+    // hides neither).
+    let (tables, agreements) = api_read_under(
+        ea,
+        "WITH t AS (SELECT * FROM \"tax-office\".annual_income) SELECT count(*) FROM t",
+    )
+    .await;
+    assert_eq!(tables.as_deref(), Some("\"tax-office\".annual_income"));
+    assert_eq!(agreements.as_deref(), Some(n.id.as_str()));
 
     // The consumer revokes: the owner stops serving at once when the message arrives.
     ea.terminate(&n.id, "the investigation is closed")

@@ -672,6 +672,18 @@ async fn sql_over_http_in_every_format() {
         arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
     assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 2);
 
+    // The products a query read come from its plan: an alias or a comment misleads nothing.
+    let r = n
+        .post(
+            "/api/v1/query",
+            json!({"sql": "-- FROM \"tax-office\".annual_income\nSELECT count(*) FROM jobs AS \"other\"", "format": "csv"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["agora-tables"], "jobs");
+    assert!(r.headers().get("agora-agreements").is_none());
+
     for (sql, status, code) in [
         ("SELEC 1", 400, "invalid_sql"),
         ("SELECT * FROM nowhere", 400, "invalid_sql"),

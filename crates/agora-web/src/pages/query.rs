@@ -42,35 +42,6 @@ fn frame<'a>(web: &'a Web, viewer: &'a Viewer) -> Frame<'a> {
     }
 }
 
-/// The agreements in force this node reads other members' products under, as (product as
-/// named in SQL, what the agreement does), for the products `sql` names.
-/// The agreements in force under which the query read other members' products, by the
-/// tables its plan scans (not by its text: aliases, CTEs and comments do not mislead it).
-async fn agreements_named(
-    web: &Web,
-    tables: &[(Option<String>, String)],
-) -> Vec<(String, agora_model::Agreement)> {
-    let Ok(all) = web
-        .node
-        .agreements_in_force(agora_model::NegotiationRole::Consumer)
-        .await
-    else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, agora_model::Agreement)> = all
-        .into_iter()
-        .filter_map(|((owner, product), n)| {
-            let read = tables
-                .iter()
-                .any(|(m, t)| m.as_deref() == Some(owner.as_str()) && *t == product.as_str());
-            let a = n.agreement?;
-            read.then(|| (format!("\"{owner}\".{product}"), a))
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 fn agreement_terms(named: &str, a: &agora_model::Agreement) -> Markup {
     let t = &a.terms;
     html! {
@@ -231,7 +202,15 @@ pub(crate) async fn run(
             return crate::pages::node_error(&e);
         }
     };
-    let agreements = agreements_named(&web, &tables).await;
+    // What the query read under: the plan's tables, asked of the node (a page that cannot
+    // say so still shows the rows, which the owners released under those agreements).
+    let agreements = web.node.agreements_read(&tables).await.unwrap_or_default();
+    tracing::info!(
+        user = %viewer.session.user.username,
+        tables = ?tables,
+        agreements = ?agreements.iter().map(|(_, a)| &a.id).collect::<Vec<_>>(),
+        "query answered on the web"
+    );
     let first = (current - 1) * PER_PAGE + 1;
     let last = first + rows.rows.len() - 1;
     let page_button = |p: usize, label: &str| {
