@@ -6,6 +6,35 @@
 //! The shape check runs on a stack grown to fit the worst case the size limit allows, so
 //! neither it nor dropping a refused statement can overflow; statements it accepts are
 //! shallow enough for DataFusion's recursive planning.
+//!
+//! **Bounded work** (`limits.rs`). Every query, whatever door it came in by
+//! (`Catalog::query` for the API, web, CLI and Flight SQL; `Catalog::query_for_member` for
+//! other members), passes `QueryLimits` before planning: its length in bytes, its bracket
+//! nesting (checked on tokens, before the parser, whose backtracking over nested special
+//! forms such as `CAST(` costs four times more per level), then, on the parsed statement,
+//! the depth of expressions and set operations (`a + b + c …` and `… UNION ALL …` chains
+//! are as deep as they are long) and the number of expressions, tables and set operations.
+//! The shape check and the destructor of a refused statement run on a stack grown to fit
+//! the worst case the length limit allows; planning runs with at least 8 MiB of stack
+//! (`on_big_stack`), and the binary's worker threads have `WORKER_STACK` (16 MiB, committed
+//! only when used), so no statement can overflow a stack. Each query executes with a memory
+//! pool of its own (`QueryPool`: the query's limit inside the node's total, shared by all
+//! queries; operators that can spill do, the others fail with "the query needs more memory
+//! than allowed"), and a deadline on its stream that ends it with a clear error and drops
+//! (cancels) its work. Joins are wrapped so they yield to the scheduler between batches
+//! (`YieldingJoins`): a join can produce endless output while the operator above it loops
+//! without waiting, and without a yield neither the deadline nor a disconnected client
+//! could stop it. A nested-loop join also gets its probe side in small steps (`steps.rs`,
+//! `ProbeSteps`) that check the query's deadline, carried in the task's session config
+//! (`QueryDeadline`), since a busy runtime's timers fire late. Limit errors are
+//! `EngineError::Limit` (HTTP 422 `query_limit`; another member is told which kind of limit
+//! in fixed words). `CASE … END` counts as a level of nesting with brackets (the parser
+//! backtracks over it too). An agreement's `query_limits` tighten the time and memory of
+//! every query whose plan reads a product under it (`enforce::query_bounds`, found in the
+//! plan, never in the text). A panic inside DataFusion while planning (`BigStack`) or
+//! executing (`Deadline`) is caught and ends that query with `EngineError::Execution`. CSV
+//! sources are checked whole at registration (`csvcheck.rs`: unterminated quotes, ragged
+//! lines, header only) with line numbers.
 
 use std::future::Future;
 use std::ops::ControlFlow;

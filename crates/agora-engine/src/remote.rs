@@ -11,6 +11,26 @@
 //! aggregates, sorts and joins between one owner's products thus run at the owner; joins
 //! across members run here. The engine knows nothing of how a remote source reaches the
 //! owner (that is the node's business).
+//!
+//! **Federation** (`remote.rs`). Other members' products are `RemoteTable`s in a schema
+//! named after the member (`"member".product`, built from their offers' schemas) and read
+//! through a `RemoteSource` the node provides. A `FederatingPlanner` runs after
+//! DataFusion's logical optimiser (so filters and projections already sit next to the
+//! scans): it replaces every largest subtree whose tables all belong to one remote member —
+//! and that holds no subquery expression, local table or extension — by a `RemoteQuery`
+//! node carrying that subtree turned back into SQL by DataFusion's unparser (aliases over
+//! filtered scans are made derived tables first, which the unparser renders faithfully).
+//! Its `RemoteExec` streams the owner's batches, conformed by position to the expected
+//! schema (a wrong shape is an error). A query that reads only one remote member's products
+//! (in its subqueries too) is sent to that owner as written, after logical planning only
+//! (`remote::whole_query`: no optimiser, unparser or physical planner here — for small
+//! requests that planning cost as much as answering them). So filters, projections, limits,
+//! aggregates, sorts, windows and joins within one owner run at the owner; joins across
+//! members and with local tables run here. `EXPLAIN` shows each `RemoteExec` with the SQL
+//! it sends. As an owner, `member_catalog` names the node's products plainly and as
+//! `"this-member".product`; `Catalog::query_for_member` accepts exactly one `SELECT`/`WITH`
+//! statement (no `EXPLAIN`, which would reveal locations, no `SHOW`, no DDL); a
+//! `TableBinding` with a `refusal` fails with `AccessDenied` when named.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};

@@ -8,6 +8,26 @@
 //! `open` ones as they are, others only through that member's agreement in force, bound as
 //! the engine's [`agora_engine::Enforcement`]; any other product is refused with a reason
 //! that says an agreement is needed.
+//!
+//! Cross-member SQL (`federation.rs`): the node's catalog (keyed by catalog version and an
+//! offers generation bumped by every catalog refresh) holds its products and the other
+//! members' offers; its `RemoteSource` finds the member on the current trust list and calls
+//! it through a cached `FlightPeer`. As an owner it answers each member from that member's
+//! own catalog (cached per member and catalog version, rebuilt when the earliest bound
+//! agreement expires): `open` products as they are, others only under the member's
+//! agreement in force that applies and whose two signatures verify, bound as an
+//! `Enforcement` (aggregate ones with the node's cell-key secret); anything else is refused
+//! with the reason (no agreement, expired, altered). Which agreement applies is decided by
+//! one function both sides use, `agora_model::applicable_agreement`: per purpose the first
+//! agreed, unless a later one explicitly supersedes it; across purposes the most recently
+//! agreed of those. So a second agreement for the same product and purpose changes nothing
+//! served unless the owner's steward approved it *with supersede* (`approve_superseding`,
+//! CLI `--supersede`, API `"supersede": true`, a checkbox on the web page); the superseded
+//! agreement is then revoked when the new one is finalized. Without supersede, approval is
+//! refused while another agreement for the purpose is in force, and the policies are told
+//! (`replaces_agreement_in_force`), which the baseline never approves automatically. As a
+//! consumer it plans remote products under an agreement with the agreement's view
+//! (`AgreementTerms::view_schema`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};

@@ -1,5 +1,21 @@
 //! A node's exchange log (every request/response with another member, written by each side)
 //! and its federated catalog (the offers other members publish: metadata, never data).
+//!
+//! **Exchange log record** (`exchange_log`, stable format; a later capability chains these
+//! records into a tamper-evident log): `seq` (1, 2, 3… per node, gap-free), `direction`
+//! (`inbound`/`outbound`), `peer` (member id), `peer_certificate` (SHA-256 fingerprint),
+//! `operation` (`GET /exchange/v1/offers`, later `flight:DoGet`), `nonce` and
+//! `requested_at` (as signed), `request_digest` (hex SHA-256 of the body),
+//! `request_signature` (base64), `response_digest` (hex SHA-256 of the body; for Flight
+//! streams the stream digest, `blake3:…`), `response_signature`, `outcome` (`ok`, `refused:
+//! …`, `failed: …`, `pending` while being served), `duration_ms`, `rows_returned`,
+//! `bytes_returned`. Inbound records are inserted before the request is served, and
+//! `(direction, peer, nonce)` is unique: a replayed request fails on that insert, durably,
+//! across restarts. Outbound records are likewise written (pending) as the call is made —
+//! the insert runs while the request travels, and no byte of the answer is read before it
+//! has succeeded — and completed when the call is over. An owner sends a stream's signed
+//! end as soon as it is signed and completes its record in a task of its own, so neither
+//! side waits on its store for the other's.
 
 use agora_model::{Direction, ExchangeEnd, ExchangeRecord, ExchangeStart, MemberId, Offer};
 use chrono::{DateTime, Utc};

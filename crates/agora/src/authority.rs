@@ -134,110 +134,20 @@ pub async fn run(cmd: AuthorityCmd) -> Result<()> {
             dir,
             ecosystem,
             url,
-        } => {
-            host_of(&url).with_context(|| format!("--url {url:?} must be an https:// URL"))?;
-            let a = Authority::init(config(&dir, &Lifetimes::default())?, &ecosystem, &url).await?;
-            println!(
-                "Created ecosystem {} in {}.",
-                a.ecosystem(),
-                dir.data_dir.display()
-            );
-            println!(
-                "Root certificate fingerprint (SHA-256): {}",
-                a.root().info.fingerprint
-            );
-            println!("Admit members with `agora authority admit MEMBER --name NAME`.");
-            Ok(())
-        }
+        } => init(&dir, &ecosystem, &url).await,
         AuthorityCmd::Admit {
             dir,
             life,
             member,
             name,
-        } => {
-            let a = Authority::open(config(&dir, &life)?).await?;
-            let member = MemberId::parse(&member)?;
-            let name = name.unwrap_or_else(|| member.to_string());
-            let token = a.admit(&member, &name).await?;
-            let url = a.record().await?.url;
-            println!(
-                "Admitted {member} ({name}). One-time enrolment token (valid {} hours):",
-                life.token_hours
-            );
-            println!("  {token}");
-            println!("On the member's node run:");
-            println!(
-                "  agora node enroll --authority {url} --token <the token above> --exchange-url https://HOST:PORT"
-            );
-            Ok(())
-        }
+        } => admit(&dir, &life, &member, name).await,
         AuthorityCmd::Revoke {
             dir,
             member,
             certificate,
             reason,
-        } => {
-            let a = Authority::open(config(&dir, &Lifetimes::default())?).await?;
-            match (member, certificate) {
-                (Some(m), None) => {
-                    let m = MemberId::parse(&m)?;
-                    let n = a.revoke_member(&m, &reason).await?;
-                    println!(
-                        "Revoked member {m} and its {n} certificate(s); the next trust list says so."
-                    );
-                }
-                (None, Some(fp)) => {
-                    a.revoke_certificate(&fp.to_ascii_lowercase(), &reason)
-                        .await?;
-                    println!("Revoked certificate {fp}; the next trust list says so.");
-                }
-                _ => bail!("name a MEMBER to revoke, or --certificate FINGERPRINT"),
-            }
-            Ok(())
-        }
-        AuthorityCmd::Members { dir } => {
-            let a = Authority::open(config(&dir, &Lifetimes::default())?).await?;
-            let certs = a.certificates().await?;
-            let mut t = crate::output::table(&[
-                "member",
-                "name",
-                "status",
-                "certificates",
-                "exchange endpoint",
-            ]);
-            for m in a.members().await? {
-                let status = match &m.revoked_at {
-                    Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
-                    None => "active".into(),
-                };
-                let mine: Vec<String> = certs
-                    .iter()
-                    .filter(|c| c.member == m.id)
-                    .map(|c| {
-                        format!(
-                            "{} {} until {}{}",
-                            c.kind.as_str(),
-                            &c.fingerprint[..16],
-                            c.not_after.format("%Y-%m-%d"),
-                            if c.revoked_at.is_some() {
-                                " (revoked)"
-                            } else {
-                                ""
-                            }
-                        )
-                    })
-                    .collect();
-                t.add_row(vec![
-                    m.id.to_string(),
-                    m.name.clone(),
-                    status,
-                    mine.join("\n"),
-                    m.endpoints.exchange.clone().unwrap_or_default(),
-                ]);
-            }
-            println!("{t}");
-            Ok(())
-        }
+        } => revoke(&dir, member, certificate, &reason).await,
+        AuthorityCmd::Members { dir } => members(&dir).await,
         AuthorityCmd::TrustList { dir, life } => {
             let a = Authority::open(config(&dir, &life)?).await?;
             println!("{}", serde_json::to_string_pretty(&a.trust_list().await?)?);
@@ -249,26 +159,141 @@ pub async fn run(cmd: AuthorityCmd) -> Result<()> {
             listen,
             url,
             log_format,
-        } => {
-            init_tracing(log_format, "info");
-            let a = Arc::new(Authority::open(config(&dir, &life)?).await?);
-            if let Some(u) = &url {
-                host_of(u).with_context(|| format!("--url {u:?} must be an https:// URL"))?;
-                a.set_url(u).await?;
-            }
-            let url = a.record().await?.url;
-            let host = host_of(&url).context("the authority URL has no host")?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            eprintln!(
-                "Agora authority of {} listening on https://{} (published as {url})",
-                a.ecosystem(),
-                listener.local_addr()?
-            );
-            agora_server::serve_authority(a, listener, vec![host], shutdown_signal()).await?;
-            eprintln!("Authority stopped.");
-            Ok(())
-        }
+        } => serve(&dir, &life, listen, url, log_format).await,
     }
+}
+
+async fn init(dir: &AuthorityDir, ecosystem: &str, url: &str) -> Result<()> {
+    host_of(url).with_context(|| format!("--url {url:?} must be an https:// URL"))?;
+    let a = Authority::init(config(dir, &Lifetimes::default())?, ecosystem, url).await?;
+    println!(
+        "Created ecosystem {} in {}.",
+        a.ecosystem(),
+        dir.data_dir.display()
+    );
+    println!(
+        "Root certificate fingerprint (SHA-256): {}",
+        a.root().info.fingerprint
+    );
+    println!("Admit members with `agora authority admit MEMBER --name NAME`.");
+    Ok(())
+}
+
+async fn admit(
+    dir: &AuthorityDir,
+    life: &Lifetimes,
+    member: &str,
+    name: Option<String>,
+) -> Result<()> {
+    let a = Authority::open(config(dir, life)?).await?;
+    let member = MemberId::parse(member)?;
+    let name = name.unwrap_or_else(|| member.to_string());
+    let token = a.admit(&member, &name).await?;
+    let url = a.record().await?.url;
+    println!(
+        "Admitted {member} ({name}). One-time enrolment token (valid {} hours):",
+        life.token_hours
+    );
+    println!("  {token}");
+    println!("On the member's node run:");
+    println!(
+        "  agora node enroll --authority {url} --token <the token above> --exchange-url https://HOST:PORT"
+    );
+    Ok(())
+}
+
+async fn revoke(
+    dir: &AuthorityDir,
+    member: Option<String>,
+    certificate: Option<String>,
+    reason: &str,
+) -> Result<()> {
+    let a = Authority::open(config(dir, &Lifetimes::default())?).await?;
+    match (member, certificate) {
+        (Some(m), None) => {
+            let m = MemberId::parse(&m)?;
+            let n = a.revoke_member(&m, reason).await?;
+            println!("Revoked member {m} and its {n} certificate(s); the next trust list says so.");
+        }
+        (None, Some(fp)) => {
+            a.revoke_certificate(&fp.to_ascii_lowercase(), reason)
+                .await?;
+            println!("Revoked certificate {fp}; the next trust list says so.");
+        }
+        _ => bail!("name a MEMBER to revoke, or --certificate FINGERPRINT"),
+    }
+    Ok(())
+}
+
+/// The members and their certificates, as a table.
+async fn members(dir: &AuthorityDir) -> Result<()> {
+    let a = Authority::open(config(dir, &Lifetimes::default())?).await?;
+    let certs = a.certificates().await?;
+    let mut t = crate::output::table(&[
+        "member",
+        "name",
+        "status",
+        "certificates",
+        "exchange endpoint",
+    ]);
+    for m in a.members().await? {
+        let status = match &m.revoked_at {
+            Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+            None => "active".into(),
+        };
+        let mine: Vec<String> = certs
+            .iter()
+            .filter(|c| c.member == m.id)
+            .map(|c| {
+                format!(
+                    "{} {} until {}{}",
+                    c.kind.as_str(),
+                    &c.fingerprint[..16],
+                    c.not_after.format("%Y-%m-%d"),
+                    if c.revoked_at.is_some() {
+                        " (revoked)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        t.add_row(vec![
+            m.id.to_string(),
+            m.name.clone(),
+            status,
+            mine.join("\n"),
+            m.endpoints.exchange.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+async fn serve(
+    dir: &AuthorityDir,
+    life: &Lifetimes,
+    listen: SocketAddr,
+    url: Option<String>,
+    log_format: LogFormat,
+) -> Result<()> {
+    init_tracing(log_format, "info");
+    let a = Arc::new(Authority::open(config(dir, life)?).await?);
+    if let Some(u) = &url {
+        host_of(u).with_context(|| format!("--url {u:?} must be an https:// URL"))?;
+        a.set_url(u).await?;
+    }
+    let url = a.record().await?.url;
+    let host = host_of(&url).context("the authority URL has no host")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!(
+        "Agora authority of {} listening on https://{} (published as {url})",
+        a.ecosystem(),
+        listener.local_addr()?
+    );
+    agora_server::serve_authority(a, listener, vec![host], shutdown_signal()).await?;
+    eprintln!("Authority stopped.");
+    Ok(())
 }

@@ -36,6 +36,21 @@
 //! dominance rule and cell-key perturbation. What the consumer does with the released
 //! table (HAVING, ORDER BY, LIMIT, joins, arithmetic) is post-processing of protected
 //! figures and is not restricted.
+//!
+//! **Aggregate mode's threat model and guarantee.** The adversary is a consumer holding an
+//! aggregate agreement (and possibly other agreements, a modified node of its own, Flight
+//! SQL and unlimited queries) who wants one person's value or presence. Aggregate mode
+//! guarantees: no row and no expression per row leaves the owner; no released figure is
+//! computed from fewer than k subjects; no sum dominated by one or two contributors is
+//! released; no error or its absence depends on a protected value; and no exact figure of
+//! any one subject can be obtained by differencing, complements or margins (total minus
+//! shown cells), across one or many queries: each released figure carries noise fixed by
+//! its contributor set, so repeating a query returns the same noise, and a difference of
+//! two cells carries the noise of both. It is **not** differential privacy: many
+//! *different* cells built around one subject give independent noise, which averages down
+//! (a consumer who can form dozens of cells that differ only by one subject can estimate
+//! whether that subject is in them); there is no budget. Agreements that must resist that
+//! use differential privacy (a later capability).
 
 use std::collections::HashMap;
 use std::sync::Arc;

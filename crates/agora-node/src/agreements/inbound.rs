@@ -160,6 +160,8 @@ impl Node {
         })
     }
 
+    /// A first request from a consumer: checked, decided by the policies (refused, left
+    /// to a steward, or approved by rule), recorded, and, when approved by rule, agreed.
     async fn receive_request(
         &self,
         peer: &TrustedMember,
@@ -182,45 +184,16 @@ impl Node {
             updated_at: now,
             deadline,
         };
-        let checked: Result<Product, String> = async {
-            if id.is_empty() || id.len() > 64 {
-                return Err("the negotiation id must have 1 to 64 characters".to_owned());
+        let verdict = self.judge_request(peer, &n).await?;
+        let auto = match verdict {
+            Verdict::Refused(reason) => {
+                n.state = NegotiationState::Terminated;
+                n.reason = Some(reason);
+                None
             }
-            request.validate(&peer.id, now).map_err(|e| e.to_string())?;
-            if deadline <= now {
-                return Err("its deadline has already passed".into());
-            }
-            self.product_for(&request).await
-        }
-        .await;
-        let refuse = |n: &mut Negotiation, reason: String| {
-            n.state = NegotiationState::Terminated;
-            n.reason = Some(reason);
+            Verdict::ForSteward => None,
+            Verdict::ApprovedByRule(why) => Some(why),
         };
-        let mut auto = None;
-        match checked {
-            Err(reason) => refuse(&mut n, format!("refused: {reason}")),
-            Ok(product) => {
-                let d = self
-                    .decide(PolicyAction::Request, &n, &request.terms, &product.metadata)
-                    .await?;
-                if !d.allowed {
-                    refuse(&mut n, format!("refused by policy: {}", d.explain()));
-                } else {
-                    let a = self
-                        .decide(
-                            PolicyAction::AutoApprove,
-                            &n,
-                            &request.terms,
-                            &product.metadata,
-                        )
-                        .await?;
-                    if a.allowed {
-                        auto = Some(a.explain());
-                    }
-                }
-            }
-        }
         let note = match &n.reason {
             Some(r) => r.clone(),
             None => format!(
@@ -239,37 +212,74 @@ impl Node {
                 let n = self
                     .find_negotiation(id, Some(NegotiationRole::Provider))
                     .await?;
-                return Ok(NegotiationReply {
-                    accepted: n.state != NegotiationState::Terminated,
-                    state: n.state,
-                    reason: n.reason,
-                });
+                return Ok(reply(&n, n.state != NegotiationState::Terminated));
             }
             Err(e) => return Err(e.into()),
         }
         tracing::info!(negotiation = %id, consumer = %peer.id, product = %request.product, state = %n.state, "access request received");
         if n.state == NegotiationState::Terminated {
-            return Ok(NegotiationReply {
-                accepted: false,
-                state: n.state,
-                reason: n.reason,
-            });
+            return Ok(reply(&n, false));
         }
-        if let Some(why) = auto {
-            let terms = n.request.terms.clone();
-            let n = self
-                .agree(n, terms, &format!("approved by rule: {why}"), None)
-                .await?;
-            return Ok(NegotiationReply {
-                accepted: true,
-                state: n.state,
-                reason: None,
-            });
-        }
+        let n = match auto {
+            Some(why) => {
+                let terms = n.request.terms.clone();
+                self.agree(n, terms, &format!("approved by rule: {why}"), None)
+                    .await?
+            }
+            None => n,
+        };
         Ok(NegotiationReply {
             accepted: true,
             state: n.state,
             reason: None,
+        })
+    }
+
+    /// What becomes of a first request: refused (its id, its validity or deadline, its
+    /// terms against the product, or the policies), left to a steward, or approved by a
+    /// rule. Both policy decisions are logged.
+    async fn judge_request(
+        &self,
+        peer: &TrustedMember,
+        n: &Negotiation,
+    ) -> Result<Verdict, NodeError> {
+        let (id, request, now) = (&n.id, &n.request, n.created_at);
+        let checked: Result<Product, String> = async {
+            if id.is_empty() || id.len() > 64 {
+                return Err("the negotiation id must have 1 to 64 characters".to_owned());
+            }
+            request.validate(&peer.id, now).map_err(|e| e.to_string())?;
+            if n.deadline <= now {
+                return Err("its deadline has already passed".into());
+            }
+            self.product_for(request).await
+        }
+        .await;
+        let product = match checked {
+            Err(reason) => return Ok(Verdict::Refused(format!("refused: {reason}"))),
+            Ok(p) => p,
+        };
+        let d = self
+            .decide(PolicyAction::Request, n, &request.terms, &product.metadata)
+            .await?;
+        if !d.allowed {
+            return Ok(Verdict::Refused(format!(
+                "refused by policy: {}",
+                d.explain()
+            )));
+        }
+        let a = self
+            .decide(
+                PolicyAction::AutoApprove,
+                n,
+                &request.terms,
+                &product.metadata,
+            )
+            .await?;
+        Ok(if a.allowed {
+            Verdict::ApprovedByRule(a.explain())
+        } else {
+            Verdict::ForSteward
         })
     }
 
@@ -364,5 +374,22 @@ impl Node {
                 unreachable!("handled by the caller")
             }
         }
+    }
+}
+
+/// What becomes of a first request.
+enum Verdict {
+    Refused(String),
+    ForSteward,
+    /// Approved by a rule, with the rule's explanation.
+    ApprovedByRule(String),
+}
+
+/// The answer that reports this side's record.
+fn reply(n: &Negotiation, accepted: bool) -> NegotiationReply {
+    NegotiationReply {
+        accepted,
+        state: n.state,
+        reason: n.reason.clone(),
     }
 }

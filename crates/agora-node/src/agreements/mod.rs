@@ -10,6 +10,29 @@
 //! and the sender terminates its record on reading that answer. Every negotiation has a
 //! deadline both sides know (it travels with the request): one not finalized by then is
 //! terminated by each side's own timer, so none is ever left half-open.
+//!
+//! Modules: `consumer` (the consumer's moves and the steps it receives), `owner` (the
+//! steward's moves, policy decisions, signing, re-identification), `inbound` (steps from
+//! the other node, applied or refused), `outbox` (delivery and the [`Courier`] seam),
+//! `timers` (deadlines), `signatures`.
+//!
+//! The workflows: the consumer's `request_access` (checked against the
+//! vocabulary and the owner's offer before anything is sent) and `accept_offer` or
+//! `counter_request` (an offer answered with other terms: the same `Request` message with
+//! the same id, which the owner checks as a first request and moves back to REQUESTED; only
+//! the terms may change), the owner's `approve`, `counter_offer`, either side's `terminate`
+//! (reject, withdraw, revoke), and `receive_negotiation` for the steps the other node sends
+//! (`NegotiationMessage` as a signed `POST /exchange/v1/negotiations`; the sender is the
+//! certificate's member, its key the one that must verify its signature). Every step is
+//! stored first, with the message owed to the peer queued in the outbox, then delivered in
+//! order per peer by `deliver_outbox` with exponential back-off (at most 5 minutes); a
+//! repeated delivery is acknowledged without effect. A refused step ends the negotiation on
+//! both sides: the receiver terminates its record and answers `accepted: false`, the sender
+//! terminates its own on reading it. The deadline travels with the request, and
+//! `expire_negotiations` on each side ends what is not finalized by then. On a request the
+//! owner asks its `PolicyEngine` (baseline plus `DATA_DIR/policies/*.cedar`, validated when
+//! the node opens) whether it may be made and whether it is approved automatically, and
+//! logs both decisions. `run_negotiations` delivers and expires every few seconds.
 
 mod consumer;
 mod inbound;

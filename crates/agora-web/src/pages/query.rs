@@ -120,6 +120,28 @@ pub(crate) async fn form(State(web): State<Web>, viewer: Viewer) -> Response {
     render(&web, &viewer, "", &[], None)
 }
 
+/// The SQL's error for the form's one field.
+fn sql_error(message: String) -> Vec<FieldError> {
+    vec![FieldError {
+        field: "sql",
+        message,
+    }]
+}
+
+/// What is wrong with the SQL before it is even planned.
+fn check_sql(sql: &str) -> Result<(), Vec<FieldError>> {
+    if sql.is_empty() {
+        return Err(sql_error("Enter an SQL query".into()));
+    }
+    if sql.len() > MAX_SQL {
+        return Err(sql_error(format!(
+            "The query is too long: at most {} KiB",
+            MAX_SQL / 1024
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(
     State(web): State<Web>,
     viewer: Viewer,
@@ -129,32 +151,10 @@ pub(crate) async fn run(
         return r;
     }
     let sql = f.sql.trim();
-    let sql_error = |message: String| {
-        vec![FieldError {
-            field: "sql",
-            message,
-        }]
-    };
-    if sql.is_empty() {
-        return render(
-            &web,
-            &viewer,
-            sql,
-            &sql_error("Enter an SQL query".into()),
-            None,
-        );
-    }
-    if sql.len() > MAX_SQL {
-        return render(
-            &web,
-            &viewer,
-            "",
-            &sql_error(format!(
-                "The query is too long: at most {} KiB",
-                MAX_SQL / 1024
-            )),
-            None,
-        );
+    if let Err(errors) = check_sql(sql) {
+        // A query too long to show again is not shown again.
+        let shown = if sql.len() > MAX_SQL { "" } else { sql };
+        return render(&web, &viewer, shown, &errors, None);
     }
     let Some(current) = crate::pages::page_number(f.page) else {
         return crate::pages::no_such_page();
@@ -166,30 +166,11 @@ pub(crate) async fn run(
         }
         Err(e) => return crate::pages::node_error(&e),
     };
-    tracing::info!(user = %viewer.session.user.username, action = %f.action, "web query");
-    let download = match f.action.as_str() {
-        "csv" => Some((OutputFormat::Csv, "csv")),
-        "json" => Some((OutputFormat::Json, "json")),
-        "arrow" => Some((OutputFormat::ArrowIpc, "arrows")),
-        "parquet" => Some((OutputFormat::Parquet, "parquet")),
-        _ => None,
+    tracing::info!(user = %viewer.session.user.username, action = %f.action, tables = ?result.tables, "web query");
+    let result = match download(&f.action, result) {
+        Ok(response) => return response,
+        Err(result) => result,
     };
-    if let Some((format, ext)) = download {
-        let stream = result
-            .encode(format)
-            .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
-        return (
-            [
-                (header::CONTENT_TYPE, format.content_type().to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"query-result.{ext}\""),
-                ),
-            ],
-            Body::from_stream(stream),
-        )
-            .into_response();
-    }
     let columns = result.columns.clone();
     let tables = result.tables.clone();
     let rows = match result.text_page((current - 1) * PER_PAGE, PER_PAGE).await {
@@ -205,51 +186,99 @@ pub(crate) async fn run(
     // What the query read under: the plan's tables, asked of the node (a page that cannot
     // say so still shows the rows, which the owners released under those agreements).
     let agreements = web.node.agreements_read(&tables).await.unwrap_or_default();
-    tracing::info!(
-        user = %viewer.session.user.username,
-        tables = ?tables,
-        agreements = ?agreements.iter().map(|(_, a)| &a.id).collect::<Vec<_>>(),
-        "query answered on the web"
-    );
-    let first = (current - 1) * PER_PAGE + 1;
-    let last = first + rows.rows.len() - 1;
-    let page_button = |p: usize, label: &str| {
-        html! {
-            form.inline-form method="post" action="/query" {
-                input type="hidden" name="csrf" value=(viewer.session.csrf_token);
-                input type="hidden" name="sql" value=(sql);
-                input type="hidden" name="page" value=(p);
-                button.button.button--secondary type="submit" name="action" value="run" { (label) }
-            }
-        }
+    let page = ResultPage {
+        sql,
+        current,
+        columns: &columns,
+        rows: &rows,
     };
     let results = html! {
-        h2 id="results" { "Results" }
-        @if rows.rows.is_empty() {
-            p { @if current == 1 { "The query returned no rows." } @else { "No more rows." } }
-        } @else {
-            p { "Rows " (first) " to " (last) @if rows.more { " (more follow)" } "." }
-            div.table-wrap {
-                table aria-labelledby="results" {
-                    thead { tr { @for c in &columns { th scope="col" { (c.name) } } } }
-                    tbody {
-                        @for r in &rows.rows {
-                            tr { @for cell in r { td { @match cell { Some(v) => (v), None => span.hint { "empty" } } } } }
-                        }
-                    }
-                }
-            }
-        }
-        @if current > 1 || rows.more {
-            nav.pagination aria-label="Pages of results" {
-                @if current > 1 { (page_button(current - 1, "Previous page")) }
-                @if rows.more { (page_button(current + 1, "Next page")) }
-            }
-        }
+        (page.table(&viewer))
         @if !agreements.is_empty() {
             h2 { "What your agreements hide" }
             @for (named, a) in &agreements { (agreement_terms(named, a)) }
         }
     };
     render(&web, &viewer, sql, &[], Some(results))
+}
+
+/// The result as a download when one was asked for; otherwise the result back.
+fn download(
+    action: &str,
+    result: agora_node::QueryResult,
+) -> Result<Response, agora_node::QueryResult> {
+    let (format, ext) = match action {
+        "csv" => (OutputFormat::Csv, "csv"),
+        "json" => (OutputFormat::Json, "json"),
+        "arrow" => (OutputFormat::ArrowIpc, "arrows"),
+        "parquet" => (OutputFormat::Parquet, "parquet"),
+        _ => return Err(result),
+    };
+    let stream = result
+        .encode(format)
+        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"query-result.{ext}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// One page of a query's rows.
+struct ResultPage<'a> {
+    sql: &'a str,
+    /// The page number, from 1.
+    current: usize,
+    columns: &'a [agora_model::ColumnSchema],
+    rows: &'a agora_node::TextPage,
+}
+
+impl ResultPage<'_> {
+    /// A button that posts the query again for page `p`.
+    fn page_button(&self, viewer: &Viewer, p: usize, label: &str) -> Markup {
+        html! {
+            form.inline-form method="post" action="/query" {
+                input type="hidden" name="csrf" value=(viewer.session.csrf_token);
+                input type="hidden" name="sql" value=(self.sql);
+                input type="hidden" name="page" value=(p);
+                button.button.button--secondary type="submit" name="action" value="run" { (label) }
+            }
+        }
+    }
+
+    fn table(&self, viewer: &Viewer) -> Markup {
+        let (current, rows) = (self.current, self.rows);
+        let first = (current - 1) * PER_PAGE + 1;
+        let last = first + rows.rows.len() - 1;
+        html! {
+            h2 id="results" { "Results" }
+            @if rows.rows.is_empty() {
+                p { @if current == 1 { "The query returned no rows." } @else { "No more rows." } }
+            } @else {
+                p { "Rows " (first) " to " (last) @if rows.more { " (more follow)" } "." }
+                div.table-wrap {
+                    table aria-labelledby="results" {
+                        thead { tr { @for c in self.columns { th scope="col" { (c.name) } } } }
+                        tbody {
+                            @for r in &rows.rows {
+                                tr { @for cell in r { td { @match cell { Some(v) => (v), None => span.hint { "empty" } } } } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if current > 1 || rows.more {
+                nav.pagination aria-label="Pages of results" {
+                    @if current > 1 { (self.page_button(viewer, current - 1, "Previous page")) }
+                    @if rows.more { (self.page_button(viewer, current + 1, "Next page")) }
+                }
+            }
+        }
+    }
 }

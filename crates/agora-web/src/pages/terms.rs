@@ -154,59 +154,7 @@ impl TermsInput {
                 None
             }
         };
-        let mut columns = Vec::new();
-        for (name, chosen, mask, band) in &self.columns {
-            if !chosen {
-                continue;
-            }
-            let mask = match mask.as_str() {
-                "" => None,
-                "band" => match band.parse::<f64>() {
-                    Ok(w) if w > 0.0 && w.is_finite() => Some(Mask::Band { width: w }),
-                    _ => {
-                        errors.push(FieldError {
-                            field: "columns",
-                            message: format!(
-                                "Enter a band width greater than 0 for column {name}, for example 1000"
-                            ),
-                        });
-                        None
-                    }
-                },
-                "prefix" => match band.parse::<u32>() {
-                    Ok(n) if n > 0 => Some(Mask::Prefix { length: n }),
-                    _ => {
-                        errors.push(FieldError {
-                            field: "columns",
-                            message: format!(
-                                "Enter a prefix length of at least 1 for column {name}, for example 3"
-                            ),
-                        });
-                        None
-                    }
-                },
-                other => match other.parse::<Mask>() {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        errors.push(FieldError {
-                            field: "columns",
-                            message: format!("Choose a mask from the list for column {name}"),
-                        });
-                        None
-                    }
-                },
-            };
-            columns.push(ColumnTerm {
-                name: name.clone(),
-                mask,
-            });
-        }
-        if columns.is_empty() {
-            errors.push(FieldError {
-                field: "columns",
-                message: "Choose at least one column".into(),
-            });
-        }
+        let columns = self.column_terms(&mut errors);
         let max_rows = if self.max_rows.is_empty() {
             None
         } else {
@@ -221,61 +169,13 @@ impl TermsInput {
                 }
             }
         };
-        let mut bound = |field: &'static str, value: &str, what: &str| {
-            if value.is_empty() {
-                return None;
-            }
-            match value.parse::<u32>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    errors.push(FieldError {
-                        field,
-                        message: format!(
-                            "{what} must be a whole number greater than 0, or left empty"
-                        ),
-                    });
-                    None
-                }
-            }
-        };
-        let query_limits = agora_model::QueryBounds {
-            max_seconds: bound("max_seconds", &self.max_seconds, "The longest query time"),
-            max_memory_mib: bound(
-                "max_memory_mib",
-                &self.max_memory_mib,
-                "The most memory per query",
-            ),
-        };
-        let min_group_size = if self.min_group_size.is_empty() {
-            DEFAULT_MIN_GROUP_SIZE
-        } else {
-            match self.min_group_size.parse::<u32>() {
-                Ok(n) if n >= DEFAULT_MIN_GROUP_SIZE => n,
-                _ => {
-                    errors.push(FieldError {
-                        field: "min_group_size",
-                        message: format!(
-                            "The smallest group must be a whole number of at least {DEFAULT_MIN_GROUP_SIZE}"
-                        ),
-                    });
-                    DEFAULT_MIN_GROUP_SIZE
-                }
-            }
-        };
+        let query_limits = self.query_bounds(&mut errors);
+        let min_group_size = self.min_group_size(&mut errors);
         let aggregate = mode == Some(AccessMode::Aggregate);
-        let disclosure = if !aggregate {
-            None
+        let disclosure = if aggregate {
+            self.disclosure(&mut errors)
         } else {
-            match DisclosureControl::parse(&self.disclosure) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    errors.push(FieldError {
-                        field: "disclosure",
-                        message: format!("The disclosure control is not valid: {e}"),
-                    });
-                    None
-                }
-            }
+            None
         };
         let measures = if aggregate {
             self.measures.clone()
@@ -295,6 +195,118 @@ impl TermsInput {
             }),
             _ => Err(errors),
         }
+    }
+
+    /// The chosen columns with their masks.
+    fn column_terms(&self, errors: &mut Vec<FieldError>) -> Vec<ColumnTerm> {
+        let mut columns = Vec::new();
+        for (name, chosen, mask, band) in &self.columns {
+            if !chosen {
+                continue;
+            }
+            columns.push(ColumnTerm {
+                name: name.clone(),
+                mask: column_mask(name, mask, band, errors),
+            });
+        }
+        if columns.is_empty() {
+            errors.push(FieldError {
+                field: "columns",
+                message: "Choose at least one column".into(),
+            });
+        }
+        columns
+    }
+
+    /// The agreement's own limits on each query's time and memory.
+    fn query_bounds(&self, errors: &mut Vec<FieldError>) -> agora_model::QueryBounds {
+        let mut bound = |field: &'static str, value: &str, what: &str| {
+            if value.is_empty() {
+                return None;
+            }
+            match value.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    errors.push(FieldError {
+                        field,
+                        message: format!(
+                            "{what} must be a whole number greater than 0, or left empty"
+                        ),
+                    });
+                    None
+                }
+            }
+        };
+        agora_model::QueryBounds {
+            max_seconds: bound("max_seconds", &self.max_seconds, "The longest query time"),
+            max_memory_mib: bound(
+                "max_memory_mib",
+                &self.max_memory_mib,
+                "The most memory per query",
+            ),
+        }
+    }
+
+    fn min_group_size(&self, errors: &mut Vec<FieldError>) -> u32 {
+        if self.min_group_size.is_empty() {
+            return DEFAULT_MIN_GROUP_SIZE;
+        }
+        match self.min_group_size.parse::<u32>() {
+            Ok(n) if n >= DEFAULT_MIN_GROUP_SIZE => n,
+            _ => {
+                errors.push(FieldError {
+                    field: "min_group_size",
+                    message: format!(
+                        "The smallest group must be a whole number of at least {DEFAULT_MIN_GROUP_SIZE}"
+                    ),
+                });
+                DEFAULT_MIN_GROUP_SIZE
+            }
+        }
+    }
+
+    fn disclosure(&self, errors: &mut Vec<FieldError>) -> Option<DisclosureControl> {
+        match DisclosureControl::parse(&self.disclosure) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.push(FieldError {
+                    field: "disclosure",
+                    message: format!("The disclosure control is not valid: {e}"),
+                });
+                None
+            }
+        }
+    }
+}
+
+/// Column `name`'s mask as the form gives it (a mask's name, and a band width or prefix
+/// length where it takes one).
+fn column_mask(name: &str, mask: &str, band: &str, errors: &mut Vec<FieldError>) -> Option<Mask> {
+    let mut wrong = |message: String| {
+        errors.push(FieldError {
+            field: "columns",
+            message,
+        });
+        None
+    };
+    match mask {
+        "" => None,
+        "band" => match band.parse::<f64>() {
+            Ok(w) if w > 0.0 && w.is_finite() => Some(Mask::Band { width: w }),
+            _ => wrong(format!(
+                "Enter a band width greater than 0 for column {name}, for example 1000"
+            )),
+        },
+        "prefix" => match band.parse::<u32>() {
+            Ok(n) if n > 0 => Some(Mask::Prefix { length: n }),
+            _ => wrong(format!(
+                "Enter a prefix length of at least 1 for column {name}, for example 3"
+            )),
+        },
+        other => match other.parse::<Mask>() {
+            Ok(m) => Some(m),
+            Err(_) => wrong(format!("Choose a mask from the list for column {name}")),
+        },
     }
 }
 

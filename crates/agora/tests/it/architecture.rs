@@ -277,3 +277,50 @@ fn the_node_speaks_no_http() {
         }
     }
 }
+
+#[test]
+fn which_products_need_an_agreement_is_decided_in_one_place() {
+    // `Classification::needs_agreement` states the rule; nothing else compares with `Open`.
+    for krate in [
+        "agora-trust",
+        "agora-store",
+        "agora-policy",
+        "agora-engine",
+        "agora-exchange",
+        "agora-authority",
+        "agora-node",
+        "agora-web",
+        "agora-server",
+        "agora",
+    ] {
+        for (path, text) in sources(krate) {
+            assert!(
+                !text.contains("Classification::Open"),
+                "{path} decides about open data itself: use Classification::needs_agreement"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_crate_re_exports_a_whole_layer() {
+    // A crate's users depend on the layers they use themselves (the binary on agora-trust,
+    // not on `agora_node::agora_trust`); types in a crate's own signatures may be re-exported.
+    for krate in [
+        "agora-store",
+        "agora-engine",
+        "agora-exchange",
+        "agora-authority",
+        "agora-node",
+        "agora-web",
+        "agora-server",
+    ] {
+        for (path, text) in sources(krate) {
+            let whole = text.lines().any(|l| {
+                let l = l.trim();
+                l.starts_with("pub use agora_") && !l.contains("::") && l.ends_with(';')
+            });
+            assert!(!whole, "{path} re-exports a whole crate");
+        }
+    }
+}
