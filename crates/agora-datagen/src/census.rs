@@ -7,7 +7,7 @@ use arrow::array::{ArrayRef, Int64Builder, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::GenError;
-use crate::chunk::write_parquet;
+use crate::tables::write_parquet;
 
 pub const MEMBER: &str = "statistics-office";
 pub const TABLE: &str = "census_sample";

@@ -15,6 +15,7 @@
 mod census;
 mod chunk;
 mod sidecars;
+mod tables;
 mod vocab;
 
 use std::fs;
@@ -23,7 +24,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use chunk::TABLES;
+pub use tables::TABLES;
 
 /// Bumped whenever the generated content changes, so caches can tell stale data apart.
 pub const GENERATOR_VERSION: u32 = 2;

@@ -67,6 +67,10 @@ pub enum NodeError {
     Settings(String),
     #[error("the node is busy checking other passwords; try again in a few seconds")]
     Busy,
+    #[error(
+        "{0} does not exist or is outside the folders this node may read for API clients; ask the node's operator to allow it (agora node start --allow-path DIR) or register it with the CLI"
+    )]
+    OutsideAllowedFolders(String),
 }
 
 impl NodeError {
@@ -92,7 +96,8 @@ impl NodeError {
             | Self::Id(_)
             | Self::Source(_)
             | Self::BadLocation { .. }
-            | Self::ForeignOwner { .. } => true,
+            | Self::ForeignOwner { .. }
+            | Self::OutsideAllowedFolders(_) => true,
             Self::Trust(_) | Self::NotEnrolled | Self::PeerRefused { .. } => true,
             Self::NotInitialised(_)
             | Self::DataDirNotWritable { .. }
@@ -123,6 +128,8 @@ pub enum ErrorKind {
     ReadOnly,
     /// A query reaching data it has no agreement or right for.
     AccessDenied,
+    /// The caller may not do this (a location outside the folders it may read).
+    Forbidden,
     /// Another member (or this node, for another member) refused.
     PeerRefused,
     /// Another member could not be reached or answered wrongly.
@@ -158,6 +165,7 @@ impl ErrorKind {
             Self::InvalidSql => "invalid_sql",
             Self::ReadOnly => "read_only",
             Self::AccessDenied => "access_denied",
+            Self::Forbidden => "forbidden",
             Self::PeerRefused => "peer_refused",
             Self::PeerFailed => "peer_failed",
             Self::UnreadableData => "unreadable_data",
@@ -193,6 +201,7 @@ impl NodeError {
             Self::Metadata(_) | Self::Sidecar(_) | Self::ForeignOwner { .. } => K::InvalidMetadata,
             Self::Id(_) | Self::Source(_) | Self::BadLocation { .. } => K::BadRequest,
             Self::PeerRefused { .. } => K::PeerRefused,
+            Self::OutsideAllowedFolders(_) => K::Forbidden,
             Self::Exchange(_) => K::PeerFailed,
             Self::TrustListExpired { .. } => K::TrustListExpired,
             Self::NotEnrolled => K::NotEnrolled,

@@ -43,6 +43,36 @@ fn bad(path: &str, reason: impl Into<String>) -> NodeError {
     }
 }
 
+/// Whether an API client may register `location`: a remote URL (checked when it is
+/// registered, against the operator's allow-list) or a local path inside one of `roots`,
+/// the folders the node's operator allowed for API clients. Symbolic links and `..` are
+/// resolved before comparing; what cannot be resolved is refused unless it is plainly
+/// (absolute, no `..`) inside an allowed folder, where registration then says it is
+/// missing. Outside, missing and forbidden look the same.
+pub fn check_client_location(location: &str, roots: &[PathBuf]) -> Result<(), NodeError> {
+    let Some(local) = local_path(location)? else {
+        return Ok(());
+    };
+    let roots: Vec<PathBuf> = roots
+        .iter()
+        .filter_map(|root| std::fs::canonicalize(root).ok())
+        .collect();
+    match std::fs::canonicalize(Path::new(local)) {
+        Ok(canonical) if roots.iter().any(|r| canonical.starts_with(r)) => Ok(()),
+        Err(_) if plainly_inside(Path::new(local), &roots) => Ok(()),
+        _ => Err(NodeError::OutsideAllowedFolders(local.to_owned())),
+    }
+}
+
+fn plainly_inside(path: &Path, roots: &[PathBuf]) -> bool {
+    use std::path::Component;
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && roots.iter().any(|r| path.starts_with(r))
+}
+
 /// The local path a location names, strictly parsed (`None` for a remote URL).
 pub fn local_path(location: &str) -> Result<Option<&str>, NodeError> {
     if location.is_empty() {

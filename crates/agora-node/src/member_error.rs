@@ -90,6 +90,7 @@ pub fn for_member(e: &NodeError) -> (MemberFault, String) {
         | NodeError::Source(_)
         | NodeError::BadLocation { .. }
         | NodeError::ForeignOwner { .. }
+        | NodeError::OutsideAllowedFolders(_)
         | NodeError::Trust(_)
         | NodeError::Exchange(_)
         | NodeError::Policy(_)
@@ -159,6 +160,7 @@ mod tests {
             }),
             NodeError::Exchange(agora_exchange::ExchangeError::Setup(s())),
             NodeError::BadUser(s()),
+            NodeError::OutsideAllowedFolders(s()),
         ]);
         out
     }

@@ -124,7 +124,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         | K::QueryLimit
         | K::UnsupportedFormat => StatusCode::UNPROCESSABLE_ENTITY,
         K::InvalidSql | K::BadRequest => StatusCode::BAD_REQUEST,
-        K::ReadOnly | K::AccessDenied | K::PeerRefused => StatusCode::FORBIDDEN,
+        K::ReadOnly | K::AccessDenied | K::PeerRefused | K::Forbidden => StatusCode::FORBIDDEN,
         K::PeerFailed => StatusCode::BAD_GATEWAY,
         K::TrustListExpired | K::NotEnrolled => StatusCode::SERVICE_UNAVAILABLE,
         K::Internal => StatusCode::INTERNAL_SERVER_ERROR,

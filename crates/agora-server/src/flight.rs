@@ -332,9 +332,10 @@ fn batch_stream(
 /// node's details).
 fn tool_status(e: &NodeError) -> Status {
     let code = match e.kind() {
-        ErrorKind::AccessDenied | ErrorKind::PeerRefused | ErrorKind::ReadOnly => {
-            Code::PermissionDenied
-        }
+        ErrorKind::AccessDenied
+        | ErrorKind::PeerRefused
+        | ErrorKind::ReadOnly
+        | ErrorKind::Forbidden => Code::PermissionDenied,
         ErrorKind::PeerFailed => Code::Unavailable,
         _ if e.is_user_error() => Code::InvalidArgument,
         _ => Code::Internal,

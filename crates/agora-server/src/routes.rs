@@ -1,6 +1,5 @@
 //! Handlers and their OpenAPI descriptions.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use agora_model::{MetadataPatch, Page, PageRequest, Product, SearchHit};
@@ -187,45 +186,9 @@ async fn register_product(
     ApiJson(req): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
     caller.require(ApiRole::Steward)?;
-    check_allowed_location(&state, &req.location)?;
+    agora_node::location::check_client_location(&req.location, &state.config.allowed_roots)?;
     let product = state.node.register(req.into(), &|_| {}).await?;
     Ok((StatusCode::CREATED, Json(product)))
-}
-
-fn check_allowed_location(state: &AppState, location: &str) -> Result<(), ApiError> {
-    // Parsed as the node parses it (exactly as written, one scheme); remote URLs are the
-    // node's to check against its operator's allow-list.
-    let Some(local) = agora_node::location::local_path(location)? else {
-        return Ok(());
-    };
-    let refused = || {
-        ApiError::forbidden(format!(
-            "{local} does not exist or is outside the folders this node may read for API clients; ask the node's operator to allow it (agora node start --allow-path DIR) or register it with the CLI"
-        ))
-    };
-    let roots: Vec<std::path::PathBuf> = state
-        .config
-        .allowed_roots
-        .iter()
-        .filter_map(|root| std::fs::canonicalize(root).ok())
-        .collect();
-    // Symbolic links and `..` resolved before comparing. What cannot be resolved is
-    // refused, unless it is plainly (absolute, no `..`) inside an allowed folder: then the
-    // node says it is missing. Outside, missing and forbidden look the same.
-    match std::fs::canonicalize(Path::new(local)) {
-        Ok(canonical) if roots.iter().any(|r| canonical.starts_with(r)) => Ok(()),
-        Err(_) if plainly_inside(Path::new(local), &roots) => Ok(()),
-        _ => Err(refused()),
-    }
-}
-
-fn plainly_inside(path: &Path, roots: &[std::path::PathBuf]) -> bool {
-    use std::path::Component;
-    path.is_absolute()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-        && roots.iter().any(|r| path.starts_with(r))
 }
 
 /// One data product: source, schema, metadata and profile.

@@ -242,28 +242,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         )
         .map(|r| r.context("the authority failed")),
     );
-    let mut client_files = Vec::new();
-    let mut keep = Vec::new();
-    for ((node, _), xl) in nodes.iter().zip(&exchange_listeners) {
-        let endpoints = Endpoints {
-            exchange: Some(format!("https://{}", xl.local_addr()?)),
-        };
-        let problem = enrol(node, &authority, &authority_url, endpoints).await?;
-        if let Some(why) = &problem {
-            eprintln!(
-                "Leaving {} out of this run: {why}. Its data directory {} is kept as it is.",
-                node.member(),
-                node.data_dir().display()
-            );
-        }
-        keep.push(problem.is_none());
-    }
+    let keep = enrol_members(&nodes, &exchange_listeners, &authority, &authority_url).await?;
     // Revoked members take no part: their nodes, listeners and users are dropped.
     let nodes = kept(nodes, &keep);
     let listeners = kept(listeners, &keep);
     let exchange_listeners = kept(exchange_listeners, &keep);
     let users = kept(users, &keep);
     let list = authority.trust_list().await?;
+    let mut client_files = Vec::new();
     for (node, _) in &nodes {
         let trust = node.enrolled()?;
         trust.accept_list(list.clone())?;
@@ -306,22 +292,44 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         args.no_serve,
     );
-    if args.no_serve {
-        let _ = stop_tx.send(true);
-        while let Some(done) = servers.join_next().await {
-            done.context("a demo task failed")??;
-        }
-        return Ok(());
+    if !args.no_serve {
+        cmd::shutdown_signal().await;
+        eprintln!("Stopping the demo…");
     }
-
-    cmd::shutdown_signal().await;
-    eprintln!("Stopping the demo…");
     let _ = stop_tx.send(true);
     while let Some(done) = servers.join_next().await {
         done.context("a demo task failed")??;
     }
-    eprintln!("Demo stopped. Run `agora demo` again to restart it in seconds.");
+    if !args.no_serve {
+        eprintln!("Demo stopped. Run `agora demo` again to restart it in seconds.");
+    }
     Ok(())
+}
+
+/// Enrols every member's node with the demo authority at its exchange endpoint; says
+/// which took part (a revoked member is reported and left out of this run).
+async fn enrol_members(
+    nodes: &[(Node, String)],
+    exchange_listeners: &[tokio::net::TcpListener],
+    authority: &Authority,
+    authority_url: &str,
+) -> Result<Vec<bool>> {
+    let mut keep = Vec::new();
+    for ((node, _), xl) in nodes.iter().zip(exchange_listeners) {
+        let endpoints = Endpoints {
+            exchange: Some(format!("https://{}", xl.local_addr()?)),
+        };
+        let problem = enrol(node, authority, authority_url, endpoints).await?;
+        if let Some(why) = &problem {
+            eprintln!(
+                "Leaving {} out of this run: {why}. Its data directory {} is kept as it is.",
+                node.member(),
+                node.data_dir().display()
+            );
+        }
+        keep.push(problem.is_none());
+    }
+    Ok(keep)
 }
 
 /// The demo's listeners on loopback: each member's API and exchange listener, and the

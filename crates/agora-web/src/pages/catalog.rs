@@ -72,64 +72,14 @@ pub(crate) async fn search(
     let Some(wanted) = crate::pages::page_number(f.page) else {
         return crate::pages::no_such_page();
     };
-    let (total, shown): (usize, Vec<SearchHit>) = if f.theme.is_empty() {
-        let mut page = wanted;
-        loop {
-            let hits = match web
-                .node
-                .search_ecosystem_filtered(
-                    &f.q,
-                    PageRequest {
-                        page: page as u32,
-                        per_page: PER_PAGE as u32,
-                    },
-                    &filter,
-                )
-                .await
-            {
-                Ok(h) => h,
-                Err(e) => return crate::pages::node_error(&e),
-            };
-            let total = hits.total as usize;
-            let last = total.div_ceil(PER_PAGE).max(1);
-            // A page past the end shows the last one.
-            if hits.items.is_empty() && page > last {
-                page = last;
-                continue;
-            }
-            break (total, hits.items);
-        }
+    let found = if f.theme.is_empty() {
+        search_page(&web, &f, &filter, wanted).await
     } else {
-        let mut kept = Vec::new();
-        for page in 1..=MAX_THEMED_PAGES {
-            let hits = match web
-                .node
-                .search_ecosystem_filtered(
-                    &f.q,
-                    PageRequest {
-                        page,
-                        per_page: CONSIDERED,
-                    },
-                    &filter,
-                )
-                .await
-            {
-                Ok(h) => h,
-                Err(e) => return crate::pages::node_error(&e),
-            };
-            let last = (page as u64) * u64::from(CONSIDERED) >= hits.total;
-            kept.extend(hits.items.into_iter().filter(|h| keeps(h, &f)));
-            if last {
-                break;
-            }
-        }
-        let total = kept.len();
-        let shown = kept
-            .into_iter()
-            .skip((wanted - 1) * PER_PAGE)
-            .take(PER_PAGE)
-            .collect();
-        (total, shown)
+        search_themed(&web, &f, &filter, wanted).await
+    };
+    let (total, shown) = match found {
+        Ok(found) => found,
+        Err(e) => return crate::pages::node_error(&e),
     };
     // The members of the ecosystem, from the trust list the node holds (no store read).
     let mut members: Vec<String> = web
@@ -194,6 +144,66 @@ pub(crate) async fn search(
         }
     };
     Html(page(&frame(&web, &viewer), "Find data", body).into_string()).into_response()
+}
+
+/// One page of the matches (a page past the end shows the last one), with their total.
+async fn search_page(
+    web: &Web,
+    f: &SearchForm,
+    filter: &agora_node::SearchFilter,
+    wanted: usize,
+) -> Result<(usize, Vec<SearchHit>), agora_node::NodeError> {
+    let mut page = wanted;
+    loop {
+        let request = PageRequest {
+            page: page as u32,
+            per_page: PER_PAGE as u32,
+        };
+        let hits = web
+            .node
+            .search_ecosystem_filtered(&f.q, request, filter)
+            .await?;
+        let total = hits.total as usize;
+        let last = total.div_ceil(PER_PAGE).max(1);
+        if hits.items.is_empty() && page > last {
+            page = last;
+            continue;
+        }
+        return Ok((total, hits.items));
+    }
+}
+
+/// One page of the matches of the chosen theme, found among the first
+/// `MAX_THEMED_PAGES` pages of the others, with their total.
+async fn search_themed(
+    web: &Web,
+    f: &SearchForm,
+    filter: &agora_node::SearchFilter,
+    wanted: usize,
+) -> Result<(usize, Vec<SearchHit>), agora_node::NodeError> {
+    let mut kept = Vec::new();
+    for page in 1..=MAX_THEMED_PAGES {
+        let request = PageRequest {
+            page,
+            per_page: CONSIDERED,
+        };
+        let hits = web
+            .node
+            .search_ecosystem_filtered(&f.q, request, filter)
+            .await?;
+        let last = (page as u64) * u64::from(CONSIDERED) >= hits.total;
+        kept.extend(hits.items.into_iter().filter(|h| keeps(h, f)));
+        if last {
+            break;
+        }
+    }
+    let total = kept.len();
+    let shown = kept
+        .into_iter()
+        .skip((wanted - 1) * PER_PAGE)
+        .take(PER_PAGE)
+        .collect();
+    Ok((total, shown))
 }
 
 /// A product's page: what it holds, its columns and their roles, its quality profile, and
