@@ -146,6 +146,18 @@ await journey('catalog: search with filters, then a product page with its profil
   await page.locator('.histograms details summary').first().click();
   await accessible(page, 'product page');
   await screenshot(page, 'product');
+  // A product the agency reads under the fraud-prevention agreement says so, and how to
+  // query it; no "request access" for what it holds.
+  await page.goto(`${EA.base_url}/catalog?q=income&member=tax-office`);
+  const income = page.locator('ul.results > li', { hasText: 'annual_income' });
+  assert.match(await income.innerText(), /reads it under agreement/);
+  await page.goto(`${EA.base_url}/catalog/tax-office/annual_income`);
+  const how = await page.locator('main').innerText();
+  assert.match(how, /Your organisation reads it under agreement/);
+  assert.doesNotMatch(how, /holds none in force/);
+  // Column types and roles in words, the technical name beside them.
+  assert.match(how, /whole number|text/);
+  await accessible(page, 'product page under an agreement');
 });
 
 await journey('access request: an incomplete form is refused field by field, then sent', async () => {
@@ -286,6 +298,10 @@ await journey('revocation: a steward must give a reason, then the agreement stop
   await page.getByRole('button', { name: 'Run query' }).click();
   await page.locator('.error-summary').waitFor();
   assert.match(await page.locator('.error-summary').innerText(), /agreement/);
+  // The page offers the way to ask for one, not a command to type.
+  assert.doesNotMatch(await page.locator('main').innerText(), /agora agreement request/);
+  await page.getByRole('link', { name: 'Request access to residents from population-registry' }).click();
+  await page.waitForURL(/\/catalog\/population-registry\/residents\/request$/);
 });
 
 await journey('negotiation: the owner offers other terms, the consumer asks for others, the owner rejects', async () => {
@@ -383,6 +399,65 @@ await journey('administration: administrators see health, certificates and the t
   const missing = await analyst.goto(`${EA.base_url}/no-such-page`);
   assert.equal(missing.status(), 404);
   await accessible(analyst, 'page not found');
+});
+
+await journey('publishing: a steward publishes a CSV file from the inbox, fixing what the form refuses', async () => {
+  // A ;-separated file in the folder the demo's nodes accept from their stewards.
+  const file = path.join(eco.inbox, `openings-${Date.now()}.csv`);
+  fs.writeFileSync(file, 'opening_id;municipality;weekly_hours;posted_on\n'
+    + Array.from({ length: 40 }, (_, i) => `${i + 1};${i % 2 ? 'Northport' : 'Eastvale'};${20 + (i % 20)};2026-11-${String(1 + (i % 28)).padStart(2, '0')}`).join('\n') + '\n');
+  const { page: analyst } = await person();
+  await signIn(analyst, EA, 'analyst', '/catalog');
+  assert.equal(await analyst.getByRole('link', { name: 'Publish data' }).count(), 0, 'analysts have no Publish link');
+  assert.equal((await analyst.goto(`${EA.base_url}/publish`)).status(), 403);
+
+  const { page } = await person();
+  await signIn(page, EA, 'steward', '/catalog');
+  await page.getByRole('link', { name: 'Publish data' }).click();
+  await page.waitForURL(/\/publish$/);
+  await accessible(page, 'publish: where is the data');
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('.error-summary').waitFor();
+  assert.match(await page.locator('.error-summary').innerText(), /Enter where the data is/);
+  // A file outside the allowed folders is refused.
+  await page.getByLabel('File, folder or URL').fill('/etc/passwd');
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('.error-summary').waitFor();
+  assert.match(await page.locator('.error-summary').innerText(), /outside the folders/);
+  // Without the delimiter the file is one column: the check says which delimiter to give.
+  await page.getByLabel('File, folder or URL').fill(file);
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('.error-summary').waitFor();
+  assert.match(await page.locator('.error-summary').innerText(), /--delimiter ';'/);
+  await accessible(page, 'publish: an error');
+  await page.locator('details.details summary').click();
+  await page.getByLabel('Delimiter').fill(';');
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.waitForSelector('h1:has-text("Describe the data")');
+  assert.match(await page.locator('main').innerText(), /Found 4 columns/);
+  await accessible(page, 'publish: describe the data');
+  await screenshot(page, 'publish');
+  const name = `openings_${Date.now()}`;
+  await page.getByLabel('Name in SQL').fill(name);
+  await page.getByLabel('Title').fill('Open positions of the agency');
+  // Personal data needs a legal basis: the form says so at the field.
+  await page.getByLabel(/^personal/).check();
+  await page.getByRole('button', { name: 'Publish' }).click();
+  await page.locator('.error-summary').waitFor();
+  assert.match(await page.locator('.error-summary').innerText(), /legal basis/);
+  await accessible(page, 'publish: describe, with an error');
+  await page.getByLabel(/^internal/).check();
+  await page.getByLabel('Keywords').fill('vacancies, hours');
+  await page.getByLabel('job matching').check();
+  await page.getByRole('button', { name: 'Publish' }).click();
+  // The progress page refreshes itself until the profile is done.
+  await page.waitForSelector('h1:has-text("Published")', { timeout: 30000 });
+  await accessible(page, 'publish: published');
+  await page.getByRole('link', { name: 'See it in the catalog' }).click();
+  await page.waitForURL(new RegExp(`/catalog/employment-agency/${name}$`));
+  const text = await page.locator('main').innerText();
+  assert.match(text, /Open positions of the agency/);
+  assert.match(text, /40 rows/);
 });
 
 await journey('without JavaScript: sign in, search and query still work', async () => {

@@ -24,7 +24,12 @@ pub(crate) struct CsvShape {
     /// The field count of the first record (the header, when there is one).
     expected: Option<usize>,
     records: u64,
+    /// Outside quotes on the first line: how often each other likely delimiter occurs.
+    first_line_others: [u64; OTHER_DELIMITERS.len()],
 }
+
+/// Delimiters a file given without `--delimiter` may really use.
+const OTHER_DELIMITERS: [u8; 4] = [b';', b'\t', b'|', b','];
 
 impl CsvShape {
     pub(crate) fn new(delimiter: u8) -> Self {
@@ -40,6 +45,7 @@ impl CsvShape {
             fields: 0,
             expected: None,
             records: 0,
+            first_line_others: [0; OTHER_DELIMITERS.len()],
         }
     }
 
@@ -84,6 +90,11 @@ impl CsvShape {
                     self.record_has_content = true;
                 }
                 _ => {
+                    if self.expected.is_none()
+                        && let Some(i) = OTHER_DELIMITERS.iter().position(|&d| d == b)
+                    {
+                        self.first_line_others[i] += 1;
+                    }
                     self.at_field_start = false;
                     self.record_has_content = true;
                 }
@@ -92,10 +103,34 @@ impl CsvShape {
         Ok(())
     }
 
+    /// On a first line of one field, the other delimiter it holds most often.
+    fn likely_delimiter(&self) -> Option<u8> {
+        let (i, &n) = self
+            .first_line_others
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| OTHER_DELIMITERS[*i] != self.delimiter)
+            .max_by_key(|(_, n)| **n)?;
+        (n > 0).then_some(OTHER_DELIMITERS[i])
+    }
+
     fn end_record(&mut self) -> Result<(), String> {
         if self.record_has_content {
             let count = self.fields + 1;
             match self.expected {
+                None if count == 1
+                    && let Some(d) = self.likely_delimiter() =>
+                {
+                    let shown = if d == b'\t' {
+                        "\\t".to_owned()
+                    } else {
+                        (d as char).to_string()
+                    };
+                    return Err(format!(
+                        "line 1 is one single column holding {shown:?} but no {:?}: the file looks {shown:?}-delimited — give the delimiter (--delimiter '{shown}', or delimiter = \"{shown}\" in the sidecar)",
+                        self.delimiter as char
+                    ));
+                }
                 None => self.expected = Some(count),
                 Some(e) if e != count => {
                     return Err(format!(
@@ -167,6 +202,17 @@ mod tests {
         assert_eq!(check("a,b\n\n1,2\n\n", b','), Ok(2), "blank lines");
         assert_eq!(check("a,b\n", b','), Ok(1), "a header alone");
         assert_eq!(check("", b','), Ok(0));
+    }
+
+    #[test]
+    fn a_file_with_another_delimiter_gets_the_delimiter_suggested() {
+        let e = check("name;age;town\nAda;36;Northport\n", b',').unwrap_err();
+        assert!(e.contains("--delimiter ';'"), "{e}");
+        let e = check("name\tage\nAda\t36\n", b',').unwrap_err();
+        assert!(e.contains("--delimiter '\\t'"), "{e}");
+        // One real column, and a header quoting the other delimiter, are fine.
+        assert_eq!(check("name\nAda; Bob\n", b','), Ok(2));
+        assert_eq!(check("\"a;b\"\n1\n", b','), Ok(2));
     }
 
     #[test]

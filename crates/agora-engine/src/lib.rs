@@ -11,6 +11,7 @@ mod encode;
 mod enforce;
 mod files;
 mod limits;
+mod observe;
 mod profile;
 mod remote;
 mod source;
@@ -38,6 +39,7 @@ pub use enforce::{CellKeySecret, EnforcedTable, Enforcement, LinkageKey, Pseudon
 pub use limits::{
     MEMORY as LIMIT_MEMORY, QueryLimits, TIME as LIMIT_TIME, WORKER_STACK, last_memory_stop,
 };
+pub use observe::{OnEnd, StreamEnd};
 pub use profile::ProfileProgress;
 pub use remote::{RemoteBatches, RemoteBinding, RemoteSource};
 
@@ -447,6 +449,19 @@ impl Engine {
     }
 }
 
+/// The schema of the table a "table 'agora.SCHEMA.TABLE' not found" message names, when
+/// it names one.
+fn missing_table_schema(message: &str) -> Option<String> {
+    let start = message.find("table '")? + "table '".len();
+    let rest = &message[start..];
+    let name = &rest[..rest.find("' not found")?];
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts[..] {
+        [_, schema, _] | [schema, _] => Some(schema.to_owned()),
+        _ => None,
+    }
+}
+
 impl Catalog {
     /// Plans and starts a query from another member: one plain `SELECT` (or `WITH`)
     /// statement, nothing else — no EXPLAIN (plans name data locations), no SHOW.
@@ -515,6 +530,41 @@ impl Catalog {
             self.start(state, plan).await
         })
         .await
+        .map_err(|e| self.name_the_members(e))
+    }
+
+    /// A table not found under a schema that is no member's gets the members listed: the
+    /// likely mistake is the member's name (`"tax-ofice".annual_income`).
+    fn name_the_members(&self, e: EngineError) -> EngineError {
+        let EngineError::Plan(message) = &e else {
+            return e;
+        };
+        let Some(schema) = missing_table_schema(message) else {
+            return e;
+        };
+        let Some(catalog) = self.ctx.catalog(CATALOG) else {
+            return e;
+        };
+        let mut members: Vec<String> = catalog
+            .schema_names()
+            .into_iter()
+            .filter(|s| s != "public" && s != "information_schema")
+            .collect();
+        if members.contains(&schema) || schema == "public" {
+            return e;
+        }
+        members.sort();
+        let known = if members.is_empty() {
+            "this node sees no other member's products (has it joined an ecosystem?)".to_owned()
+        } else {
+            format!(
+                "members whose products this node sees: {}",
+                members.join(", ")
+            )
+        };
+        EngineError::Plan(format!(
+            "{message}: there is no member named {schema:?}; {known}"
+        ))
     }
 
     /// The logical plan of one read-only statement.
@@ -643,6 +693,16 @@ impl QueryResult {
             stream: Box::pin(
                 datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(target, stream),
             ),
+        }
+    }
+
+    /// The same result, calling `on_end` once when its stream ends: read to the end,
+    /// failed, or dropped by its reader (with the rows delivered until then).
+    pub fn observe(self, on_end: OnEnd) -> Self {
+        Self {
+            columns: self.columns,
+            tables: self.tables,
+            stream: Box::pin(observe::Observed::new(self.stream, on_end)),
         }
     }
 

@@ -90,6 +90,20 @@ impl Mask {
     }
 }
 
+impl Mask {
+    /// What the mask does to a column, in plain words.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Redact => "left out (always empty)".into(),
+            Self::TruncateToMonth => "cut to the month".into(),
+            Self::TruncateToYear => "cut to the year".into(),
+            Self::Band { width } => format!("given in bands of {width}"),
+            Self::Pseudonym => "replaced by a pseudonym (the same person always gets the same one for this purpose; only the owner can turn it back)".into(),
+            Self::Prefix { length } => format!("cut to its first {length} characters"),
+        }
+    }
+}
+
 impl fmt::Display for Mask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.label())
@@ -252,6 +266,20 @@ pub enum TermsError {
         field: &'static str,
         mode: AccessMode,
     },
+}
+
+/// Whether a mask, by its label's kind (`redact`, `month`, `year`, `band`, `prefix`,
+/// `pseudonym`), fits a column of this type and role: what forms offer. (The terms'
+/// validation refuses the type mismatches whatever a form offered.)
+pub fn mask_fits(kind: &str, data_type: &str, role: ColumnRole) -> bool {
+    match kind {
+        "" | "redact" => true,
+        "month" | "year" => is_temporal(data_type),
+        "band" => is_numeric(data_type),
+        "prefix" => is_text(data_type),
+        "pseudonym" => matches!(role, ColumnRole::SubjectId | ColumnRole::DirectIdentifier),
+        _ => false,
+    }
 }
 
 fn is_temporal(t: &str) -> bool {

@@ -16,7 +16,7 @@ pub enum IdError {
 
 /// A member of the ecosystem, e.g. `employment-agency`. Stable, DNS-label-like.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MemberId(String);
 
@@ -49,6 +49,21 @@ impl From<MemberId> for String {
         m.0
     }
 }
+/// Debug output is the quoted id, as for a string: messages that quote an id with `{:?}`
+/// read `"tax-office"`, never `MemberId("tax-office")`.
+impl fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Quoted, as [`MemberId`]'s.
+impl fmt::Debug for ProductName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
 impl fmt::Display for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -57,7 +72,7 @@ impl fmt::Display for MemberId {
 
 /// The name of a data product within its owner's node; it is also its SQL table name.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ProductName(String);
 
@@ -120,6 +135,16 @@ impl fmt::Display for ProductName {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ids_in_messages_read_as_quoted_names_not_rust_types() {
+        let p = ProductName::parse("annual_incomes").unwrap();
+        let m = MemberId::parse("tax-office").unwrap();
+        assert_eq!(
+            format!("{p:?} of {m:?}"),
+            r#""annual_incomes" of "tax-office""#
+        );
+    }
 
     #[test]
     fn member_ids() {

@@ -18,6 +18,7 @@ mod trust;
 
 pub use agreement::{
     AccessMode, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask, QueryBounds, TermsError,
+    mask_fits,
 };
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};

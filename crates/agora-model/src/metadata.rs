@@ -34,6 +34,16 @@ impl Classification {
     pub fn needs_agreement(self) -> bool {
         self != Self::Open
     }
+
+    /// What the class means for who may read the data, in plain words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::Open => "anyone may read it",
+            Self::Internal => "other members read it under an agreement",
+            Self::Personal => "about people: read under an agreement, identifiers protected",
+            Self::Sensitive => "special categories of personal data: never shared row by row",
+        }
+    }
 }
 
 impl fmt::Display for Classification {

@@ -147,14 +147,34 @@ pub enum NegotiationError {
     UnknownPurpose(String),
     #[error("unknown legal basis {0:?}; use one of {list}", list = LEGAL_BASES.join(", "))]
     UnknownLegalBasis(String),
-    #[error(
-        "the request needs a justification: say in a sentence or more why the data is needed (at most 4000 characters)"
-    )]
-    Justification,
+    #[error("{}", justification_problem(*.0))]
+    Justification(usize),
     #[error("the validity period is not usable: {0}")]
     Validity(String),
     #[error("a member cannot request its own product")]
     OwnProduct,
+    /// The product's owner admits other purposes only (the text says which).
+    #[error("{0}")]
+    PurposeNotAdmitted(String),
+}
+
+/// The shortest and longest justification of a request, in characters.
+pub const MIN_JUSTIFICATION: usize = 10;
+pub const MAX_JUSTIFICATION: usize = 4000;
+
+/// What is wrong with a justification of `chars` characters.
+fn justification_problem(chars: usize) -> String {
+    match chars {
+        0 => format!(
+            "the request needs a justification: say in a sentence or more why the data is needed (at least {MIN_JUSTIFICATION} characters)"
+        ),
+        n if n < MIN_JUSTIFICATION => format!(
+            "the justification is too short ({n} characters): say in a sentence or more why the data is needed (at least {MIN_JUSTIFICATION})"
+        ),
+        n => format!(
+            "the justification is too long ({n} characters): keep it to at most {MAX_JUSTIFICATION}"
+        ),
+    }
 }
 
 /// What a consumer asks for: one product, for one purpose, under proposed terms.
@@ -194,9 +214,9 @@ impl AccessRequest {
                 self.legal_basis.clone(),
             ));
         }
-        let j = self.justification.trim();
-        if j.len() < 10 || j.len() > 4000 {
-            return Err(NegotiationError::Justification);
+        let j = self.justification.trim().chars().count();
+        if !(MIN_JUSTIFICATION..=MAX_JUSTIFICATION).contains(&j) {
+            return Err(NegotiationError::Justification(j));
         }
         validate_validity(self.valid_from, self.valid_until, now)
     }
@@ -252,6 +272,43 @@ pub struct Agreement {
     /// owner's steward's explicit decision (it is revoked once this one is in force).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supersedes: Option<String>,
+}
+
+impl Agreement {
+    /// One line on what a query read under this agreement, e.g. `agreement 0193… —
+    /// "tax-office".annual_income for fraud_prevention (linkage), until 2027-12-01`.
+    pub fn read_line(&self) -> String {
+        format!(
+            "agreement {} — \"{}\".{} for {} ({}), until {}",
+            self.id,
+            self.owner,
+            self.product,
+            self.purpose,
+            self.terms.mode,
+            self.valid_until.format("%Y-%m-%d")
+        )
+    }
+
+    /// For an aggregate agreement, what its disclosure control does to an answer, in
+    /// words. How many groups were withheld is not said: with the consumer's own filters,
+    /// that count would tell whether a group of fewer than k subjects exists.
+    pub fn disclosure_notice(&self) -> Option<String> {
+        if self.terms.mode != crate::AccessMode::Aggregate {
+            return None;
+        }
+        let dominance = self
+            .terms
+            .disclosure
+            .as_ref()
+            .map(|d| format!("; {}", d.dominance.describe()))
+            .unwrap_or_default();
+        Some(format!(
+            "\"{}\".{} is answered in aggregate only: groups of fewer than {} people are withheld{dominance}; \
+             the figures shown carry small noise. An empty answer means no group reached the threshold \
+             or none matched (how many groups were withheld is not said: that would tell whether small groups exist)",
+            self.owner, self.product, self.terms.min_group_size
+        ))
+    }
 }
 
 /// Which of a consumer's agreements in force on one product applies to its queries: per
@@ -730,8 +787,14 @@ mod tests {
         r.justification = " ".into();
         assert_eq!(
             r.validate(&consumer, now),
-            Err(NegotiationError::Justification)
+            Err(NegotiationError::Justification(0))
         );
+        // A justification that is there but too short is not reported as missing.
+        let mut r = request();
+        r.justification = "jobs".into();
+        let e = r.validate(&consumer, now).unwrap_err();
+        assert_eq!(e, NegotiationError::Justification(4));
+        assert!(e.to_string().contains("too short (4 characters)"), "{e}");
         let mut r = request();
         r.valid_until = r.valid_from;
         assert!(matches!(

@@ -388,6 +388,9 @@ pub struct SearchHit {
     /// How the product can be used from the node that answered the search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,
+    /// The agreement in force under which the node that answered reads the product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<String>,
 }
 
 #[cfg(test)]

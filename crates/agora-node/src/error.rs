@@ -71,6 +71,9 @@ pub enum NodeError {
         "{0} does not exist or is outside the folders this node may read for API clients; ask the node's operator to allow it (agora node start --allow-path DIR) or register it with the CLI"
     )]
     OutsideAllowedFolders(String),
+    /// The caller may not do this here (the text says who can).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl NodeError {
@@ -97,7 +100,8 @@ impl NodeError {
             | Self::Source(_)
             | Self::BadLocation { .. }
             | Self::ForeignOwner { .. }
-            | Self::OutsideAllowedFolders(_) => true,
+            | Self::OutsideAllowedFolders(_)
+            | Self::Forbidden(_) => true,
             Self::Trust(_) | Self::NotEnrolled | Self::PeerRefused { .. } => true,
             Self::NotInitialised(_)
             | Self::DataDirNotWritable { .. }
@@ -201,7 +205,7 @@ impl NodeError {
             Self::Metadata(_) | Self::Sidecar(_) | Self::ForeignOwner { .. } => K::InvalidMetadata,
             Self::Id(_) | Self::Source(_) | Self::BadLocation { .. } => K::BadRequest,
             Self::PeerRefused { .. } => K::PeerRefused,
-            Self::OutsideAllowedFolders(_) => K::Forbidden,
+            Self::OutsideAllowedFolders(_) | Self::Forbidden(_) => K::Forbidden,
             Self::Exchange(_) => K::PeerFailed,
             Self::TrustListExpired { .. } => K::TrustListExpired,
             Self::NotEnrolled => K::NotEnrolled,

@@ -134,9 +134,10 @@ impl InboundEnd {
 impl Node {
     /// Decides whether a peer may talk to this node at all (certificate on the trust list,
     /// list not expired beyond grace), before any request is read.
-    pub fn admit_peer(&self, presented: &CertInfo) -> Result<TrustedMember, NodeError> {
+    /// A member admitted moments ago is found by fetching the list at once.
+    pub async fn admit_peer(&self, presented: &CertInfo) -> Result<TrustedMember, NodeError> {
         let trust = self.enrolled()?;
-        let (member, kind) = trust.check_peer(presented, Utc::now())?;
+        let (member, kind) = trust.check_peer_fresh(presented, Utc::now()).await?;
         if kind != agora_model::CertificateKind::Node {
             return Err(NodeError::PeerRefused {
                 peer: member.id.to_string(),
@@ -157,7 +158,7 @@ impl Node {
         target: &RequestTarget<'_>,
     ) -> Result<Inbound, NodeError> {
         let trust = self.enrolled()?;
-        let peer = self.admit_peer(presented)?;
+        let peer = self.admit_peer(presented).await?;
         let refuse = |reason: String| NodeError::PeerRefused {
             peer: peer.id.to_string(),
             reason,
@@ -426,8 +427,19 @@ impl Node {
             SearchScope::Local
         };
         let mut hits = self.store().search_filtered(q, page, scope, filter).await?;
+        let held = if hits.items.iter().any(|h| h.owner != self.member().as_str()) {
+            self.agreements_in_force(agora_model::NegotiationRole::Consumer)
+                .await?
+        } else {
+            Default::default()
+        };
         for h in &mut hits.items {
-            h.access = Some(access_hint(self.member(), h));
+            let agreement = MemberId::parse(&h.owner)
+                .ok()
+                .and_then(|owner| held.get(&(owner, h.name.to_string())))
+                .and_then(|n| n.agreement.as_ref());
+            h.access = Some(access_hint(self.member(), h, agreement));
+            h.agreement = agreement.map(|a| a.id.clone());
         }
         Ok(hits)
     }
@@ -438,16 +450,27 @@ impl Node {
     }
 }
 
-/// How a catalog entry can be used from this node.
-fn access_hint(me: &MemberId, h: &SearchHit) -> String {
+/// How a catalog entry can be used from this node: its own, open, under the agreement in
+/// force that this node holds for it, or to be requested.
+fn access_hint(me: &MemberId, h: &SearchHit, held: Option<&agora_model::Agreement>) -> String {
     if h.owner == me.as_str() {
         format!("your own product: query it as {}", h.name)
     } else if !h.classification.needs_agreement() {
         format!("open: query it as \"{}\".{}", h.owner, h.name)
+    } else if let Some(a) = held {
+        format!(
+            "under agreement {} ({}, for {}, until {}): query it as \"{}\".{}",
+            a.id,
+            a.terms.mode,
+            a.purpose,
+            a.valid_until.format("%Y-%m-%d"),
+            h.owner,
+            h.name
+        )
     } else {
         format!(
-            "{}: needs a sharing agreement with {} (request access from its owner)",
-            h.classification, h.owner
+            "{}: needs a sharing agreement with {}, which you do not hold (request access: agora agreement request --owner {} --product {})",
+            h.classification, h.owner, h.owner, h.name
         )
     }
 }

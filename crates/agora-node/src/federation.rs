@@ -71,13 +71,30 @@ impl RemoteSource for NodeRemote {
     }
 }
 
+/// The refusal of a product read without an agreement. Front ends find the product in it
+/// by [`NEEDS_AGREEMENT`] to offer the way to request access.
 fn needs_agreement_text(owner: &MemberId, p: &Product) -> String {
     format!(
-        "{owner}.{} is classified {}: other members may query it only under a sharing \
+        "{owner}.{}{NEEDS_AGREEMENT}{}: other members may query it only under a sharing \
          agreement with {owner}, and you have none in force; request access to it first \
-         (`agora agreement request`)",
-        p.name, p.metadata.classification
+         (from its catalog page, or `agora agreement request --owner {owner} --product {}`)",
+        p.name, p.metadata.classification, p.name
     )
+}
+
+/// What follows `OWNER.PRODUCT` in the refusal of a product read without an agreement.
+pub const NEEDS_AGREEMENT: &str = " is classified ";
+
+/// The `(owner, product)` a refusal for want of an agreement names, if it is one.
+pub fn product_needing_agreement(message: &str) -> Option<(String, String)> {
+    let end = message.find(NEEDS_AGREEMENT)?;
+    let named = message[..end]
+        .rsplit(|c: char| c.is_whitespace() || c == ':')
+        .next()?;
+    let (owner, product) = named.split_once('.')?;
+    let owner = MemberId::parse(owner.trim_matches('"')).ok()?;
+    let product = agora_model::ProductName::parse(product).ok()?;
+    Some((owner.to_string(), product.to_string()))
 }
 
 /// What another member's queries see: open products, and the others under its newest

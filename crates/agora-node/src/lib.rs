@@ -3,6 +3,7 @@
 //! query engine together and owns the workflows: registering a product all-or-nothing,
 //! keeping the catalog, answering SQL.
 
+pub mod access;
 pub mod agreements;
 mod binding;
 mod error;
@@ -11,7 +12,7 @@ mod federation;
 pub mod location;
 pub mod member_error;
 pub use location::LocationPolicy;
-mod register;
+pub mod register;
 pub mod settings;
 mod throttle;
 pub mod trust;
@@ -25,18 +26,19 @@ use agora_engine::{Catalog, Engine, EngineConfig};
 use agora_model::{MemberId, MetadataPatch, Page, PageRequest, Product, ProductName, SearchHit};
 use agora_store::{NodeRecord, Store};
 
+pub use access::{Accessor, Channel, LoggedQuery};
 pub use agora_engine::{
     EngineError, LIMIT_MEMORY, LIMIT_TIME, OutputFormat, ProfileProgress, QueryLimits, QueryResult,
     TextPage, WORKER_STACK,
 };
 pub use agora_model::ApiRole;
 pub use agora_store::{
-    NewSession, NewToken, SearchFilter, StoreError, TokenInfo, UserInfo, WebSession,
+    AccessRecord, NewSession, NewToken, SearchFilter, StoreError, TokenInfo, UserInfo, WebSession,
 };
 pub use agora_trust::EnrolmentToken;
 pub use error::{ErrorKind, NodeError};
-pub use federation::VisibleTable;
-pub use register::RegisterRequest;
+pub use federation::{NEEDS_AGREEMENT, VisibleTable, product_needing_agreement};
+pub use register::{Draft, RegisterRequest};
 pub use users::SignIn;
 
 /// An authenticated API caller: the token it presented, and the catalog version at the
@@ -113,6 +115,8 @@ struct Inner {
     hashing: throttle::Hashing,
     /// Where negotiation steps go instead of the exchange channel, if set.
     courier: std::sync::OnceLock<Arc<dyn agreements::Courier>>,
+    /// Completions of access records still being written.
+    access_writes: tokio_util::task::TaskTracker,
 }
 
 /// Where an owner keeps its own Cedar policies (`*.cedar`), applied after the baseline.
@@ -182,8 +186,14 @@ impl Node {
         Ok((Self::assemble(cfg, store, identity)?, token))
     }
 
-    /// Opens an initialised node.
+    /// Opens an initialised node. A data directory that holds no node (a mistyped
+    /// `--data-dir`, say) is reported without anything being created in it.
     pub async fn open(cfg: &NodeConfig) -> Result<Node, NodeError> {
+        if cfg.store_url.is_none() && !cfg.data_dir.join("agora.db").is_file() {
+            return Err(NodeError::NotInitialised(
+                cfg.data_dir.display().to_string(),
+            ));
+        }
         let store = open_store(cfg).await?;
         let identity = store
             .node()
@@ -241,6 +251,7 @@ impl Node {
                 outbox_lock: Default::default(),
                 flight_peers: Default::default(),
                 cell_key: Default::default(),
+                access_writes: Default::default(),
             }),
         })
     }
@@ -328,6 +339,16 @@ impl Node {
 
     // ---- products ----
 
+    /// Checks a registration up to its profile and returns what it would register: the
+    /// name, the data's schema and the metadata the sidecar and `req` give (see
+    /// [`register::Draft`]). Reads the schema only; nothing is stored.
+    pub async fn draft_registration(
+        &self,
+        req: &RegisterRequest,
+    ) -> Result<register::Draft, NodeError> {
+        register::draft(self, req).await
+    }
+
     /// Registers a product in place: infers its schema, validates its metadata, profiles
     /// it, and records it in one transaction. Nothing is stored unless every step succeeds.
     pub async fn register(
@@ -370,9 +391,52 @@ impl Node {
 
     /// Removes a product's registration. The data itself is not touched.
     pub async fn remove(&self, name: &str) -> Result<(), NodeError> {
+        self.remove_product(name, false).await.map(|_| ())
+    }
+
+    /// Removes a product's registration. Agreements in force that other members read it
+    /// under are not left to revive if a product of the same name is registered again:
+    /// without `revoke_agreements` the removal is refused and names them; with it, each is
+    /// revoked (both sides are told) before the product goes. Returns the revoked ids.
+    pub async fn remove_product(
+        &self,
+        name: &str,
+        revoke_agreements: bool,
+    ) -> Result<Vec<String>, NodeError> {
+        // Named like this only if it exists: a missing product is reported as such.
+        let product = self.product(name).await?;
+        let in_force: Vec<agora_model::Negotiation> = self
+            .agreements_in_force(agora_model::NegotiationRole::Provider)
+            .await?
+            .into_values()
+            .filter(|n| n.request.product == product.name)
+            .collect();
+        if !in_force.is_empty() && !revoke_agreements {
+            let list: Vec<String> = in_force
+                .iter()
+                .map(|n| format!("{} ({} for {})", n.id, n.consumer, n.request.purpose))
+                .collect();
+            return Err(NodeError::Agreement(format!(
+                "{} is read under {} agreement{} in force: {}; removing it revokes them (--revoke-agreements, or revoke_agreements=true in the API)",
+                product.name,
+                in_force.len(),
+                if in_force.len() == 1 { "" } else { "s" },
+                list.join(", ")
+            )));
+        }
+        let mut revoked = Vec::new();
+        for n in in_force {
+            self.terminate(
+                &n.id,
+                &format!("{} was withdrawn by its owner", product.name),
+            )
+            .await?;
+            revoked.push(n.id);
+        }
         self.inner.store.delete_product(name).await?;
         self.inner.engine.forget(name);
-        Ok(())
+        tracing::info!(product = %product.name, revoked = ?revoked, "product removed");
+        Ok(revoked)
     }
 
     /// Searches the catalog: this node's products and, once the node has enrolled in an

@@ -65,7 +65,7 @@ pub fn for_member(e: &NodeError) -> (MemberFault, String) {
         NodeError::Store(
             StoreError::NegotiationNotFound(_) | StoreError::NegotiationMoved { .. },
         ) => (Conflict, e.to_string()),
-        NodeError::PeerRefused { .. } => (Denied, e.to_string()),
+        NodeError::PeerRefused { .. } | NodeError::Forbidden(_) => (Denied, e.to_string()),
         NodeError::TrustListExpired { .. } | NodeError::NotEnrolled => (Unavailable, e.to_string()),
         NodeError::Engine(engine) => match engine {
             EngineError::AccessDenied(m) => (Denied, m.clone()),

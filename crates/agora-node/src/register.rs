@@ -104,11 +104,28 @@ fn humanise(name: &str) -> String {
     }
 }
 
-pub(crate) async fn register(
-    node: &Node,
-    req: RegisterRequest,
-    progress: &(dyn Fn(ProfileProgress) + Send + Sync),
-) -> Result<Product, NodeError> {
+/// A registration checked up to its profile: where the data is, its format, the name
+/// (which may be taken: registration refuses a name in use),
+/// the schema the data has, and the metadata the sidecar and the request give (not yet
+/// validated against the schema). What a publish form shows before the steward commits.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub name: ProductName,
+    pub source: DataSource,
+    pub schema: Vec<agora_model::ColumnSchema>,
+    pub metadata: agora_model::ProductMetadata,
+    /// The sidecar file found next to the data, if any.
+    pub sidecar: Option<String>,
+}
+
+impl Draft {
+    /// Checks the metadata against the schema, as registration will.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        Ok(self.metadata.validate(&self.schema)?)
+    }
+}
+
+pub(crate) async fn draft(node: &Node, req: &RegisterRequest) -> Result<Draft, NodeError> {
     let resolved =
         crate::location::resolve(&req.location, &node.inner.data_dir, &node.inner.locations)
             .await?;
@@ -165,10 +182,6 @@ pub(crate) async fn register(
     } else {
         ProductName::derive_from(&name_str)?
     };
-    if node.store().get_product(name.as_str()).await?.is_some() {
-        return Err(agora_store::StoreError::DuplicateProduct(name.to_string()).into());
-    }
-
     let schema = node.engine().inspect(&source).await?;
     if let Some(path) = &sidecar_path {
         sidecar.check_schema(&schema, path)?;
@@ -180,6 +193,30 @@ pub(crate) async fn register(
             node: node.member().to_string(),
             given: metadata.owner.to_string(),
         });
+    }
+    Ok(Draft {
+        name,
+        source,
+        schema,
+        metadata,
+        sidecar: sidecar_path,
+    })
+}
+
+pub(crate) async fn register(
+    node: &Node,
+    req: RegisterRequest,
+    progress: &(dyn Fn(ProfileProgress) + Send + Sync),
+) -> Result<Product, NodeError> {
+    let Draft {
+        name,
+        source,
+        schema,
+        metadata,
+        ..
+    } = draft(node, &req).await?;
+    if node.store().get_product(name.as_str()).await?.is_some() {
+        return Err(agora_store::StoreError::DuplicateProduct(name.to_string()).into());
     }
     metadata.validate(&schema)?;
 

@@ -106,6 +106,9 @@ pub struct NodeTrust {
     material: RwLock<Arc<Material>>,
     identity: Arc<IdentityCell>,
     list: RwLock<(Arc<TrustList>, SignedTrustList)>,
+    /// When the list was last fetched because a peer was not on it (see
+    /// [`NodeTrust::check_peer_fresh`]).
+    pulled_on_miss: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for NodeTrust {
@@ -239,6 +242,7 @@ impl NodeTrust {
             })),
             identity,
             list: RwLock::new((Arc::new(list), signed)),
+            pulled_on_miss: Default::default(),
         }))
     }
 
@@ -541,6 +545,47 @@ impl NodeTrust {
         Ok(files)
     }
 
+    /// [`NodeTrust::check_peer`], fetching the trust list from the authority first when
+    /// the peer is not on this node's copy: a member the authority admitted a moment ago
+    /// is admitted at once rather than at the next scheduled refresh. At most one such
+    /// fetch every [`PULL_ON_MISS_EVERY`], so unknown certificates cannot make the node
+    /// flood its authority.
+    pub async fn check_peer_fresh(
+        &self,
+        presented: &CertInfo,
+        now: DateTime<Utc>,
+    ) -> Result<(TrustedMember, CertificateKind), NodeError> {
+        let first = self.check_peer(presented, now);
+        let unknown = match &first {
+            Err(NodeError::PeerRefused { reason, .. }) => reason.contains(NOT_LISTED),
+            _ => false,
+        };
+        if !unknown || !self.may_pull_on_miss() {
+            return first;
+        }
+        match self.refresh().await {
+            Ok(true) => {
+                tracing::info!(peer = %presented.common_name, "trust list fetched for a peer not on it");
+                self.check_peer(presented, now)
+            }
+            Ok(false) => first,
+            Err(e) => {
+                tracing::warn!(peer = %presented.common_name, error = %e, "cannot fetch the trust list");
+                first
+            }
+        }
+    }
+
+    fn may_pull_on_miss(&self) -> bool {
+        let mut last = self.pulled_on_miss.lock().expect("lock");
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < PULL_ON_MISS_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
     /// Decides whether a verified peer certificate belongs to a member in good standing.
     pub fn check_peer(
         &self,
@@ -566,16 +611,24 @@ impl NodeTrust {
                 r.serial, r.revoked_at, r.reason
             ))),
             Standing::UnknownMember => Err(refuse(format!(
-                "member {member} is not on the trust list (sequence {})",
+                "member {member} is {NOT_LISTED} (sequence {}); {NEWLY_ADMITTED}",
                 list.sequence
             ))),
             Standing::UnknownCertificate { .. } => Err(refuse(format!(
-                "its certificate {} is not on the trust list (sequence {}) for member {member}",
+                "its certificate {} is {NOT_LISTED} (sequence {}) for member {member}; {NEWLY_ADMITTED}",
                 presented.serial, list.sequence
             ))),
         }
     }
 }
+
+/// How often a peer missing from the trust list may make the node fetch the list.
+pub const PULL_ON_MISS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+const NOT_LISTED: &str = "not on the trust list";
+const NEWLY_ADMITTED: &str = "a member the authority admitted or renewed moments ago is \
+    accepted once this node has fetched the new list (at once, or within a minute); \
+    otherwise ask the authority";
 
 /// A client tool's files, as written by [`NodeTrust::client_certificate`].
 #[derive(Debug, Clone)]

@@ -89,3 +89,42 @@ impl From<RegisterBody> for agora_node::RegisterRequest {
         }
     }
 }
+
+/// One query by this node's own people and tools that read data products.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = AccessRecord)]
+pub struct AccessView {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    /// Who ran it: `token:ID (LABEL)`, `user:NAME`, `cli:OS-USER` or `certificate:NAME`.
+    pub principal: String,
+    /// `api`, `web`, `cli` or `flight`.
+    pub channel: String,
+    /// The products the query's plan read, as named in SQL, comma-separated.
+    pub products: String,
+    /// The agreements other members' products were read under, comma-separated.
+    pub agreements: String,
+    /// SHA-256 of the SQL text, in hex.
+    pub sql_digest: String,
+    /// `running`, `answered`, `refused: …`, `failed: …` or `stopped by the client`.
+    pub outcome: String,
+    pub rows_returned: i64,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<agora_node::AccessRecord> for AccessView {
+    fn from(a: agora_node::AccessRecord) -> Self {
+        Self {
+            id: a.id,
+            started_at: a.started_at,
+            principal: a.principal,
+            channel: a.channel,
+            products: a.products,
+            agreements: a.agreements,
+            sql_digest: a.sql_digest,
+            outcome: a.outcome,
+            rows_returned: a.rows_returned,
+            finished_at: a.finished_at,
+        }
+    }
+}

@@ -154,7 +154,16 @@ impl FlightSqlService for ExchangeFlight {
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("the statement handle is not UTF-8 SQL"))?;
         tracing::info!(client = %who, "flight sql statement run");
-        let result = self.node.query(&sql).await.map_err(|e| tool_status(&e))?;
+        let accessor = agora_node::Accessor {
+            principal: format!("certificate:{who}"),
+            channel: agora_node::Channel::Flight,
+        };
+        let result = self
+            .node
+            .query_logged(&accessor, None, &sql)
+            .await
+            .map_err(|e| tool_status(&e))?
+            .result;
         let schema = result.schema();
         let batches = result
             .into_batches()

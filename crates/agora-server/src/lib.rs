@@ -80,7 +80,12 @@ fn api_parts() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
 /// The complete HTTP application for a node.
 pub fn app(node: Node, config: ServerConfig) -> Router {
     let body_limit = config.body_limit;
-    let web = agora_web::router(node.clone(), config.web.clone());
+    // Stewards publish from the web pages under the same folders as API clients.
+    let web_config = agora_web::WebConfig {
+        allowed_roots: config.allowed_roots.clone(),
+        ..config.web.clone()
+    };
+    let web = agora_web::router(node.clone(), web_config);
     let state = AppState {
         node,
         config: Arc::new(config),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use agora_model::{MetadataPatch, Page, PageRequest, Product, SearchHit};
 use agora_node::{ApiRole, OutputFormat};
 
-use crate::api_types::{RegisterBody, TokenView};
+use crate::api_types::{AccessView, RegisterBody, TokenView};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -56,6 +56,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_product, update_product, delete_product))
         .routes(routes!(search_catalog))
         .routes(routes!(run_query))
+        .routes(routes!(list_accesses))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .merge(crate::agreements::router())
@@ -218,17 +219,32 @@ async fn update_product(
     Ok(Json(state.node.update_metadata(&name, patch).await?))
 }
 
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct RemoveParams {
+    /// Revoke the agreements in force that other members read the product under (without
+    /// it, removal is refused while there are any).
+    #[serde(default)]
+    revoke_agreements: bool,
+}
+
 /// Removes a product's registration (the data itself is not touched).
 #[utoipa::path(delete, path = "/api/v1/products/{name}", tag = "products",
-    params(("name" = String, Path, description = "Product name")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path, description = "Product name"), RemoveParams),
+    responses((status = 204), (status = 404, body = ErrorBody),
+        (status = 409, description = "Agreements in force read the product (code `conflict`)", body = ErrorBody)))]
 async fn delete_product(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(params): ApiQuery<RemoveParams>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(ApiRole::Steward)?;
-    state.node.remove(&name).await?;
+    state
+        .node
+        .remove_product(&name, params.revoke_agreements)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -281,41 +297,29 @@ struct QueryRequest {
     format: Option<String>,
 }
 
-/// What a query read: its plan's tables, and the agreements it read other members'
-/// products under (for the response headers and the log).
+/// What a query read: its plan's tables, the agreements it read other members' products
+/// under, and what aggregate agreements' disclosure control did (for the response headers
+/// and the log).
 struct ReadUnder {
     tables: String,
     agreements: String,
+    disclosure: String,
 }
 
 impl ReadUnder {
-    async fn of(
-        node: &agora_node::Node,
-        tables: &[(Option<String>, String)],
-    ) -> Result<Self, ApiError> {
-        let named: Vec<String> = tables
-            .iter()
-            .map(|(member, table)| match member {
-                Some(m) => format!("\"{m}\".{table}"),
-                None => table.clone(),
-            })
-            .collect();
-        let agreements: Vec<String> = node
-            .agreements_read(tables)
-            .await?
-            .into_iter()
-            .map(|(_, a)| a.id)
-            .collect();
-        Ok(Self {
-            tables: named.join(", "),
-            agreements: agreements.join(", "),
-        })
+    fn of(q: &agora_node::LoggedQuery) -> Self {
+        Self {
+            tables: q.products.join(", "),
+            agreements: q.agreement_ids(),
+            disclosure: q.disclosure_notices().join(" | "),
+        }
     }
 
     fn set_headers(&self, response: &mut Response) {
         for (name, value) in [
             ("agora-tables", &self.tables),
             ("agora-agreements", &self.agreements),
+            ("agora-disclosure-control", &self.disclosure),
         ] {
             if let (false, Ok(v)) = (value.is_empty(), HeaderValue::from_str(value)) {
                 response.headers_mut().insert(name, v);
@@ -335,7 +339,8 @@ impl ReadUnder {
             (Vec<u8> = "application/vnd.apache.arrow.stream")),
             headers(
                 ("agora-tables" = String, description = "The products the query's plan read, as named in SQL, comma-separated"),
-                ("agora-agreements" = String, description = "The ids of the agreements other members' products were read under, comma-separated (absent when there were none)"))),
+                ("agora-agreements" = String, description = "The ids of the agreements other members' products were read under, comma-separated (absent when there were none)"),
+                ("agora-disclosure-control" = String, description = "For products read under aggregate agreements: what their disclosure control withheld and perturbed, in words (groups below the minimum size are withheld, and their number is not disclosed)"))),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, description = "The query passed one of the node's limits (code `query_limit`)", body = ErrorBody)))]
 async fn run_query(
@@ -353,9 +358,13 @@ async fn run_query(
             .unwrap_or(OutputFormat::Json),
     };
     let started = std::time::Instant::now();
-    let result = state.node.query_as(&caller.0, &req.sql).await?;
-    let read = ReadUnder::of(&state.node, &result.tables).await?;
-    let mut stream = result.encode(format);
+    let who = agora_node::Accessor::token(&caller.0.token);
+    let logged = state
+        .node
+        .query_logged(&who, Some(&caller.0), &req.sql)
+        .await?;
+    let read = ReadUnder::of(&logged);
+    let mut stream = logged.result.encode(format);
     // Wait for the first chunk so that errors at the start get a proper status; a small
     // result that is complete by then goes out in one piece, with its length.
     let mut head: Vec<Bytes> = Vec::new();
@@ -409,6 +418,35 @@ async fn run_query(
 
 /// Results up to this size are sent whole when they are ready at once.
 const SMALL_RESULT_BYTES: usize = 256 * 1024;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct AccessParams {
+    /// How many records, newest first (1–10000, default 100).
+    #[param(minimum = 1, maximum = 10_000)]
+    limit: Option<u32>,
+}
+
+/// The access log: queries by this node's own people and tools that read data products
+/// (other members' queries are in the exchange log), newest first.
+#[utoipa::path(get, path = "/api/v1/accesses", tag = "query", params(AccessParams),
+    responses((status = 200, body = Vec<AccessView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_accesses(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(params): ApiQuery<AccessParams>,
+) -> Result<Json<Vec<AccessView>>, ApiError> {
+    caller.require(ApiRole::Admin)?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit must be from 1 to 10000".to_owned(),
+        ));
+    }
+    let records = state.node.accesses(limit).await?;
+    Ok(Json(records.into_iter().map(AccessView::from).collect()))
+}
 
 /// Lists API tokens (never their secrets).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",

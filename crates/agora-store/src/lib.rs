@@ -4,6 +4,7 @@
 //! and PostgreSQL (a `postgres://` URL), through sqlx's `Any` driver with portable SQL and
 //! `$n` placeholders, and the same versioned migrations (`migrations/`).
 
+mod access;
 mod authority;
 mod exchange;
 mod journal;
@@ -25,6 +26,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use access::{AccessRecord, AccessStart};
 pub use authority::{AdmittedMember, AuthorityRecord, IssuedCertificate};
 pub use exchange::OfferSource;
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};

@@ -113,6 +113,22 @@ pub struct PolicyDecisionRecord {
     pub context_json: String,
 }
 
+impl PolicyDecisionRecord {
+    /// The decision as what it meant for the request, in words: a denied automatic
+    /// approval is not a refusal, the request went to a steward.
+    pub fn outcome(&self) -> &'static str {
+        match (self.action.as_str(), self.decision.as_str()) {
+            ("request", "allow") => "request admitted",
+            ("request", _) => "request refused",
+            ("auto_approve", "allow") => "approved automatically",
+            ("auto_approve", _) => "left to a steward",
+            ("reidentify", "allow") => "re-identification done",
+            (_, "allow") => "allowed",
+            _ => "denied",
+        }
+    }
+}
+
 impl Store {
     /// Records a new negotiation and its first step.
     pub async fn insert_negotiation(

@@ -246,6 +246,7 @@ pub(crate) async fn search(
             themes: metadata.themes,
             score: r.try_get(5)?,
             access: None,
+            agreement: None,
         });
     }
     Ok(Page {

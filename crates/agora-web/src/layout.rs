@@ -10,6 +10,7 @@ use crate::session::Viewer;
 pub(crate) enum Section {
     None,
     Catalog,
+    Publish,
     Requests,
     Query,
     Admin,
@@ -28,6 +29,7 @@ pub(crate) struct Frame<'a> {
 pub(crate) fn page(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
     let nav: &[(Section, &str, &str)] = &[
         (Section::Catalog, "/catalog", "Catalog"),
+        (Section::Publish, "/publish", "Publish data"),
         (Section::Requests, "/requests", "Access requests"),
         (Section::Query, "/query", "Query"),
         (Section::Admin, "/admin", "Administration"),
@@ -63,7 +65,8 @@ pub(crate) fn page(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                     nav.nav aria-label="Main" {
                         ul {
                             @for (section, href, label) in nav {
-                                @if *section != Section::Admin || v.can(agora_node::ApiRole::Admin) {
+                                @if (*section != Section::Admin || v.can(agora_node::ApiRole::Admin))
+                                    && (*section != Section::Publish || v.can(agora_node::ApiRole::Steward)) {
                                     li {
                                         a href=(href) aria-current=[(frame.section == *section).then_some("page")] { (label) }
                                     }
@@ -75,7 +78,7 @@ pub(crate) fn page(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                 main.main id="main" tabindex="-1" { (body) }
                 footer.footer {
                     div.footer__inner {
-                        p { "Agora node of " (frame.organisation) ". Every access to data is decided by a signed agreement and logged." }
+                        p { "Agora node of " (frame.organisation) ". Other members read its data only under agreements both sides signed; every access to data, theirs and this organisation's own, is logged." }
                     }
                 }
             }
@@ -122,20 +125,22 @@ pub(crate) fn classification_tag(c: Classification) -> Markup {
 /// A horizontal bar chart as inline SVG: one labelled bar per `(label, value, text)`, where
 /// `value` is between 0 and 1 and `text` is what the bar means in words.
 pub(crate) fn bar_chart(id: &str, title: &str, bars: &[(String, f64, String)]) -> Markup {
-    let row = 22.0;
-    let label_w = 170.0;
+    // Labels at 16 px, the size of the page's own text.
+    let row = 28.0;
+    let label_w = 230.0;
     let bar_w = 260.0;
+    let value_w = 120.0;
     let height = row * bars.len() as f64 + 4.0;
     html! {
-        svg.chart role="img" aria-labelledby=(id) width=(label_w + bar_w + 90.0) height=(height)
-            viewBox={ "0 0 " (label_w + bar_w + 90.0) " " (height) } {
+        svg.chart.chart--bars role="img" aria-labelledby=(id) width=(label_w + bar_w + value_w) height=(height)
+            viewBox={ "0 0 " (label_w + bar_w + value_w) " " (height) } {
             title id=(id) { (title) }
             @for (i, (label, value, text)) in bars.iter().enumerate() {
                 @let y = i as f64 * row + 2.0;
-                text x="0" y=(y + 14.0) { (truncate(label, 26)) }
-                rect.bar x=(label_w) y=(y + 3.0) width=(bar_w * value.clamp(0.0, 1.0)) height="14" {}
-                rect x=(label_w) y=(y + 3.0) width=(bar_w) height="14" fill="none" stroke="#505a5f" {}
-                text x=(label_w + bar_w + 6.0) y=(y + 14.0) { (text) }
+                text x="0" y=(y + 18.0) { (truncate(label, 24)) }
+                rect.bar x=(label_w) y=(y + 4.0) width=(bar_w * value.clamp(0.0, 1.0)) height="18" {}
+                rect x=(label_w) y=(y + 4.0) width=(bar_w) height="18" fill="none" stroke="#505a5f" {}
+                text x=(label_w + bar_w + 8.0) y=(y + 18.0) { (text) }
             }
         }
     }
@@ -218,6 +223,108 @@ pub(crate) fn number(n: u64) -> String {
     out
 }
 
+/// A column's Arrow type in plain words, with the technical name after it, smaller.
+pub(crate) fn plain_type(data_type: &str) -> Markup {
+    let words = match data_type {
+        "Utf8" | "LargeUtf8" | "Utf8View" => "text",
+        "Int8" | "Int16" | "Int32" | "Int64" | "UInt8" | "UInt16" | "UInt32" | "UInt64" => {
+            "whole number"
+        }
+        "Float16" | "Float32" | "Float64" => "number",
+        "Boolean" => "yes or no",
+        "Date32" | "Date64" => "date",
+        t if t.starts_with("Decimal") => "decimal number",
+        t if t.starts_with("Timestamp") => "date and time",
+        t if t.starts_with("List") || t.starts_with("LargeList") => "list",
+        _ => "",
+    };
+    html! {
+        @if words.is_empty() { code { (data_type) } }
+        @else { (words) " " span.hint.technical { "(" (data_type) ")" } }
+    }
+}
+
+/// An ISO 8601 duration (a retention period such as `P10Y`) in words, or the text itself
+/// when it is not one this can read.
+pub(crate) fn plain_duration(iso: &str) -> String {
+    let Some(rest) = iso.strip_prefix('P') else {
+        return iso.to_owned();
+    };
+    let mut out = Vec::new();
+    let mut number = String::new();
+    for c in rest.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'Y' => "year",
+            'M' => "month",
+            'W' => "week",
+            'D' => "day",
+            _ => return iso.to_owned(),
+        };
+        let n: u64 = match number.parse() {
+            Ok(n) => n,
+            Err(_) => return iso.to_owned(),
+        };
+        out.push(plural(n, unit));
+        number.clear();
+    }
+    if out.is_empty() || !number.is_empty() {
+        return iso.to_owned();
+    }
+    out.join(" ")
+}
+
+/// `1 step`, `2 steps`: a count with its noun in the right number.
+pub(crate) fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else if noun.ends_with('y') && !noun.ends_with("ay") {
+        format!("{n} {}ies", &noun[..noun.len() - 1])
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A negotiation's state in plain words (the protocol's name is in the tag's class).
+pub(crate) fn plain_state(s: agora_model::NegotiationState) -> &'static str {
+    use agora_model::NegotiationState as S;
+    match s {
+        S::Requested => "requested",
+        S::Offered => "other terms offered",
+        S::Accepted => "offer accepted",
+        S::Agreed => "signed by the owner",
+        S::Verified => "signed by both",
+        S::Finalized => "agreed",
+        S::Terminated => "ended",
+    }
+}
+
+/// An access mode in plain words, the mode's own name after it.
+pub(crate) fn plain_mode(m: agora_model::AccessMode) -> String {
+    use agora_model::AccessMode as M;
+    let words = match m {
+        M::Records => "row by row",
+        M::Aggregate => "only as tables of counts and totals",
+        M::Linkage => "row by row, people as pseudonyms that link across products",
+    };
+    format!("{words} ({})", m.as_str())
+}
+
+/// A column role in plain words.
+pub(crate) fn plain_role(role: agora_model::ColumnRole) -> &'static str {
+    use agora_model::ColumnRole as R;
+    match role {
+        R::SubjectId => "identifies the person (subject identifier)",
+        R::DirectIdentifier => "names a person directly (direct identifier)",
+        R::QuasiIdentifier => "could single a person out with other data (quasi-identifier)",
+        R::Sensitive => "sensitive information",
+        R::None => "none of these",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +334,17 @@ mod tests {
         assert_eq!(number(0), "0");
         assert_eq!(number(1234), "1,234");
         assert_eq!(number(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn durations_and_counts_read_as_words() {
+        assert_eq!(plain_duration("P10Y"), "10 years");
+        assert_eq!(plain_duration("P1Y6M"), "1 year 6 months");
+        assert_eq!(plain_duration("P30D"), "30 days");
+        assert_eq!(plain_duration("soon"), "soon");
+        assert_eq!(plural(1, "step"), "1 step");
+        assert_eq!(plural(3, "step"), "3 steps");
+        assert_eq!(plural(2, "policy"), "2 policies");
+        assert_eq!(plural(0, "row"), "0 rows");
     }
 }

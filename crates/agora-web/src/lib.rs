@@ -44,12 +44,16 @@ pub struct WebConfig {
     /// from `http://localhost` and `http://127.0.0.1`, so this stays on unless the node is
     /// reached over plain HTTP on another address.
     pub secure_cookies: bool,
+    /// Local folders whose files stewards may publish from the web pages (the API's
+    /// `--allow-path` folders). Empty means none: only object-store URLs the node allows.
+    pub allowed_roots: Vec<std::path::PathBuf>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             secure_cookies: true,
+            allowed_roots: Vec::new(),
         }
     }
 }
@@ -58,6 +62,8 @@ impl Default for WebConfig {
 pub(crate) struct Web {
     pub node: Node,
     pub config: WebConfig,
+    /// Publications being profiled, followed on their progress pages.
+    pub publishing: pages::publish::Jobs,
 }
 
 /// The stylesheet, written for the project.
@@ -65,7 +71,11 @@ const CSS: &str = include_str!("../assets/agora.css");
 
 /// The web interface's routes, with their security headers.
 pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
-    let web = Web { node, config };
+    let web = Web {
+        node,
+        config,
+        publishing: Default::default(),
+    };
     Router::new()
         .route("/", get(pages::home))
         .route(
@@ -94,6 +104,11 @@ pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
         )
         .route("/requests/{id}/odrl", get(pages::requests::odrl))
         .route("/query", get(pages::query::form).post(pages::query::run))
+        .route(
+            "/publish",
+            get(pages::publish::start).post(pages::publish::submit),
+        )
+        .route("/publish/{job}", get(pages::publish::progress))
         .route("/admin", get(pages::admin::overview))
         .route("/assets/agora.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))

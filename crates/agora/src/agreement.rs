@@ -235,8 +235,13 @@ pub enum AgreementCmd {
 }
 
 fn summary(n: &Negotiation) -> String {
+    // A finalized agreement that verification does not hold in force says so here too.
+    let status = match agora_node::agreements::agreement_status(n, chrono::Utc::now()) {
+        Some(s) if n.state == NegotiationState::Finalized && !s.in_force() => format!("  [{s}]"),
+        _ => String::new(),
+    };
     format!(
-        "{}  {:<10}  {:<8}  {}.{}  for {}  with {}{}",
+        "{}  {:<10}  {:<8}  {}.{}  for {}  with {}{}{status}",
         n.id,
         n.state.as_str(),
         n.role.as_str(),
@@ -338,10 +343,19 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
         }
         AgreementCmd::Decisions { limit, dir } => {
             let node = open(&dir).await?;
-            for d in node.policy_decisions(limit).await? {
+            let decisions = node.policy_decisions(limit).await?;
+            if decisions.is_empty() {
+                println!("No policy decisions yet.");
+            }
+            for d in decisions {
                 println!(
-                    "{}  {}  {:<5}  {} {} {}: {}",
-                    d.seq, d.at, d.decision, d.principal, d.action, d.resource, d.reasons
+                    "{}  {}  {:<22}  {} → {}: {}",
+                    d.seq,
+                    d.at.format("%Y-%m-%d %H:%M:%S"),
+                    d.outcome(),
+                    d.principal,
+                    d.resource,
+                    d.reasons
                 );
             }
             Ok(())
@@ -367,6 +381,22 @@ async fn request_access(dir: &NodeDir, request: AccessRequest, json: bool) -> Re
         println!("{}", serde_json::to_string_pretty(&n)?);
     } else {
         println!("Requested: {}", summary(&n));
+    }
+    match n.state {
+        NegotiationState::Terminated => anyhow::bail!(
+            "{} refused the request: {}",
+            n.request.owner,
+            n.reason.as_deref().unwrap_or("no reason given")
+        ),
+        NegotiationState::Finalized if !json => println!(
+            "The owner's rules approved it: the agreement is in force. Query it as \"{}\".{}.",
+            n.request.owner, n.request.product
+        ),
+        NegotiationState::Requested if !json => println!(
+            "Waiting for a steward of {} to decide; follow it with `agora agreement show {}`.",
+            n.request.owner, n.id
+        ),
+        _ => {}
     }
     Ok(())
 }
@@ -411,12 +441,15 @@ async fn show(dir: &NodeDir, id: &str, json: bool) -> Result<()> {
     }
     if let Some(a) = &n.agreement {
         println!(
-            "agreement: valid {} to {}; signed by owner: {}, consumer: {}",
-            a.valid_from,
-            a.valid_until,
-            n.signatures.owner.is_some(),
-            n.signatures.consumer.is_some()
+            "agreement: valid {} to {}; signatures: owner {}, consumer {}",
+            a.valid_from.format("%Y-%m-%d %H:%M UTC"),
+            a.valid_until.format("%Y-%m-%d %H:%M UTC"),
+            signature_word(n.signatures.owner.is_some()),
+            signature_word(n.signatures.consumer.is_some()),
         );
+    }
+    if let Some(status) = agora_node::agreements::agreement_status(n, chrono::Utc::now()) {
+        println!("status: {status}");
     }
     println!("deadline: {}", n.deadline);
     for e in &r.events {
@@ -430,12 +463,16 @@ async fn show(dir: &NodeDir, id: &str, json: bool) -> Result<()> {
     }
     if r.undelivered > 0 {
         println!(
-            "({} step(s) not yet delivered to {})",
-            r.undelivered,
+            "({} not yet delivered to {})",
+            crate::output::plural(r.undelivered as u64, "step"),
             n.peer()
         );
     }
     Ok(())
+}
+
+fn signature_word(present: bool) -> &'static str {
+    if present { "present" } else { "missing" }
 }
 
 async fn odrl(dir: &NodeDir, id: &str) -> Result<()> {
@@ -457,6 +494,11 @@ async fn sync(dir: &NodeDir) -> Result<()> {
     let ended = node.expire_negotiations().await?;
     let sent = node.deliver_outbox().await?;
     let left = node.store().pending_messages().await?.len();
-    println!("Ended {ended} late negotiation(s); delivered {sent} message(s); {left} still owed.");
+    use crate::output::plural;
+    println!(
+        "Ended {}; delivered {}; {left} still owed.",
+        plural(ended as u64, "late negotiation"),
+        plural(sent as u64, "message")
+    );
     Ok(())
 }

@@ -128,6 +128,13 @@ pub enum AuthorityCmd {
     },
 }
 
+impl AuthorityCmd {
+    /// Whether the command runs a server until stopped.
+    pub fn serves(&self) -> bool {
+        matches!(self, Self::Serve { .. })
+    }
+}
+
 pub async fn run(cmd: AuthorityCmd) -> Result<()> {
     match cmd {
         AuthorityCmd::Init {
@@ -213,7 +220,10 @@ async fn revoke(
         (Some(m), None) => {
             let m = MemberId::parse(&m)?;
             let n = a.revoke_member(&m, reason).await?;
-            println!("Revoked member {m} and its {n} certificate(s); the next trust list says so.");
+            println!(
+                "Revoked member {m} and its {}; the next trust list says so.",
+                crate::output::plural(n as u64, "certificate")
+            );
         }
         (None, Some(fp)) => {
             a.revoke_certificate(&fp.to_ascii_lowercase(), reason)

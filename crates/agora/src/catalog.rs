@@ -47,24 +47,105 @@ pub async fn catalog(cmd: CatalogCmd) -> Result<()> {
     }
 }
 
+/// How `agora sql` writes its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFormat {
+    /// A text table for people (at most --max-rows rows).
+    Table,
+    /// A JSON array of row objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// CSV with a header line.
+    Csv,
+    /// An Arrow IPC stream (binary: redirect it to a file).
+    Arrow,
+    /// A Parquet file (binary: redirect it to a file).
+    Parquet,
+}
+
+impl SqlFormat {
+    fn encoding(self) -> Option<OutputFormat> {
+        match self {
+            Self::Table => None,
+            Self::Json => Some(OutputFormat::Json),
+            Self::Ndjson => Some(OutputFormat::Ndjson),
+            Self::Csv => Some(OutputFormat::Csv),
+            Self::Arrow => Some(OutputFormat::ArrowIpc),
+            Self::Parquet => Some(OutputFormat::Parquet),
+        }
+    }
+
+    fn is_binary(self) -> bool {
+        matches!(self, Self::Arrow | Self::Parquet)
+    }
+}
+
 #[derive(Args)]
 pub struct SqlArgs {
     /// The query, e.g. "SELECT municipality, count(*) FROM job_seekers GROUP BY 1".
     query: String,
-    /// table, json, ndjson, csv, arrow (Arrow IPC stream) or parquet (redirect those two to a file).
-    #[arg(long, default_value = "table")]
-    format: String,
+    /// How to write the answer.
+    #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+    format: SqlFormat,
     /// Rows shown in table format.
     #[arg(long, default_value_t = 1000)]
     max_rows: usize,
+    /// Also say, on stderr, which products the query read and under which agreements
+    /// (the table format says so below the table).
+    #[arg(long, short)]
+    verbose: bool,
     #[command(flatten)]
     dir: NodeDir,
 }
 
 pub async fn sql(args: SqlArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    if args.format.is_binary() && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "{:?} output is binary and stdout is a terminal: redirect it to a file (> result.{}) or pipe it into a program that reads it",
+            args.format,
+            if args.format == SqlFormat::Arrow {
+                "arrows"
+            } else {
+                "parquet"
+            }
+        );
+    }
     let node = open(&args.dir).await?;
-    let result = node.query(&args.query).await?;
-    if args.format == "table" {
+    let who = agora_node::Accessor::command_line();
+    let logged = node.query_logged(&who, None, &args.query).await?;
+    let footer = read_under(&logged);
+    let outcome = write_answer(&args, logged.result).await;
+    node.flush_access_log().await;
+    outcome?;
+    if args.format == SqlFormat::Table {
+        for line in &footer {
+            println!("{line}");
+        }
+    } else if args.verbose {
+        for line in &footer {
+            eprintln!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// Lines saying what the query read: the products, the agreements and what aggregate
+/// agreements' disclosure control did.
+fn read_under(q: &agora_node::LoggedQuery) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (_, a) in &q.agreements {
+        lines.push(format!("Read under {}", a.read_line()));
+    }
+    for n in q.disclosure_notices() {
+        lines.push(n);
+    }
+    lines
+}
+
+async fn write_answer(args: &SqlArgs, result: agora_node::QueryResult) -> Result<()> {
+    let Some(format) = args.format.encoding() else {
         let (table, total) = result.to_text_table(args.max_rows).await?;
         println!("{table}");
         if total as usize > args.max_rows {
@@ -73,11 +154,10 @@ pub async fn sql(args: SqlArgs) -> Result<()> {
                 total, args.max_rows
             );
         } else {
-            println!("({total} rows)");
+            println!("({total} {})", if total == 1 { "row" } else { "rows" });
         }
         return Ok(());
-    }
-    let format: OutputFormat = args.format.parse().map_err(anyhow::Error::msg)?;
+    };
     let mut stream = result.encode(format);
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = stream.next().await {

@@ -128,6 +128,9 @@ struct Ecosystem {
     /// The demo ecosystem's authority (HTTPS) and its root certificate.
     authority_url: String,
     root_certificate: String,
+    /// The folder whose files the members' stewards may publish from the web pages and
+    /// the API (each node's `--allow-path`).
+    inbox: String,
     members: Vec<EcosystemMember>,
 }
 
@@ -208,6 +211,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let generated = data_dir.join("data");
+    let inbox = data_dir.join("inbox");
+    std::fs::create_dir_all(&inbox)
+        .with_context(|| format!("cannot create {}", inbox.display()))?;
 
     // 1. Data, generated once per scale and seed.
     ensure_data(&args, &generated)?;
@@ -276,6 +282,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .join("root.crt")
             .display()
             .to_string(),
+        inbox: inbox.display().to_string(),
         members,
     };
     let eco_path = data_dir.join("ecosystem.json");
@@ -283,7 +290,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     // 5. Serve until Ctrl-C: the authority, every node's API and exchange listener, and
     //    each node's membership upkeep (trust list, renewal, federated catalog).
     if !args.no_serve {
-        serve_members(nodes, listeners, exchange_listeners, &mut servers, &stop_rx).await?;
+        let served = Served {
+            listeners,
+            exchange_listeners,
+            inbox: inbox.clone(),
+        };
+        serve_members(nodes, served, &mut servers, &stop_rx).await?;
     }
     write_private_json(&eco_path, &eco)?;
     print_guide(
@@ -301,7 +313,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         done.context("a demo task failed")??;
     }
     if !args.no_serve {
-        eprintln!("Demo stopped. Run `agora demo` again to restart it in seconds.");
+        eprintln!(
+            "Demo stopped. Run `{} demo` again to restart it in seconds.",
+            agora_command()
+        );
     }
     Ok(())
 }
@@ -414,13 +429,25 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
 /// Serves every member: the exchange listeners first; then, once every member knows the
 /// others' offers and the scenarios have run under real agreements, each node's API and
 /// its membership and negotiation upkeep.
-async fn serve_members(
-    nodes: Vec<(Node, String)>,
+/// Where the members are served: an API and an exchange listener each, and the folder
+/// their stewards may publish from.
+struct Served {
     listeners: Vec<tokio::net::TcpListener>,
     exchange_listeners: Vec<tokio::net::TcpListener>,
+    inbox: PathBuf,
+}
+
+async fn serve_members(
+    nodes: Vec<(Node, String)>,
+    served: Served,
     servers: &mut tokio::task::JoinSet<Result<()>>,
     stop_rx: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
+    let Served {
+        listeners,
+        exchange_listeners,
+        inbox,
+    } = served;
     for (node, xl) in nodes.iter().map(|(n, _)| n).zip(exchange_listeners) {
         servers.spawn(
             agora_server::serve_exchange(node.clone(), xl, stopped(stop_rx.clone()))
@@ -451,8 +478,12 @@ async fn serve_members(
                 .await;
             Ok(())
         });
+        let config = ServerConfig {
+            allowed_roots: vec![inbox.clone()],
+            ..ServerConfig::default()
+        };
         servers.spawn(
-            agora_server::serve(node, l, ServerConfig::default(), stopped(stop_rx.clone()))
+            agora_server::serve(node, l, config, stopped(stop_rx.clone()))
                 .map(|r| r.context("a node's API failed")),
         );
     }
@@ -561,7 +592,42 @@ fn write_private_json(path: &Path, value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
+/// How to run this very binary from a shell: `agora` when that name on `PATH` is this
+/// program (installed with `cargo install --path crates/agora`), else its full path — so
+/// that every command the guide prints works as given, after `cargo run` too.
+pub fn agora_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return "agora".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("agora")
+                .canonicalize()
+                .is_ok_and(|found| found == me)
+        })
+    });
+    if on_path {
+        "agora".into()
+    } else {
+        shell_word(&me.display().to_string())
+    }
+}
+
+/// A word as a POSIX shell reads it back unchanged: quoted when it holds anything but
+/// letters, digits and `/._-+:@,=`.
+pub fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 fn print_guide(eco: &Ecosystem, eco_path: &Path, secs: f64, no_serve: bool) {
+    let agora = agora_command();
     println!();
     println!(
         "Agora demo ecosystem — {} residents, ready in {secs:.1} s",
@@ -594,6 +660,10 @@ fn print_guide(eco: &Ecosystem, eco_path: &Path, secs: f64, no_serve: bool) {
         }
     }
     println!("  (every member has steward, analyst and admin users; see the file above).");
+    println!(
+        "Stewards publish new data from the web pages (Publish data) or the API, from files in {}.",
+        eco.inbox
+    );
     if let Some(m) = eco.members.iter().find(|m| m.id == "employment-agency") {
         println!();
         println!("Try it (with jq installed):");
@@ -610,8 +680,16 @@ fn print_guide(eco: &Ecosystem, eco_path: &Path, secs: f64, no_serve: bool) {
             m.base_url
         );
         println!(
-            "  agora sql --data-dir {} \"SELECT occupation_sought, count(*) FROM job_seekers GROUP BY 1\"",
-            m.data_dir
+            "  {agora} sql --data-dir {} \"SELECT occupation_sought, count(*) FROM job_seekers GROUP BY 1\"",
+            shell_word(&m.data_dir)
+        );
+        println!(
+            "  {agora} catalog search income --data-dir {}",
+            shell_word(&m.data_dir)
+        );
+        println!(
+            "  {agora} agreement list --data-dir {}",
+            shell_word(&m.data_dir)
         );
         println!(
             "  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    -d '{{\"sql\": \"SELECT municipality, count(*) AS n FROM \\\"city-hospital\\\".vacancies GROUP BY 1\", \"format\": \"csv\"}}' {}/api/v1/query",

@@ -95,10 +95,59 @@ enum Command {
     /// Create and run an ecosystem authority: root, members, certificates, trust list.
     #[command(subcommand)]
     Authority(authority::AuthorityCmd),
+    /// Print a shell completion script: `agora completions bash > /etc/bash_completion.d/agora`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `agora man > agora.1 && man ./agora.1`.
+    Man,
+}
+
+/// Whether the command serves (a node, the demo, an authority) rather than answering and
+/// ending.
+fn serves(command: &Command) -> bool {
+    match command {
+        Command::Demo(_) => true,
+        Command::Node(c) => c.serves(),
+        Command::Authority(c) => c.serves(),
+        _ => false,
+    }
+}
+
+/// A client command whose output goes into a pipe that closes early (`| head`) ends
+/// quietly, as Unix tools do, instead of failing on the next write. Servers keep the
+/// default of ignoring the signal (a closed connection is an error on that connection).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The error and its causes, each said once: a cause whose text an earlier line already
+/// holds (an error that wraps another and repeats its message) is not repeated.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut lines: Vec<String> = vec![format!("error: {e}")];
+    let mut said = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if text.is_empty() || said.contains(&text) {
+            continue;
+        }
+        lines.push(format!("  caused by: {text}"));
+        said.push('\n');
+        said.push_str(&text);
+    }
+    lines.join("\n")
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !serves(&cli.command) {
+        quiet_on_closed_pipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(agora_node::WORKER_STACK)
@@ -122,15 +171,27 @@ fn main() -> std::process::ExitCode {
             Command::DemoData(a) => demo_data::demo_data(a),
             Command::Demo(a) => demo::run(a).await,
             Command::Authority(c) => authority::run(c).await,
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "agora",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
+            Command::Man => {
+                use clap::CommandFactory;
+                clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+                Ok(())
+            }
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprintln!("{}", error_report(&e));
             std::process::ExitCode::FAILURE
         }
     }

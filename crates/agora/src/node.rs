@@ -85,6 +85,18 @@ pub enum NodeCmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the access log: every query by this node's own people and tools (API tokens,
+    /// web users, the command line, Flight SQL) that read data products, newest first.
+    Accesses {
+        #[command(flatten)]
+        dir: NodeDir,
+        /// How many records to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Get a certificate for one of this member's client tools (Flight SQL, scripts).
     ClientCert {
         #[command(flatten)]
@@ -93,6 +105,13 @@ pub enum NodeCmd {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+impl NodeCmd {
+    /// Whether the command runs a server until stopped.
+    pub fn serves(&self) -> bool {
+        matches!(self, Self::Start { .. })
+    }
 }
 
 pub async fn node(cmd: NodeCmd) -> Result<()> {
@@ -130,6 +149,7 @@ pub async fn node(cmd: NodeCmd) -> Result<()> {
             json,
         } => exchanges(dir, peer, limit, json).await,
         NodeCmd::Status { dir } => status(dir).await,
+        NodeCmd::Accesses { dir, limit, json } => accesses(dir, limit, json).await,
         NodeCmd::ClientCert { dir, out } => {
             let node = open(&dir).await?;
             let files = node.enrolled()?.client_certificate(&out).await?;
@@ -309,6 +329,37 @@ async fn exchanges(dir: NodeDir, peer: Option<String>, limit: u32, json: bool) -
     }
     if records.is_empty() && !json {
         writeln!(out, "No exchanges recorded.")?;
+    }
+    Ok(())
+}
+
+async fn accesses(dir: NodeDir, limit: u32, json: bool) -> Result<()> {
+    let node = open(&dir).await?;
+    let records = node.accesses(limit).await?;
+    let mut out = std::io::stdout().lock();
+    for r in &records {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        } else {
+            writeln!(
+                out,
+                "{}  {:<6} {:<28} {:<40} {:>7} rows  {}{}",
+                r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                r.channel,
+                r.principal,
+                r.products,
+                r.rows_returned,
+                r.outcome,
+                if r.agreements.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (under {})", r.agreements)
+                }
+            )?;
+        }
+    }
+    if records.is_empty() && !json {
+        writeln!(out, "No accesses recorded.")?;
     }
     Ok(())
 }

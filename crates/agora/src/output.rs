@@ -183,3 +183,12 @@ pub fn gen_summary(s: &GenSummary) {
         s.seed
     );
 }
+
+/// `1 step`, `2 steps`: a count with its noun in the right number.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

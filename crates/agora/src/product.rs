@@ -26,7 +26,8 @@ pub struct MetaArgs {
     /// Contact address for questions about the product.
     #[arg(long)]
     contact: Option<String>,
-    /// A keyword (repeatable).
+    /// A keyword (repeatable). On `update`, the keywords given replace all the product's
+    /// keywords; use --add-keyword and --remove-keyword to change some.
     #[arg(long = "keyword")]
     keywords: Vec<String>,
     /// A DCAT-AP data theme code such as ECON, SOCI, HEAL (repeatable).
@@ -132,17 +133,27 @@ pub enum ProductCmd {
     List(ListArgs),
     /// Show one product: metadata, schema and profile.
     Show(ShowArgs),
-    /// Change a product's metadata.
+    /// Change a product's metadata (only what is given changes).
     Update {
         name: String,
         #[command(flatten)]
         meta: MetaArgs,
+        /// Add a keyword to those the product has (repeatable).
+        #[arg(long, conflicts_with = "keywords")]
+        add_keyword: Vec<String>,
+        /// Remove a keyword from those the product has (repeatable).
+        #[arg(long, conflicts_with = "keywords")]
+        remove_keyword: Vec<String>,
         #[command(flatten)]
         dir: NodeDir,
     },
-    /// Remove a product's registration (the data is not touched).
+    /// Remove a product's registration (the data is not touched). Refused while other
+    /// members read it under agreements in force, unless they are revoked with it.
     Remove {
         name: String,
+        /// Revoke the agreements in force that other members read the product under.
+        #[arg(long)]
+        revoke_agreements: bool,
         #[command(flatten)]
         dir: NodeDir,
     },
@@ -271,15 +282,43 @@ pub async fn product(cmd: ProductCmd) -> Result<()> {
             }
             Ok(())
         }
-        ProductCmd::Update { name, meta, dir } => {
+        ProductCmd::Update {
+            name,
+            meta,
+            add_keyword,
+            remove_keyword,
+            dir,
+        } => {
             let node = open(&dir).await?;
-            let p = node.update_metadata(&name, meta.into_patch()?).await?;
+            let mut patch = meta.into_patch()?;
+            if !add_keyword.is_empty() || !remove_keyword.is_empty() {
+                let mut keywords = node.product(&name).await?.metadata.keywords;
+                keywords.retain(|k| !remove_keyword.contains(k));
+                for k in add_keyword {
+                    if !keywords.contains(&k) {
+                        keywords.push(k);
+                    }
+                }
+                patch.keywords = Some(keywords);
+            }
+            let p = node.update_metadata(&name, patch).await?;
             println!("Updated {} (version {}).", p.name, p.version);
+            if !p.metadata.keywords.is_empty() {
+                println!("Keywords: {}", p.metadata.keywords.join(", "));
+            }
             Ok(())
         }
-        ProductCmd::Remove { name, dir } => {
+        ProductCmd::Remove {
+            name,
+            revoke_agreements,
+            dir,
+        } => {
             let node = open(&dir).await?;
-            node.remove(&name).await?;
+            let revoked = node.remove_product(&name, revoke_agreements).await?;
+            node.deliver_outbox().await?;
+            for id in &revoked {
+                println!("Revoked agreement {id}.");
+            }
             println!("Removed {name}. Its data was not touched.");
             Ok(())
         }

@@ -73,7 +73,7 @@ async fn agreement(
     justification: &str,
     terms: AgreementTerms,
     steward_approves: bool,
-) -> Result<String> {
+) -> Result<agora_model::Agreement> {
     let now = chrono::Utc::now();
     for n in consumer
         .negotiations(
@@ -94,7 +94,9 @@ async fn agreement(
                 n.id,
                 owner.member()
             );
-            return Ok(n.id);
+            return n
+                .agreement
+                .context("an agreement in force has its document");
         }
     }
     let n = consumer
@@ -130,7 +132,9 @@ async fn agreement(
                     owner.member(),
                     consumer.member()
                 );
-                return Ok(n.id);
+                return mine
+                    .agreement
+                    .context("an agreement in force has its document");
             }
             NegotiationState::Terminated => bail!(
                 "the demo's request for {}.{product} was refused: {}",
@@ -161,27 +165,75 @@ async fn agreement(
     )
 }
 
-async fn table(node: &Node, sql: &str, rows: usize) -> Result<String> {
-    let r = node.query(sql).await?;
-    let (text, total) = r.to_text_table(rows).await?;
-    Ok(format!("{text}\n({total} rows)"))
+/// An answer's columns and rows as text, in column order.
+async fn rows(node: &Node, sql: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    use futures::StreamExt;
+    let result = node.query(sql).await?;
+    let columns: Vec<String> = result.columns.iter().map(|c| c.name.clone()).collect();
+    let mut stream = result.encode(agora_node::OutputFormat::Json);
+    let mut json = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        json.extend_from_slice(&chunk?);
+    }
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&json)?;
+    let rows = objects
+        .iter()
+        .map(|o| {
+            columns
+                .iter()
+                .map(|c| match o.get(c) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Null) | None => String::new(),
+                    Some(v) => v.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    Ok((columns, rows))
 }
 
-/// The first column of the answer, as text.
-async fn strings(node: &Node, sql: &str) -> Result<Vec<String>> {
-    use futures::StreamExt;
-    let mut stream = node.query(sql).await?.encode(agora_node::OutputFormat::Csv);
-    let mut csv = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        csv.extend_from_slice(&chunk?);
+/// A pseudonym (64 hex digits) as shown in the guide: its first 12 digits.
+fn short(value: &str) -> String {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("{}…", &value[..12])
+    } else {
+        value.to_owned()
     }
-    Ok(String::from_utf8_lossy(&csv)
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split(',').next())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
-        .collect())
+}
+
+/// Rows as a text table, pseudonyms shortened.
+fn render(columns: &[String], rows: &[Vec<String>]) -> String {
+    let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let mut t = crate::output::table(&header);
+    for r in rows {
+        t.add_row(r.iter().map(|v| short(v)).collect::<Vec<_>>());
+    }
+    format!(
+        "{t}\n({} {})",
+        rows.len(),
+        if rows.len() == 1 { "row" } else { "rows" }
+    )
+}
+
+/// The agreement's purpose, legal basis and what it does to each column, in words.
+fn describe(a: &agora_model::Agreement) {
+    println!(
+        "  Purpose: {}. Legal basis: {}. Mode: {}.",
+        a.purpose.replace('_', " "),
+        a.legal_basis.replace('_', " "),
+        a.terms.mode
+    );
+    println!(
+        "  What {} receives of {}.{}:",
+        a.consumer, a.owner, a.product
+    );
+    for c in &a.terms.columns {
+        match &c.mask {
+            Some(m) => println!("    {:<20} {}", c.name, m.describe()),
+            None => println!("    {:<20} as it is", c.name),
+        }
+    }
+    println!("    (no other column)");
 }
 
 fn indent(s: &str) -> String {
@@ -209,7 +261,9 @@ pub async fn play(nodes: &[Node]) -> Result<()> {
 /// The hospital finds job seekers for its vacancies; the agency re-identifies matches.
 async fn job_matching(hospital: &Node, agency: &Node) -> Result<()> {
     println!("Scenario 1 — job matching");
-    let id = agreement(
+    println!("  The city hospital cannot fill its care vacancies and asks the employment agency");
+    println!("  for registered job seekers whose skills match, without learning who they are.");
+    let a = agreement(
         hospital,
         agency,
         "job_seekers",
@@ -223,26 +277,31 @@ async fn job_matching(hospital: &Node, agency: &Node) -> Result<()> {
         false,
     )
     .await?;
+    describe(&a);
     let matches_sql = "SELECT v.vacancy_id, v.occupation, v.municipality, j.person_id AS candidate, j.months_unemployed \
          FROM vacancies v JOIN \"employment-agency\".job_seekers j \
            ON j.occupation_sought = v.occupation AND j.municipality = v.municipality \
          WHERE v.open ORDER BY v.vacancy_id, j.months_unemployed DESC, j.person_id LIMIT 5";
-    println!("  What the hospital sees (candidates are pseudonyms):");
-    print!("{}", indent(&table(hospital, matches_sql, 5).await?));
-    let candidates = strings(
-        hospital,
-        "SELECT DISTINCT j.person_id FROM vacancies v JOIN \"employment-agency\".job_seekers j \
-           ON j.occupation_sought = v.occupation AND j.municipality = v.municipality \
-         WHERE v.open ORDER BY 1 LIMIT 3",
-    )
-    .await?;
+    let (columns, shown) = rows(hospital, matches_sql).await?;
+    println!("  What the hospital sees (candidates are pseudonyms, shortened here; its query");
+    println!("  results in the API, the web pages and `agora sql` hold them in full):");
+    print!("{}", indent(&render(&columns, &shown)));
+    // The candidates the hospital saw, in the order it saw them.
+    let mut candidates: Vec<String> = Vec::new();
+    for r in &shown {
+        if !candidates.contains(&r[3]) {
+            candidates.push(r[3].clone());
+        }
+    }
     println!(
-        "  What the employment agency sees when it re-identifies three matched candidates to contact them:"
+        "  What the employment agency sees when it re-identifies those {} candidate{} to contact them:",
+        candidates.len(),
+        if candidates.len() == 1 { "" } else { "s" }
     );
-    for (p, who) in agency.reidentify(&id, &candidates).await? {
+    for (p, who) in agency.reidentify(&a.id, &candidates).await? {
         println!(
-            "    {}…  →  person {}",
-            &p[..12.min(p.len())],
+            "    {}  →  person {}",
+            short(&p),
             who.as_deref().unwrap_or("(unknown)")
         );
     }
@@ -253,7 +312,7 @@ async fn job_matching(hospital: &Node, agency: &Node) -> Result<()> {
 async fn fraud_prevention(agency: &Node, tax: &Node) -> Result<()> {
     println!("Scenario 2 — fraud prevention");
     let justification = "linking unemployment benefit payments with declared income to find allowances paid despite high income";
-    agreement(
+    let benefits = agreement(
         agency,
         tax,
         "benefit_payments",
@@ -267,7 +326,7 @@ async fn fraud_prevention(agency: &Node, tax: &Node) -> Result<()> {
         true,
     )
     .await?;
-    let income_id = agreement(
+    let income = agreement(
         agency,
         tax,
         "annual_income",
@@ -281,27 +340,39 @@ async fn fraud_prevention(agency: &Node, tax: &Node) -> Result<()> {
         true,
     )
     .await?;
+    describe(&benefits);
+    describe(&income);
+    println!("  Both share pseudonyms of one linkage purpose, so the agency can join them person");
+    println!("  by person without seeing who anyone is.");
     let flagged_sql = "SELECT b.person_id, sum(b.amount) AS unemployment_benefit, max(i.gross_income) AS declared_income \
          FROM \"tax-office\".benefit_payments b JOIN \"tax-office\".annual_income i \
            ON i.person_id = b.person_id AND i.tax_year = extract(year FROM b.paid_on) \
          WHERE b.benefit_type = 'unemployment_allowance' \
          GROUP BY b.person_id HAVING max(i.gross_income) > 30000 ORDER BY declared_income DESC LIMIT 5";
-    println!("  What the employment agency sees (flagged cases, pseudonymised):");
-    print!("{}", indent(&table(agency, flagged_sql, 5).await?));
-    let flagged = strings(agency, flagged_sql).await?;
+    let (columns, shown) = rows(agency, flagged_sql).await?;
+    println!("  What the employment agency sees (flagged cases, pseudonyms shortened here):");
+    print!("{}", indent(&render(&columns, &shown)));
+    let flagged: Vec<String> = shown.iter().map(|r| r[0].clone()).collect();
     println!(
         "  What the tax office sees when it re-identifies the flagged cases for investigation:"
     );
-    for (p, who) in tax.reidentify(&income_id, &flagged).await? {
+    for (p, who) in tax.reidentify(&income.id, &flagged).await? {
         println!(
-            "    {}…  →  person {}",
-            &p[..12.min(p.len())],
+            "    {}  →  person {}",
+            short(&p),
             who.as_deref().unwrap_or("(unknown)")
         );
     }
+    let agora = crate::demo::agora_command();
     println!("  Neither request reached data without an agreement; every step is in each node's");
+    println!("  negotiation history and policy log:");
     println!(
-        "  negotiation history (`agora agreement list`) and policy log (`agora agreement decisions`)."
+        "    {agora} agreement list --data-dir {}",
+        crate::demo::shell_word(&agency.data_dir().display().to_string())
+    );
+    println!(
+        "    {agora} agreement decisions --data-dir {}",
+        crate::demo::shell_word(&tax.data_dir().display().to_string())
     );
     Ok(())
 }

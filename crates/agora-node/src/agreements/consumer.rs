@@ -26,10 +26,29 @@ impl Node {
             .await?
             .ok_or_else(|| {
                 NodeError::Agreement(format!(
-                    "member {} offers no product {:?} (see `agora catalog search`)",
+                    "member {} offers no product {:?} to this node (see `agora catalog search`)",
                     request.owner, request.product
                 ))
             })?;
+        let admitted = &offer.metadata.purposes;
+        if !admitted.contains(&request.purpose) {
+            return Err(NodeError::Negotiation(
+                agora_model::NegotiationError::PurposeNotAdmitted(if admitted.is_empty() {
+                    format!(
+                        "\"{}\".{} admits no purpose for requests: its owner would refuse any request; ask {} (see `agora catalog show`)",
+                        request.owner, request.product, request.owner
+                    )
+                } else {
+                    format!(
+                        "\"{}\".{} admits the purposes {}; {:?} is not among them, and its owner would refuse the request: choose one of those",
+                        request.owner,
+                        request.product,
+                        admitted.join(", "),
+                        request.purpose
+                    )
+                }),
+            ));
+        }
         request
             .terms
             .validate(request.product.as_str(), &offer.schema, &offer.metadata)?;

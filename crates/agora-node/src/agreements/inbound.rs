@@ -263,8 +263,21 @@ impl Node {
             .decide(PolicyAction::Request, n, &request.terms, &product.metadata)
             .await?;
         if !d.allowed {
+            let admitted = &product.metadata.purposes;
+            let hint = if admitted.contains(&request.purpose) {
+                String::new()
+            } else if admitted.is_empty() {
+                format!(" ({} admits no purpose for requests)", product.name)
+            } else {
+                format!(
+                    " ({} admits the purposes {}; {} is not among them)",
+                    product.name,
+                    admitted.join(", "),
+                    request.purpose
+                )
+            };
             return Ok(Verdict::Refused(format!(
-                "refused by policy: {}",
+                "refused by policy: {}{hint}",
                 d.explain()
             )));
         }

@@ -55,7 +55,7 @@ use crate::{Node, NodeError};
 
 pub use agora_model::NegotiationReply;
 pub use outbox::Courier;
-pub use signatures::{check_signatures, signature_verifies};
+pub use signatures::{AgreementStatus, agreement_status, check_signatures, signature_verifies};
 
 /// A negotiation with its history, as one side keeps it.
 #[derive(Debug, Clone, Serialize)]

@@ -355,9 +355,26 @@ impl Node {
         id: &str,
         pseudonyms: &[String],
     ) -> Result<Vec<(String, Option<String>)>, NodeError> {
-        let n = self
+        let n = match self
             .find_negotiation(id, Some(NegotiationRole::Provider))
-            .await?;
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                // The consumer holds the same agreement, but never the key to reverse it.
+                if let Ok(mine) = self
+                    .find_negotiation(id, Some(NegotiationRole::Consumer))
+                    .await
+                {
+                    return Err(NodeError::Forbidden(format!(
+                        "only the owner of the data, {}, can re-identify pseudonyms of agreement {id}: \
+                         this node is its consumer and holds no key to reverse them; ask {}'s steward",
+                        mine.request.owner, mine.request.owner
+                    )));
+                }
+                return Err(e);
+            }
+        };
         let a = n
             .agreement
             .as_ref()

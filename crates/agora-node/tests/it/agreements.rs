@@ -46,16 +46,33 @@ async fn requests_the_policies_forbid_end_on_both_sides_with_the_rule_that_refus
         ("deny", "request")
     );
 
-    // A purpose the product does not admit is refused by default.
-    let n = ea
-        .request_access(request(
-            "annual_income",
-            "job_matching",
-            "person_id=pseudonym",
-            AccessMode::Records,
-        ))
+    // A purpose the product does not admit is refused by the consumer's own node, which
+    // names the purposes that would be accepted, before anything is sent.
+    let job_matching = request(
+        "annual_income",
+        "job_matching",
+        "person_id=pseudonym",
+        AccessMode::Records,
+    );
+    let e = ea.request_access(job_matching.clone()).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("admits the purposes fraud_prevention")
+            && e.to_string().contains("\"job_matching\" is not among them"),
+        "{e}"
+    );
+    // A consumer whose copy of the offer says otherwise (stale, or altered) still meets
+    // the owner's refusal, by default and with the admitted purposes named.
+    let owner = tax.member().clone();
+    let mut offers = ea.store().offers(Some(&owner)).await.unwrap();
+    for o in &mut offers {
+        o.metadata.purposes.push("job_matching".into());
+    }
+    ea.store()
+        .replace_offers(&owner, &offers, chrono::Utc::now())
         .await
         .unwrap();
+    let n = ea.request_access(job_matching).await.unwrap();
     let ours = reaches(
         ea,
         &n.id,
@@ -63,7 +80,12 @@ async fn requests_the_policies_forbid_end_on_both_sides_with_the_rule_that_refus
         NegotiationState::Terminated,
     )
     .await;
-    assert!(ours.reason.unwrap().contains("no policy permits it"));
+    let reason = ours.reason.unwrap();
+    assert!(
+        reason.contains("no policy permits it")
+            && reason.contains("admits the purposes fraud_prevention"),
+        "{reason}"
+    );
 
     // Bad requests never leave the consumer's node.
     let e = ea
@@ -275,8 +297,20 @@ async fn both_sides_sign_and_only_the_owner_may_reidentify() {
             .await
             .unwrap();
     assert_eq!(consumer_side.len(), 1);
-    // The consumer holds no owner's record to map anything back with.
+    // The consumer holds no owner's record to map anything back with, and is told that
+    // only the owner can (not that the agreement it holds does not exist).
     let e = w.ea.reidentify(&n.id, &["abc".into()]).await.unwrap_err();
+    assert_eq!(e.kind(), agora_node::ErrorKind::Forbidden, "{e}");
+    assert!(
+        e.to_string()
+            .contains("only the owner of the data, tax-office"),
+        "{e}"
+    );
+    // An id neither side knows is still not found.
+    let e =
+        w.ea.reidentify("no-such-id", &["abc".into()])
+            .await
+            .unwrap_err();
     assert_eq!(e.kind(), agora_node::ErrorKind::NotFound, "{e}");
     // The owner refuses for an agreement that shares no pseudonyms.
     let e = w
@@ -323,6 +357,68 @@ async fn an_agreement_altered_in_the_owners_store_is_not_in_force() {
         .unwrap();
     let e = agora_node::agreements::check_signatures(&n).unwrap_err();
     assert!(e.contains("altered"), "{e}");
+    assert!(
+        w.tax
+            .agreements_in_force(NegotiationRole::Provider)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // What is shown of it comes from verification, not from the state it was left in.
+    let stored = w
+        .tax
+        .negotiation(&n.id, Some(NegotiationRole::Provider))
+        .await
+        .unwrap()
+        .negotiation;
+    assert_eq!(stored.state, NegotiationState::Finalized);
+    let status = agora_node::agreements::agreement_status(&stored, chrono::Utc::now()).unwrap();
+    assert!(!status.in_force(), "{status}");
+    assert!(status.to_string().starts_with("NOT in force"), "{status}");
+    // The consumer's untouched copy is in force.
+    let theirs =
+        w.ea.negotiation(&n.id, Some(NegotiationRole::Consumer))
+            .await
+            .unwrap()
+            .negotiation;
+    assert!(
+        agora_node::agreements::agreement_status(&theirs, chrono::Utc::now())
+            .unwrap()
+            .in_force()
+    );
+}
+
+#[tokio::test]
+async fn removing_a_product_read_under_agreements_revokes_them_or_is_refused() {
+    let w = World::new(TrustSettings::default()).await;
+    let n = agreed(
+        &w,
+        request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id,income",
+            AccessMode::Records,
+        ),
+    )
+    .await;
+    // Refused, naming the agreement, while it is in force.
+    let e = w.tax.remove("annual_income").await.unwrap_err().to_string();
+    assert!(e.contains(&n.id) && e.contains("revoke"), "{e}");
+    assert!(w.tax.product("annual_income").await.is_ok());
+    // With revocation: the agreement ends on both sides, and registering a product of the
+    // same name again does not revive it.
+    let revoked = w.tax.remove_product("annual_income", true).await.unwrap();
+    assert_eq!(revoked, vec![n.id.clone()]);
+    let theirs = reaches(
+        &w.ea,
+        &n.id,
+        NegotiationRole::Consumer,
+        NegotiationState::Terminated,
+    )
+    .await;
+    assert!(theirs.reason.unwrap().contains("withdrawn"));
+    w.register("annual_income", "personal", &["fraud_prevention"])
+        .await;
     assert!(
         w.tax
             .agreements_in_force(NegotiationRole::Provider)

@@ -4,6 +4,7 @@
 //! registered and queried in place. What is about HTTP, TLS and Flight is tested in
 //! `agora-server`.
 
+mod access;
 mod agreements;
 mod catalog;
 

@@ -186,7 +186,12 @@ async fn text(node: &Node, sql: &str) -> Result<String, NodeError> {
 
 /// Runs `sql` through `node`'s HTTP API and returns its `agora-tables` and
 /// `agora-agreements` headers.
-async fn api_read_under(node: &Node, sql: &str) -> (Option<String>, Option<String>) {
+/// What the API says a query read: `(agora-tables, agora-agreements,
+/// agora-disclosure-control)`, and the CSV answer.
+async fn api_read_under(
+    node: &Node,
+    sql: &str,
+) -> (Option<String>, Option<String>, Option<String>, String) {
     let token = node
         .create_token("test", agora_node::ApiRole::Analyst)
         .await
@@ -215,10 +220,15 @@ async fn api_read_under(node: &Node, sql: &str) -> (Option<String>, Option<Strin
             .get(name)
             .map(|v| v.to_str().unwrap().to_owned())
     };
-    let read = (header("agora-tables"), header("agora-agreements"));
+    let read = (
+        header("agora-tables"),
+        header("agora-agreements"),
+        header("agora-disclosure-control"),
+    );
+    let body = r.text().await.unwrap();
     let _ = tx.send(());
     let _ = server.await;
-    read
+    (read.0, read.1, read.2, body)
 }
 
 #[tokio::test]
@@ -339,13 +349,14 @@ async fn a_request_is_negotiated_to_an_agreement_both_sign_and_the_owner_enforce
 
     // The API names what a query read, and under which agreement, from the plan (a CTE
     // hides neither).
-    let (tables, agreements) = api_read_under(
+    let (tables, agreements, disclosure, _) = api_read_under(
         ea,
         "WITH t AS (SELECT * FROM \"tax-office\".annual_income) SELECT count(*) FROM t",
     )
     .await;
     assert_eq!(tables.as_deref(), Some("\"tax-office\".annual_income"));
     assert_eq!(agreements.as_deref(), Some(n.id.as_str()));
+    assert_eq!(disclosure, None, "a records agreement withholds no groups");
 
     // The consumer revokes: the owner stops serving at once when the message arrives.
     ea.terminate(&n.id, "the investigation is closed")
@@ -435,6 +446,21 @@ async fn a_counter_offer_accepted_by_the_consumer_becomes_the_agreement() {
         .collect();
     assert_eq!(counts.len(), 3, "{out}");
     assert!(counts.iter().all(|n| (8..=12).contains(n)), "{out}");
+    // Groups of one or two people are all withheld: the answer is empty, and says why —
+    // but not how many groups there were (that would tell whether small groups exist).
+    let (_, agreements, disclosure, body) = api_read_under(
+        ea,
+        "SELECT year, income, count(*) AS n FROM \"tax-office\".annual_income GROUP BY year, income",
+    )
+    .await;
+    assert_eq!(body.lines().count(), 1, "only the header: {body}");
+    assert_eq!(agreements.as_deref(), Some(n.id.as_str()));
+    let disclosure = disclosure.expect("an agora-disclosure-control header");
+    assert!(
+        disclosure.contains("groups of fewer than 5 people are withheld")
+            && disclosure.contains("how many groups were withheld is not said"),
+        "{disclosure}"
+    );
     assert!(
         text(ea, "SELECT person_id FROM \"tax-office\".annual_income")
             .await

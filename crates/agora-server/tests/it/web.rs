@@ -21,6 +21,7 @@ async fn web_site(node: &Node) -> String {
         node.clone(),
         agora_web::WebConfig {
             secure_cookies: false,
+            ..Default::default()
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -72,9 +72,10 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
             h2 { "This node's certificate" }
             dl.summary {
                 div { dt { "Ecosystem" } dd { (m.info.ecosystem) } }
-                div { dt { "Valid until" } dd { (when(m.info.not_after)) " (" (left(m.info.not_after, now)) "; renewed automatically when a third of its life is left)" } }
+                div { dt { "Issued" } dd { (when(m.info.not_before)) } }
+                div { dt { "Expires" } dd { (when(m.info.not_after)) " (" (left(m.info.not_after, now)) "; renewed automatically when a third of its life is left)" } }
                 div { dt { "Fingerprint" } dd { code { (m.info.fingerprint) } } }
-                div { dt { "Root certificate valid until" } dd { (when(m.root_info.not_after)) } }
+                div { dt { "The ecosystem's root certificate expires" } dd { (when(m.root_info.not_after)) } }
             }
             h2 { "Trust list" }
             dl.summary {
@@ -91,7 +92,7 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
             div.table-wrap {
                 table {
                     caption.visually-hidden { "Members on the trust list" }
-                    thead { tr { th scope="col" { "Member" } th scope="col" { "Organisation" } th scope="col" { "Exchange endpoint" } th scope="col" { "Certificates valid until" } } }
+                    thead { tr { th scope="col" { "Member" } th scope="col" { "Organisation" } th scope="col" { "Exchange endpoint" } th scope="col" { "Certificates and when they expire" } } }
                     tbody {
                         @for member in &list.members {
                             tr {
@@ -100,7 +101,13 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
                                 td { (member.endpoints.exchange.as_deref().unwrap_or("none")) }
                                 td {
                                     @for c in &member.certificates {
-                                        div { (when(c.not_after)) " (" (left(c.not_after, now)) ")" }
+                                        div {
+                                            @match c.kind {
+                                                agora_model::CertificateKind::Node => "Node certificate",
+                                                agora_model::CertificateKind::Client => "Tool certificate (Flight SQL, scripts)",
+                                            }
+                                            ": expires " (when(c.not_after)) " (" (left(c.not_after, now)) ")"
+                                        }
                                     }
                                 }
                             }

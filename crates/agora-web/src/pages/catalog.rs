@@ -129,7 +129,7 @@ pub(crate) async fn search(
                             h2 { a href={ "/catalog/" (h.owner) "/" (h.name) } { (h.title) } }
                             p { (classification_tag(h.classification)) " " (h.owner) " · " code { (h.name) } }
                             @if !h.description.is_empty() { p { (h.description) } }
-                            @if let Some(a) = &h.access { p.meta { (a) } }
+                            p.meta { (access_line(&web, &h)) }
                         }
                     }
                 }
@@ -144,6 +144,24 @@ pub(crate) async fn search(
         }
     };
     Html(page(&frame(&web, &viewer), "Find data", body).into_string()).into_response()
+}
+
+/// What this organisation can do with a catalog entry, with the link that does it.
+fn access_line(web: &Web, h: &SearchHit) -> Markup {
+    html! {
+        @if h.owner == web.node.member().as_str() {
+            "Your own product: query it as " code { (h.name) } "."
+        } @else if !h.classification.needs_agreement() {
+            "Open: query it as " code { "\"" (h.owner) "\"." (h.name) } "."
+        } @else if let Some(id) = &h.agreement {
+            "Your organisation reads it under "
+            a href={ "/requests/" (id) "?side=consumer" } { "agreement " (id) }
+            ": query it as " code { "\"" (h.owner) "\"." (h.name) } "."
+        } @else {
+            "Needs an agreement with " (h.owner) ", which your organisation does not hold: "
+            a href={ "/catalog/" (h.owner) "/" (h.name) "/request" } { "request access" } "."
+        }
+    }
 }
 
 /// One page of the matches (a page past the end shows the last one), with their total.
@@ -221,13 +239,19 @@ pub(crate) async fn product(
         Ok(o) => o,
         Err(r) => return r,
     };
-    // This organisation's requests for the product, newest first.
-    let requests = if mine {
-        Vec::new()
+    // This organisation's requests for the product, newest first, and the agreement in
+    // force it reads the product under (signatures checked), if any.
+    let (requests, held) = if mine {
+        (Vec::new(), None)
     } else {
-        match own_requests(&web, &offer).await {
-            Ok(r) => r,
-            Err(e) => return crate::pages::node_error(&e),
+        let held = web
+            .node
+            .agreements_in_force(agora_model::NegotiationRole::Consumer)
+            .await
+            .map(|mut all| all.remove(&(offer.owner.clone(), offer.name.to_string())));
+        match (own_requests(&web, &offer).await, held) {
+            (Ok(r), Ok(h)) => (r, h),
+            (Err(e), _) | (_, Err(e)) => return crate::pages::node_error(&e),
         }
     };
     let m = &offer.metadata;
@@ -236,7 +260,7 @@ pub(crate) async fn product(
         h1 { (m.title) }
         p { (classification_tag(m.classification)) }
         @if !m.description.is_empty() { p.lead { (m.description) } }
-        (how_to_use(&offer, mine, &requests))
+        (how_to_use(&offer, mine, held.as_ref(), &requests))
         (about_product(&offer))
         (columns_table(&offer))
         (quality_profile(&offer, mine))
@@ -284,7 +308,12 @@ async fn own_requests(
         .collect())
 }
 
-fn how_to_use(offer: &Offer, mine: bool, requests: &[agora_model::Negotiation]) -> Markup {
+fn how_to_use(
+    offer: &Offer,
+    mine: bool,
+    held: Option<&agora_model::Negotiation>,
+    requests: &[agora_model::Negotiation],
+) -> Markup {
     let m = &offer.metadata;
     html! {
     h2 { "How to use it" }
@@ -292,8 +321,15 @@ fn how_to_use(offer: &Offer, mine: bool, requests: &[agora_model::Negotiation]) 
         p { "This is one of your own products. Query it in the " a href="/query" { "query workspace" } " as " code { (offer.name) } "." }
     } @else if !m.classification.needs_agreement() {
         p { "It is open: any member may query it as " code { "\"" (offer.owner) "\"." (offer.name) } " in the " a href="/query" { "query workspace" } "." }
+    } @else if let Some(n) = held {
+        @let a = n.agreement.as_ref().expect("an agreement in force has its document");
+        div.notice {
+            p { "Your organisation reads it under " a href={ "/requests/" (n.id) "?side=consumer" } { "agreement " (n.id) }
+                ", for " (a.purpose.replace('_', " ")) ", until " (a.valid_until.format("%-d %B %Y")) "." }
+            p { "Query it in the " a href="/query" { "query workspace" } " as " code { "\"" (offer.owner) "\"." (offer.name) } "; the agreement's terms decide which columns and rows you see." }
+        }
     } @else {
-        p { "It is classified " (m.classification.as_str()) ": you can read it only under a sharing agreement with " (offer.owner) ", for a purpose it admits." }
+        p { "It is classified " (m.classification.as_str()) ": you can read it only under a sharing agreement with " (offer.owner) ", for a purpose it admits. Your organisation holds none in force." }
         @if !requests.is_empty() {
             div.notice {
                 h3 { "Your organisation's requests for it" }
@@ -302,7 +338,7 @@ fn how_to_use(offer: &Offer, mine: bool, requests: &[agora_model::Negotiation]) 
                         li {
                             a href={ "/requests/" (n.id) "?side=consumer" } { "Request of " (n.created_at.format("%-d %B %Y")) }
                             " for " (n.request.purpose.replace('_', " ")) ": "
-                            strong { (n.state.as_str().to_ascii_lowercase()) }
+                            strong { (crate::layout::plain_state(n.state)) }
                             @if n.agreement_in_force(chrono::Utc::now()).is_some() { " (in force)" }
                         }
                     }
@@ -327,7 +363,7 @@ fn about_product(offer: &Offer) -> Markup {
         div { dt { "Keywords" } dd { @if m.keywords.is_empty() { "None given" } @else { (m.keywords.join(", ")) } } }
         div { dt { "Purposes it admits" } dd { @if m.purposes.is_empty() { "None listed" } @else { (m.purposes.join(", ")) } } }
         div { dt { "Legal basis" } dd { (m.legal_basis.as_deref().unwrap_or("None given")) } }
-        div { dt { "Retention" } dd { @match &m.retention { Some(r) => (r.to_string()), None => "None given" } } }
+        div { dt { "Retention" } dd { @match &m.retention { Some(r) => { (crate::layout::plain_duration(&r.to_string())) " " span.hint.technical { "(" (r) ")" } }, None => "None given" } } }
         div { dt { "Updated" } dd { @match m.update_frequency { Some(u) => (u.as_str()), None => "Not stated" } } }
         div { dt { "Contact" } dd { (m.contact.as_deref().unwrap_or("None given")) } }
         div { dt { "Rows" } dd { (number(rows)) } }
@@ -353,8 +389,8 @@ fn columns_table(offer: &Offer) -> Markup {
                 @for c in &offer.schema {
                     tr {
                         th scope="row" { code { (c.name) } }
-                        td { (c.data_type) }
-                        td { (role_of(&c.name).as_str().replace('_', " ")) }
+                        td { (crate::layout::plain_type(&c.data_type)) }
+                        td { (crate::layout::plain_role(role_of(&c.name))) }
                         td { (m.columns.get(&c.name).and_then(|a| a.description.as_deref()).unwrap_or("")) }
                     }
                 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod catalog;
+pub(crate) mod publish;
 pub(crate) mod query;
 pub(crate) mod requests;
 pub(crate) mod sign_in;

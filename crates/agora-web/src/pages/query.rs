@@ -47,7 +47,7 @@ fn agreement_terms(named: &str, a: &agora_model::Agreement) -> Markup {
     html! {
         div.notice {
             h3 { code { (named) } " is read under agreement " (a.id) }
-            p { "Purpose: " (a.purpose) ". Mode: " (t.mode.as_str()) "." }
+            p { "Purpose: " (a.purpose.replace('_', " ")) ". Shared " (crate::layout::plain_mode(t.mode)) "." }
             ul {
                 @for c in &t.columns {
                     @if let Some(m) = &c.mask {
@@ -159,20 +159,34 @@ pub(crate) async fn run(
     let Some(current) = crate::pages::page_number(f.page) else {
         return crate::pages::no_such_page();
     };
-    let result = match web.node.query_as(&viewer.caller, sql).await {
+    let who = agora_node::Accessor::web_user(&viewer.session.user.username);
+    let logged = match web.node.query_logged(&who, Some(&viewer.caller), sql).await {
         Ok(r) => r,
         Err(e) if e.is_user_error() => {
-            return render(&web, &viewer, sql, &sql_error(e.to_string()), None);
+            // A product read without an agreement: the way to ask for one.
+            let request = agora_node::product_needing_agreement(&e.to_string()).map(|(owner, product)| {
+                html! {
+                    div.notice {
+                        p { "Your organisation holds no agreement for " code { "\"" (owner) "\"." (product) } "." }
+                        p { a href={ "/catalog/" (owner) "/" (product) "/request" } { "Request access to " (product) " from " (owner) } }
+                    }
+                }
+            });
+            return render(&web, &viewer, sql, &sql_error(e.to_string()), request);
         }
         Err(e) => return crate::pages::node_error(&e),
     };
-    tracing::info!(user = %viewer.session.user.username, action = %f.action, tables = ?result.tables, "web query");
-    let result = match download(&f.action, result) {
+    tracing::info!(user = %viewer.session.user.username, action = %f.action, tables = ?logged.products, agreements = %logged.agreement_ids(), "web query");
+    let agreements = logged.agreements;
+    let notices: Vec<String> = agreements
+        .iter()
+        .filter_map(|(_, a)| a.disclosure_notice())
+        .collect();
+    let result = match download(&f.action, logged.result) {
         Ok(response) => return response,
         Err(result) => result,
     };
     let columns = result.columns.clone();
-    let tables = result.tables.clone();
     let rows = match result.text_page((current - 1) * PER_PAGE, PER_PAGE).await {
         Ok(p) => p,
         Err(e) => {
@@ -183,9 +197,6 @@ pub(crate) async fn run(
             return crate::pages::node_error(&e);
         }
     };
-    // What the query read under: the plan's tables, asked of the node (a page that cannot
-    // say so still shows the rows, which the owners released under those agreements).
-    let agreements = web.node.agreements_read(&tables).await.unwrap_or_default();
     let page = ResultPage {
         sql,
         current,
@@ -194,6 +205,7 @@ pub(crate) async fn run(
     };
     let results = html! {
         (page.table(&viewer))
+        @for n in &notices { div.notice.disclosure-notice { p { (n) } } }
         @if !agreements.is_empty() {
             h2 { "What your agreements hide" }
             @for (named, a) in &agreements { (agreement_terms(named, a)) }
@@ -230,6 +242,14 @@ fn download(
         .into_response())
 }
 
+/// Whether a column holds numbers (shown right-aligned, digits in columns).
+fn is_numeric(data_type: &str) -> bool {
+    data_type.starts_with("Int")
+        || data_type.starts_with("UInt")
+        || data_type.starts_with("Float")
+        || data_type.starts_with("Decimal")
+}
+
 /// One page of a query's rows.
 struct ResultPage<'a> {
     sql: &'a str,
@@ -264,10 +284,12 @@ impl ResultPage<'_> {
                 p { "Rows " (first) " to " (last) @if rows.more { " (more follow)" } "." }
                 div.table-wrap {
                     table aria-labelledby="results" {
-                        thead { tr { @for c in self.columns { th scope="col" { (c.name) } } } }
+                        thead { tr { @for c in self.columns { th scope="col" class=[is_numeric(&c.data_type).then_some("num")] { (c.name) } } } }
                         tbody {
                             @for r in &rows.rows {
-                                tr { @for cell in r { td { @match cell { Some(v) => (v), None => span.hint { "empty" } } } } }
+                                tr { @for (cell, c) in r.iter().zip(self.columns) {
+                                    td class=[is_numeric(&c.data_type).then_some("num")] { @match cell { Some(v) => (v), None => span.hint { "empty" } } }
+                                } }
                             }
                         }
                     }

@@ -399,12 +399,16 @@ pub(crate) fn fields(
                                             label for=(id) { code { (name) } }
                                         }
                                     }
-                                    td { (type_of(name)) ", " (role_of(name).as_str().replace('_', " ")) }
+                                    td { (crate::layout::plain_type(type_of(name))) ", " (crate::layout::plain_role(role_of(name))) }
                                     td {
                                         label.visually-hidden for={ "mask-" (i) } { "Mask for " (name) }
                                         select id={ "mask-" (i) } name={ "mask." (name) } {
                                             @for (value, label) in MASKS {
-                                                option value=(value) selected[mask == value] { (label) }
+                                                // Only masks that apply to the column's type and role (and one
+                                                // already chosen, so that it can be seen and changed).
+                                                @if mask == value || agora_model::mask_fits(value, type_of(name), role_of(name)) {
+                                                    option value=(value) selected[mask == value] { (label) }
+                                                }
                                             }
                                         }
                                     }

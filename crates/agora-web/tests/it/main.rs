@@ -48,10 +48,14 @@ async fn site() -> Site {
             .await
             .unwrap();
     }
+    // Stewards may publish from this folder (the operator's --allow-path).
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
     let app = agora_web::router(
         node.clone(),
         agora_web::WebConfig {
             secure_cookies: false,
+            allowed_roots: vec![inbox],
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -710,8 +714,121 @@ const ROUTES: &[Route] = &[
         [303, 200, 200, 200],
     ),
     ("GET", "/admin", &[], [303, 403, 403, 200]),
+    // Publishing, like registering through the API, is for stewards and up.
+    ("GET", "/publish", &[], [303, 403, 200, 200]),
+    (
+        "POST",
+        "/publish",
+        &[("step", "inspect"), ("location", "")],
+        [303, 403, 422, 422],
+    ),
+    ("GET", "/publish/no-such-job", &[], [303, 404, 404, 404]),
     ("GET", "/no-such-page", &[], [404, 404, 404, 404]),
 ];
+
+#[tokio::test]
+async fn a_steward_publishes_a_file_checked_as_registration_checks_it() {
+    let s = site().await;
+    let session = s.sign_in("steward", PASSWORD).await.unwrap();
+    let page = s
+        .get("/publish", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Where is the data?"), "{page}");
+    let csrf = hidden(&page, "csrf");
+    let file = s._dir.path().join("inbox").join("openings.csv");
+    std::fs::write(
+        &file,
+        "person_id;municipality;hours\n10000000009;Northport;38\n10000000017;Southmoor;20\n",
+    )
+    .unwrap();
+    let location = file.display().to_string();
+    let step1 = |location: &str, delimiter: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("step", "inspect".to_owned()),
+            ("location", location.to_owned()),
+            ("delimiter", delimiter.to_owned()),
+        ]
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let session = session.clone();
+        let s = &s;
+        async move {
+            let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = s.post("/publish", &session, &form).await;
+            (r.status(), r.headers().clone(), r.text().await.unwrap())
+        }
+    };
+    // Outside the allowed folders, and a file whose delimiter was not given.
+    let (status, _, body) = post(step1("/etc/hosts", "")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("outside the folders"), "{body}");
+    let (status, _, body) = post(step1(&location, "")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body.contains("--delimiter &#39;;&#39;") || body.contains("--delimiter ';'"),
+        "{body}"
+    );
+    // With it: the columns and a role for each.
+    let (status, _, body) = post(step1(&location, ";")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("Found 3 columns"), "{body}");
+    assert!(body.contains("name=\"role:person_id\""), "{body}");
+    assert!(body.contains("whole number"), "types in words: {body}");
+    // Personal data without a legal basis is refused at the field, as registration would.
+    let mut step2 = step1(&location, ";");
+    step2[1].1 = "publish".into();
+    step2.extend([
+        ("name", "openings".to_owned()),
+        ("title", "Open positions".to_owned()),
+        ("classification", "personal".to_owned()),
+        ("keywords", "vacancies, hours".to_owned()),
+        ("purpose", "job_matching".to_owned()),
+        ("role:person_id", "subject_id".to_owned()),
+        ("role:municipality", "quasi_identifier".to_owned()),
+    ]);
+    let (status, _, body) = post(step2.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body.contains("must state a legal basis") && body.contains("href=\"#legal_basis\""),
+        "{body}"
+    );
+    step2.push(("legal_basis", "Employment Services Act".to_owned()));
+    let (status, headers, body) = post(step2).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let progress = headers[LOCATION].to_str().unwrap().to_owned();
+    assert!(progress.starts_with("/publish/"));
+    // The progress page until the profile is done.
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = s.get(&progress, Some(&session)).await.text().await.unwrap();
+        if page.contains("Published") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        page.contains("Published") && page.contains("/catalog/employment-agency/openings"),
+        "{page}"
+    );
+    let p = s.node.product("openings").await.unwrap();
+    assert_eq!(p.metadata.title, "Open positions");
+    assert_eq!(p.metadata.keywords, ["vacancies", "hours"]);
+    assert_eq!(
+        p.metadata.role_of("person_id"),
+        agora_model::ColumnRole::SubjectId
+    );
+    assert_eq!(p.profile.row_count, 2);
+    // Someone else's publication is not theirs to follow.
+    let admin = s.sign_in("admin", PASSWORD).await.unwrap();
+    assert_eq!(
+        s.get(&progress, Some(&admin)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
 
 #[tokio::test]
 async fn every_route_gives_each_role_what_the_api_would() {

@@ -9,6 +9,8 @@ use serde_json::Value;
 mod api;
 mod architecture;
 mod resilience;
+mod truthful;
+mod unix;
 
 /// Runs a future to its end on a runtime of its own (the tests here are synchronous).
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -156,7 +158,7 @@ fn cli_registers_lists_searches_and_queries() {
         s(&node),
     ]);
     assert!(
-        table.contains("| 2 |") && table.contains("(1 rows)"),
+        table.contains("| 2 |") && table.contains("(1 row)\n"),
         "{table}"
     );
 
@@ -266,7 +268,10 @@ fn cli_bad_input_gets_clear_errors_and_changes_nothing() {
     let err = fails(&["sql", "SELECT * FROM missing", "--data-dir", s(&node)]);
     assert!(err.contains("missing"), "{err}");
     let err = fails(&["sql", "SELECT 1", "--format", "xml", "--data-dir", s(&node)]);
-    assert!(err.contains("unknown result format"), "{err}");
+    assert!(
+        err.contains("invalid value 'xml'") && err.contains("table"),
+        "{err}"
+    );
 
     // A data directory that cannot be created.
     let file = tmp.path().join("plain-file");
@@ -855,9 +860,15 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
     // member's client certificate.
     adbc_interop(&eco_path);
 
+    // What the command line says about access is true.
+    truthful::the_cli_tells_the_truth_about_access(&eco);
+
     // Every journey of the web interface in Debian's headless Chromium, with axe-core
     // checks on every page (tests/browser).
     browser_journeys(&eco_path);
+
+    // An agreement edited in the owner's store is shown as not in force.
+    truthful::an_edited_agreement_is_shown_as_not_in_force(&eco);
 
     // Ctrl-C stops every node cleanly.
     let status = stop_with_sigint(&mut demo.child);
@@ -871,6 +882,7 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
             && printed.contains("→  person "),
         "{printed}"
     );
+    truthful::the_guide_can_be_followed(&printed);
 
     // A second start reuses the data and the registrations.
     let out = run(&[

@@ -360,7 +360,7 @@ pub(super) fn node_error_field(e: &NodeError) -> &'static str {
     match e {
         NodeError::Negotiation(NegotiationError::UnknownPurpose(_)) => "purpose",
         NodeError::Negotiation(NegotiationError::UnknownLegalBasis(_)) => "legal_basis",
-        NodeError::Negotiation(NegotiationError::Justification) => "justification",
+        NodeError::Negotiation(NegotiationError::Justification(_)) => "justification",
         NodeError::Negotiation(NegotiationError::Validity(_)) => "valid_until",
         NodeError::Terms(_) => "columns",
         NodeError::Engine(_) => "row_filter",

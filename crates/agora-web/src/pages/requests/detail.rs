@@ -58,8 +58,12 @@ fn steps(n: &Negotiation) -> Markup {
                     _ => "todo",
                 };
                 li class={ "steps__step steps__step--" (status) } aria-current=[(status == "current").then_some("step")] {
-                    (s.as_str().to_ascii_lowercase())
-                    span.visually-hidden { @match status { "done" => " (done)", "current" => " (current step)", _ => " (not reached)" } }
+                    (super::plain_state(*s))
+                    @match status {
+                        "done" => span.steps__status { " (done)" },
+                        "current" => span.visually-hidden { " (current step)" },
+                        _ => span.visually-hidden { " (not reached)" },
+                    }
                 }
             }
         }
@@ -91,7 +95,7 @@ pub(super) fn render_detail(
         p { (state_tag(n.state)) " " (state_words(n)) }
         (steps(n))
         @if r.undelivered > 0 {
-            p.notice { (r.undelivered) " step(s) are still on their way to " (n.peer()) ". Your node keeps sending them until they arrive." }
+            p.notice { (crate::layout::plural(r.undelivered as u64, "step")) @if r.undelivered == 1 { " is" } @else { " are" } " still on their way to " (n.peer()) ". Your node keeps sending them until they arrive." }
         }
         (answer(n, viewer))
         (what_was_asked(n))

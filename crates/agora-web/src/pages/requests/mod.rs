@@ -7,6 +7,7 @@
 //! answer, accept and end them.
 
 use agora_model::{Negotiation, NegotiationRole, NegotiationState};
+use agora_node::agreements::AgreementStatus;
 use agora_node::agreements::NegotiationRecord;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -16,6 +17,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::Web;
+pub(crate) use crate::layout::plain_state;
 use crate::layout::{Frame, Section, bar_chart, page};
 use crate::session::{Viewer, urlencode};
 
@@ -58,7 +60,7 @@ fn not_found() -> Response {
 
 /// A state as a tag with its word, and what it means in plain words.
 fn state_tag(s: NegotiationState) -> Markup {
-    html! { strong class={ "tag tag--state-" (s.as_str().to_ascii_lowercase()) } { (s.as_str().to_ascii_lowercase()) } }
+    html! { strong class={ "tag tag--state-" (s.as_str().to_ascii_lowercase()) } { (plain_state(s)) } }
 }
 
 fn state_words(n: &Negotiation) -> String {
@@ -94,15 +96,21 @@ fn state_words(n: &Negotiation) -> String {
         (Verified, _) => {
             "Both members have signed. The owner's node is closing the negotiation.".into()
         }
-        (Finalized, _) => match n.agreement.as_ref().map(|a| a.validity(Utc::now())) {
-            Some(agora_model::Validity::Valid) => "The agreement is in force.".into(),
-            Some(agora_model::Validity::NotYet(t)) => format!(
+        // From verification, never from the stored state alone: an altered record keeps
+        // FINALIZED but its signatures no longer verify.
+        (Finalized, _) => match agora_node::agreements::agreement_status(n, Utc::now()) {
+            Some(AgreementStatus::InForce { .. }) => "The agreement is in force.".into(),
+            Some(AgreementStatus::NotYet { from }) => format!(
                 "The agreement is signed and comes into force on {}.",
-                t.format("%-d %B %Y")
+                from.format("%-d %B %Y")
             ),
-            Some(agora_model::Validity::Expired(t)) => {
-                format!("The agreement expired on {}.", t.format("%-d %B %Y"))
+            Some(AgreementStatus::Expired { at }) => {
+                format!("The agreement expired on {}.", at.format("%-d %B %Y"))
             }
+            Some(AgreementStatus::Unverified { why }) => {
+                format!("The agreement is not in force: {why}.")
+            }
+            Some(other) => format!("The agreement is {other}."),
             None => "The negotiation is closed.".into(),
         },
         (Terminated, _) => format!(
@@ -147,7 +155,7 @@ pub(crate) async fn list(
         .iter()
         .map(|(s, c)| {
             (
-                s.as_str().to_ascii_lowercase(),
+                plain_state(*s).to_owned(),
                 *c as f64 / most as f64,
                 c.to_string(),
             )
@@ -196,7 +204,7 @@ pub(crate) async fn list(
                 select id="state" name="state" {
                     option value="" selected[wanted.is_none()] { "Every state" }
                     @for s in NegotiationState::ALL {
-                        option value=(s.as_str()) selected[wanted == Some(s)] { (s.as_str().to_ascii_lowercase()) }
+                        option value=(s.as_str()) selected[wanted == Some(s)] { (plain_state(s)) }
                     }
                 }
             }

@@ -131,15 +131,16 @@ fn request_page(
             (terms::fields(&input.terms, m, &offer.schema, errors))
             div class=(cls("valid_from")) {
                 label for="valid_from" { "From" }
-                p.hint id="valid_from-hint" { "A date, for example 2027-01-31" }
+                p.hint id="valid_from-hint" { "Year-month-day, for example 2027-01-31" }
                 (err("valid_from"))
-                input type="date" id="valid_from" name="valid_from" value=(input.valid_from) aria-describedby="valid_from-hint";
+                // Text in the hint's format, not a date picker whose format depends on the browser.
+                input.input--short type="text" inputmode="numeric" autocomplete="off" id="valid_from" name="valid_from" value=(input.valid_from) aria-describedby="valid_from-hint";
             }
             div class=(cls("valid_until")) {
                 label for="valid_until" { "Until" }
-                p.hint id="valid_until-hint" { "At most five years after the start" }
+                p.hint id="valid_until-hint" { "Year-month-day, at most five years after the start" }
                 (err("valid_until"))
-                input type="date" id="valid_until" name="valid_until" value=(input.valid_until) aria-describedby="valid_until-hint";
+                input.input--short type="text" inputmode="numeric" autocomplete="off" id="valid_until" name="valid_until" value=(input.valid_until) aria-describedby="valid_until-hint";
             }
             button.button type="submit" { "Send the request" }
         }

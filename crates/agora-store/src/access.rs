@@ -1,0 +1,127 @@
+//! The access log: queries by the node's own people and tools that read data products.
+//! A record is written before the first row is returned (outcome `running`) and completed
+//! when the answer ends, so an access that was cut off still shows. Queries from other
+//! members are in the exchange log.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::{Store, StoreError, now, parse_ts};
+
+/// The outcome of an access while its answer is still being read.
+pub const RUNNING: &str = "running";
+
+/// One access, as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccessRecord {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    /// Who ran it: `token:ID (LABEL)`, `user:NAME` or `cli:OS-USER`.
+    pub principal: String,
+    /// `api`, `web`, `cli` or `flight`.
+    pub channel: String,
+    /// The products the query's plan read, as named in SQL, comma-separated.
+    pub products: String,
+    /// The agreements other members' products were read under, comma-separated.
+    pub agreements: String,
+    /// SHA-256 of the SQL text, in hex (the text itself may hold personal data).
+    pub sql_digest: String,
+    /// `running`, `answered`, `refused: …`, `failed: …` or `stopped by the client`.
+    pub outcome: String,
+    pub rows_returned: i64,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What is known of an access when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct AccessStart {
+    pub principal: String,
+    pub channel: String,
+    pub products: String,
+    pub agreements: String,
+    pub sql_digest: String,
+    /// `None` while the answer is to come; the outcome of an access refused at once.
+    pub outcome: Option<String>,
+}
+
+/// Text kept at most this long per field (an outcome quoting a long error is cut).
+const MAX_TEXT: usize = 1000;
+
+fn cut(s: &str) -> String {
+    s.chars().take(MAX_TEXT).collect()
+}
+
+impl Store {
+    /// Records the start of an access (or an access refused at once); returns its id.
+    pub async fn begin_access(&self, start: &AccessStart) -> Result<String, StoreError> {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let at = now();
+        let finished = start.outcome.as_ref().map(|_| at.clone());
+        sqlx::query(
+            "INSERT INTO access_log (id, started_at, principal, channel, products, agreements, \
+             sql_digest, outcome, rows_returned, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
+        )
+        .bind(&id)
+        .bind(&at)
+        .bind(cut(&start.principal))
+        .bind(&start.channel)
+        .bind(cut(&start.products))
+        .bind(cut(&start.agreements))
+        .bind(&start.sql_digest)
+        .bind(cut(start.outcome.as_deref().unwrap_or(RUNNING)))
+        .bind(finished)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Completes an access with its outcome and the rows returned.
+    pub async fn finish_access(
+        &self,
+        id: &str,
+        outcome: &str,
+        rows: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE access_log SET outcome = $1, rows_returned = $2, finished_at = $3 \
+             WHERE id = $4",
+        )
+        .bind(cut(outcome))
+        .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The most recent accesses, newest first.
+    pub async fn accesses(&self, limit: u32) -> Result<Vec<AccessRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, started_at, principal, channel, products, agreements, sql_digest, \
+             outcome, rows_returned, finished_at FROM access_log \
+             ORDER BY started_at DESC, id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let finished: Option<String> = r.try_get(9)?;
+                Ok(AccessRecord {
+                    id: r.try_get(0)?,
+                    started_at: parse_ts(&r.try_get::<String, _>(1)?, "access")?,
+                    principal: r.try_get(2)?,
+                    channel: r.try_get(3)?,
+                    products: r.try_get(4)?,
+                    agreements: r.try_get(5)?,
+                    sql_digest: r.try_get(6)?,
+                    outcome: r.try_get(7)?,
+                    rows_returned: r.try_get(8)?,
+                    finished_at: finished.map(|f| parse_ts(&f, "access")).transpose()?,
+                })
+            })
+            .collect()
+    }
+}
