@@ -72,13 +72,13 @@ impl RemoteSource for NodeRemote {
 }
 
 /// The refusal of a product read without an agreement. Front ends find the product in it
-/// by [`NEEDS_AGREEMENT`] to offer the way to request access.
+/// by [`product_needing_agreement`] to offer their own way to request access (a link, a
+/// command).
 fn needs_agreement_text(owner: &MemberId, p: &Product) -> String {
     format!(
         "{owner}.{}{NEEDS_AGREEMENT}{}: other members may query it only under a sharing \
-         agreement with {owner}, and you have none in force; request access to it first \
-         (from its catalog page, or `agora agreement request --owner {owner} --product {}`)",
-        p.name, p.metadata.classification, p.name
+         agreement with {owner}, and you have none in force; request access to it first",
+        p.name, p.metadata.classification
     )
 }
 

@@ -114,11 +114,14 @@ pub async fn sql(args: SqlArgs) -> Result<()> {
     }
     let node = open(&args.dir).await?;
     let who = agora_node::Accessor::command_line();
-    let logged = node.query_logged(&who, None, &args.query).await?;
+    let logged = node
+        .query_logged(&who, None, &args.query)
+        .await
+        .map_err(|e| request_hint(e.into()))?;
     let footer = read_under(&logged);
     let outcome = write_answer(&args, logged.result).await;
     node.flush_access_log().await;
-    outcome?;
+    outcome.map_err(request_hint)?;
     if args.format == SqlFormat::Table {
         for line in &footer {
             println!("{line}");
@@ -129,6 +132,16 @@ pub async fn sql(args: SqlArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A refusal for want of an agreement, with the command that asks for one.
+fn request_hint(e: anyhow::Error) -> anyhow::Error {
+    match agora_node::product_needing_agreement(&e.to_string()) {
+        Some((owner, product)) => e.context(format!(
+            "no agreement in force for \"{owner}\".{product}; ask for one with: agora agreement request --owner {owner} --product {product} --purpose PURPOSE --justification TEXT --columns COLUMNS"
+        )),
+        None => e,
+    }
 }
 
 /// Lines saying what the query read: the products, the agreements and what aggregate

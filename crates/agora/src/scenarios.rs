@@ -311,6 +311,9 @@ async fn job_matching(hospital: &Node, agency: &Node) -> Result<()> {
 /// The agency links benefits with declared income; the tax office re-identifies.
 async fn fraud_prevention(agency: &Node, tax: &Node) -> Result<()> {
     println!("Scenario 2 — fraud prevention");
+    println!("  The employment agency pays unemployment allowances and asks the tax office for");
+    println!("  benefit payments and declared incomes, linked person by person but without names,");
+    println!("  to find allowances paid to people who declared a high income the same year.");
     let justification = "linking unemployment benefit payments with declared income to find allowances paid despite high income";
     let benefits = agreement(
         agency,

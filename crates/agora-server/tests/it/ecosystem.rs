@@ -453,6 +453,48 @@ async fn members_find_each_others_offers_through_signed_logged_exchanges() {
     );
 }
 
+#[tokio::test]
+async fn a_member_admitted_after_the_others_fetched_their_list_is_accepted_at_once() {
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tax = member(&a, dir.path(), "tax-office").await;
+    register_csv(&tax.node, dir.path(), "income_statistics", "open").await;
+    // The agency joins after the tax office fetched its list (which does not name it) and
+    // before the tax office's next scheduled refresh, a minute away.
+    let ea = member(&a, dir.path(), "employment-agency").await;
+    let before = tax.node.trust().unwrap().list().sequence;
+    assert!(
+        tax.node
+            .trust()
+            .unwrap()
+            .list()
+            .member(ea.node.member())
+            .is_none()
+    );
+    // Its first call is admitted: the tax office fetches the list when a caller is not on
+    // its copy.
+    assert_eq!(ea.node.refresh_offers().await.unwrap(), 1);
+    assert!(tax.node.trust().unwrap().list().sequence > before);
+    // A caller still unknown after the fetch is refused, with words that say why and that
+    // a member admitted moments ago need only wait.
+    let list = tax.node.trust().unwrap().list();
+    let stranger = agora_trust::pki::CertInfo {
+        common_name: "county-hospital".into(),
+        ..ea.node.trust().unwrap().material().info.clone()
+    };
+    let e = tax
+        .node
+        .admit_peer(&stranger)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not on the trust list") && e.contains("admitted or renewed moments ago"),
+        "{e}"
+    );
+    assert_eq!(tax.node.trust().unwrap().list().sequence, list.sequence);
+}
+
 /// A raw HTTPS client holding a member's node certificate, to send what a faulty or
 /// malicious peer would.
 fn raw_client(m: &Member) -> reqwest::Client {

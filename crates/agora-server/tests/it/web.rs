@@ -164,6 +164,26 @@ async fn an_access_request_goes_from_a_product_page_to_a_revoked_agreement_in_th
     assert!(form.body.contains("value=\"fraud_prevention\""));
     assert!(!form.body.contains("value=\"job_matching\""));
     assert!(form.body.contains("name=\"col.person_id\""));
+    // Each column is offered only the masks that apply to its type and role: a number
+    // bands, never dates cut to the month; only the subject's identifier a pseudonym.
+    let masks_of = |column: &str| -> String {
+        let at = form
+            .body
+            .find(&format!("name=\"mask.{column}\""))
+            .unwrap_or_else(|| panic!("a mask for {column}"));
+        let rest = &form.body[at..];
+        rest[..rest.find("</select>").unwrap()].to_owned()
+    };
+    let income = masks_of("income");
+    assert!(
+        income.contains("value=\"band\"") && !income.contains("value=\"month\""),
+        "{income}"
+    );
+    assert!(!income.contains("value=\"pseudonym\""), "{income}");
+    assert!(masks_of("person_id").contains("value=\"pseudonym\""));
+    // The dates are typed in the format the hint gives, not a browser's own date picker.
+    assert!(form.body.contains("Year-month-day, for example"));
+    assert!(!form.body.contains("type=\"date\""));
 
     // Sent empty: every missing answer is listed and linked to its field; nothing is sent.
     let wrong = analyst

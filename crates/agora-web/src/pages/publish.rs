@@ -560,7 +560,6 @@ fn details_page(
     respond(web, viewer, "Describe the data", errors, body)
 }
 
-
 pub(crate) async fn start(State(web): State<Web>, viewer: Viewer) -> Response {
     if !viewer.can(ApiRole::Steward) {
         return forbidden();

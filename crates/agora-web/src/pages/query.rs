@@ -162,18 +162,7 @@ pub(crate) async fn run(
     let who = agora_node::Accessor::web_user(&viewer.session.user.username);
     let logged = match web.node.query_logged(&who, Some(&viewer.caller), sql).await {
         Ok(r) => r,
-        Err(e) if e.is_user_error() => {
-            // A product read without an agreement: the way to ask for one.
-            let request = agora_node::product_needing_agreement(&e.to_string()).map(|(owner, product)| {
-                html! {
-                    div.notice {
-                        p { "Your organisation holds no agreement for " code { "\"" (owner) "\"." (product) } "." }
-                        p { a href={ "/catalog/" (owner) "/" (product) "/request" } { "Request access to " (product) " from " (owner) } }
-                    }
-                }
-            });
-            return render(&web, &viewer, sql, &sql_error(e.to_string()), request);
-        }
+        Err(e) if e.is_user_error() => return refused(&web, &viewer, sql, &e),
         Err(e) => return crate::pages::node_error(&e),
     };
     tracing::info!(user = %viewer.session.user.username, action = %f.action, tables = ?logged.products, agreements = %logged.agreement_ids(), "web query");
@@ -192,7 +181,7 @@ pub(crate) async fn run(
         Err(e) => {
             let e = agora_node::NodeError::from(e);
             if e.is_user_error() {
-                return render(&web, &viewer, sql, &sql_error(e.to_string()), None);
+                return refused(&web, &viewer, sql, &e);
             }
             return crate::pages::node_error(&e);
         }
@@ -212,6 +201,20 @@ pub(crate) async fn run(
         }
     };
     render(&web, &viewer, sql, &[], Some(results))
+}
+
+/// The query page with the error at the SQL; for a product read without an agreement, the
+/// link to request one (whether the owner refused when planning or when reading).
+fn refused(web: &Web, viewer: &Viewer, sql: &str, e: &agora_node::NodeError) -> Response {
+    let request = agora_node::product_needing_agreement(&e.to_string()).map(|(owner, product)| {
+        html! {
+            div.notice {
+                p { "Your organisation holds no agreement for " code { "\"" (owner) "\"." (product) } "." }
+                p { a href={ "/catalog/" (owner) "/" (product) "/request" } { "Request access to " (product) " from " (owner) } }
+            }
+        }
+    });
+    render(web, viewer, sql, &sql_error(e.to_string()), request)
 }
 
 /// The result as a download when one was asked for; otherwise the result back.

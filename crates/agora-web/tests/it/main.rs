@@ -462,6 +462,12 @@ async fn an_analyst_runs_sql_pages_through_results_and_downloads_them() {
     assert_eq!(r.status(), StatusCode::OK);
     let body = r.text().await.unwrap();
     assert!(body.contains("Rows 1 to 50 (more follow)"), "{body}");
+    // Numbers are right-aligned (their column and cells are marked as numbers), text is not.
+    assert!(
+        body.contains("<th scope=\"col\" class=\"num\">n</th>")
+            && body.contains("<td class=\"num\">50</td>"),
+        "{body}"
+    );
     assert!(body.contains("<td>row 50</td>") && !body.contains("<td>row 51</td>"));
     let r = s
         .post(
