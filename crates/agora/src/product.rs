@@ -277,8 +277,29 @@ pub async fn product(cmd: ProductCmd) -> Result<()> {
             let p = node.product(&name).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
-            } else {
-                output::product_details(&p);
+                return Ok(());
+            }
+            output::product_details(&p);
+            // Who reads it: the agreements in force (checked) other members hold for it.
+            let readers: Vec<_> = node
+                .agreements_in_force(agora_model::NegotiationRole::Provider)
+                .await?
+                .into_values()
+                .filter_map(|n| n.agreement)
+                .filter(|a| a.product == p.name)
+                .collect();
+            if readers.is_empty() && p.metadata.classification.needs_agreement() {
+                println!("No other member reads it under an agreement in force.");
+            }
+            for a in readers {
+                println!(
+                    "Read by {} under agreement {} ({}, for {}, until {}).",
+                    a.consumer,
+                    a.id,
+                    a.terms.mode,
+                    a.purpose,
+                    a.valid_until.format("%Y-%m-%d")
+                );
             }
             Ok(())
         }

@@ -1,5 +1,6 @@
-//! Administration: the node's health, its membership (certificate and trust list) and the
-//! ecosystem's members as the trust list names them. Administrators only.
+//! Administration: the node's health, its membership (certificate and trust list), the
+//! ecosystem's members as the trust list names them, recent security events and the
+//! recent data accesses of the node's own people. Administrators only.
 
 use agora_node::ApiRole;
 use agora_node::trust::ListStatus;
@@ -44,6 +45,10 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
     let trust = web.node.trust();
     let events = match web.node.security_events(20).await {
         Ok(e) => e,
+        Err(e) => return crate::pages::node_error(&e),
+    };
+    let accesses = match web.node.accesses(20).await {
+        Ok(a) => a,
         Err(e) => return crate::pages::node_error(&e),
     };
     let frame = Frame {
@@ -141,6 +146,31 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
                     tbody {
                         @for e in &events {
                             tr { td { (when(e.at)) } td { (e.kind.replace('_', " ")) } td { (e.account) } td { (e.client) } td { (e.detail) } }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Recent data accesses by this organisation" }
+        p.hint { "Queries of your own people and tools that read data products. Other members' queries are in the exchange log (" code { "agora node exchanges" } "); the whole access log is in " code { "agora node accesses" } " and " code { "GET /api/v1/accesses" } "." }
+        @if accesses.is_empty() {
+            p { "No data product has been queried yet." }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.visually-hidden { "The 20 most recent data accesses" }
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Through" } th scope="col" { "Products" } th scope="col" { "Under agreement" } th.num scope="col" { "Rows" } th scope="col" { "Outcome" } } }
+                    tbody {
+                        @for a in &accesses {
+                            tr {
+                                td { (when(a.started_at)) }
+                                td { (a.principal) }
+                                td { (a.channel) }
+                                td { (a.products) }
+                                td { @if a.agreements.is_empty() { "none" } @else { (a.agreements) } }
+                                td.num { (a.rows_returned) }
+                                td { (a.outcome) }
+                            }
                         }
                     }
                 }

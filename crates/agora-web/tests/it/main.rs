@@ -574,6 +574,45 @@ async fn a_bad_query_is_told_next_to_the_sql_and_nothing_runs_without_the_form_t
 }
 
 #[tokio::test]
+async fn a_web_query_is_in_the_access_log_the_administrator_reads() {
+    let s = site().await;
+    let session = s.sign_in("analyst", PASSWORD).await.unwrap();
+    let page = s.get("/query", Some(&session)).await.text().await.unwrap();
+    let csrf = hidden(&page, "csrf");
+    let r = s
+        .post(
+            "/query",
+            &session,
+            &[
+                ("csrf", &csrf),
+                ("sql", "SELECT n FROM numbers WHERE n <= 7"),
+                ("action", "run"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let _ = r.text().await.unwrap();
+    // The answer's end is recorded as it is written: wait for it.
+    let mut body = String::new();
+    let admin = s.sign_in("admin", PASSWORD).await.unwrap();
+    for _ in 0..100 {
+        body = s.get("/admin", Some(&admin)).await.text().await.unwrap();
+        if body.contains("answered") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        body.contains("Recent data accesses")
+            && body.contains("user:analyst")
+            && body.contains("<td>numbers</td>")
+            && body.contains("<td class=\"num\">7</td>")
+            && body.contains("answered"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn administration_is_for_administrators_only() {
     let s = site().await;
     for user in ["analyst", "steward"] {

@@ -63,6 +63,21 @@ pub fn the_cli_tells_the_truth_about_access(eco: &Value) {
         "{out}"
     );
 
+    // The access log says who read what under which agreement; the owner's product page
+    // says who reads it.
+    let log = ok(&["node", "accesses", "--data-dir", ea]);
+    assert!(
+        log.contains("\"tax-office\".annual_income") && log.contains(&format!("(under {income})")),
+        "{log}"
+    );
+    let show = ok(&["product", "show", "annual_income", "--data-dir", tax]);
+    assert!(
+        show.contains(&format!(
+            "Read by employment-agency under agreement {income}"
+        )),
+        "{show}"
+    );
+
     // A purpose the product does not admit fails before anything is sent, naming the
     // purposes it admits; so does a justification that is there but too short.
     let request = |purpose: &str, justification: &str| {

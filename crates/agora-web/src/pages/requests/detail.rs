@@ -92,7 +92,7 @@ pub(super) fn render_detail(
         }
         span.caption { (title) " " (n.id) }
         h1 { code { (rq.product) } " of " (rq.owner) }
-        p { (state_tag(n.state)) " " (state_words(n)) }
+        p { (negotiation_tag(n)) " " (state_words(n)) }
         (steps(n))
         @if r.undelivered > 0 {
             p.notice { (crate::layout::plural(r.undelivered as u64, "step")) @if r.undelivered == 1 { " is" } @else { " are" } " still on their way to " (n.peer()) ". Your node keeps sending them until they arrive." }

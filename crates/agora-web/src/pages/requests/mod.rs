@@ -63,6 +63,22 @@ fn state_tag(s: NegotiationState) -> Markup {
     html! { strong class={ "tag tag--state-" (s.as_str().to_ascii_lowercase()) } { (plain_state(s)) } }
 }
 
+/// A negotiation's tag: its state, except that an agreement verification does not hold in
+/// force says so (an altered record keeps its state).
+fn negotiation_tag(n: &Negotiation) -> Markup {
+    match agora_node::agreements::agreement_status(n, Utc::now()) {
+        Some(status) if n.state == NegotiationState::Finalized && !status.in_force() => {
+            let word = match status {
+                AgreementStatus::Expired { .. } => "expired",
+                AgreementStatus::NotYet { .. } => "signed, not yet in force",
+                _ => "not in force",
+            };
+            html! { strong class="tag tag--state-terminated" { (word) } }
+        }
+        _ => state_tag(n.state),
+    }
+}
+
 fn state_words(n: &Negotiation) -> String {
     use NegotiationState::*;
     let owner = n.owner();
@@ -184,7 +200,7 @@ pub(crate) async fn list(
                                     th scope="row" { a href=(detail_link(n)) { code { (n.request.product) } } }
                                     td { (n.peer()) }
                                     td { (n.request.purpose.replace('_', " ")) }
-                                    td { (state_tag(n.state)) }
+                                    td { (negotiation_tag(n)) }
                                     td { (date(n.updated_at)) }
                                 }
                             }
