@@ -1220,3 +1220,57 @@ mod negotiations {
         }
     }
 }
+
+#[tokio::test]
+async fn accesses_are_recorded_when_they_start_and_completed_when_they_end() {
+    for t in stores().await {
+        let s = &t.store;
+        let id = s
+            .begin_access(&agora_store::AccessStart {
+                principal: "token:abc (reporting)".into(),
+                channel: "api".into(),
+                products: "jobs, \"tax-office\".annual_income".into(),
+                agreements: "n-1".into(),
+                sql_digest: "ab".repeat(32),
+                outcome: None,
+            })
+            .await
+            .unwrap();
+        let refused = s
+            .begin_access(&agora_store::AccessStart {
+                principal: "user:ada".into(),
+                channel: "web".into(),
+                sql_digest: "cd".repeat(32),
+                outcome: Some("refused: no agreement".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let log = s.accesses(10).await.unwrap();
+        assert_eq!(log.len(), 2);
+        let running = log.iter().find(|a| a.id == id).unwrap();
+        assert_eq!(
+            (running.outcome.as_str(), running.finished_at),
+            ("running", None)
+        );
+        assert!(
+            log.iter()
+                .find(|a| a.id == refused)
+                .unwrap()
+                .finished_at
+                .is_some()
+        );
+        s.finish_access(&id, "answered", 42).await.unwrap();
+        let done = s.accesses(10).await.unwrap();
+        let done = done.iter().find(|a| a.id == id).unwrap();
+        assert_eq!(
+            (done.outcome.as_str(), done.rows_returned),
+            ("answered", 42)
+        );
+        assert_eq!(done.products, "jobs, \"tax-office\".annual_income");
+        assert!(done.finished_at.is_some());
+        // Newest first.
+        assert_eq!(s.accesses(1).await.unwrap()[0].id, refused);
+        t.drop_schema().await;
+    }
+}
