@@ -153,9 +153,9 @@ pub enum NegotiationError {
     Validity(String),
     #[error("a member cannot request its own product")]
     OwnProduct,
-    /// The product's owner admits other purposes only (the text says which).
+    /// The owner would not admit the request as it stands (the text says why and what would be).
     #[error("{0}")]
-    PurposeNotAdmitted(String),
+    NotAdmitted(String),
 }
 
 /// The shortest and longest justification of a request, in characters.

@@ -33,7 +33,7 @@ impl Node {
         let admitted = &offer.metadata.purposes;
         if !admitted.contains(&request.purpose) {
             return Err(NodeError::Negotiation(
-                agora_model::NegotiationError::PurposeNotAdmitted(if admitted.is_empty() {
+                agora_model::NegotiationError::NotAdmitted(if admitted.is_empty() {
                     format!(
                         "\"{}\".{} admits no purpose for requests: its owner would refuse any request; ask {} (see `agora catalog show`)",
                         request.owner, request.product, request.owner
@@ -52,6 +52,7 @@ impl Node {
         request
             .terms
             .validate(request.product.as_str(), &offer.schema, &offer.metadata)?;
+        baseline_admits(self.member(), &request, &offer.metadata)?;
         let n = Negotiation {
             id: uuid::Uuid::new_v4().to_string(),
             role: NegotiationRole::Consumer,
@@ -299,4 +300,30 @@ impl Node {
         )
         .await
     }
+}
+
+/// The ecosystem's baseline policies are the same on every node: a request they forbid
+/// for the product as offered would be refused by its owner, so it is refused here, in the
+/// owner's words, before anything is sent. (The owner still decides, with its own
+/// policies too, on the product as it really is.)
+fn baseline_admits(
+    consumer: &agora_model::MemberId,
+    request: &AccessRequest,
+    offered: &agora_model::ProductMetadata,
+) -> Result<(), NodeError> {
+    let facts = agora_policy::RequestFacts::of(consumer, request, &request.terms, offered);
+    let d = agora_policy::PolicyEngine::new(&[])?
+        .decide(agora_policy::PolicyAction::Request, &facts)?;
+    if d.allowed || d.determining.is_empty() {
+        // Nothing forbids it (an owner's own policy may still permit what no baseline
+        // policy permits: that is the owner's to decide).
+        return Ok(());
+    }
+    Err(NodeError::Negotiation(
+        agora_model::NegotiationError::NotAdmitted(format!(
+            "{} would refuse this request: {} — change the terms (the mode or the masks) and ask again",
+            request.owner,
+            d.explain()
+        )),
+    ))
 }

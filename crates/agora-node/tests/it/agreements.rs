@@ -14,15 +14,37 @@ async fn requests_the_policies_forbid_end_on_both_sides_with_the_rule_that_refus
     let (tax, ea) = (&w.tax, &w.ea);
     w.register("tax_audits", "sensitive", &["fraud_prevention"])
         .await;
-    let n = ea
-        .request_access(request(
-            "tax_audits",
-            "fraud_prevention",
-            "person_id=pseudonym,income",
-            AccessMode::Records,
-        ))
+    let records = request(
+        "tax_audits",
+        "fraud_prevention",
+        "person_id=pseudonym,income",
+        AccessMode::Records,
+    );
+    // The baseline policies are every node's: the consumer's own node refuses what they
+    // forbid, in the owner's words, and sends nothing.
+    let e = ea.request_access(records.clone()).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("tax-office would refuse this request")
+            && e.to_string().contains("baseline/sensitive-never-records"),
+        "{e}"
+    );
+    assert!(ea.negotiations(None, None, 10).await.unwrap().is_empty());
+    // A consumer whose copy of the offer is out of date (it says personal) still meets the
+    // owner's refusal, on both sides, with the rule that refused.
+    let owner = tax.member().clone();
+    let mut offers = ea.store().offers(Some(&owner)).await.unwrap();
+    for o in offers
+        .iter_mut()
+        .filter(|o| o.name.as_str() == "tax_audits")
+    {
+        o.metadata.classification = agora_model::Classification::Personal;
+    }
+    ea.store()
+        .replace_offers(&owner, &offers, chrono::Utc::now())
         .await
         .unwrap();
+    let n = ea.request_access(records).await.unwrap();
     let ours = reaches(
         ea,
         &n.id,
