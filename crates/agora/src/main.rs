@@ -100,8 +100,13 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): `agora man > agora.1 && man ./agora.1`.
-    Man,
+    /// Print the manual page (roff): `agora man > agora.1 && man ./agora.1`; with --out,
+    /// write it and one page per subcommand (agora-node.1, agora-sql.1, …) into a folder.
+    Man {
+        /// A folder for every page, e.g. /usr/local/share/man/man1.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Whether the command serves (a node, the demo, an authority) rather than answering and
@@ -181,9 +186,18 @@ fn main() -> std::process::ExitCode {
                 );
                 Ok(())
             }
-            Command::Man => {
+            Command::Man { out } => {
+                use anyhow::Context;
                 use clap::CommandFactory;
-                clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+                match out {
+                    None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
+                    Some(dir) => {
+                        clap_mangen::generate_to(Cli::command(), &dir).with_context(|| {
+                            format!("cannot write the manual pages into {}", dir.display())
+                        })?;
+                        println!("Wrote the manual pages into {}.", dir.display());
+                    }
+                }
                 Ok(())
             }
         }

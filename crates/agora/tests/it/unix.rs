@@ -278,6 +278,18 @@ fn completions_and_the_manual_come_from_the_command_definitions() {
     let man = ok(&["man"]);
     assert!(man.starts_with(".ie") || man.contains(".TH"), "{man}");
     assert!(man.contains("agora") && man.contains("catalog"), "{man}");
+    // Every page the main one refers to can be written.
+    let tmp = tempfile::tempdir().unwrap();
+    ok(&["man", "--out", s(tmp.path())]);
+    for page in [
+        "agora.1",
+        "agora-node.1",
+        "agora-sql.1",
+        "agora-agreement-request.1",
+    ] {
+        let text = std::fs::read_to_string(tmp.path().join(page)).unwrap_or_default();
+        assert!(text.contains(".TH"), "{page}: {text}");
+    }
 }
 
 #[test]
