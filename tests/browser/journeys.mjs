@@ -158,6 +158,13 @@ await journey('catalog: search with filters, then a product page with its profil
   // Column types and roles in words, the technical name beside them.
   assert.match(how, /whole number|text/);
   await accessible(page, 'product page under an agreement');
+  // The owner's own page of the product says who reads it, under which agreement.
+  const { page: owner } = await person();
+  await signIn(owner, member('tax-office'), 'analyst', '/catalog/tax-office/annual_income');
+  const own = await owner.locator('main').innerText();
+  assert.match(own, /Who reads it/);
+  assert.match(own, /employment-agency, for fraud prevention/);
+  await accessible(owner, 'own product page with its readers');
 });
 
 await journey('access request: an incomplete form is refused field by field, then sent', async () => {

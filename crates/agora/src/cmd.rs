@@ -28,14 +28,15 @@ pub enum LogFormat {
 }
 
 /// Logs to stderr; `AGORA_LOG` (e.g. `debug`, `agora_server=debug`) overrides the level.
-/// Text logs are coloured only when stderr is a terminal (a log file gets plain text).
+/// Text logs are coloured only when stderr is a terminal (a log file gets plain text) and
+/// `NO_COLOR` is not set.
 pub fn init_tracing(format: LogFormat, default: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("AGORA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -379,15 +379,42 @@ async fn status(dir: NodeDir) -> Result<()> {
     } else {
         ""
     };
+    let day = |d: chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%d %H:%M UTC").to_string();
     println!(
-        "certificate: {} valid {} to {}{renewal}",
-        m.info.serial, m.info.not_before, m.info.not_after,
+        "certificate: serial {}, issued {}, expires {}{renewal}",
+        m.info.serial,
+        day(m.info.not_before),
+        day(m.info.not_after),
     );
     println!("authority: {}", list.authority_url);
-    println!(
-        "trust list: {}",
-        serde_json::to_string(&t.status(chrono::Utc::now()))?
-    );
+    use agora_node::trust::ListStatus;
+    let state = match t.status(chrono::Utc::now()) {
+        ListStatus::Valid {
+            sequence,
+            expires_at,
+        } => format!("valid (number {sequence}, until {})", day(expires_at)),
+        ListStatus::Grace {
+            sequence,
+            expired_at,
+            serving_until,
+        } => format!(
+            "expired at {} (number {sequence}); still used until {} while the node fetches a new one",
+            day(expired_at),
+            day(serving_until)
+        ),
+        ListStatus::Expired {
+            sequence,
+            expired_at,
+        } => format!(
+            "EXPIRED at {} (number {sequence}): the node neither serves nor calls other members until it gets a new one",
+            day(expired_at)
+        ),
+    };
+    println!("trust list: {state}");
+    match t.own_standing_problem() {
+        Some(problem) => println!("standing: {problem}"),
+        None => println!("standing: in good standing: other members accept this node"),
+    }
     for member in &list.members {
         let endpoint = member
             .endpoints

@@ -254,6 +254,23 @@ pub(crate) async fn product(
             (Err(e), _) | (_, Err(e)) => return crate::pages::node_error(&e),
         }
     };
+    // Who reads an own product, under which agreements in force (signatures checked).
+    let readers: Vec<agora_model::Agreement> = if mine {
+        match web
+            .node
+            .agreements_in_force(agora_model::NegotiationRole::Provider)
+            .await
+        {
+            Ok(all) => all
+                .into_values()
+                .filter_map(|n| n.agreement)
+                .filter(|a| a.product == offer.name)
+                .collect(),
+            Err(e) => return crate::pages::node_error(&e),
+        }
+    } else {
+        Vec::new()
+    };
     let m = &offer.metadata;
     let body = html! {
         span.caption { (offer.owner) }
@@ -261,6 +278,19 @@ pub(crate) async fn product(
         p { (classification_tag(m.classification)) }
         @if !m.description.is_empty() { p.lead { (m.description) } }
         (how_to_use(&offer, mine, held.as_ref(), &requests))
+        @if mine && m.classification.needs_agreement() {
+            h2 { "Who reads it" }
+            @if readers.is_empty() {
+                p { "No other member reads it under an agreement in force." }
+            } @else {
+                ul {
+                    @for a in &readers {
+                        li { (a.consumer) ", for " (a.purpose.replace('_', " ")) ", until " (a.valid_until.format("%-d %B %Y")) ": "
+                            a href={ "/requests/" (a.id) "?side=provider" } { "agreement " (a.id) } }
+                    }
+                }
+            }
+        }
         (about_product(&offer))
         (columns_table(&offer))
         (quality_profile(&offer, mine))

@@ -78,6 +78,15 @@ pub fn the_cli_tells_the_truth_about_access(eco: &Value) {
         "{show}"
     );
 
+    // The node's status is in words.
+    let status = ok(&["node", "status", "--data-dir", ea]);
+    assert!(
+        status.contains("trust list: valid (number")
+            && status.contains("standing: in good standing"),
+        "{status}"
+    );
+    assert!(!status.contains('{'), "no JSON in the status: {status}");
+
     // A purpose the product does not admit fails before anything is sent, naming the
     // purposes it admits; so does a justification that is there but too short.
     let request = |purpose: &str, justification: &str| {
