@@ -1,11 +1,14 @@
 //! The access log: queries by the node's own people and tools that read data products.
 //! A record is written before the first row is returned (outcome `running`) and completed
 //! when the answer ends, so an access that was cut off still shows. Queries from other
-//! members are in the exchange log.
+//! members are in the exchange log. Records go through the exchange log's writer
+//! (`journal.rs`): under load, the records queued meanwhile share one transaction, and a
+//! caller's future resolves only once its record is committed.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{AnyConnection, Connection, Row};
 
+use crate::journal::Reply;
 use crate::{Store, StoreError, now, parse_ts};
 
 /// The outcome of an access while its answer is still being read.
@@ -51,28 +54,117 @@ fn cut(s: &str) -> String {
     s.chars().take(MAX_TEXT).collect()
 }
 
+/// A write to the access log, as the journal queues it.
+pub(crate) enum AccessOp {
+    Begin {
+        id: String,
+        at: String,
+        start: AccessStart,
+        reply: Reply<()>,
+    },
+    Finish {
+        id: String,
+        at: String,
+        outcome: String,
+        rows: i64,
+        reply: Reply<()>,
+    },
+}
+
+impl AccessOp {
+    pub(crate) fn answer(self, result: Result<(), StoreError>) {
+        let (Self::Begin { reply, .. } | Self::Finish { reply, .. }) = self;
+        let _ = reply.send(result);
+    }
+
+    async fn execute(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Begin { id, at, start, .. } => {
+                let finished = start.outcome.as_ref().map(|_| at.clone());
+                sqlx::query(
+                    "INSERT INTO access_log (id, started_at, principal, channel, products, \
+                     agreements, sql_digest, outcome, rows_returned, finished_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(cut(&start.principal))
+                .bind(&start.channel)
+                .bind(cut(&start.products))
+                .bind(cut(&start.agreements))
+                .bind(&start.sql_digest)
+                .bind(cut(start.outcome.as_deref().unwrap_or(RUNNING)))
+                .bind(finished)
+                .execute(conn)
+                .await?;
+            }
+            Self::Finish {
+                id,
+                at,
+                outcome,
+                rows,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE access_log SET outcome = $1, rows_returned = $2, finished_at = $3 \
+                     WHERE id = $4",
+                )
+                .bind(cut(outcome))
+                .bind(*rows)
+                .bind(at)
+                .bind(id)
+                .execute(conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a group of access-log records in one transaction (one commit for all of them);
+/// should the group fail, each record alone, so that one bad record fails only itself.
+/// True when the connection broke on the way.
+pub(crate) async fn write_group(conn: &mut AnyConnection, ops: Vec<AccessOp>) -> bool {
+    if ops.len() > 1 && in_one_transaction(conn, &ops).await.is_ok() {
+        for op in ops {
+            op.answer(Ok(()));
+        }
+        return false;
+    }
+    let mut is_broken = false;
+    for op in ops {
+        let result = op.execute(conn).await;
+        if let Err(e) = &result {
+            is_broken |= crate::journal::broken(e);
+        }
+        op.answer(result.map_err(StoreError::from));
+    }
+    is_broken
+}
+
+async fn in_one_transaction(conn: &mut AnyConnection, ops: &[AccessOp]) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    for op in ops {
+        op.execute(&mut tx).await?;
+    }
+    tx.commit().await
+}
+
 impl Store {
-    /// Records the start of an access (or an access refused at once); returns its id.
+    /// Records the start of an access (or an access refused at once); returns its id once
+    /// the record is committed.
     pub async fn begin_access(&self, start: &AccessStart) -> Result<String, StoreError> {
         let id = uuid::Uuid::now_v7().simple().to_string();
-        let at = now();
-        let finished = start.outcome.as_ref().map(|_| at.clone());
-        sqlx::query(
-            "INSERT INTO access_log (id, started_at, principal, channel, products, agreements, \
-             sql_digest, outcome, rows_returned, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
-        )
-        .bind(&id)
-        .bind(&at)
-        .bind(cut(&start.principal))
-        .bind(&start.channel)
-        .bind(cut(&start.products))
-        .bind(cut(&start.agreements))
-        .bind(&start.sql_digest)
-        .bind(cut(start.outcome.as_deref().unwrap_or(RUNNING)))
-        .bind(finished)
-        .execute(&self.pool)
-        .await?;
+        let op_id = id.clone();
+        let start = start.clone();
+        self.journal
+            .access(|reply| AccessOp::Begin {
+                id: op_id,
+                at: now(),
+                start,
+                reply,
+            })
+            .await?;
         Ok(id)
     }
 
@@ -83,17 +175,15 @@ impl Store {
         outcome: &str,
         rows: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE access_log SET outcome = $1, rows_returned = $2, finished_at = $3 \
-             WHERE id = $4",
-        )
-        .bind(cut(outcome))
-        .bind(i64::try_from(rows).unwrap_or(i64::MAX))
-        .bind(now())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.journal
+            .access(|reply| AccessOp::Finish {
+                id: id.to_owned(),
+                at: now(),
+                outcome: outcome.to_owned(),
+                rows: i64::try_from(rows).unwrap_or(i64::MAX),
+                reply,
+            })
+            .await
     }
 
     /// The most recent accesses, newest first.

@@ -1,5 +1,5 @@
 //! The exchange log's writer: one task per store appends and completes exchange records,
-//! in groups.
+//! in groups (and writes the access log's records, grouped the same way).
 //!
 //! Every node-to-node call writes two records per side (the pending record, then its
 //! completion), so on a busy node the log is written far more often than anything else.
@@ -49,7 +49,7 @@ pub(crate) struct Journal {
     tx: Mutex<mpsc::UnboundedSender<Op>>,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Op {
     Append {
@@ -63,6 +63,9 @@ enum Op {
         end: ExchangeEnd,
         reply: Reply<()>,
     },
+    /// A write to the access log (`access.rs`), grouped in one transaction with the
+    /// others that queued meanwhile.
+    Access(crate::access::AccessOp),
     /// Answered once everything sent before is written; with `close`, the journal's own
     /// connection is closed then too.
     Flush {
@@ -135,6 +138,17 @@ impl Journal {
             end: end.clone(),
             reply,
         })?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Writes an access-log record with the others queued meanwhile; resolves once it is
+    /// committed.
+    pub(crate) async fn access(
+        &self,
+        make: impl FnOnce(Reply<()>) -> crate::access::AccessOp,
+    ) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Access(make(reply)))?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -225,6 +239,7 @@ fn fail(batch: Vec<Op>, e: &sqlx::Error) {
             Op::Complete { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
+            Op::Access(a) => a.answer(Err(err())),
             Op::Flush { reply, .. } => {
                 let _ = reply.send(());
             }
@@ -233,7 +248,7 @@ fn fail(batch: Vec<Op>, e: &sqlx::Error) {
 }
 
 /// Whether an error means the connection itself is unusable.
-fn broken(e: &sqlx::Error) -> bool {
+pub(crate) fn broken(e: &sqlx::Error) -> bool {
     !matches!(
         e,
         sqlx::Error::Database(_) | sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. }
@@ -256,8 +271,10 @@ fn runs<T>(mut items: Vec<T>) -> Vec<Vec<T>> {
 async fn write(conn: &mut AnyConnection, batch: Vec<Op>) -> bool {
     let mut appends = Vec::new();
     let mut completes = Vec::new();
+    let mut accesses = Vec::new();
     for op in batch {
         match op {
+            Op::Access(a) => accesses.push(a),
             Op::Append { start, end, reply } => appends.push((start, end, reply)),
             Op::Complete {
                 seq,
@@ -275,6 +292,9 @@ async fn write(conn: &mut AnyConnection, batch: Vec<Op>) -> bool {
     }
     for run in runs(completes) {
         is_broken |= complete_run(conn, run).await;
+    }
+    if !accesses.is_empty() {
+        is_broken |= crate::access::write_group(conn, accesses).await;
     }
     is_broken
 }
