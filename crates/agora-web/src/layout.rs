@@ -110,6 +110,48 @@ pub(crate) fn error_summary(errors: &[FieldError]) -> Markup {
     }
 }
 
+/// A page holding a form: with errors, its title starts "Error: " (as screen readers
+/// announce it first) and its status is 422.
+pub(crate) fn form_page(
+    frame: &Frame<'_>,
+    title: &str,
+    errors: &[FieldError],
+    body: Markup,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (status, title) = if errors.is_empty() {
+        (axum::http::StatusCode::OK, title.to_owned())
+    } else {
+        (
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Error: {title}"),
+        )
+    };
+    (
+        status,
+        axum::response::Html(page(frame, &title, body).into_string()),
+    )
+        .into_response()
+}
+
+/// A field's class: marked when the field has an error.
+pub(crate) fn field_class(errors: &[FieldError], field: &str) -> &'static str {
+    if field_error(errors, field).is_some() {
+        "field field--error"
+    } else {
+        "field"
+    }
+}
+
+/// A field's error message, above its input (nothing when it has none).
+pub(crate) fn field_message(errors: &[FieldError], field: &str) -> Markup {
+    html! {
+        @if let Some(e) = field_error(errors, field) {
+            p.field__error { span.visually-hidden { "Error: " } (e.message) }
+        }
+    }
+}
+
 /// The error of one field, if any.
 pub(crate) fn field_error<'a>(errors: &'a [FieldError], field: &str) -> Option<&'a FieldError> {
     errors.iter().find(|e| e.field == field)

@@ -17,12 +17,13 @@ use agora_node::{ApiRole, NodeError, ProfileProgress, RegisterRequest};
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
 use crate::Web;
 use crate::layout::{
-    FieldError, Frame, Section, error_summary, field_error, page, plain_role, plain_type, plural,
+    FieldError, Frame, Section, error_summary, field_class, field_message, form_page, plain_role,
+    plain_type, plural,
 };
 use crate::pages::terms::form_value;
 use crate::session::Viewer;
@@ -334,37 +335,7 @@ fn respond(
     errors: &[FieldError],
     body: Markup,
 ) -> Response {
-    let title = if errors.is_empty() {
-        title.to_owned()
-    } else {
-        format!("Error: {title}")
-    };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    (
-        status,
-        Html(page(&frame(web, viewer), &title, body).into_string()),
-    )
-        .into_response()
-}
-
-fn field_class(errors: &[FieldError], f: &str) -> &'static str {
-    if field_error(errors, f).is_some() {
-        "field field--error"
-    } else {
-        "field"
-    }
-}
-
-fn field_message(errors: &[FieldError], f: &str) -> Markup {
-    html! {
-        @if let Some(e) = field_error(errors, f) {
-            p.field__error { span.visually-hidden { "Error: " } (e.message) }
-        }
-    }
+    form_page(&frame(web, viewer), title, errors, body)
 }
 
 /// Step 1: where the data is.

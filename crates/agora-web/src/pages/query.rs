@@ -6,14 +6,14 @@ use agora_node::OutputFormat;
 use axum::Form;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::Web;
-use crate::layout::{FieldError, Frame, Section, error_summary, field_error, page};
+use crate::layout::{FieldError, Frame, Section, error_summary, field_error, form_page};
 use crate::session::Viewer;
 
 /// Rows per page of results.
@@ -77,11 +77,6 @@ fn render(
     errors: &[FieldError],
     results: Option<Markup>,
 ) -> Response {
-    let title = if errors.is_empty() {
-        "Query data"
-    } else {
-        "Error: Query data"
-    };
     let e = field_error(errors, "sql");
     let body = html! {
         (error_summary(errors))
@@ -104,16 +99,7 @@ fn render(
         }
         @if let Some(r) = results { (r) }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    (
-        status,
-        Html(page(&frame(web, viewer), title, body).into_string()),
-    )
-        .into_response()
+    form_page(&frame(web, viewer), "Query data", errors, body)
 }
 
 pub(crate) async fn form(State(web): State<Web>, viewer: Viewer) -> Response {

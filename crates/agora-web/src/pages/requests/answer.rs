@@ -6,14 +6,14 @@ use agora_node::{ApiRole, NodeError};
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
 use super::detail::render_detail;
 use super::*;
 use crate::Web;
-use crate::layout::{FieldError, error_summary, page};
+use crate::layout::{FieldError, error_summary, form_page};
 use crate::pages::terms::{self, TermsInput};
 use crate::session::{Viewer, urlencode};
 
@@ -174,11 +174,6 @@ fn answer_page(
     errors: &[FieldError],
 ) -> Response {
     let n = &a.n;
-    let title = if errors.is_empty() {
-        kind.title().to_owned()
-    } else {
-        format!("Error: {}", kind.title())
-    };
     let body = html! {
         (error_summary(errors))
         span.caption { "Access request " (n.id) }
@@ -200,16 +195,7 @@ fn answer_page(
         }
         p { a href=(detail_link(n)) { "Back to the request" } }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    (
-        status,
-        Html(page(&frame(web, viewer), &title, body).into_string()),
-    )
-        .into_response()
+    form_page(&frame(web, viewer), kind.title(), errors, body)
 }
 
 async fn answerable(

@@ -5,13 +5,13 @@ use agora_model::{Negotiation, NegotiationRole, NegotiationState};
 use agora_node::ApiRole;
 use agora_node::agreements::{NegotiationRecord, check_signatures};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
 use super::*;
 use crate::Web;
-use crate::layout::{FieldError, error_summary, field_error, page};
+use crate::layout::{FieldError, error_summary, field_error, form_page};
 use crate::pages::terms::{self};
 use crate::session::{Viewer, urlencode};
 
@@ -77,7 +77,7 @@ pub(super) fn render_detail(
     done: &str,
     errors: &[FieldError],
     reason: &str,
-) -> (StatusCode, Html<String>) {
+) -> Response {
     let n = &r.negotiation;
     let title = if n.agreement.is_some() && n.state != NegotiationState::Terminated {
         "Agreement"
@@ -104,20 +104,7 @@ pub(super) fn render_detail(
         (end_form(n, viewer, errors, reason))
         p { a href="/requests" { "Back to access requests" } }
     };
-    let heading = if errors.is_empty() {
-        title.to_owned()
-    } else {
-        format!("Error: {title}")
-    };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    (
-        status,
-        Html(page(&frame(web, viewer), &heading, body).into_string()),
-    )
+    form_page(&frame(web, viewer), title, errors, body)
 }
 
 /// Where a form about negotiation `n` posts to.

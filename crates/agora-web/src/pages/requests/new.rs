@@ -5,14 +5,14 @@ use agora_node::ApiRole;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use maud::html;
 
 use super::answer::node_error_field;
 use super::*;
 use crate::Web;
-use crate::layout::{FieldError, error_summary, field_error, page};
+use crate::layout::{FieldError, error_summary, field_class, field_message, form_page};
 use crate::pages::terms::{self, TermsInput};
 use crate::session::Viewer;
 
@@ -69,25 +69,8 @@ fn request_page(
     } else {
         m.purposes.iter().map(String::as_str).collect()
     };
-    let cls = |f: &str| {
-        if field_error(errors, f).is_some() {
-            "field field--error"
-        } else {
-            "field"
-        }
-    };
-    let err = |f: &str| {
-        html! {
-            @if let Some(e) = field_error(errors, f) {
-                p.field__error { span.visually-hidden { "Error: " } (e.message) }
-            }
-        }
-    };
-    let title = if errors.is_empty() {
-        "Request access".to_owned()
-    } else {
-        "Error: Request access".to_owned()
-    };
+    let cls = |f: &str| field_class(errors, f);
+    let err = |f: &str| field_message(errors, f);
     let body = html! {
         (error_summary(errors))
         span.caption { (offer.owner) " · " code { (offer.name) } }
@@ -146,16 +129,7 @@ fn request_page(
         }
         p { a href={ "/catalog/" (offer.owner) "/" (offer.name) } { "Back to the product" } }
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    (
-        status,
-        Html(page(&frame(web, viewer), &title, body).into_string()),
-    )
-        .into_response()
+    form_page(&frame(web, viewer), "Request access", errors, body)
 }
 
 pub(crate) async fn request_form(
