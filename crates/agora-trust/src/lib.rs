@@ -10,6 +10,7 @@ pub mod password;
 pub mod pki;
 pub mod secrets;
 pub mod sign;
+pub mod tlog;
 pub mod tls;
 
 pub use keys::{MemberKey, random_secret, verify_signature, write_private, write_public};

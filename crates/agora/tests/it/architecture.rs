@@ -103,6 +103,16 @@ const ALLOWED: &[(&str, &[&str], &str)] = &[
         "cryptography lives in agora-trust",
     ),
     (
+        "tlog_tiles",
+        &["agora-trust"],
+        "transparency logs' hashing and proofs are cryptography: they live in agora-trust",
+    ),
+    (
+        "signed_note",
+        &["agora-trust"],
+        "signed checkpoints are cryptography: they live in agora-trust",
+    ),
+    (
         "sha2",
         &["agora-trust", "agora-engine"],
         "cryptography lives in agora-trust (the engine's per-row pseudonyms are the documented exception)",

@@ -1,0 +1,397 @@
+//! Transparency logs: an append-only Merkle log whose checkpoints the node signs, so that
+//! anyone holding its key can check that an entry is in the log (an inclusion proof) and
+//! that a later log extends an earlier one rather than rewriting it (a consistency
+//! proof).
+//!
+//! The hashing is RFC 6962's (`SHA-256(0x00 ∥ entry)` for leaves, `SHA-256(0x01 ∥ left ∥
+//! right)` for nodes), the layout of stored hashes and tiles is C2SP `tlog-tiles`, and a
+//! checkpoint is a C2SP `tlog-checkpoint` in a C2SP `signed-note` signed with Ed25519 —
+//! all through the `tlog_tiles` and `signed_note` crates (the Go `sumdb/tlog` and `note`
+//! semantics), none of it written here. This module holds what the node adds: a log over
+//! any store of hashes ([`HashStore`]), and checkpoints signed with a member's key.
+
+use std::sync::Mutex;
+
+use signed_note::{Note, Signer, Verifier, VerifierList};
+pub use tlog_tiles::{Checkpoint, Hash, Tile, record_hash};
+
+use crate::keys::MemberKey;
+
+/// What went wrong with a log, a proof or a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum TlogError {
+    #[error("the log's hashes cannot be read: {0}")]
+    Read(String),
+    #[error("the proof does not hold: {0}")]
+    Proof(String),
+    #[error("the checkpoint is not valid: {0}")]
+    Checkpoint(String),
+    #[error("the checkpoint's signature does not verify with the key of {0}")]
+    Signature(String),
+}
+
+/// Where a log's stored hashes live (by stored-hash index, as `tlog-tiles` numbers them).
+pub trait HashStore: Send + Sync {
+    fn read(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError>;
+}
+
+/// Stored hashes in memory (tests, verifiers holding a whole downloaded log).
+#[derive(Default)]
+pub struct MemoryHashes(Mutex<Vec<Hash>>);
+
+impl MemoryHashes {
+    pub fn push(&self, hashes: &[Hash]) {
+        self.0.lock().expect("lock").extend_from_slice(hashes);
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.lock().expect("lock").len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl HashStore for MemoryHashes {
+    fn read(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
+        let all = self.0.lock().expect("lock");
+        indexes
+            .iter()
+            .map(|&i| {
+                all.get(i as usize)
+                    .copied()
+                    .ok_or_else(|| TlogError::Read(format!("no stored hash {i}")))
+            })
+            .collect()
+    }
+}
+
+/// `tlog_tiles`' view of a [`HashStore`].
+struct Reader<'a>(&'a dyn HashStore);
+
+impl tlog_tiles::HashReader for Reader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        self.0
+            .read(indexes)
+            .map_err(|_| tlog_tiles::Error::IndexesNotInTree)
+    }
+}
+
+fn read_error(e: tlog_tiles::Error) -> TlogError {
+    TlogError::Read(e.to_string())
+}
+
+/// The hashes to store, starting at stored-hash index `stored_hash_index(0, n)`, when
+/// entry `n` (counted from 0) with this content is appended to a log of `n` entries.
+pub fn hashes_to_store(
+    n: u64,
+    entry: &[u8],
+    store: &dyn HashStore,
+) -> Result<Vec<Hash>, TlogError> {
+    tlog_tiles::stored_hashes(n, entry, &Reader(store)).map_err(read_error)
+}
+
+/// The number of hashes stored for a log of `size` entries.
+pub fn stored_hash_count(size: u64) -> u64 {
+    tlog_tiles::stored_hash_count(size)
+}
+
+/// The root hash of the log's first `size` entries.
+pub fn root(size: u64, store: &dyn HashStore) -> Result<Hash, TlogError> {
+    tlog_tiles::tree_hash(size, &Reader(store)).map_err(read_error)
+}
+
+/// The proof that entry `index` is in the log of `size` entries.
+pub fn prove_inclusion(
+    size: u64,
+    index: u64,
+    store: &dyn HashStore,
+) -> Result<Vec<Hash>, TlogError> {
+    tlog_tiles::prove_record(size, index, &Reader(store)).map_err(read_error)
+}
+
+/// Checks that `entry` is entry `index` of the log whose first `size` entries have `root`.
+pub fn check_inclusion(
+    proof: &[Hash],
+    size: u64,
+    root: Hash,
+    index: u64,
+    entry: &[u8],
+) -> Result<(), TlogError> {
+    tlog_tiles::check_record(&proof.to_vec(), size, root, index, record_hash(entry)).map_err(|e| {
+        TlogError::Proof(format!(
+            "entry {index} is not in the log of {size} entries with that root ({e})"
+        ))
+    })
+}
+
+/// The proof that the log of `old_size` entries is a prefix of the log of `new_size`.
+pub fn prove_consistency(
+    new_size: u64,
+    old_size: u64,
+    store: &dyn HashStore,
+) -> Result<Vec<Hash>, TlogError> {
+    tlog_tiles::prove_tree(new_size, old_size, &Reader(store)).map_err(read_error)
+}
+
+/// Checks that the log of `old_size` entries with `old_root` is a prefix of the log of
+/// `new_size` entries with `new_root`: nothing was rewritten, removed or forked.
+pub fn check_consistency(
+    proof: &[Hash],
+    new_size: u64,
+    new_root: Hash,
+    old_size: u64,
+    old_root: Hash,
+) -> Result<(), TlogError> {
+    tlog_tiles::check_tree(&proof.to_vec(), new_size, new_root, old_size, old_root).map_err(|e| {
+        TlogError::Proof(format!(
+            "the log of {new_size} entries does not extend the log of {old_size} entries it was seen with ({e})"
+        ))
+    })
+}
+
+/// The height of every tile, as C2SP `tlog-tiles` fixes it.
+pub const TILE_HEIGHT: u8 = 8;
+
+/// A hash tile's path as C2SP `tlog-tiles` names it (`tile/L/N[.p/W]`, with N in
+/// x-prefixed groups of three digits). `tlog_tiles` writes the Go `sumdb` path, which
+/// also names the height (`tile/8/L/N`); C2SP fixes the height at 8 and leaves it out.
+pub fn c2sp_tile_path(tile: &Tile) -> Option<String> {
+    if tile.height() != TILE_HEIGHT || tile.is_data() {
+        return None;
+    }
+    tile.path()
+        .strip_prefix("tile/8/")
+        .map(|rest| format!("tile/{rest}"))
+}
+
+/// Signs checkpoints as a signed note, with a member's Ed25519 key under the log's name
+/// (its origin, e.g. `agora-demo/tax-office`).
+struct KeySigner<'a> {
+    name: &'a str,
+    key: &'a MemberKey,
+}
+
+/// The `signed-note` key id of an Ed25519 key under `name`.
+fn key_id(name: &str, public: &[u8; 32]) -> u32 {
+    let encoded = [&[0x01_u8][..], public].concat();
+    signed_note::key_id(name, &encoded)
+}
+
+impl Signer for KeySigner<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn key_id(&self) -> u32 {
+        key_id(self.name, &self.key.public())
+    }
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
+        Ok(self.key.sign(msg).to_vec())
+    }
+}
+
+/// Verifies a log's checkpoints with its member's public key.
+struct KeyVerifier {
+    name: String,
+    public: [u8; 32],
+}
+
+impl Verifier for KeyVerifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn key_id(&self) -> u32 {
+        key_id(&self.name, &self.public)
+    }
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        crate::keys::verify_signature(&self.public, msg, sig).is_ok()
+    }
+}
+
+/// The signed note of a checkpoint of the log `origin`: `size` entries with `root`.
+pub fn sign_checkpoint(
+    origin: &str,
+    size: u64,
+    root: Hash,
+    key: &MemberKey,
+) -> Result<Vec<u8>, TlogError> {
+    let checkpoint = Checkpoint::new(origin, size, root, "")
+        .map_err(|_| TlogError::Checkpoint(format!("{origin:?} is not a usable log name")))?;
+    let mut note =
+        Note::new(&checkpoint.to_bytes(), &[]).map_err(|e| TlogError::Checkpoint(e.to_string()))?;
+    note.add_sigs(&[&KeySigner { name: origin, key }])
+        .map_err(|e| TlogError::Checkpoint(e.to_string()))?;
+    Ok(note.to_bytes())
+}
+
+/// Opens a signed checkpoint of the log `origin`: its signature by `public` verifies, and
+/// its text is a checkpoint of that log.
+pub fn open_checkpoint(
+    note: &[u8],
+    origin: &str,
+    public: &[u8; 32],
+) -> Result<Checkpoint, TlogError> {
+    let note = Note::from_bytes(note).map_err(|e| TlogError::Checkpoint(e.to_string()))?;
+    let verifiers = VerifierList::new(vec![Box::new(KeyVerifier {
+        name: origin.to_owned(),
+        public: *public,
+    })]);
+    note.verify(&verifiers)
+        .map_err(|_| TlogError::Signature(origin.to_owned()))?;
+    let checkpoint = Checkpoint::from_bytes(note.text())
+        .map_err(|_| TlogError::Checkpoint("the signed text is not a checkpoint".into()))?;
+    if checkpoint.origin() != origin {
+        return Err(TlogError::Checkpoint(format!(
+            "it is a checkpoint of {:?}, not of {origin:?}",
+            checkpoint.origin()
+        )));
+    }
+    Ok(checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    /// A log of `n` entries `entry 0`, `entry 1`, … in memory.
+    fn log(n: u64) -> MemoryHashes {
+        let store = MemoryHashes::default();
+        for i in 0..n {
+            let hashes = hashes_to_store(i, format!("entry {i}").as_bytes(), &store).unwrap();
+            store.push(&hashes);
+        }
+        assert_eq!(store.len(), stored_hash_count(n));
+        store
+    }
+
+    fn sha(parts: &[&[u8]]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p);
+        }
+        h.finalize().into()
+    }
+
+    #[test]
+    fn hashing_is_rfc_6962() {
+        // Computed here from the RFC's definitions, independently of tlog_tiles.
+        let leaf = |d: &[u8]| sha(&[&[0], d]);
+        let node = |l: [u8; 32], r: [u8; 32]| sha(&[&[1], &l, &r]);
+        let s = log(3);
+        assert_eq!(root(1, &s).unwrap().0, leaf(b"entry 0"));
+        let two = node(leaf(b"entry 0"), leaf(b"entry 1"));
+        assert_eq!(root(2, &s).unwrap().0, two);
+        assert_eq!(root(3, &s).unwrap().0, node(two, leaf(b"entry 2")));
+        assert_eq!(root(0, &s).unwrap().0, sha(&[]));
+    }
+
+    #[test]
+    fn every_entry_is_proven_in_every_log_that_holds_it_and_no_other_entry_is() {
+        let s = log(40);
+        for size in 1..=40 {
+            let r = root(size, &s).unwrap();
+            for i in 0..size {
+                let proof = prove_inclusion(size, i, &s).unwrap();
+                check_inclusion(&proof, size, r, i, format!("entry {i}").as_bytes()).unwrap();
+                // Another entry, or this one at another place, does not pass.
+                assert!(check_inclusion(&proof, size, r, i, b"entry rewritten").is_err());
+                if size > 1 {
+                    let other = (i + 1) % size;
+                    assert!(
+                        check_inclusion(&proof, size, r, other, format!("entry {i}").as_bytes())
+                            .is_err()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_log_is_consistent_with_its_prefixes_and_not_with_a_rewritten_one() {
+        let s = log(33);
+        for new in 1..=33 {
+            for old in 1..=new {
+                let proof = prove_consistency(new, old, &s).unwrap();
+                check_consistency(
+                    &proof,
+                    new,
+                    root(new, &s).unwrap(),
+                    old,
+                    root(old, &s).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+        // A fork: the same first 10 entries, then others.
+        let fork = MemoryHashes::default();
+        for i in 0..20 {
+            let entry = if i < 10 {
+                format!("entry {i}")
+            } else {
+                format!("other {i}")
+            };
+            let hashes = hashes_to_store(i, entry.as_bytes(), &fork).unwrap();
+            fork.push(&hashes);
+        }
+        let proof = prove_consistency(20, 15, &fork).unwrap();
+        let e = check_consistency(
+            &proof,
+            20,
+            root(20, &fork).unwrap(),
+            15,
+            root(15, &s).unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not extend"), "{e}");
+        // Consistent where they agree.
+        let proof = prove_consistency(20, 10, &fork).unwrap();
+        check_consistency(
+            &proof,
+            20,
+            root(20, &fork).unwrap(),
+            10,
+            root(10, &s).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn checkpoints_open_only_with_the_logs_key_and_name() {
+        let key = MemberKey::generate().unwrap();
+        let s = log(7);
+        let r = root(7, &s).unwrap();
+        let note = sign_checkpoint("agora-demo/tax-office", 7, r, &key).unwrap();
+        let text = String::from_utf8(note.clone()).unwrap();
+        assert!(text.starts_with("agora-demo/tax-office\n7\n"), "{text}");
+        assert!(text.contains("\n\n— agora-demo/tax-office "), "{text}");
+        let c = open_checkpoint(&note, "agora-demo/tax-office", &key.public()).unwrap();
+        assert_eq!((c.size(), *c.hash()), (7, r));
+        // Another key, another log's name, an altered size: refused.
+        let other = MemberKey::generate().unwrap();
+        assert!(matches!(
+            open_checkpoint(&note, "agora-demo/tax-office", &other.public()),
+            Err(TlogError::Signature(_))
+        ));
+        assert!(open_checkpoint(&note, "agora-demo/city-council", &key.public()).is_err());
+        let altered = text.replacen("\n7\n", "\n6\n", 1);
+        assert!(
+            open_checkpoint(altered.as_bytes(), "agora-demo/tax-office", &key.public()).is_err()
+        );
+        assert!(open_checkpoint(b"garbage", "agora-demo/tax-office", &key.public()).is_err());
+    }
+
+    #[test]
+    fn tiles_are_named_as_c2sp_tlog_tiles_names_them() {
+        let t = Tile::new(TILE_HEIGHT, 0, 1, 256, false);
+        assert_eq!(c2sp_tile_path(&t).unwrap(), "tile/0/001");
+        let partial = Tile::new(TILE_HEIGHT, 2, 1234067, 3, false);
+        assert_eq!(
+            c2sp_tile_path(&partial).unwrap(),
+            "tile/2/x001/x234/067.p/3"
+        );
+        assert_eq!(c2sp_tile_path(&Tile::new(4, 0, 1, 16, false)), None);
+    }
+}
