@@ -383,6 +383,68 @@ mod tests {
         assert!(open_checkpoint(b"garbage", "agora-demo/tax-office", &key.public()).is_err());
     }
 
+    /// The proofs, checked by a verifier written from RFC 9162 alone
+    /// (`tests/tlog/verify.py`: Python's hashlib, none of this code).
+    #[test]
+    fn an_independent_verifier_accepts_the_proofs_and_refuses_altered_ones() {
+        let hex = |h: &Hash| hex::encode(h.0);
+        let s = log(40);
+        let mut cases = Vec::new();
+        for size in [1u64, 2, 3, 5, 7, 8, 9, 16, 17, 31, 33, 40] {
+            let r = root(size, &s).unwrap();
+            for i in 0..size {
+                let proof: Vec<String> = prove_inclusion(size, i, &s)
+                    .unwrap()
+                    .iter()
+                    .map(hex)
+                    .collect();
+                cases.push(
+                    serde_json::json!({"kind": "inclusion", "size": size, "index": i,
+                    "entry": format!("entry {i}"), "proof": proof, "root": hex(&r)}),
+                );
+                cases.push(
+                    serde_json::json!({"kind": "inclusion", "size": size, "index": i,
+                    "entry": "entry rewritten", "proof": proof, "root": hex(&r), "bad": true}),
+                );
+            }
+            for old in 1..=size {
+                let proof: Vec<String> = prove_consistency(size, old, &s)
+                    .unwrap()
+                    .iter()
+                    .map(hex)
+                    .collect();
+                let old_root = root(old, &s).unwrap();
+                cases.push(
+                    serde_json::json!({"kind": "consistency", "old_size": old, "new_size": size,
+                    "proof": proof, "old_root": hex(&old_root), "new_root": hex(&r)}),
+                );
+                if old < size {
+                    // The same proof against a root the old log never had.
+                    cases.push(serde_json::json!({"kind": "consistency", "old_size": old, "new_size": size,
+                        "proof": proof, "old_root": hex(&Hash([7; 32])), "new_root": hex(&r), "bad": true}));
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cases.json");
+        std::fs::write(&file, serde_json::to_vec(&cases).unwrap()).unwrap();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tlog/verify.py");
+        let python = std::env::var("AGORA_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.trim(), format!("{} cases ok", cases.len()));
+    }
+
     #[test]
     fn tiles_are_named_as_c2sp_tlog_tiles_names_them() {
         let t = Tile::new(TILE_HEIGHT, 0, 1, 256, false);
