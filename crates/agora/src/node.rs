@@ -305,63 +305,65 @@ async fn enroll(
     Ok(())
 }
 
+/// Writes log records, newest first: one JSON object per line, or one line of text each
+/// (and `none` when there are none).
+fn print_records<T: serde::Serialize>(
+    records: &[T],
+    json: bool,
+    none: &str,
+    line: impl Fn(&T) -> String,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for r in records {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        } else {
+            writeln!(out, "{}", line(r))?;
+        }
+    }
+    if records.is_empty() && !json {
+        writeln!(out, "{none}")?;
+    }
+    Ok(())
+}
+
 async fn exchanges(dir: NodeDir, peer: Option<String>, limit: u32, json: bool) -> Result<()> {
     let node = open(&dir).await?;
     let peer = peer.map(|p| MemberId::parse(&p)).transpose()?;
     let records = node.store().exchanges(peer.as_ref(), limit).await?;
-    let mut out = std::io::stdout().lock();
-    for r in &records {
-        if json {
-            writeln!(out, "{}", serde_json::to_string(r)?)?;
-        } else {
-            writeln!(
-                out,
-                "{:>6}  {}  {:<8} {:<22} {:<28} {:>7} rows  {}",
-                r.seq,
-                r.requested_at.format("%Y-%m-%d %H:%M:%S"),
-                r.direction.as_str(),
-                r.peer,
-                r.operation,
-                r.rows,
-                r.outcome
-            )?;
-        }
-    }
-    if records.is_empty() && !json {
-        writeln!(out, "No exchanges recorded.")?;
-    }
-    Ok(())
+    print_records(&records, json, "No exchanges recorded.", |r| {
+        format!(
+            "{:>6}  {}  {:<8} {:<22} {:<28} {:>7} rows  {}",
+            r.seq,
+            r.requested_at.format("%Y-%m-%d %H:%M:%S"),
+            r.direction.as_str(),
+            r.peer,
+            r.operation,
+            r.rows,
+            r.outcome
+        )
+    })
 }
 
 async fn accesses(dir: NodeDir, limit: u32, json: bool) -> Result<()> {
     let node = open(&dir).await?;
     let records = node.accesses(limit).await?;
-    let mut out = std::io::stdout().lock();
-    for r in &records {
-        if json {
-            writeln!(out, "{}", serde_json::to_string(r)?)?;
+    print_records(&records, json, "No accesses recorded.", |r| {
+        let under = if r.agreements.is_empty() {
+            String::new()
         } else {
-            writeln!(
-                out,
-                "{}  {:<6} {:<28} {:<40} {:>7} rows  {}{}",
-                r.started_at.format("%Y-%m-%d %H:%M:%S"),
-                r.channel,
-                r.principal,
-                r.products,
-                r.rows_returned,
-                r.outcome,
-                if r.agreements.is_empty() {
-                    String::new()
-                } else {
-                    format!("  (under {})", r.agreements)
-                }
-            )?;
-        }
-    }
-    if records.is_empty() && !json {
-        writeln!(out, "No accesses recorded.")?;
-    }
-    Ok(())
+            format!("  (under {})", r.agreements)
+        };
+        format!(
+            "{}  {:<6} {:<28} {:<40} {:>7} rows  {}{under}",
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            r.channel,
+            r.principal,
+            r.products,
+            r.rows_returned,
+            r.outcome
+        )
+    })
 }
 
 async fn status(dir: NodeDir) -> Result<()> {
