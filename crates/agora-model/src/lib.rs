@@ -5,6 +5,7 @@
 //! product looks like.
 
 mod agreement;
+mod audit;
 mod disclosure;
 mod ids;
 mod metadata;
@@ -20,6 +21,7 @@ pub use agreement::{
     AccessMode, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask, QueryBounds, TermsError,
     mask_fits,
 };
+pub use audit::{AuditEntry, AuditEntryError, AuditKind, MAX_ENTRY_BYTES, SubjectCommitment};
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};
 pub use metadata::{

@@ -66,6 +66,9 @@ enum Op {
     /// A write to the access log (`access.rs`), grouped in one transaction with the
     /// others that queued meanwhile.
     Access(crate::access::AccessOp),
+    /// Entries for the transparency log (`tlog.rs`), appended in one transaction with the
+    /// others that queued meanwhile.
+    Log(crate::tlog::LogOp),
     /// Answered once everything sent before is written; with `close`, the journal's own
     /// connection is closed then too.
     Flush {
@@ -152,6 +155,14 @@ impl Journal {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// Appends entries to the transparency log with the others queued meanwhile;
+    /// resolves with the index of the first once they are committed.
+    pub(crate) async fn log(&self, entries: Vec<crate::tlog::Pending>) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Log(crate::tlog::LogOp { entries, reply }))?;
+        rx.await.map_err(|_| stopped())?
+    }
+
     /// Waits until everything sent before has been written, then closes the journal's
     /// own connection (a later write would open it again, unless the store is closed).
     pub(crate) async fn close(&self) {
@@ -170,6 +181,7 @@ fn spawn(source: Source) -> mpsc::UnboundedSender<Op> {
 
 async fn run(source: Source, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut own: Option<AnyConnection> = None;
+    let mut edge = crate::tlog::Edge::default();
     let mut ops = Vec::new();
     while rx.recv_many(&mut ops, 4 * MAX_ROWS).await > 0 {
         let (flushes, batch): (Vec<Op>, Vec<Op>) = std::mem::take(&mut ops)
@@ -177,7 +189,7 @@ async fn run(source: Source, mut rx: mpsc::UnboundedReceiver<Op>) {
             .partition(|op| matches!(op, Op::Flush { .. }));
         if !batch.is_empty() {
             tracing::trace!(records = batch.len(), "exchange log group");
-            write_group(&source, &mut own, batch).await;
+            write_group(&source, &mut own, &mut edge, batch).await;
         }
         for op in flushes {
             if let Op::Flush { close, reply } = op {
@@ -193,11 +205,16 @@ async fn run(source: Source, mut rx: mpsc::UnboundedReceiver<Op>) {
     }
 }
 
-async fn write_group(source: &Source, own: &mut Option<AnyConnection>, batch: Vec<Op>) {
+async fn write_group(
+    source: &Source,
+    own: &mut Option<AnyConnection>,
+    edge: &mut crate::tlog::Edge,
+    batch: Vec<Op>,
+) {
     match source {
         Source::Pool(pool) => match pool.acquire().await {
             Ok(mut conn) => {
-                write(&mut conn, batch).await;
+                write(&mut conn, edge, batch).await;
             }
             Err(e) => fail(batch, &e),
         },
@@ -212,7 +229,7 @@ async fn write_group(source: &Source, own: &mut Option<AnyConnection>, batch: Ve
                     Err(e) => return fail(batch, &e),
                 },
             };
-            if write(conn, batch).await {
+            if write(conn, edge, batch).await {
                 // The connection failed: the next group opens a new one.
                 *own = None;
             }
@@ -240,6 +257,9 @@ fn fail(batch: Vec<Op>, e: &sqlx::Error) {
                 let _ = reply.send(Err(err()));
             }
             Op::Access(a) => a.answer(Err(err())),
+            Op::Log(l) => {
+                let _ = l.reply.send(Err(err()));
+            }
             Op::Flush { reply, .. } => {
                 let _ = reply.send(());
             }
@@ -268,13 +288,15 @@ fn runs<T>(mut items: Vec<T>) -> Vec<Vec<T>> {
 }
 
 /// Writes a group; true when the connection broke on the way.
-async fn write(conn: &mut AnyConnection, batch: Vec<Op>) -> bool {
+async fn write(conn: &mut AnyConnection, edge: &mut crate::tlog::Edge, batch: Vec<Op>) -> bool {
     let mut appends = Vec::new();
+    let mut logs = Vec::new();
     let mut completes = Vec::new();
     let mut accesses = Vec::new();
     for op in batch {
         match op {
             Op::Access(a) => accesses.push(a),
+            Op::Log(l) => logs.push(l),
             Op::Append { start, end, reply } => appends.push((start, end, reply)),
             Op::Complete {
                 seq,
@@ -295,6 +317,13 @@ async fn write(conn: &mut AnyConnection, batch: Vec<Op>) -> bool {
     }
     if !accesses.is_empty() {
         is_broken |= crate::access::write_group(conn, accesses).await;
+    }
+    if !logs.is_empty() && !is_broken {
+        is_broken |= crate::tlog::write_group(conn, edge, logs).await;
+    } else if !logs.is_empty() {
+        for l in logs {
+            let _ = l.reply.send(Err(stopped()));
+        }
     }
     is_broken
 }
@@ -376,7 +405,7 @@ fn slot(rows: usize) -> usize {
 }
 
 /// `VALUES ($1, …, $w), ($w+1, …), …` for `rows` rows of `width` parameters.
-fn values(rows: usize, width: usize) -> String {
+pub(crate) fn values(rows: usize, width: usize) -> String {
     (0..rows)
         .map(|r| {
             let ps: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();

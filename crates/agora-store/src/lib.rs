@@ -11,6 +11,7 @@ mod journal;
 mod negotiations;
 mod search;
 mod security;
+mod tlog;
 mod tokens;
 mod users;
 
@@ -32,6 +33,7 @@ pub use exchange::OfferSource;
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchFilter, SearchScope, tokenize};
 pub use security::SecurityEvent;
+pub use tlog::{EntryFilter, LoggedEntry, StoredCheckpoint};
 pub use tokens::{Authenticated, NewToken, TokenInfo};
 pub use users::{NewSession, UserInfo, WebSession};
 
@@ -97,6 +99,8 @@ pub enum StoreError {
     Corrupt { what: String, message: String },
     #[error("cannot write the exchange log: {0}")]
     ExchangeLog(String),
+    #[error("the transparency log: {0}")]
+    TransparencyLog(String),
     #[error("metadata store query failed: {0}")]
     Query(#[from] sqlx::Error),
 }

@@ -10,7 +10,8 @@
 //! semantics), none of it written here. This module holds what the node adds: a log over
 //! any store of hashes ([`HashStore`]), and checkpoints signed with a member's key.
 
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use signed_note::{Note, Signer, Verifier, VerifierList};
 pub use tlog_tiles::{Checkpoint, Hash, Tile, record_hash};
@@ -165,6 +166,136 @@ pub fn c2sp_tile_path(tile: &Tile) -> Option<String> {
         .strip_prefix("tile/8/")
         .map(|rest| format!("tile/{rest}"))
 }
+
+/// A tile's place: its level (0 holds entry hashes, 1 the hashes of 256-entry subtrees,
+/// …) and its index in that level.
+pub type TileKey = (u8, u64);
+
+/// Stored hashes read from C2SP tiles held in memory. A hash whose tile is not held (or
+/// is held narrower than needed) is noted as missing, so that a caller whose tiles live
+/// in a database can fetch what is missing and try again ([`TileHashes::take_missing`]).
+///
+/// The log's writer keeps the right edge of each level here ([`TileHashes::right_edge`]),
+/// which is all that appending needs; [`TileHashes::append`] adds an entry's hashes to the
+/// tiles and notes which tiles changed.
+#[derive(Default, Clone)]
+pub struct TileHashes {
+    tiles: HashMap<TileKey, Vec<u8>>,
+    missing: Arc<Mutex<BTreeSet<TileKey>>>,
+    changed: BTreeSet<TileKey>,
+}
+
+impl TileHashes {
+    pub fn insert(&mut self, key: TileKey, data: Vec<u8>) {
+        self.tiles.insert(key, data);
+    }
+
+    pub fn get(&self, key: TileKey) -> Option<&[u8]> {
+        self.tiles.get(&key).map(Vec::as_slice)
+    }
+
+    /// The tiles read but not held since the last call.
+    pub fn take_missing(&self) -> Vec<TileKey> {
+        std::mem::take(&mut *self.missing.lock().expect("lock"))
+            .into_iter()
+            .collect()
+    }
+
+    /// The tiles changed by [`TileHashes::append`] since the last call, with their data.
+    pub fn take_changed(&mut self) -> Vec<(TileKey, Vec<u8>)> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .filter_map(|k| self.tiles.get(&k).map(|d| (k, d.clone())))
+            .collect()
+    }
+
+    /// The tiles at the right edge of a log of `size` entries, with the number of hashes
+    /// each holds: every hash that appending or the root needs is in one of them.
+    pub fn right_edge(size: u64) -> Vec<(TileKey, usize)> {
+        let mut edge = Vec::new();
+        let mut level = 0u8;
+        while level < 8 && (size >> (8 * u32::from(level))) > 0 {
+            let at_level = size >> (8 * u32::from(level));
+            let width = (at_level & 0xff) as usize;
+            if width > 0 {
+                edge.push(((level, at_level >> 8), width));
+            }
+            level += 1;
+        }
+        edge
+    }
+
+    /// Forgets every tile but the right edge of a log of `size` entries.
+    pub fn keep_right_edge(&mut self, size: u64) {
+        let keep: BTreeSet<TileKey> = Self::right_edge(size).into_iter().map(|(k, _)| k).collect();
+        self.tiles.retain(|k, _| keep.contains(k));
+        self.changed.clear();
+    }
+
+    /// Appends `entry` as entry `n` of the log (which holds `n` entries).
+    pub fn append(&mut self, n: u64, entry: &[u8]) -> Result<(), TlogError> {
+        let hashes = hashes_to_store(n, entry, self)?;
+        let first = tlog_tiles::stored_hash_index(0, n);
+        for (i, hash) in hashes.iter().enumerate() {
+            let (level, at) = tlog_tiles::split_stored_hash_index(first + i as u64);
+            if level % TILE_HEIGHT != 0 {
+                continue;
+            }
+            let key = (level / TILE_HEIGHT, at >> TILE_HEIGHT);
+            let tile = self.tiles.entry(key).or_default();
+            if tile.len() != (at & 0xff) as usize * HASH_SIZE {
+                return Err(TlogError::Read(format!(
+                    "tile {key:?} holds {} hashes where hash {at} goes",
+                    tile.len() / HASH_SIZE
+                )));
+            }
+            tile.extend_from_slice(&hash.0);
+            self.changed.insert(key);
+        }
+        Ok(())
+    }
+}
+
+impl HashStore for TileHashes {
+    fn read(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
+        let mut out = Vec::with_capacity(indexes.len());
+        let mut missing = Vec::new();
+        for &x in indexes {
+            let tile = Tile::from_index(TILE_HEIGHT, x);
+            let key = (tile.level(), tile.level_index());
+            match self.tiles.get(&key) {
+                Some(data) if data.len() >= tile.width() as usize * HASH_SIZE => {
+                    // A wider tile holds the same hashes: stored hashes never change.
+                    let mut exact = Tile::new(
+                        TILE_HEIGHT,
+                        key.0,
+                        key.1,
+                        (data.len() / HASH_SIZE) as u32,
+                        false,
+                    );
+                    if exact.width() == 0 {
+                        exact = tile;
+                    }
+                    out.push(
+                        exact
+                            .hash_at_index(data, x)
+                            .map_err(|e| TlogError::Read(format!("tile {key:?}: {e}")))?,
+                    );
+                }
+                _ => missing.push(key),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let mut m = self.missing.lock().expect("lock");
+        m.extend(missing.iter().copied());
+        Err(TlogError::Read(format!("tiles not held: {missing:?}")))
+    }
+}
+
+/// The size of a hash, in bytes.
+pub const HASH_SIZE: usize = tlog_tiles::HASH_SIZE;
 
 /// Signs checkpoints as a signed note, with a member's Ed25519 key under the log's name
 /// (its origin, e.g. `agora-demo/tax-office`).
@@ -455,5 +586,44 @@ mod tests {
             "tile/2/x001/x234/067.p/3"
         );
         assert_eq!(c2sp_tile_path(&Tile::new(4, 0, 1, 16, false)), None);
+    }
+
+    #[test]
+    fn tiles_with_only_the_right_edge_in_memory_build_the_same_log() {
+        let reference = log(70_000);
+        let mut db: HashMap<TileKey, Vec<u8>> = HashMap::new();
+        let mut edge = TileHashes::default();
+        let mut n = 0;
+        // Appends in batches of varying size, as the store's writer does.
+        for batch in [1u64, 2, 3, 250, 256, 255, 511, 1, 4096, 65_536 - 5371, 4460] {
+            for _ in 0..batch {
+                edge.append(n, format!("entry {n}").as_bytes()).unwrap();
+                n += 1;
+            }
+            db.extend(edge.take_changed());
+            assert_eq!(
+                root(n, &edge).unwrap(),
+                root(n, &reference).unwrap(),
+                "size {n}"
+            );
+            edge.keep_right_edge(n);
+            for (key, width) in TileHashes::right_edge(n) {
+                assert_eq!(edge.get(key).unwrap().len(), width * HASH_SIZE);
+            }
+        }
+        assert_eq!(n, 70_000);
+        // From the stored tiles, fetched on demand, proofs are the reference's.
+        let mut read = TileHashes::default();
+        let proof = loop {
+            match prove_inclusion(n, 1234, &read) {
+                Ok(p) => break p,
+                Err(_) => {
+                    for k in read.take_missing() {
+                        read.insert(k, db[&k].clone());
+                    }
+                }
+            }
+        };
+        assert_eq!(proof, prove_inclusion(n, 1234, &reference).unwrap());
     }
 }

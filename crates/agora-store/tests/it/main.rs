@@ -1,6 +1,8 @@
 //! Store tests. Every case runs on SQLite, and also on PostgreSQL when
 //! `AGORA_TEST_POSTGRES_URL` is set (each case then gets its own schema).
 
+mod tlog;
+
 use agora_model::ApiRole;
 use agora_model::{
     Classification, ColumnAnnotation, ColumnProfile, ColumnRole, ColumnSchema, DataSource,

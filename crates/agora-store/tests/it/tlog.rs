@@ -1,0 +1,178 @@
+//! The transparency log's storage: appends in groups and from two processes build the
+//! same tree as the reference in memory, and its proofs verify.
+
+use agora_model::{AuditEntry, AuditKind};
+use agora_store::{EntryFilter, Store};
+use agora_trust::tlog;
+
+fn entry(i: u64) -> AuditEntry {
+    AuditEntry::new(AuditKind::Exchange, format!("exchange:{i}"), "tax-office")
+        .peer(if i % 2 == 0 {
+            "social-benefits"
+        } else {
+            "hospital"
+        })
+        .product("annual_incomes")
+        .purpose("fraud_prevention")
+        .outcome(if i % 3 == 0 {
+            "refused: no agreement"
+        } else {
+            "answered"
+        })
+}
+
+/// The reference: the same entries hashed into a log in memory.
+fn reference(entries: &[Vec<u8>]) -> tlog::MemoryHashes {
+    let m = tlog::MemoryHashes::default();
+    for (i, e) in entries.iter().enumerate() {
+        let h = tlog::hashes_to_store(i as u64, e, &m).unwrap();
+        m.push(&h);
+    }
+    m
+}
+
+async fn stored(store: &Store) -> Vec<Vec<u8>> {
+    let (size, _) = store.log_head().await.unwrap();
+    store.log_entry_data(0, size).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_entries_form_the_tree_their_proofs_prove() {
+    for t in crate::stores().await {
+        let s = &t.store;
+        // One at a time, a batch crossing a tile boundary, and many concurrent appends.
+        s.log_append(vec![entry(0)]).await.unwrap();
+        let first = s.log_append((1..300).map(entry).collect()).await.unwrap();
+        assert_eq!(first, 1);
+        let mut handles = Vec::new();
+        for i in 300..700 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                s.log_append(vec![entry(i)]).await.unwrap()
+            }));
+        }
+        let mut indexes = Vec::new();
+        for h in handles {
+            indexes.push(h.await.unwrap());
+        }
+        indexes.sort();
+        assert_eq!(
+            indexes,
+            (300..700).collect::<Vec<u64>>(),
+            "{:?}",
+            s.backend()
+        );
+
+        let data = stored(s).await;
+        assert_eq!(data.len(), 700);
+        let m = reference(&data);
+        let (size, root) = s.log_head().await.unwrap();
+        assert_eq!(root, tlog::root(size, &m).unwrap());
+        for (old, new, i) in [
+            (1, 700, 0),
+            (256, 700, 255),
+            (300, 513, 512),
+            (699, 700, 699),
+        ] {
+            let r_new = s.log_root(new).await.unwrap();
+            let r_old = s.log_root(old).await.unwrap();
+            let p = s.log_inclusion_proof(new, i).await.unwrap();
+            tlog::check_inclusion(&p, new, r_new, i, &data[i as usize]).unwrap();
+            let c = s.log_consistency_proof(new, old).await.unwrap();
+            tlog::check_consistency(&c, new, r_new, old, r_old).unwrap();
+        }
+        assert!(s.log_inclusion_proof(701, 3).await.is_err());
+        assert!(s.log_inclusion_proof(10, 10).await.is_err());
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_append_to_one_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open_in_dir(dir.path()).await.unwrap();
+    let b = Store::open_in_dir(dir.path()).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..60 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        handles.push(tokio::spawn(async move {
+            s.log_append(vec![entry(i), entry(i + 1000)]).await.unwrap()
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let data = stored(&a).await;
+    assert_eq!(data.len(), 120);
+    let (size, root) = b.log_head().await.unwrap();
+    assert_eq!(root, tlog::root(size, &reference(&data)).unwrap());
+}
+
+#[tokio::test]
+async fn an_auditor_filters_entries_by_what_they_record() {
+    for t in crate::stores().await {
+        let s = &t.store;
+        s.log_append((0..30).map(entry).collect()).await.unwrap();
+        s.log_append(vec![
+            AuditEntry::new(AuditKind::Access, "access:x", "user:ann")
+                .product("annual_incomes, registered_jobseekers")
+                .outcome("answered"),
+        ])
+        .await
+        .unwrap();
+        let all = |f: EntryFilter| async move {
+            s.log_entries(&EntryFilter { limit: 100, ..f })
+                .await
+                .unwrap()
+        };
+        assert_eq!(all(EntryFilter::default()).await.len(), 31);
+        let hospital = all(EntryFilter {
+            peer: Some("hospital".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(hospital.len(), 15);
+        assert!(
+            hospital.windows(2).all(|w| w[0].index > w[1].index),
+            "newest first"
+        );
+        let refused = all(EntryFilter {
+            outcome: Some("refused".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(refused.len(), 10);
+        let jobs = all(EntryFilter {
+            product: Some("registered_jobseekers".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].entry.actor, "user:ann");
+        // A product name is matched whole: "annual" is not "annual_incomes"; `_` is literal.
+        assert!(
+            all(EntryFilter {
+                product: Some("annual".into()),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
+        assert!(
+            all(EntryFilter {
+                product: Some("annual_income_".into()),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
+        let access = all(EntryFilter {
+            kind: Some("access".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(access.len(), 1);
+        assert_eq!(s.log_entries_for("exchange:4").await.unwrap()[0].index, 4);
+        t.drop_schema().await;
+    }
+}
