@@ -1,8 +1,16 @@
 -- Agora metadata store, version 9: the transparency log — an append-only Merkle log of
 -- every event an auditor or a resident may ask about (see agora-trust's tlog and the
--- store's tlog.rs). Entries are kept one per row with the fields an auditor filters on;
--- the tree's hashes are kept as C2SP tlog-tiles tiles (256 hashes of one level, the right
--- edge of each level rewritten as it grows); the node's signed checkpoints are kept all.
+-- store's tlog.rs).
+--
+-- Entries are kept in chunks: the entries one append group wrote into one C2SP entry
+-- bundle (256 entries), in the bundle's own encoding (each entry a 16-bit big-endian
+-- length and its bytes), so that a bundle is its chunks' data put together and nothing
+-- written is ever rewritten. Each chunk says what its entries are about (the sets of
+-- kinds, peers, products, agreements, purposes and outcomes, as ',a,b,' text, and the
+-- time span), so that an auditor's filters read only the chunks that can match.
+-- The tree's hashes are kept as C2SP tlog-tiles tiles (256 hashes of one level; the
+-- right edge of each level is rewritten as it grows). Every checkpoint the node signed
+-- is kept.
 CREATE TABLE tlog_state (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     size    BIGINT NOT NULL,
@@ -12,22 +20,21 @@ CREATE TABLE tlog_state (
 INSERT INTO tlog_state (id, size, root)
 VALUES (1, 0, 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
 
-CREATE TABLE tlog_entries (
-    idx         BIGINT PRIMARY KEY,
-    kind        TEXT NOT NULL,
-    at          TEXT NOT NULL,
-    reference   TEXT NOT NULL,
-    actor       TEXT NOT NULL,
-    peer        TEXT,
-    product     TEXT,
-    agreement   TEXT,
-    purpose     TEXT,
-    outcome     TEXT NOT NULL,
+CREATE TABLE tlog_chunks (
+    first       BIGINT PRIMARY KEY,
+    count       INTEGER NOT NULL,
+    first_at    TEXT NOT NULL,
+    last_at     TEXT NOT NULL,
+    kinds       TEXT NOT NULL,
+    peers       TEXT NOT NULL,
+    products    TEXT NOT NULL,
+    agreements  TEXT NOT NULL,
+    purposes    TEXT NOT NULL,
+    outcomes    TEXT NOT NULL,
     data        BYTEA NOT NULL
 );
 
-CREATE INDEX tlog_entries_at ON tlog_entries (at);
-CREATE INDEX tlog_entries_reference ON tlog_entries (reference);
+CREATE INDEX tlog_chunks_last_at ON tlog_chunks (last_at);
 
 CREATE TABLE tlog_tiles (
     level   INTEGER NOT NULL,

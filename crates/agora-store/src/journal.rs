@@ -31,6 +31,9 @@ use crate::{StoreError, ts};
 /// Records per statement, at most: groups are split into sizes 32, 16, … 1, so each
 /// connection prepares at most six statements of each kind.
 const MAX_ROWS: usize = 32;
+/// Operations taken into one group, at most: transparency-log entries share one
+/// transaction, so a larger group costs little more than a small one.
+const MAX_GROUP: usize = 4096;
 /// Sequence-number conflicts tolerated before giving up on one record.
 const INSERT_RETRIES: usize = 16;
 
@@ -183,7 +186,7 @@ async fn run(source: Source, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut own: Option<AnyConnection> = None;
     let mut edge = crate::tlog::Edge::default();
     let mut ops = Vec::new();
-    while rx.recv_many(&mut ops, 4 * MAX_ROWS).await > 0 {
+    while rx.recv_many(&mut ops, MAX_GROUP).await > 0 {
         let (flushes, batch): (Vec<Op>, Vec<Op>) = std::mem::take(&mut ops)
             .into_iter()
             .partition(|op| matches!(op, Op::Flush { .. }));

@@ -126,6 +126,8 @@ pub struct Store {
     backend: Backend,
     /// Writes the exchange log (see `journal`).
     journal: std::sync::Arc<journal::Journal>,
+    /// Full tiles of the transparency log, kept for proofs.
+    tiles: std::sync::Arc<tlog::TileCache>,
 }
 
 /// Creates `dir` (and missing parents) readable by this user only (0700, Unix); a folder
@@ -252,6 +254,7 @@ impl Store {
         };
         Ok(Self {
             journal: std::sync::Arc::new(journal::Journal::start(source)),
+            tiles: Default::default(),
             pool,
             backend,
         })

@@ -25,6 +25,7 @@ use crate::{Store, StoreError, parse_ts, ts};
 /// refused before anything is queued.
 pub(crate) struct Pending {
     entry: AuditEntry,
+    /// The entry's bytes, as hashed.
     data: Vec<u8>,
 }
 
@@ -62,6 +63,8 @@ pub struct EntryFilter {
     pub outcome: Option<String>,
     pub from: Option<chrono::DateTime<chrono::Utc>>,
     pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The record the entry is about (`exchange:42`, …).
+    pub reference: Option<String>,
     /// Entries with an index below it (for paging backwards).
     pub before: Option<u64>,
     pub limit: u32,
@@ -142,7 +145,7 @@ async fn append(
     }
     let root = tlog::root(n, &work).map_err(corrupt)?;
     let items: Vec<&Pending> = ops.iter().flat_map(|op| &op.entries).collect();
-    insert_entries(&mut tx, first, &items).await?;
+    insert_chunks(&mut tx, first, &items).await?;
     for ((level, idx), data) in work.take_changed() {
         sqlx::query(
             "INSERT INTO tlog_tiles (level, idx, data) VALUES ($1, $2, $3) \
@@ -199,27 +202,37 @@ async fn read_tile(conn: &mut AnyConnection, key: TileKey) -> Result<Option<Vec<
     Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
 }
 
-/// Rows per insert statement, at most (11 parameters each).
-const ENTRY_ROWS: usize = 64;
-const ENTRY_WIDTH: usize = 11;
+/// Entries per C2SP entry bundle.
+pub const BUNDLE: u64 = 256;
 
-fn insert_sql(rows: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        (0..=ENTRY_ROWS.trailing_zeros())
-            .map(|i| {
-                format!(
-                    "INSERT INTO tlog_entries (idx, kind, at, reference, actor, peer, product, \
-                     agreement, purpose, outcome, data) VALUES {}",
-                    crate::journal::values(1 << i, ENTRY_WIDTH)
-                )
-            })
-            .collect()
-    });
-    &all[rows.trailing_zeros() as usize]
+/// A summary value: commas would split it, so they become semicolons (filters do the
+/// same, and the summary only has to let every matching chunk through).
+fn summary_value(s: &str) -> String {
+    // PostgreSQL's text holds no NUL character.
+    s.trim().replace(',', ";").replace('\0', "\u{fffd}")
 }
 
-async fn insert_entries(
+/// The key an outcome is summarised under: its first word (`refused` of `refused: …`).
+fn outcome_key(s: &str) -> String {
+    summary_value(s.split(':').next().unwrap_or_default())
+}
+
+/// `,a,b,` of the distinct values.
+fn set_text<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    let set: std::collections::BTreeSet<String> = values
+        .flat_map(|v| v.split(',').map(summary_value).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .collect();
+    let mut out = String::from(",");
+    for v in set {
+        out.push_str(&v);
+        out.push(',');
+    }
+    out
+}
+
+/// Writes the group's entries as chunks, one per entry bundle they fall in.
+async fn insert_chunks(
     conn: &mut AnyConnection,
     first: u64,
     items: &[&Pending],
@@ -227,59 +240,186 @@ async fn insert_entries(
     let mut at = first;
     let mut rest = items;
     while !rest.is_empty() {
-        let n = rest.len().min(ENTRY_ROWS);
-        let size = 1 << (usize::BITS - 1 - n.leading_zeros());
-        let (run, tail) = rest.split_at(size);
-        let mut q = sqlx::query(insert_sql(size));
-        for p in run {
-            let e = &p.entry;
-            q = q
-                .bind(i64_of(at))
-                .bind(e.kind.as_str())
-                .bind(ts(e.at))
-                .bind(&e.reference)
-                .bind(&e.actor)
-                .bind(e.peer.as_deref())
-                .bind(e.product.as_deref())
-                .bind(e.agreement.as_deref())
-                .bind(e.purpose.as_deref())
-                .bind(&e.outcome)
-                .bind(&p.data);
-            at += 1;
+        let room = (BUNDLE - at % BUNDLE) as usize;
+        let (chunk, tail) = rest.split_at(room.min(rest.len()));
+        let entries = || chunk.iter().map(|p| &p.entry);
+        let mut data = Vec::with_capacity(chunk.iter().map(|p| p.data.len() + 2).sum());
+        for p in chunk {
+            data.extend_from_slice(&(p.data.len() as u16).to_be_bytes());
+            data.extend_from_slice(&p.data);
         }
-        q.execute(&mut *conn).await?;
+        let first_at = entries().map(|e| e.at).min().unwrap_or_default();
+        let last_at = entries().map(|e| e.at).max().unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO tlog_chunks (first, count, first_at, last_at, kinds, peers, products, \
+             agreements, purposes, outcomes, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(i64_of(at))
+        .bind(chunk.len() as i32)
+        .bind(ts(first_at))
+        .bind(ts(last_at))
+        .bind(set_text(entries().map(|e| e.kind.as_str())))
+        .bind(set_text(entries().filter_map(|e| e.peer.as_deref())))
+        .bind(set_text(entries().filter_map(|e| e.product.as_deref())))
+        .bind(set_text(entries().filter_map(|e| e.agreement.as_deref())))
+        .bind(set_text(entries().filter_map(|e| e.purpose.as_deref())))
+        .bind(set_text(
+            entries()
+                .map(|e| e.outcome.as_str())
+                .map(outcome_key)
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        ))
+        .bind(data)
+        .execute(&mut *conn)
+        .await?;
+        at += chunk.len() as u64;
         rest = tail;
     }
     Ok(())
 }
 
-/// The hashes a proof needs, read from the stored tiles as the proof asks for them.
-async fn with_tiles<T>(
-    store: &Store,
-    mut attempt: impl FnMut(&TileHashes) -> Result<T, tlog::TlogError>,
-) -> Result<T, StoreError> {
-    let mut tiles = TileHashes::default();
-    // Each round fetches every tile the attempt found missing; a proof over a tree of
-    // 2^64 entries needs at most 8 levels of them.
-    for _ in 0..16 {
-        match attempt(&tiles) {
-            Ok(t) => return Ok(t),
-            Err(e) => {
-                let missing = tiles.take_missing();
-                if missing.is_empty() {
-                    return Err(StoreError::TransparencyLog(e.to_string()));
-                }
-                let mut conn = store.pool.acquire().await?;
-                for key in missing {
-                    let data = read_tile(&mut conn, key)
-                        .await?
-                        .ok_or_else(|| corrupt(format!("tile {key:?} is missing")))?;
-                    tiles.insert(key, data);
-                }
+/// The entries of a chunk's (or a bundle's) data.
+pub fn split_bundle(data: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.len() < 2 {
+            return Err(corrupt("an entry's length is cut off"));
+        }
+        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        if rest.len() < 2 + len {
+            return Err(corrupt("an entry is cut off"));
+        }
+        out.push(&rest[2..2 + len]);
+        rest = &rest[2 + len..];
+    }
+    Ok(out)
+}
+
+type Chunk = (u64, Vec<u8>);
+
+fn chunk_of(r: &sqlx::any::AnyRow) -> Result<Chunk, StoreError> {
+    let first = u64::try_from(r.try_get::<i64, _>(0)?).map_err(|_| corrupt("a negative index"))?;
+    Ok((first, r.try_get::<Vec<u8>, _>(1)?))
+}
+
+fn matches(f: &EntryFilter, e: &AuditEntry) -> bool {
+    let listed = |field: &Option<String>, want: &Option<String>| match want {
+        None => true,
+        Some(w) => field
+            .as_deref()
+            .is_some_and(|v| v.split(',').any(|x| x.trim() == w.trim())),
+    };
+    f.kind.as_deref().is_none_or(|k| k == e.kind.as_str())
+        && f.peer
+            .as_deref()
+            .is_none_or(|p| e.peer.as_deref() == Some(p))
+        && listed(&e.product, &f.product)
+        && listed(&e.agreement, &f.agreement)
+        && f.purpose
+            .as_deref()
+            .is_none_or(|p| e.purpose.as_deref() == Some(p))
+        && f.outcome
+            .as_deref()
+            .is_none_or(|o| e.outcome.starts_with(o))
+        && f.reference.as_deref().is_none_or(|r| e.reference == r)
+        && f.from.is_none_or(|t| e.at >= t)
+        && f.until.is_none_or(|t| e.at < t)
+}
+
+/// Full tiles never change: the most used are kept in memory, shared by every clone of
+/// the store (the upper levels, which every proof reads, stay).
+#[derive(Default)]
+pub(crate) struct TileCache(
+    std::sync::Mutex<std::collections::HashMap<TileKey, std::sync::Arc<Vec<u8>>>>,
+);
+
+/// Full tiles kept, at most (8 KiB each).
+const CACHED_TILES: usize = 2048;
+
+impl std::fmt::Debug for TileCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TileCache")
+    }
+}
+
+impl TileCache {
+    fn get(&self, key: TileKey) -> Option<std::sync::Arc<Vec<u8>>> {
+        self.0.lock().expect("tile cache").get(&key).cloned()
+    }
+
+    fn put(&self, key: TileKey, data: &[u8]) {
+        if data.len() != BUNDLE as usize * tlog::HASH_SIZE {
+            return; // a partial tile still grows
+        }
+        let mut m = self.0.lock().expect("tile cache");
+        if m.len() >= CACHED_TILES {
+            // Level-0 tiles are the many, and the least likely to be read again.
+            let victim = m.keys().min().copied();
+            if let Some(v) = victim {
+                m.remove(&v);
             }
         }
+        m.insert(key, std::sync::Arc::new(data.to_vec()));
     }
-    Err(corrupt("a proof needed more tiles than a log can have"))
+}
+
+/// Runs a computation over the log's hashes: a first run names the tiles it needs, which
+/// are taken from the cache or read in one query, and a second run computes.
+async fn with_tiles<T>(
+    store: &Store,
+    run: impl Fn(&TileHashes) -> Result<T, tlog::TlogError>,
+) -> Result<T, StoreError> {
+    let planner = TileHashes::planner();
+    let _ = run(&planner);
+    let mut tiles = TileHashes::default();
+    let mut wanted = Vec::new();
+    for key in planner.take_missing() {
+        match store.tiles.get(key) {
+            Some(data) => tiles.insert(key, data.to_vec()),
+            None => wanted.push(key),
+        }
+    }
+    if !wanted.is_empty() {
+        for (key, data) in read_tiles(&store.pool, &wanted).await? {
+            store.tiles.put(key, &data);
+            tiles.insert(key, data);
+        }
+    }
+    run(&tiles).map_err(|e| match tiles.take_missing().first() {
+        Some(key) => corrupt(format!("tile {key:?} is missing or too narrow")),
+        None => StoreError::TransparencyLog(e.to_string()),
+    })
+}
+
+/// Reads tiles in one query.
+async fn read_tiles(
+    pool: &sqlx::AnyPool,
+    keys: &[TileKey],
+) -> Result<Vec<(TileKey, Vec<u8>)>, StoreError> {
+    let mut sql = String::from("SELECT level, idx, data FROM tlog_tiles WHERE ");
+    let clauses: Vec<String> = (0..keys.len())
+        .map(|k| format!("(level = ${} AND idx = ${})", 2 * k + 1, 2 * k + 2))
+        .collect();
+    sql.push_str(&clauses.join(" OR "));
+    // Only fixed clauses and $n placeholders: every value is bound.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (level, idx) in keys {
+        q = q.bind(i32::from(*level)).bind(i64_of(*idx));
+    }
+    let rows = q.fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            let level =
+                u8::try_from(r.try_get::<i32, _>(0)?).map_err(|_| corrupt("a tile level"))?;
+            let idx =
+                u64::try_from(r.try_get::<i64, _>(1)?).map_err(|_| corrupt("a tile index"))?;
+            Ok(((level, idx), r.try_get::<Vec<u8>, _>(2)?))
+        })
+        .collect()
 }
 
 impl Store {
@@ -320,20 +460,49 @@ impl Store {
 
     /// The entries with indexes `from..to`, as bytes.
     pub async fn log_entry_data(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        // The chunk holding `from` starts at or before it, within its bundle.
         let rows = sqlx::query(
-            "SELECT idx, data FROM tlog_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            "SELECT first, data FROM tlog_chunks WHERE first >= $1 AND first < $2 ORDER BY first",
         )
-        .bind(i64_of(from))
+        .bind(i64_of(from - from % BUNDLE))
         .bind(i64_of(to))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (k, r) in rows.iter().enumerate() {
-            let idx: i64 = r.try_get(0)?;
-            if idx != i64_of(from + k as u64) {
-                return Err(corrupt(format!("entry {} is missing", from + k as u64)));
+        let mut out = Vec::with_capacity((to - from) as usize);
+        let mut next = from - from % BUNDLE;
+        for r in &rows {
+            let (first, data) = chunk_of(r)?;
+            if first > next {
+                break;
             }
-            out.push(r.try_get::<Vec<u8>, _>(1)?);
+            for (k, e) in split_bundle(&data)?.into_iter().enumerate() {
+                let i = first + k as u64;
+                if i >= from && i < to {
+                    out.push(e.to_vec());
+                }
+            }
+            next = first + split_bundle(&data)?.len() as u64;
+        }
+        if out.len() as u64 != to - from {
+            return Err(corrupt(format!(
+                "entries {from}..{to} are not all stored (found {})",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// C2SP entry bundle `n`: its entries below `size`, each with its 16-bit length.
+    pub async fn log_bundle(&self, n: u64, size: u64) -> Result<Vec<u8>, StoreError> {
+        let from = n * BUNDLE;
+        let to = ((n + 1) * BUNDLE).min(size);
+        let mut out = Vec::new();
+        for e in self.log_entry_data(from, to).await? {
+            out.extend_from_slice(&(e.len() as u16).to_be_bytes());
+            out.extend_from_slice(&e);
         }
         Ok(out)
     }
@@ -426,97 +595,81 @@ impl Store {
         .transpose()
     }
 
-    /// Entries matching an auditor's filter, newest first.
+    /// Entries matching an auditor's filter, newest first. Only the chunks whose summary
+    /// can match are read.
     pub async fn log_entries(&self, f: &EntryFilter) -> Result<Vec<LoggedEntry>, StoreError> {
-        let mut sql = String::from("SELECT idx, data FROM tlog_entries WHERE 1 = 1");
+        let mut sql = String::from("SELECT first, data FROM tlog_chunks WHERE first < $1");
         let mut binds: Vec<String> = Vec::new();
-        let mut cond = |sql: &mut String, clause: &str, value: String| {
-            binds.push(value);
-            sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+        let mut cond = |sql: &mut String, column: &str, pattern: String| {
+            binds.push(pattern);
+            sql.push_str(&format!(
+                " AND {column} LIKE ${} ESCAPE '\\'",
+                binds.len() + 1
+            ));
         };
+        let one = |v: &str| format!("%,{},%", like_escape(&summary_value(v)));
         if let Some(v) = &f.kind {
-            cond(&mut sql, " AND kind = ?", v.clone());
+            cond(&mut sql, "kinds", one(v));
         }
         if let Some(v) = &f.peer {
-            cond(&mut sql, " AND peer = ?", v.clone());
+            cond(&mut sql, "peers", one(v));
         }
         if let Some(v) = &f.product {
-            // Products are comma-separated: match whole names.
-            cond(
-                &mut sql,
-                " AND (',' || REPLACE(product, ' ', '') || ',') LIKE ?",
-                format!("%,{},%", like_escape(v)),
-            );
-            sql.push_str(" ESCAPE '\\'");
+            cond(&mut sql, "products", one(v));
         }
         if let Some(v) = &f.agreement {
-            cond(
-                &mut sql,
-                " AND (',' || REPLACE(agreement, ' ', '') || ',') LIKE ?",
-                format!("%,{},%", like_escape(v)),
-            );
-            sql.push_str(" ESCAPE '\\'");
+            cond(&mut sql, "agreements", one(v));
         }
         if let Some(v) = &f.purpose {
-            cond(&mut sql, " AND purpose = ?", v.clone());
+            cond(&mut sql, "purposes", one(v));
         }
         if let Some(v) = &f.outcome {
             cond(
                 &mut sql,
-                " AND outcome LIKE ?",
-                format!("{}%", like_escape(v)),
+                "outcomes",
+                format!("%,{}%", like_escape(&outcome_key(v))),
             );
-            sql.push_str(" ESCAPE '\\'");
         }
         if let Some(v) = f.from {
-            cond(&mut sql, " AND at >= ?", ts(v));
+            binds.push(ts(v));
+            sql.push_str(&format!(" AND last_at >= ${}", binds.len() + 1));
         }
         if let Some(v) = f.until {
-            cond(&mut sql, " AND at < ?", ts(v));
+            binds.push(ts(v));
+            sql.push_str(&format!(" AND first_at < ${}", binds.len() + 1));
         }
-        let before = f.before.map(i64_of).unwrap_or(i64::MAX);
-        sql.push_str(&format!(
-            " AND idx < ${} ORDER BY idx DESC LIMIT ${}",
-            binds.len() + 1,
-            binds.len() + 2
-        ));
-        // Only fixed clauses and $n placeholders: every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in &binds {
-            q = q.bind(b);
+        sql.push_str(" ORDER BY first DESC LIMIT 64");
+        let limit = f.limit.max(1) as usize;
+        let before = f.before.unwrap_or(u64::MAX);
+        let mut cursor = before;
+        let mut out = Vec::new();
+        while out.len() < limit && cursor > 0 {
+            // Only fixed clauses and $n placeholders: every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(i64_of(cursor));
+            for b in &binds {
+                q = q.bind(b);
+            }
+            let rows = q.fetch_all(&self.pool).await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let (first, data) = chunk_of(r)?;
+                cursor = first;
+                for (k, bytes) in split_bundle(&data)?.into_iter().enumerate().rev() {
+                    let index = first + k as u64;
+                    if index >= before {
+                        continue;
+                    }
+                    let entry = AuditEntry::decode(bytes)
+                        .map_err(|e| corrupt(format!("entry {index}: {e}")))?;
+                    if matches(f, &entry) && out.len() < limit {
+                        out.push(LoggedEntry { index, entry });
+                    }
+                }
+            }
         }
-        let rows = q
-            .bind(before)
-            .bind(i64::from(f.limit.max(1)))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let index = r.try_get::<i64, _>(0)? as u64;
-                let data: Vec<u8> = r.try_get(1)?;
-                let entry = AuditEntry::decode(&data)
-                    .map_err(|e| corrupt(format!("entry {index}: {e}")))?;
-                Ok(LoggedEntry { index, entry })
-            })
-            .collect()
-    }
-
-    /// The entries recorded for a record of another table (`exchange:42`, …), oldest first.
-    pub async fn log_entries_for(&self, reference: &str) -> Result<Vec<LoggedEntry>, StoreError> {
-        let rows =
-            sqlx::query("SELECT idx, data FROM tlog_entries WHERE reference = $1 ORDER BY idx")
-                .bind(reference)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                let index = r.try_get::<i64, _>(0)? as u64;
-                let data: Vec<u8> = r.try_get(1)?;
-                let entry = AuditEntry::decode(&data)
-                    .map_err(|e| corrupt(format!("entry {index}: {e}")))?;
-                Ok(LoggedEntry { index, entry })
-            })
-            .collect()
+        Ok(out)
     }
 }
 

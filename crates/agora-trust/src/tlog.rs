@@ -183,9 +183,22 @@ pub struct TileHashes {
     tiles: HashMap<TileKey, Vec<u8>>,
     missing: Arc<Mutex<BTreeSet<TileKey>>>,
     changed: BTreeSet<TileKey>,
+    /// Planning: a hash whose tile is not held reads as zeros (and is noted missing), so
+    /// that one run of a proof names every tile it needs.
+    planning: bool,
 }
 
 impl TileHashes {
+    /// Hashes that name the tiles a computation needs instead of failing at the first
+    /// missing one: run the computation on it, fetch [`TileHashes::take_missing`], and
+    /// run it again on a [`TileHashes`] holding them.
+    pub fn planner() -> Self {
+        Self {
+            planning: true,
+            ..Self::default()
+        }
+    }
+
     pub fn insert(&mut self, key: TileKey, data: Vec<u8>) {
         self.tiles.insert(key, data);
     }
@@ -282,10 +295,15 @@ impl HashStore for TileHashes {
                             .map_err(|e| TlogError::Read(format!("tile {key:?}: {e}")))?,
                     );
                 }
+                _ if self.planning => {
+                    missing.push(key);
+                    out.push(Hash([0; HASH_SIZE]));
+                }
                 _ => missing.push(key),
             }
         }
-        if missing.is_empty() {
+        if missing.is_empty() || self.planning {
+            self.missing.lock().expect("lock").extend(missing);
             return Ok(out);
         }
         let mut m = self.missing.lock().expect("lock");

@@ -172,7 +172,45 @@ async fn an_auditor_filters_entries_by_what_they_record() {
         })
         .await;
         assert_eq!(access.len(), 1);
-        assert_eq!(s.log_entries_for("exchange:4").await.unwrap()[0].index, 4);
+        let by_ref = |r: &str| EntryFilter {
+            reference: Some(r.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.log_entries(&by_ref("exchange:4")).await.unwrap()[0].index,
+            4
+        );
+        // Quotes, backslashes, control characters and other scripts are kept byte for byte.
+        let odd = AuditEntry::new(AuditKind::User, "user:zoë", "user:\"admin\"")
+            .outcome("renamed \\ \u{0} \u{1b} Ελλάδα 🙂");
+        let i = s.log_append(vec![odd.clone()]).await.unwrap();
+        assert_eq!(
+            s.log_entry_data(i, i + 1).await.unwrap()[0],
+            odd.encode().unwrap()
+        );
+        assert_eq!(
+            s.log_entries(&by_ref("user:zoë")).await.unwrap()[0].entry,
+            odd
+        );
+        // Paging backwards: the next page starts below the last index seen.
+        let page = s
+            .log_entries(&EntryFilter {
+                limit: 7,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let next = s
+            .log_entries(&EntryFilter {
+                limit: 100,
+                before: Some(page[6].index),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.len() + next.len(), 32);
+        assert_eq!(next[0].index, page[6].index - 1);
         t.drop_schema().await;
     }
 }
