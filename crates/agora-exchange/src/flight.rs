@@ -550,6 +550,7 @@ impl LoggedBatches {
                 duration_ms: g.started.elapsed().as_millis() as i64,
                 rows: self.rows,
                 bytes: p.bytes as i64,
+                ..Default::default()
             });
         }
     }

@@ -136,6 +136,7 @@ impl PeerClient {
                     duration_ms: started.elapsed().as_millis() as i64,
                     rows: 0,
                     bytes: resp.body.len() as i64,
+                    ..Default::default()
                 }
             }
             Err(e) => ExchangeEnd {

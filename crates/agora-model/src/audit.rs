@@ -85,6 +85,36 @@ pub struct SubjectCommitment {
     pub root: String,
 }
 
+/// What an answer read, for its log entry: the products (as named in SQL), the
+/// agreements they were read under, those agreements' purposes, and whose records left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditContext {
+    /// Comma-separated.
+    pub products: String,
+    /// Comma-separated agreement ids.
+    pub agreements: String,
+    /// Comma-separated.
+    pub purposes: String,
+    /// The agreements' legal bases, comma-separated.
+    pub legal_bases: String,
+    pub subjects: Option<SubjectCommitment>,
+}
+
+impl AuditEntry {
+    /// Adds what an answer read.
+    pub fn context(mut self, c: &AuditContext) -> Self {
+        self = self
+            .product(c.products.clone())
+            .agreement(c.agreements.clone())
+            .purpose(c.purposes.clone());
+        self.subjects = c.subjects.clone();
+        if !c.legal_bases.is_empty() {
+            self = self.with("legal_basis", c.legal_bases.clone());
+        }
+        self
+    }
+}
+
 /// One event, as the transparency log holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {

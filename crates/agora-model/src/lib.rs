@@ -21,7 +21,9 @@ pub use agreement::{
     AccessMode, AgreementTerms, ColumnTerm, DEFAULT_MIN_GROUP_SIZE, Mask, QueryBounds, TermsError,
     mask_fits,
 };
-pub use audit::{AuditEntry, AuditEntryError, AuditKind, MAX_ENTRY_BYTES, SubjectCommitment};
+pub use audit::{
+    AuditContext, AuditEntry, AuditEntryError, AuditKind, MAX_ENTRY_BYTES, SubjectCommitment,
+};
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};
 pub use metadata::{

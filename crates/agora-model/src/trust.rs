@@ -279,6 +279,8 @@ pub struct ExchangeEnd {
     pub duration_ms: i64,
     pub rows: i64,
     pub bytes: i64,
+    /// What the answer read, for the transparency log (not a column of the exchange log).
+    pub context: crate::AuditContext,
 }
 
 #[cfg(test)]

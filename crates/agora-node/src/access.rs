@@ -141,19 +141,21 @@ impl Node {
             });
         }
         let ids: Vec<&str> = agreements.iter().map(|(_, a)| a.id.as_str()).collect();
-        let id = self
-            .store()
-            .begin_access(&AccessStart {
-                principal: who.principal.clone(),
-                channel: who.channel.as_str().into(),
-                products: products.join(", "),
-                agreements: ids.join(", "),
-                sql_digest: digest,
-                outcome: None,
-            })
-            .await?;
+        let mut purposes: Vec<&str> = agreements.iter().map(|(_, a)| a.purpose.as_str()).collect();
+        purposes.sort_unstable();
+        purposes.dedup();
+        let start = AccessStart {
+            principal: who.principal.clone(),
+            channel: who.channel.as_str().into(),
+            products: products.join(", "),
+            agreements: ids.join(", "),
+            sql_digest: digest,
+            outcome: None,
+            purposes: purposes.join(", "),
+        };
+        let id = self.store().begin_access(&start).await?;
         let node = self.clone();
-        let result = result.observe(Box::new(move |end| node.finish_access(id, end)));
+        let result = result.observe(Box::new(move |end| node.finish_access(id, start, end)));
         Ok(LoggedQuery {
             result,
             products,
@@ -161,7 +163,7 @@ impl Node {
         })
     }
 
-    fn finish_access(&self, id: String, end: StreamEnd) {
+    fn finish_access(&self, id: String, start: AccessStart, end: StreamEnd) {
         let (outcome, rows) = match end {
             StreamEnd::Complete { rows } => ("answered".to_owned(), rows),
             StreamEnd::Failed { rows, error } => (format!("failed: {error}"), rows),
@@ -169,7 +171,7 @@ impl Node {
         };
         let store = self.store().clone();
         let write = async move {
-            if let Err(e) = store.finish_access(&id, &outcome, rows).await {
+            if let Err(e) = store.finish_access(&id, &start, &outcome, rows).await {
                 tracing::error!(access = %id, error = %e, "cannot complete an access record");
             }
         };

@@ -64,6 +64,16 @@ pub struct Inbound {
     /// Completes the record as cancelled if the request is dropped before it ended (the
     /// peer closed the connection, the server stopped).
     guard: Unfinished,
+    /// What the request read, for its log entry (set when a query is planned).
+    read: std::sync::Mutex<agora_model::AuditContext>,
+}
+
+impl Inbound {
+    /// Notes what the request reads (its products and the agreements they are served
+    /// under), for the transparency log.
+    pub(crate) fn note_read(&self, context: agora_model::AuditContext) {
+        *self.read.lock().expect("lock") = context;
+    }
 }
 
 /// The log record of an admitted request (its sequence number and start), completed as
@@ -227,6 +237,7 @@ impl Node {
                 started: Instant::now(),
                 ended: Default::default(),
             },
+            read: Default::default(),
         })
     }
 
@@ -304,6 +315,7 @@ impl Node {
             duration_ms: inbound.guard.started.elapsed().as_millis() as i64,
             rows: end.rows,
             bytes: end.bytes,
+            context: inbound.read.lock().expect("lock").clone(),
         };
         Ok((rsig.header(), record))
     }

@@ -36,7 +36,7 @@ use agora_engine::{
     Catalog, EngineError, QueryResult, RemoteBatches, RemoteBinding, RemoteSource, TableBinding,
 };
 use agora_exchange::{FlightPeer, Signer};
-use agora_model::{MemberId, Product, TrustedMember};
+use agora_model::{AuditContext, MemberId, Product, TrustedMember};
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
@@ -101,8 +101,48 @@ pub fn product_needing_agreement(message: &str) -> Option<(String, String)> {
 /// agreement in force.
 pub(crate) struct MemberView {
     catalog: Catalog,
+    /// The agreement each product is bound under, by product name.
+    bound: Arc<HashMap<String, Bound>>,
     /// The earliest end of validity among the agreements bound (the view is rebuilt then).
     valid_until: Option<chrono::DateTime<Utc>>,
+}
+
+/// What a member's query read: its products and the agreements they are served under.
+fn read_context(
+    tables: &[(Option<String>, String)],
+    bound: &HashMap<String, Bound>,
+) -> AuditContext {
+    let mut products = Vec::new();
+    let mut agreements = Vec::new();
+    let mut purposes = Vec::new();
+    let mut bases = Vec::new();
+    for (_, table) in tables {
+        products.push(table.clone());
+        if let Some(b) = bound.get(table) {
+            agreements.push(b.agreement.clone());
+            purposes.push(b.purpose.clone());
+            bases.push(b.legal_basis.clone());
+        }
+    }
+    for v in [&mut products, &mut agreements, &mut purposes, &mut bases] {
+        v.sort();
+        v.dedup();
+    }
+    AuditContext {
+        products: products.join(", "),
+        agreements: agreements.join(", "),
+        purposes: purposes.join(", "),
+        legal_bases: bases.join(", "),
+        subjects: None,
+    }
+}
+
+/// The agreement a product is served to a member under.
+#[derive(Debug, Clone)]
+pub(crate) struct Bound {
+    agreement: String,
+    purpose: String,
+    legal_basis: String,
 }
 
 /// A table a query on this node can name: `public` for the node's own products, the
@@ -206,14 +246,19 @@ impl Node {
     /// The catalog `peer`'s SQL runs against, at catalog version `version`: this node's
     /// products, named plainly or as `"this-member".product`; open ones as they are, others
     /// only as the peer's agreement in force lets it see them.
-    async fn member_catalog(&self, peer: &MemberId, version: i64) -> Result<Catalog, NodeError> {
+    async fn member_catalog(
+        &self,
+        peer: &MemberId,
+        version: i64,
+    ) -> Result<(Catalog, Arc<HashMap<String, Bound>>), NodeError> {
         let now = Utc::now();
         if let Some((v, view)) = self.inner.member_catalogs.read().expect("lock").get(peer)
             && *v == version
             && view.valid_until.is_none_or(|t| now < t)
         {
-            return Ok(view.catalog.clone());
+            return Ok((view.catalog.clone(), view.bound.clone()));
         }
+        let mut bound = HashMap::new();
         let products = self.store().all_products().await?;
         let agreements = self
             .store()
@@ -287,11 +332,20 @@ impl Node {
                 },
             };
             tracing::debug!(peer = %peer, product = %p.name, agreement = %a.id, mode = a.terms.mode.as_str(), "agreement bound");
+            bound.insert(
+                p.name.to_string(),
+                Bound {
+                    agreement: a.id.clone(),
+                    purpose: n.request.purpose.clone(),
+                    legal_basis: n.request.legal_basis.clone(),
+                },
+            );
             let mut b = binding_of(p, None);
             b.enforcement = Some(enforcement);
             tables.push(b);
         }
         let catalog = self.engine().member_catalog(me.as_str(), tables);
+        let bound = Arc::new(bound);
         let mut slot = self.inner.member_catalogs.write().expect("lock");
         if slot.get(peer).is_none_or(|(v, _)| *v <= version) {
             slot.insert(
@@ -300,12 +354,13 @@ impl Node {
                     version,
                     MemberView {
                         catalog: catalog.clone(),
+                        bound: bound.clone(),
                         valid_until,
                     },
                 ),
             );
         }
-        Ok(catalog)
+        Ok((catalog, bound))
     }
 
     /// Runs another member's read-only SQL over this node's products (an admitted,
@@ -315,13 +370,14 @@ impl Node {
         inbound: &crate::exchange::Inbound,
         sql: &str,
     ) -> Result<QueryResult, NodeError> {
-        let catalog = self
+        let (catalog, bound) = self
             .member_catalog(&inbound.peer.id, inbound.catalog_version)
             .await?;
         let result = catalog.query_for_member(sql).await;
         match &result {
             Ok(r) => {
-                tracing::info!(peer = %inbound.peer.id, tables = ?r.tables, "query from a member")
+                tracing::info!(peer = %inbound.peer.id, tables = ?r.tables, "query from a member");
+                inbound.note_read(read_context(&r.tables, &bound));
             }
             Err(e) => {
                 tracing::info!(peer = %inbound.peer.id, error = %e, "query from a member refused")

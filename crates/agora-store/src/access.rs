@@ -8,6 +8,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Connection, Row};
 
+use agora_model::{AuditEntry, AuditKind};
+
 use crate::journal::Reply;
 use crate::{Store, StoreError, now, parse_ts};
 
@@ -45,6 +47,8 @@ pub struct AccessStart {
     pub sql_digest: String,
     /// `None` while the answer is to come; the outcome of an access refused at once.
     pub outcome: Option<String>,
+    /// The purposes of the agreements, comma-separated (in the log entry only).
+    pub purposes: String,
 }
 
 /// Text kept at most this long per field (an outcome quoting a long error is cut).
@@ -65,6 +69,8 @@ pub(crate) enum AccessOp {
     Finish {
         id: String,
         at: String,
+        /// What the access was, for its log entry.
+        start: AccessStart,
         outcome: String,
         rows: i64,
         reply: Reply<()>,
@@ -75,6 +81,47 @@ impl AccessOp {
     pub(crate) fn answer(self, result: Result<(), StoreError>) {
         let (Self::Begin { reply, .. } | Self::Finish { reply, .. }) = self;
         let _ = reply.send(result);
+    }
+
+    /// The transparency-log entry of this write.
+    pub(crate) fn entry(&self) -> AuditEntry {
+        let (id, start, outcome, rows) = match self {
+            Self::Begin { id, start, .. } => (
+                id,
+                start,
+                start.outcome.as_deref().unwrap_or("started"),
+                None,
+            ),
+            Self::Finish {
+                id,
+                start,
+                outcome,
+                rows,
+                ..
+            } => (id, start, outcome.as_str(), Some(*rows)),
+        };
+        let mut e = AuditEntry::new(
+            AuditKind::Access,
+            format!("access:{id}"),
+            cut(&start.principal),
+        )
+        .product(cut(&start.products))
+        .agreement(cut(&start.agreements))
+        .purpose(cut(&start.purposes))
+        .outcome(cut(outcome))
+        .with("channel", start.channel.clone())
+        .with("sql_sha256", start.sql_digest.clone());
+        if let Some(rows) = rows {
+            e = e.with("rows", rows);
+        }
+        e
+    }
+
+    /// Puts `new` in place of the reply and returns the caller's (the journal answers the
+    /// caller once the log entry is written too).
+    pub(crate) fn swap_reply(&mut self, new: Reply<()>) -> Reply<()> {
+        let (Self::Begin { reply, .. } | Self::Finish { reply, .. }) = self;
+        std::mem::replace(reply, new)
     }
 
     async fn execute(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
@@ -168,10 +215,11 @@ impl Store {
         Ok(id)
     }
 
-    /// Completes an access with its outcome and the rows returned.
+    /// Completes an access (begun with `start`) with its outcome and the rows returned.
     pub async fn finish_access(
         &self,
         id: &str,
+        start: &AccessStart,
         outcome: &str,
         rows: u64,
     ) -> Result<(), StoreError> {
@@ -179,6 +227,7 @@ impl Store {
             .access(|reply| AccessOp::Finish {
                 id: id.to_owned(),
                 at: now(),
+                start: start.clone(),
                 outcome: outcome.to_owned(),
                 rows: i64::try_from(rows).unwrap_or(i64::MAX),
                 reply,

@@ -290,23 +290,84 @@ fn runs<T>(mut items: Vec<T>) -> Vec<Vec<T>> {
     out
 }
 
-/// Writes a group; true when the connection broke on the way.
+/// A caller's reply held back until the group's transparency-log entries are written:
+/// nobody is told a record is written before its entry is durable.
+struct Held(Box<dyn Answer>);
+
+/// Answers a caller, told why the log entry failed, if it did.
+trait Answer: FnOnce(Option<&str>) + Send {}
+impl<F: FnOnce(Option<&str>) + Send> Answer for F {}
+
+/// An intermediate reply for `reply`: the writing code answers it, and [`settle`] turns
+/// its answer into a [`Held`] reply (with the log entry it calls for, if it succeeded).
+fn intercept<T: Send + 'static>(reply: Reply<T>) -> (Reply<T>, Intercepted<T>) {
+    let (tx, rx) = oneshot::channel();
+    (tx, Intercepted { reply, rx })
+}
+
+struct Intercepted<T> {
+    reply: Reply<T>,
+    rx: oneshot::Receiver<Result<T, StoreError>>,
+}
+
+impl<T: Send + 'static> Intercepted<T> {
+    /// The result the writing code gave, and the caller's reply held.
+    fn settle(mut self) -> (Result<T, ()>, Held)
+    where
+        T: Clone,
+    {
+        let result = self.rx.try_recv().unwrap_or_else(|_| Err(stopped()));
+        let seen = result.as_ref().map(Clone::clone).map_err(|_| ());
+        let reply = self.reply;
+        let held = Held(Box::new(move |log_failure| {
+            let _ = reply.send(match (result, log_failure) {
+                (Ok(_), Some(why)) => Err(StoreError::TransparencyLog(format!(
+                    "the record was written but not its entry in the transparency log: {why}"
+                ))),
+                (r, _) => r,
+            });
+        }));
+        (seen, held)
+    }
+}
+
+/// Writes a group; true when the connection broke on the way. The records' entries in
+/// the transparency log are appended after them, in the same group, before any caller is
+/// answered.
 async fn write(conn: &mut AnyConnection, edge: &mut crate::tlog::Edge, batch: Vec<Op>) -> bool {
     let mut appends = Vec::new();
-    let mut logs = Vec::new();
     let mut completes = Vec::new();
     let mut accesses = Vec::new();
+    let mut logs = Vec::new();
+    let mut held: Vec<Held> = Vec::new();
+    let mut entries: Vec<agora_model::AuditEntry> = Vec::new();
+    let mut waiting_appends = Vec::new();
+    let mut waiting_completes = Vec::new();
+    let mut waiting_accesses = Vec::new();
     for op in batch {
         match op {
-            Op::Access(a) => accesses.push(a),
+            Op::Access(mut a) => {
+                let (tx, w) = intercept(a.swap_reply(oneshot::channel().0));
+                a.swap_reply(tx);
+                waiting_accesses.push((a.entry(), w));
+                accesses.push(a);
+            }
             Op::Log(l) => logs.push(l),
-            Op::Append { start, end, reply } => appends.push((start, end, reply)),
+            Op::Append { start, end, reply } => {
+                let (tx, w) = intercept(reply);
+                waiting_appends.push((start.clone(), end.clone(), w));
+                appends.push((start, end, tx));
+            }
             Op::Complete {
                 seq,
                 certificate,
                 end,
                 reply,
-            } => completes.push((seq, certificate, end, reply)),
+            } => {
+                let (tx, w) = intercept(reply);
+                waiting_completes.push((seq, end.clone(), w));
+                completes.push((seq, certificate, end, tx));
+            }
             // Answered by the caller, after the group.
             Op::Flush { .. } => {}
         }
@@ -315,18 +376,53 @@ async fn write(conn: &mut AnyConnection, edge: &mut crate::tlog::Edge, batch: Ve
     for run in runs(appends) {
         is_broken |= append_run(conn, run).await;
     }
+    let mut completed = std::collections::HashMap::new();
     for run in runs(completes) {
-        is_broken |= complete_run(conn, run).await;
+        let (b, done) = complete_run(conn, run).await;
+        is_broken |= b;
+        completed.extend(done);
     }
     if !accesses.is_empty() {
         is_broken |= crate::access::write_group(conn, accesses).await;
     }
-    if !logs.is_empty() && !is_broken {
-        is_broken |= crate::tlog::write_group(conn, edge, logs).await;
-    } else if !logs.is_empty() {
-        for l in logs {
-            let _ = l.reply.send(Err(stopped()));
+    for (start, end, w) in waiting_appends {
+        let (seen, h) = w.settle();
+        if let Ok((seq, _)) = seen {
+            entries.push(crate::tlog::exchange_entry(seq, &start, &end));
         }
+        held.push(h);
+    }
+    for (seq, end, w) in waiting_completes {
+        let (seen, h) = w.settle();
+        // Only a record that was still pending is completed (and logged).
+        if let (Ok(()), Some((direction, peer))) = (seen, completed.get(&seq)) {
+            entries.push(crate::tlog::completion_entry(seq, direction, peer, &end));
+        }
+        held.push(h);
+    }
+    for (entry, w) in waiting_accesses {
+        let (seen, h) = w.settle();
+        if seen.is_ok() {
+            entries.push(entry);
+        }
+        held.push(h);
+    }
+    let failure = if is_broken {
+        Some(stopped().to_string())
+    } else {
+        let (b, failure) = crate::tlog::write_with(conn, edge, entries, logs).await;
+        is_broken |= b;
+        failure
+    };
+    if failure.is_some() && !held.is_empty() {
+        tracing::error!(
+            error = failure.as_deref().unwrap_or_default(),
+            records = held.len(),
+            "records written without their transparency-log entries"
+        );
+    }
+    for h in held {
+        (h.0)(failure.as_deref());
     }
     is_broken
 }
@@ -506,7 +602,8 @@ fn complete_sql(rows: usize) -> &'static str {
                      bytes_returned = v.column7, peer_certificate = CASE WHEN v.column8 = '' \
                      THEN exchange_log.peer_certificate ELSE v.column8 END \
                      FROM (VALUES {}) AS v \
-                     WHERE exchange_log.seq = v.column1 AND exchange_log.outcome = ${}",
+                     WHERE exchange_log.seq = v.column1 AND exchange_log.outcome = ${} \
+                     RETURNING exchange_log.seq, exchange_log.direction, exchange_log.peer",
                     values(n, COMPLETE_WIDTH),
                     n * COMPLETE_WIDTH + 1
                 )
@@ -518,7 +615,10 @@ fn complete_sql(rows: usize) -> &'static str {
 
 type CompleteOp = (i64, String, ExchangeEnd, Reply<()>);
 
-async fn complete_run(conn: &mut AnyConnection, run: Vec<CompleteOp>) -> bool {
+/// The records a run completed: sequence number → (direction, peer).
+type Completed = Vec<(i64, (String, String))>;
+
+async fn complete_run(conn: &mut AnyConnection, run: Vec<CompleteOp>) -> (bool, Completed) {
     let mut q = sqlx::query(complete_sql(run.len()));
     for (seq, certificate, end, _) in &run {
         q = q
@@ -531,18 +631,30 @@ async fn complete_run(conn: &mut AnyConnection, run: Vec<CompleteOp>) -> bool {
             .bind(end.bytes)
             .bind(certificate);
     }
-    match q.bind(PENDING).execute(&mut *conn).await {
-        Ok(_) => {
+    match q.bind(PENDING).fetch_all(&mut *conn).await {
+        Ok(rows) => {
             for (.., reply) in run {
                 let _ = reply.send(Ok(()));
             }
-            false
+            let done = rows
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r.try_get::<i64, _>(0).ok()?,
+                        (
+                            r.try_get::<String, _>(1).ok()?,
+                            r.try_get::<String, _>(2).ok()?,
+                        ),
+                    ))
+                })
+                .collect();
+            (false, done)
         }
         Err(e) if run.len() == 1 => {
             let b = broken(&e);
             let (.., reply) = run.into_iter().next().expect("one");
             let _ = reply.send(Err(e.into()));
-            b
+            (b, Vec::new())
         }
         Err(e) => {
             let b = broken(&e);
@@ -557,7 +669,7 @@ async fn complete_run(conn: &mut AnyConnection, run: Vec<CompleteOp>) -> bool {
                     .collect(),
                 &e,
             );
-            b
+            (b, Vec::new())
         }
     }
 }
@@ -587,7 +699,7 @@ mod tests {
     #[test]
     fn statements_number_their_parameters_in_order() {
         assert_eq!(values(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert!(complete_sql(2).ends_with("exchange_log.outcome = $17"));
+        assert!(complete_sql(2).contains("exchange_log.outcome = $17 RETURNING"));
         assert!(insert_sql(4).contains("$60)"));
     }
 }

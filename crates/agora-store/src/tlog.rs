@@ -15,7 +15,7 @@
 
 use sqlx::{AnyConnection, Connection, Row};
 
-use agora_model::AuditEntry;
+use agora_model::{AuditEntry, AuditKind, ExchangeEnd, ExchangeStart};
 use agora_trust::tlog::{self, Hash, TileHashes, TileKey};
 
 use crate::journal::Reply;
@@ -89,13 +89,93 @@ fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Writes a group of appends in one transaction and answers each; true when the
-/// connection broke on the way.
-pub(crate) async fn write_group(
+/// The entry of an exchange record as first written (pending, or whole when it was
+/// refused at once or recorded after the call).
+pub(crate) fn exchange_entry(seq: i64, start: &ExchangeStart, end: &ExchangeEnd) -> AuditEntry {
+    let pending = end.outcome == crate::exchange::PENDING;
+    let actor = match start.direction {
+        agora_model::Direction::Inbound => start.peer.to_string(),
+        agora_model::Direction::Outbound => "node".to_owned(),
+    };
+    let e = AuditEntry::new(AuditKind::Exchange, format!("exchange:{seq}"), actor)
+        .peer(start.peer.as_str())
+        .outcome(if pending {
+            "started"
+        } else {
+            end.outcome.as_str()
+        })
+        .context(&end.context)
+        .with("direction", start.direction.as_str())
+        .with("operation", start.operation.clone())
+        .with("nonce", start.nonce.clone())
+        .with("peer_certificate", start.peer_certificate.clone())
+        .with("requested_at", ts(start.requested_at))
+        .with("request_sha256", start.request_digest.clone())
+        .with("request_signature", start.request_signature.clone());
+    if pending { e } else { ended(e, end) }
+}
+
+fn ended(e: AuditEntry, end: &ExchangeEnd) -> AuditEntry {
+    e.with("response_sha256", end.response_digest.clone())
+        .with("response_signature", end.response_signature.clone())
+        .with("duration_ms", end.duration_ms)
+        .with("rows", end.rows)
+        .with("bytes", end.bytes)
+}
+
+/// The entry of an exchange record's completion.
+pub(crate) fn completion_entry(
+    seq: i64,
+    direction: &str,
+    peer: &str,
+    end: &ExchangeEnd,
+) -> AuditEntry {
+    let actor = if direction == "inbound" { peer } else { "node" };
+    let e = AuditEntry::new(AuditKind::Exchange, format!("exchange:{seq}"), actor)
+        .peer(peer)
+        .outcome(end.outcome.clone())
+        .context(&end.context)
+        .with("direction", direction);
+    ended(e, end)
+}
+
+/// An entry's bytes; an entry too large to log keeps what says what it was, and says it
+/// was cut.
+fn encode_or_cut(entry: AuditEntry) -> Pending {
+    match entry.encode() {
+        Ok(data) => Pending { entry, data },
+        Err(e) => {
+            let mut cut = AuditEntry::new(entry.kind, entry.reference.clone(), entry.actor.clone())
+                .outcome(entry.outcome.chars().take(1000).collect::<String>())
+                .with("cut", e.to_string());
+            cut.at = entry.at;
+            cut.peer = entry.peer;
+            let data = cut.encode().unwrap_or_default();
+            Pending { entry: cut, data }
+        }
+    }
+}
+
+/// Appends the entries of a group's records and the entries callers queued, in one
+/// transaction, and answers the callers' appends. Returns whether the connection broke,
+/// and why the append failed, if it did.
+pub(crate) async fn write_with(
     conn: &mut AnyConnection,
     edge: &mut Edge,
-    ops: Vec<LogOp>,
-) -> bool {
+    records: Vec<AuditEntry>,
+    mut ops: Vec<LogOp>,
+) -> (bool, Option<String>) {
+    if records.is_empty() && ops.is_empty() {
+        return (false, None);
+    }
+    let (reply, _) = tokio::sync::oneshot::channel();
+    ops.insert(
+        0,
+        LogOp {
+            entries: records.into_iter().map(encode_or_cut).collect(),
+            reply,
+        },
+    );
     match append(conn, edge, &ops).await {
         Ok(first) => {
             let mut at = first;
@@ -104,19 +184,19 @@ pub(crate) async fn write_group(
                 let _ = op.reply.send(Ok(at));
                 at += n;
             }
-            false
+            (false, None)
         }
         Err(e) => {
             // Whatever the transaction did is rolled back: read the edge again next time.
             edge.loaded = false;
-            let b = matches!(&e, StoreError::Query(q) if crate::journal::broken(q));
+            let broken = matches!(&e, StoreError::Query(q) if crate::journal::broken(q));
             let text = e.to_string();
             for op in ops {
                 let _ = op
                     .reply
                     .send(Err(StoreError::TransparencyLog(text.clone())));
             }
-            b
+            (broken, Some(text))
         }
     }
 }

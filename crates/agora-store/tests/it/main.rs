@@ -710,6 +710,7 @@ async fn the_exchange_log_numbers_records_and_refuses_replayed_nonces() {
                 duration_ms: 3,
                 rows: 10,
                 bytes: 100,
+                ..Default::default()
             },
         )
         .await
@@ -1227,17 +1228,16 @@ mod negotiations {
 async fn accesses_are_recorded_when_they_start_and_completed_when_they_end() {
     for t in stores().await {
         let s = &t.store;
-        let id = s
-            .begin_access(&agora_store::AccessStart {
-                principal: "token:abc (reporting)".into(),
-                channel: "api".into(),
-                products: "jobs, \"tax-office\".annual_income".into(),
-                agreements: "n-1".into(),
-                sql_digest: "ab".repeat(32),
-                outcome: None,
-            })
-            .await
-            .unwrap();
+        let access = agora_store::AccessStart {
+            principal: "token:abc (reporting)".into(),
+            channel: "api".into(),
+            products: "jobs, \"tax-office\".annual_income".into(),
+            agreements: "n-1".into(),
+            sql_digest: "ab".repeat(32),
+            outcome: None,
+            purposes: "fraud_prevention".into(),
+        };
+        let id = s.begin_access(&access).await.unwrap();
         let refused = s
             .begin_access(&agora_store::AccessStart {
                 principal: "user:ada".into(),
@@ -1262,7 +1262,22 @@ async fn accesses_are_recorded_when_they_start_and_completed_when_they_end() {
                 .finished_at
                 .is_some()
         );
-        s.finish_access(&id, "answered", 42).await.unwrap();
+        s.finish_access(&id, &access, "answered", 42).await.unwrap();
+        // Each write has its entry in the transparency log, durable before it returned.
+        let entries = s
+            .log_entries(&agora_store::EntryFilter {
+                kind: Some("access".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let outcomes: Vec<&str> = entries.iter().map(|e| e.entry.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["answered", "refused: no agreement", "started"]);
+        let finished = &entries[0].entry;
+        assert_eq!(finished.reference, format!("access:{id}"));
+        assert_eq!(finished.purpose.as_deref(), Some("fraud_prevention"));
+        assert_eq!(finished.detail["rows"], 42);
         let done = s.accesses(10).await.unwrap();
         let done = done.iter().find(|a| a.id == id).unwrap();
         assert_eq!(

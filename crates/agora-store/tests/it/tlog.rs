@@ -7,14 +7,14 @@ use agora_trust::tlog;
 
 fn entry(i: u64) -> AuditEntry {
     AuditEntry::new(AuditKind::Exchange, format!("exchange:{i}"), "tax-office")
-        .peer(if i % 2 == 0 {
+        .peer(if i.is_multiple_of(2) {
             "social-benefits"
         } else {
             "hospital"
         })
         .product("annual_incomes")
         .purpose("fraud_prevention")
-        .outcome(if i % 3 == 0 {
+        .outcome(if i.is_multiple_of(3) {
             "refused: no agreement"
         } else {
             "answered"
@@ -93,8 +93,12 @@ async fn two_stores_on_one_file_append_to_one_log() {
     let a = Store::open_in_dir(dir.path()).await.unwrap();
     let b = Store::open_in_dir(dir.path()).await.unwrap();
     let mut handles = Vec::new();
-    for i in 0..60 {
-        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+    for i in 0..60u64 {
+        let s = if i.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        };
         handles.push(tokio::spawn(async move {
             s.log_append(vec![entry(i), entry(i + 1000)]).await.unwrap()
         }));
@@ -211,6 +215,63 @@ async fn an_auditor_filters_entries_by_what_they_record() {
             .unwrap();
         assert_eq!(page.len() + next.len(), 32);
         assert_eq!(next[0].index, page[6].index - 1);
+        t.drop_schema().await;
+    }
+}
+
+#[tokio::test]
+async fn exchange_records_have_their_entries_and_a_replay_has_none() {
+    for t in crate::stores().await {
+        let s = &t.store;
+        let (seq, _) = s
+            .begin_exchange(&crate::start("n1", "tax-office"))
+            .await
+            .unwrap();
+        assert!(
+            s.begin_exchange(&crate::start("n1", "tax-office"))
+                .await
+                .is_err()
+        );
+        let end = agora_model::ExchangeEnd {
+            outcome: "ok".into(),
+            rows: 3,
+            context: agora_model::AuditContext {
+                products: "annual_incomes".into(),
+                agreements: "agr-1".into(),
+                purposes: "fraud_prevention".into(),
+                legal_bases: "legal_obligation".into(),
+                subjects: None,
+            },
+            ..Default::default()
+        };
+        s.finish_exchange(seq, &end).await.unwrap();
+        // A record already complete is not completed (nor logged) again.
+        s.finish_exchange(seq, &end).await.unwrap();
+        let entries = s
+            .log_entries(&EntryFilter {
+                kind: Some("exchange".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let outcomes: Vec<&str> = entries.iter().map(|e| e.entry.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["ok", "started"], "{:?}", s.backend());
+        let done = &entries[0].entry;
+        assert_eq!(done.reference, format!("exchange:{seq}"));
+        assert_eq!(done.peer.as_deref(), Some("tax-office"));
+        assert_eq!(done.actor, "tax-office");
+        assert_eq!(done.agreement.as_deref(), Some("agr-1"));
+        assert_eq!(done.detail["legal_basis"], "legal_obligation");
+        let by_purpose = s
+            .log_entries(&EntryFilter {
+                purpose: Some("fraud_prevention".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_purpose.len(), 1);
         t.drop_schema().await;
     }
 }
