@@ -20,8 +20,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use agora_model::{
-    ApiRole, Classification, MemberId, Page, PageRequest, Product, ProductMetadata, ProductName,
-    SearchHit,
+    ApiRole, AuditEntry, AuditKind, Classification, MemberId, Page, PageRequest, Product,
+    ProductMetadata, ProductName, SearchHit,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -318,6 +318,13 @@ impl Store {
             .await?;
         let token = tokens::insert_token(&mut tx, "initial administrator", ApiRole::Admin).await?;
         tx.commit().await?;
+        self.log_one(
+            AuditEntry::new(AuditKind::Token, format!("token:{}", token.info.id), "node")
+                .outcome("issued")
+                .with("label", "initial administrator")
+                .with("role", ApiRole::Admin.as_str()),
+        )
+        .await?;
         Ok((
             NodeRecord {
                 member_id: member.clone(),
@@ -511,6 +518,13 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let t = tokens::insert_token(&mut tx, label, role).await?;
         tx.commit().await?;
+        self.log_one(
+            AuditEntry::new(AuditKind::Token, format!("token:{}", t.info.id), "node")
+                .outcome("issued")
+                .with("label", label)
+                .with("role", role.as_str()),
+        )
+        .await?;
         Ok(t)
     }
 
@@ -524,7 +538,15 @@ impl Store {
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, StoreError> {
-        tokens::revoke(&self.pool, id).await
+        let t = tokens::revoke(&self.pool, id).await?;
+        self.log_one(
+            AuditEntry::new(AuditKind::Token, format!("token:{id}"), "node")
+                .outcome("revoked")
+                .with("label", t.label.clone())
+                .with("role", t.role.as_str()),
+        )
+        .await?;
+        Ok(t)
     }
 }
 

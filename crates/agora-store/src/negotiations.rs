@@ -3,8 +3,8 @@
 //! policy decisions.
 
 use agora_model::{
-    AccessRequest, Agreement, AgreementSignatures, AgreementTerms, MemberId, Negotiation,
-    NegotiationEvent, NegotiationRole, NegotiationState,
+    AccessRequest, Agreement, AgreementSignatures, AgreementTerms, AuditEntry, AuditKind, MemberId,
+    Negotiation, NegotiationEvent, NegotiationRole, NegotiationState,
 };
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -174,7 +174,7 @@ impl Store {
         }
         insert_event(&mut tx, n, 1, event).await?;
         tx.commit().await?;
-        Ok(())
+        self.log_one(negotiation_entry(n, 1, event)).await
     }
 
     /// Moves a negotiation on: stores `n` as it is now, provided the stored record is still
@@ -239,7 +239,7 @@ impl Store {
             bump_catalog_version(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(())
+        self.log_one(negotiation_entry(n, seq, event)).await
     }
 
     pub async fn negotiation(
@@ -458,7 +458,7 @@ impl Store {
 
     /// Appends a policy decision to the log and returns its sequence number.
     pub async fn log_policy_decision(&self, d: &PolicyDecisionRecord) -> Result<i64, StoreError> {
-        insert_numbered("the policy decision log", || async {
+        let seq = insert_numbered("the policy decision log", || async {
             numbered(
                 sqlx::query(
                     "INSERT INTO policy_decisions (seq, at, principal, action, resource, \
@@ -478,7 +478,9 @@ impl Store {
                 .await,
             )
         })
-        .await
+        .await?;
+        self.log_one(decision_entry(seq, d)).await?;
+        Ok(seq)
     }
 
     /// The newest policy decisions first.
@@ -511,6 +513,89 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The transparency-log entry of a negotiation step: a signature when the step signs
+/// the agreement, a revocation when an agreement in force ends, a step otherwise.
+fn negotiation_entry(n: &Negotiation, seq: i64, event: &NegotiationEvent) -> AuditEntry {
+    let signed = matches!(
+        event.state,
+        NegotiationState::Agreed | NegotiationState::Verified
+    );
+    let revoked = event.state == NegotiationState::Terminated
+        && n.signatures.owner.is_some()
+        && n.signatures.consumer.is_some();
+    let kind = if revoked {
+        AuditKind::Revocation
+    } else if signed {
+        AuditKind::Signature
+    } else {
+        AuditKind::Negotiation
+    };
+    let peer = match n.role {
+        agora_model::NegotiationRole::Provider => n.consumer.as_str(),
+        agora_model::NegotiationRole::Consumer => n.request.owner.as_str(),
+    };
+    let mut e = AuditEntry::new(
+        kind,
+        format!("negotiation:{}:{}:{seq}", n.id, n.role.as_str()),
+        event.actor.as_str(),
+    )
+    .peer(peer)
+    .product(n.request.product.as_str())
+    .purpose(n.request.purpose.clone())
+    .outcome(event.state.as_str())
+    .with("legal_basis", n.request.legal_basis.clone())
+    .with("note", event.note.clone());
+    e.at = event.at;
+    if let Some(a) = &n.agreement {
+        e = e
+            .agreement(a.id.clone())
+            .with("valid_until", ts(a.valid_until));
+    }
+    if signed || revoked {
+        for (k, v) in [
+            ("owner_signature", &n.signatures.owner),
+            ("consumer_signature", &n.signatures.consumer),
+        ] {
+            if let Some(v) = v {
+                e = e.with(k, v.clone());
+            }
+        }
+    }
+    e
+}
+
+/// The transparency-log entry of a policy decision.
+fn decision_entry(seq: i64, d: &PolicyDecisionRecord) -> AuditEntry {
+    let mut e = AuditEntry::new(
+        AuditKind::Decision,
+        format!("decision:{seq}"),
+        d.principal.clone(),
+    )
+    .outcome(d.outcome())
+    .with("action", d.action.clone())
+    .with("resource", d.resource.clone())
+    .with("decision", d.decision.clone())
+    .with("policies", d.policies.clone())
+    .with("reasons", d.reasons.clone());
+    e.at = d.at;
+    // The resource is `owner/product`; the context names the negotiation and purpose.
+    if let Some((_, product)) = d.resource.split_once('/') {
+        e = e.product(product);
+    }
+    if let Ok(c) = serde_json::from_str::<serde_json::Value>(&d.context_json) {
+        let purpose = c
+            .get("purpose")
+            .or_else(|| c.get("facts").and_then(|f| f.get("purpose")));
+        if let Some(p) = purpose.and_then(|p| p.as_str()) {
+            e = e.purpose(p);
+        }
+        if let Some(n) = c.get("negotiation").and_then(|n| n.as_str()) {
+            e = e.with("negotiation", n);
+        }
+    }
+    e
 }
 
 async fn insert_event(

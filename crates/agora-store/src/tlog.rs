@@ -521,6 +521,16 @@ impl Store {
         self.journal.log(entries).await
     }
 
+    /// Appends one entry for a record this store has just written.
+    pub(crate) async fn log_one(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.log_append(vec![entry]).await.map(drop).map_err(|e| {
+            tracing::error!(error = %e, "a record was written without its transparency-log entry");
+            StoreError::TransparencyLog(format!(
+                "the record was written but not its entry in the transparency log: {e}"
+            ))
+        })
+    }
+
     /// The log's size and root hash, as last committed.
     pub async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
         let row = sqlx::query("SELECT size, root FROM tlog_state WHERE id = 1")

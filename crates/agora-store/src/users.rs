@@ -102,10 +102,31 @@ impl Store {
                 other?;
             }
         }
-        self.user(username)
+        let user = self
+            .user(username)
             .await?
             .map(|(u, _)| u)
-            .ok_or_else(|| StoreError::UserNotFound(username.to_owned()))
+            .ok_or_else(|| StoreError::UserNotFound(username.to_owned()))?;
+        self.log_user(username, "added", Some(role)).await?;
+        Ok(user)
+    }
+
+    async fn log_user(
+        &self,
+        username: &str,
+        what: &str,
+        role: Option<ApiRole>,
+    ) -> Result<(), StoreError> {
+        let mut e = agora_model::AuditEntry::new(
+            agora_model::AuditKind::User,
+            format!("user:{username}"),
+            "node",
+        )
+        .outcome(what);
+        if let Some(r) = role {
+            e = e.with("role", r.as_str());
+        }
+        self.log_one(e).await
     }
 
     /// A user and the password hash to check a sign-in against.
@@ -140,7 +161,8 @@ impl Store {
             password_hash.to_owned(),
             username,
         )
-        .await
+        .await?;
+        self.log_user(username, "password changed", None).await
     }
 
     /// Disables a user (who can no longer sign in) and ends their sessions.
@@ -150,7 +172,8 @@ impl Store {
             now(),
             username,
         )
-        .await
+        .await?;
+        self.log_user(username, "disabled", None).await
     }
 
     /// Runs `update` (binding `value` and the user name) and ends the user's sessions, in

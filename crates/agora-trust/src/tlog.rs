@@ -399,6 +399,104 @@ pub fn open_checkpoint(
     Ok(checkpoint)
 }
 
+/// A witness's cosignature on a checkpoint, in the C2SP `tlog-cosignature` format
+/// (version 1): the witness signs `cosignature/v1\ntime T\n` followed by the checkpoint,
+/// and the note signature holds T (8 bytes, big-endian) and the Ed25519 signature.
+struct CosignatureSigner<'a> {
+    name: &'a str,
+    key: &'a MemberKey,
+    time: u64,
+}
+
+fn cosignature_key_id(name: &str, public: &[u8; 32]) -> u32 {
+    let encoded = [&[0x04_u8][..], public].concat();
+    signed_note::key_id(name, &encoded)
+}
+
+fn cosigned_message(time: u64, text: &[u8]) -> Vec<u8> {
+    let mut msg = format!("cosignature/v1\ntime {time}\n").into_bytes();
+    msg.extend_from_slice(text);
+    msg
+}
+
+impl Signer for CosignatureSigner<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn key_id(&self) -> u32 {
+        cosignature_key_id(self.name, &self.key.public())
+    }
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
+        let mut out = self.time.to_be_bytes().to_vec();
+        out.extend_from_slice(&self.key.sign(&cosigned_message(self.time, msg)));
+        Ok(out)
+    }
+}
+
+struct CosignatureVerifier {
+    name: String,
+    public: [u8; 32],
+    /// The time the verified cosignature carries.
+    time: Arc<Mutex<Option<u64>>>,
+}
+
+impl Verifier for CosignatureVerifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn key_id(&self) -> u32 {
+        cosignature_key_id(&self.name, &self.public)
+    }
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        if sig.len() != 8 + 64 {
+            return false;
+        }
+        let time = u64::from_be_bytes(sig[..8].try_into().expect("8 bytes"));
+        let ok =
+            crate::keys::verify_signature(&self.public, &cosigned_message(time, msg), &sig[8..])
+                .is_ok();
+        if ok {
+            *self.time.lock().expect("lock") = Some(time);
+        }
+        ok
+    }
+}
+
+/// Adds a witness's cosignature (named `witness`, made at `time` in seconds since the
+/// epoch) to a signed checkpoint.
+pub fn cosign_checkpoint(
+    note: &[u8],
+    witness: &str,
+    key: &MemberKey,
+    time: u64,
+) -> Result<Vec<u8>, TlogError> {
+    let mut note = Note::from_bytes(note).map_err(|e| TlogError::Checkpoint(e.to_string()))?;
+    note.add_sigs(&[&CosignatureSigner {
+        name: witness,
+        key,
+        time,
+    }])
+    .map_err(|e| TlogError::Checkpoint(e.to_string()))?;
+    Ok(note.to_bytes())
+}
+
+/// Checks that a checkpoint carries a valid cosignature of `witness` (key `public`);
+/// returns the time it was made.
+pub fn check_cosignature(note: &[u8], witness: &str, public: &[u8; 32]) -> Result<u64, TlogError> {
+    let note = Note::from_bytes(note).map_err(|e| TlogError::Checkpoint(e.to_string()))?;
+    let time = Arc::new(Mutex::new(None));
+    let verifier = CosignatureVerifier {
+        name: witness.to_owned(),
+        public: *public,
+        time: time.clone(),
+    };
+    let list = VerifierList::new(vec![Box::new(verifier)]);
+    note.verify(&list)
+        .map_err(|_| TlogError::Signature(format!("the witness {witness}")))?;
+    let time = *time.lock().expect("lock");
+    time.ok_or_else(|| TlogError::Signature(format!("the witness {witness}")))
+}
+
 #[cfg(test)]
 mod tests {
     use sha2::{Digest, Sha256};
@@ -643,5 +741,37 @@ mod tests {
             }
         };
         assert_eq!(proof, prove_inclusion(n, 1234, &reference).unwrap());
+    }
+
+    #[test]
+    fn a_witness_cosigns_a_checkpoint_in_the_c2sp_format_and_a_forgery_fails() {
+        let node = MemberKey::generate().unwrap();
+        let witness = MemberKey::generate().unwrap();
+        let s = log(5);
+        let note =
+            sign_checkpoint("agora/demo/tax-office", 5, root(5, &s).unwrap(), &node).unwrap();
+        let cosigned =
+            cosign_checkpoint(&note, "agora/demo/authority", &witness, 1_780_000_000).unwrap();
+        let text = String::from_utf8(cosigned.clone()).unwrap();
+        assert_eq!(text.matches("\n— ").count(), 2, "{text}");
+        assert_eq!(
+            check_cosignature(&cosigned, "agora/demo/authority", &witness.public()).unwrap(),
+            1_780_000_000
+        );
+        // The node's own signature still holds.
+        open_checkpoint(&cosigned, "agora/demo/tax-office", &node.public()).unwrap();
+        // Another key, or no cosignature, does not pass.
+        let other = MemberKey::generate().unwrap();
+        assert!(check_cosignature(&cosigned, "agora/demo/authority", &other.public()).is_err());
+        assert!(check_cosignature(&note, "agora/demo/authority", &witness.public()).is_err());
+        // A cosignature moved onto another checkpoint does not pass.
+        let sig_line = text.lines().last().unwrap().to_owned();
+        let other_note =
+            sign_checkpoint("agora/demo/tax-office", 4, root(4, &s).unwrap(), &node).unwrap();
+        let forged = format!("{}{sig_line}\n", String::from_utf8(other_note).unwrap());
+        assert!(
+            check_cosignature(forged.as_bytes(), "agora/demo/authority", &witness.public())
+                .is_err()
+        );
     }
 }
