@@ -3,6 +3,8 @@
 //! the signed trust list. Independent of how it is asked (HTTP in `agora-server`, the
 //! command line in `agora`).
 
+mod witness;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -37,6 +39,14 @@ pub enum AuthorityError {
     },
     #[error("{0}")]
     Refused(String),
+    /// A checkpoint to witness was proved from another size than the one witnessed last.
+    #[error(
+        "this authority last witnessed {witnessed} entries of the log; prove consistency from there"
+    )]
+    WitnessConflict { witnessed: u64 },
+    /// A member's log is not consistent with what the authority witnessed before.
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 /// What kind of failure an authority error is, for the server to map to its codes
@@ -55,6 +65,10 @@ pub enum AuthorityErrorKind {
     BadRequest,
     /// The authority failed for reasons of its own.
     Internal,
+    /// The request was made against an older state (witnessing: another size).
+    Conflict,
+    /// What the member showed contradicts what the authority saw before.
+    Inconsistent,
 }
 
 impl AuthorityError {
@@ -66,8 +80,18 @@ impl AuthorityError {
             Self::Store(StoreError::MemberRevoked(_)) => K::Revoked,
             Self::Store(StoreError::MemberNotFound(_)) => K::NotFound,
             Self::Refused(_) => K::Refused,
+            Self::WitnessConflict { .. } => K::Conflict,
+            Self::Inconsistent(_) => K::Inconsistent,
             _ if self.is_user_error() => K::BadRequest,
             _ => K::Internal,
+        }
+    }
+
+    /// The size a witness conflict names: the size the authority last witnessed.
+    pub fn witnessed_size(&self) -> Option<u64> {
+        match self {
+            Self::WitnessConflict { witnessed } => Some(*witnessed),
+            _ => None,
         }
     }
 
@@ -85,7 +109,7 @@ impl AuthorityError {
             Self::Trust(
                 TrustError::Certificate(_) | TrustError::BadSignature(_) | TrustError::Key(_),
             ) => true,
-            Self::Refused(_) => true,
+            Self::Refused(_) | Self::WitnessConflict { .. } | Self::Inconsistent(_) => true,
             _ => false,
         }
     }
@@ -469,7 +493,7 @@ impl Authority {
 
     /// The member whose node certificate `presented` is, provided the certificate was
     /// issued here and neither it nor the member is revoked.
-    async fn node_in_good_standing(
+    pub(crate) async fn node_in_good_standing(
         &self,
         presented: &CertInfo,
     ) -> Result<(MemberId, AdmittedMember), AuthorityError> {

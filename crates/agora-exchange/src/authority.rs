@@ -13,6 +13,17 @@ use crate::ExchangeError;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// What the authority made of a checkpoint to witness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Witnessing {
+    /// Cosigned: the checkpoint with the authority's cosignature.
+    Cosigned(String),
+    /// The authority last witnessed a log of this size: prove consistency from it.
+    FromSize(u64),
+    /// The authority found the log inconsistent with what it witnessed, and says why.
+    Inconsistent(String),
+}
+
 /// A client of one authority.
 #[derive(Clone)]
 pub struct AuthorityClient {
@@ -115,6 +126,50 @@ impl AuthorityClient {
             "linkage key request",
         )
         .await
+    }
+
+    /// Asks the authority to witness a checkpoint (over mutual TLS).
+    pub async fn witness(
+        &self,
+        req: &agora_model::WitnessRequest,
+    ) -> Result<Witnessing, ExchangeError> {
+        let url = format!("{}{}", self.base, agora_model::paths::WITNESS);
+        let resp = self
+            .http
+            .post(url)
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| ExchangeError::unreachable(&self.base, "witnessing", &e))?;
+        let status = resp.status().as_u16();
+        let witnessed = resp
+            .headers()
+            .get(agora_model::WITNESSED_SIZE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = resp.text().await.unwrap_or_default();
+        let message = || {
+            serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| body.clone())
+        };
+        match (status, witnessed) {
+            (200, _) => {
+                let reply: agora_model::WitnessReply =
+                    serde_json::from_str(&body).map_err(|e| ExchangeError::Protocol {
+                        peer: format!("the authority at {}", self.base),
+                        reason: format!("witnessing: unreadable answer: {e}"),
+                    })?;
+                Ok(Witnessing::Cosigned(reply.cosigned))
+            }
+            (409, Some(n)) => Ok(Witnessing::FromSize(n)),
+            (422, _) => Ok(Witnessing::Inconsistent(message())),
+            _ => Err(ExchangeError::Refused {
+                peer: format!("the authority at {}", self.base),
+                reason: format!("witnessing refused ({status}): {}", message()),
+            }),
+        }
     }
 
     pub async fn trust_list(&self) -> Result<SignedTrustList, ExchangeError> {

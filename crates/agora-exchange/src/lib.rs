@@ -7,7 +7,7 @@ pub mod flight;
 mod journal;
 pub mod peer;
 
-pub use authority::AuthorityClient;
+pub use authority::{AuthorityClient, Witnessing};
 pub use flight::{FlightPeer, PeerBatches};
 pub use journal::{ExchangeJournal, JournalError};
 pub use peer::{PeerClient, PeerResponse, Signer};

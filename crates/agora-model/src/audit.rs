@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
 
 /// What kind of event an entry records.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditKind {
@@ -115,6 +116,37 @@ impl AuditEntry {
     }
 }
 
+/// A node asks its authority to witness a checkpoint of its log: the checkpoint (a signed
+/// note), the size of the checkpoint the authority last witnessed of this log, and the
+/// proof (hex hashes) that the log of that size is a prefix of this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessRequest {
+    pub checkpoint: String,
+    pub old_size: u64,
+    pub consistency: Vec<String>,
+}
+
+/// The authority's answer: the checkpoint with its cosignature added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessReply {
+    pub cosigned: String,
+}
+
+/// The origin (C2SP name) of a member's transparency log in an ecosystem.
+pub fn audit_origin(ecosystem: &str, member: &crate::MemberId) -> String {
+    format!("agora/{ecosystem}/{member}")
+}
+
+/// The name under which an ecosystem's authority cosigns checkpoints.
+pub fn witness_name(ecosystem: &str) -> String {
+    format!("agora/{ecosystem}/authority")
+}
+
+/// The header of a 409 answer to a [`WitnessRequest`]: the size the authority last
+/// witnessed, to prove consistency from.
+pub const WITNESSED_SIZE_HEADER: &str = "agora-witnessed-size";
+
 /// One event, as the transparency log holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -143,6 +175,33 @@ pub struct AuditEntry {
     /// The rest of the record, as its kind has it.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An entry as the log holds it, with its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEntry {
+    pub index: u64,
+    pub entry: AuditEntry,
+}
+
+/// What an auditor asks of the log's entries; every field is optional.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    pub kind: Option<String>,
+    pub peer: Option<String>,
+    /// Matches a product named among the entry's products.
+    pub product: Option<String>,
+    pub agreement: Option<String>,
+    pub purpose: Option<String>,
+    /// Matches outcomes that start with it (`refused` matches `refused: …`).
+    pub outcome: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// The record the entry is about (`exchange:42`, …).
+    pub reference: Option<String>,
+    /// Entries with an index below it (for paging backwards).
+    pub before: Option<u64>,
+    pub limit: u32,
 }
 
 /// Why an entry cannot be logged or read.

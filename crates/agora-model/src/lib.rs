@@ -22,7 +22,9 @@ pub use agreement::{
     mask_fits,
 };
 pub use audit::{
-    AuditContext, AuditEntry, AuditEntryError, AuditKind, MAX_ENTRY_BYTES, SubjectCommitment,
+    AuditContext, AuditEntry, AuditEntryError, AuditKind, EntryFilter, LoggedEntry,
+    MAX_ENTRY_BYTES, SubjectCommitment, WITNESSED_SIZE_HEADER, WitnessReply, WitnessRequest,
+    audit_origin, witness_name,
 };
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};

@@ -5,7 +5,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// What a token may do. Each role includes the ones below it.
+/// What a token may do. Analyst, steward and admin each include the ones before them;
+/// the auditor reads the node's records of what happened (the transparency log, every
+/// access, decision and agreement) and no data, and the admin may do that too.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,6 +18,8 @@ pub enum ApiRole {
     Steward,
     /// Also manage API tokens.
     Admin,
+    /// Read the transparency log and the records it proves; no data, no changes.
+    Auditor,
 }
 
 impl ApiRole {
@@ -24,11 +28,17 @@ impl ApiRole {
             Self::Analyst => "analyst",
             Self::Steward => "steward",
             Self::Admin => "admin",
+            Self::Auditor => "auditor",
         }
     }
     /// True when this role includes `needed`.
     pub fn allows(self, needed: ApiRole) -> bool {
-        self >= needed
+        match (self, needed) {
+            (Self::Auditor, n) => n == Self::Auditor,
+            (Self::Admin, _) => true,
+            (_, Self::Auditor) => false,
+            (s, n) => s >= n,
+        }
     }
 }
 
@@ -45,9 +55,30 @@ impl FromStr for ApiRole {
             "analyst" => Ok(Self::Analyst),
             "steward" => Ok(Self::Steward),
             "admin" => Ok(Self::Admin),
+            "auditor" => Ok(Self::Auditor),
             other => Err(format!(
-                "unknown role {other:?}: use analyst, steward or admin"
+                "unknown role {other:?}: use analyst, steward, admin or auditor"
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_auditor_reads_records_and_no_data_and_an_admin_may_audit() {
+        use ApiRole::*;
+        assert!(Auditor.allows(Auditor));
+        for data in [Analyst, Steward, Admin] {
+            assert!(!Auditor.allows(data), "an auditor is no {data}");
+        }
+        assert!(Admin.allows(Auditor));
+        assert!(!Analyst.allows(Auditor) && !Steward.allows(Auditor));
+        assert!(Steward.allows(Analyst) && !Analyst.allows(Steward));
+        for r in [Analyst, Steward, Admin, Auditor] {
+            assert_eq!(r.as_str().parse::<ApiRole>().unwrap(), r);
         }
     }
 }

@@ -394,6 +394,10 @@ pub mod paths {
     /// Authority: `POST` a [`super::LinkageKeyRequest`] over mutual TLS, get a
     /// [`super::LinkageKeyGrant`].
     pub const LINKAGE_KEYS: &str = "/authority/v1/linkage-keys";
+    /// Authority: `POST` a [`crate::WitnessRequest`] over mutual TLS; the authority checks
+    /// the member's checkpoint against the one it last witnessed and cosigns it
+    /// ([`crate::WitnessReply`]), or answers 409 with the size it last witnessed.
+    pub const WITNESS: &str = "/authority/v1/witness";
     /// Node exchange listener: `GET` the offers of the node's member (signed).
     pub const OFFERS: &str = "/exchange/v1/offers";
     /// Node exchange listener: `POST` a [`crate::NegotiationMessage`] (signed).

@@ -40,6 +40,10 @@ pub enum NodeError {
     Trust(#[from] agora_trust::TrustError),
     #[error("{0}")]
     Exchange(#[from] agora_exchange::ExchangeError),
+    #[error("the transparency log: {0}")]
+    Transparency(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error(
         "this node has not joined an ecosystem: run `agora node enroll --authority URL --token TOKEN` first"
     )]
@@ -101,11 +105,13 @@ impl NodeError {
             | Self::BadLocation { .. }
             | Self::ForeignOwner { .. }
             | Self::OutsideAllowedFolders(_)
+            | Self::NotFound(_)
             | Self::Forbidden(_) => true,
             Self::Trust(_) | Self::NotEnrolled | Self::PeerRefused { .. } => true,
             Self::NotInitialised(_)
             | Self::DataDirNotWritable { .. }
             | Self::Exchange(_)
+            | Self::Transparency(_)
             | Self::Policy(_)
             | Self::Settings(_)
             | Self::Busy
@@ -209,6 +215,7 @@ impl NodeError {
             Self::Exchange(_) => K::PeerFailed,
             Self::TrustListExpired { .. } => K::TrustListExpired,
             Self::NotEnrolled => K::NotEnrolled,
+            Self::NotFound(_) => K::NotFound,
             _ if self.is_user_error() => K::BadRequest,
             _ => K::Internal,
         }

@@ -15,6 +15,7 @@ pub use location::LocationPolicy;
 pub mod register;
 pub mod settings;
 mod throttle;
+pub mod transparency;
 pub mod trust;
 pub mod users;
 
@@ -117,6 +118,8 @@ struct Inner {
     courier: std::sync::OnceLock<Arc<dyn agreements::Courier>>,
     /// Completions of access records still being written.
     access_writes: tokio_util::task::TaskTracker,
+    /// Where the log's witnessing stands (see `transparency`).
+    witnessing: std::sync::Mutex<transparency::WitnessState>,
 }
 
 /// Where an owner keeps its own Cedar policies (`*.cedar`), applied after the baseline.
@@ -239,6 +242,7 @@ impl Node {
                 }),
                 hashing: throttle::Hashing::new(&settings.sign_in),
                 courier: Default::default(),
+                witnessing: Default::default(),
                 throttle: throttle::Throttle::new(settings.sign_in),
                 data_dir: cfg.data_dir.clone(),
                 locations: cfg.locations.clone(),

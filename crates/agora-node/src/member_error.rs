@@ -93,6 +93,8 @@ pub fn for_member(e: &NodeError) -> (MemberFault, String) {
         | NodeError::OutsideAllowedFolders(_)
         | NodeError::Trust(_)
         | NodeError::Exchange(_)
+        | NodeError::Transparency(_)
+        | NodeError::NotFound(_)
         | NodeError::Policy(_)
         | NodeError::Settings(_)
         | NodeError::BadUser(_) => (Internal, OWNER_FAILED.into()),
@@ -159,6 +161,8 @@ mod tests {
                 source: io(),
             }),
             NodeError::Exchange(agora_exchange::ExchangeError::Setup(s())),
+            NodeError::Transparency(s()),
+            NodeError::NotFound(s()),
             NodeError::BadUser(s()),
             NodeError::OutsideAllowedFolders(s()),
         ]);

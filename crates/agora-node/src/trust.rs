@@ -413,7 +413,7 @@ impl NodeTrust {
         Ok(true)
     }
 
-    fn authority(&self) -> Result<AuthorityClient, NodeError> {
+    pub(crate) fn authority(&self) -> Result<AuthorityClient, NodeError> {
         let material = self.material();
         Ok(AuthorityClient::with_root(
             &self.list().authority_url,

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use agora_authority::{Authority, AuthorityError, AuthorityErrorKind};
-use agora_model::paths::{CERTIFICATES, ENROL, LINKAGE_KEYS, ROOT, TRUST_LIST};
+use agora_model::paths::{CERTIFICATES, ENROL, LINKAGE_KEYS, ROOT, TRUST_LIST, WITNESS};
 use agora_model::{
     CertificateRequest, EnrolRequest, IssuedBundle, LinkageKeyGrant, LinkageKeyRequest,
-    SignedTrustList,
+    SignedTrustList, WITNESSED_SIZE_HEADER, WitnessReply, WitnessRequest,
 };
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
@@ -31,6 +31,8 @@ impl From<AuthorityError> for ApiError {
             K::Refused => (StatusCode::FORBIDDEN, "refused"),
             K::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
             K::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            K::Conflict => (StatusCode::CONFLICT, "witnessed_size_differs"),
+            K::Inconsistent => (StatusCode::UNPROCESSABLE_ENTITY, "log_inconsistent"),
         };
         if status.is_client_error() {
             tracing::warn!(code, reason = %message, "authority request refused");
@@ -45,6 +47,7 @@ pub fn authority_app(authority: Arc<Authority>) -> Router {
         .route(ENROL, post(enrol))
         .route(CERTIFICATES, post(certificates))
         .route(LINKAGE_KEYS, post(linkage_keys))
+        .route(WITNESS, post(witness))
         .route(TRUST_LIST, get(trust_list))
         .route(ROOT, get(root))
         .route("/healthz", get(|| async { "ok" }))
@@ -85,6 +88,29 @@ async fn linkage_keys(
     Ok(Json(a.issue_linkage_key(&presented, &req).await?))
 }
 
+async fn witness(
+    State(a): State<Arc<Authority>>,
+    Extension(peer): Extension<PeerCertificate>,
+    ApiJson(req): ApiJson<WitnessRequest>,
+) -> Result<Json<WitnessReply>, axum::response::Response> {
+    let presented = peer.0.ok_or_else(|| {
+        ApiError::unauthenticated("present your member node certificate (mutual TLS)")
+            .into_response()
+    })?;
+    match a.witness(&presented, &req).await {
+        Ok(reply) => Ok(Json(reply)),
+        Err(e) => {
+            let size = e.witnessed_size();
+            let mut resp = ApiError::from(e).into_response();
+            if let Some(n) = size {
+                resp.headers_mut()
+                    .insert(WITNESSED_SIZE_HEADER, header::HeaderValue::from(n));
+            }
+            Err(resp)
+        }
+    }
+}
+
 async fn trust_list(State(a): State<Arc<Authority>>) -> Result<Json<SignedTrustList>, ApiError> {
     Ok(Json(a.trust_list().await?))
 }
@@ -96,7 +122,20 @@ async fn root(State(a): State<Arc<Authority>>) -> impl IntoResponse {
     )
 }
 
-async fn ready(State(a): State<Arc<Authority>>) -> Result<&'static str, ApiError> {
+/// Ready, and — as the witness of the members' transparency logs — the inconsistencies
+/// it detected, one line each (the authority itself still serves).
+async fn ready(State(a): State<Arc<Authority>>) -> Result<String, ApiError> {
     a.record().await?;
-    Ok("ready")
+    let mut out = String::from("ready\n");
+    for alert in a.witness_alerts(20).await? {
+        out.push_str(&format!(
+            "warning: transparency log of {} inconsistent (detected {}): {}\n",
+            alert.member,
+            alert
+                .detected_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            alert.reason
+        ));
+    }
+    Ok(out)
 }

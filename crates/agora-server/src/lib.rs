@@ -15,6 +15,7 @@ pub mod exchange;
 mod flight;
 mod openapi;
 mod routes;
+mod tlog;
 pub mod tls;
 
 use std::future::Future;

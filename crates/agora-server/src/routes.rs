@@ -60,11 +60,13 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .merge(crate::agreements::router())
+        .merge(crate::tlog::api_router())
 }
 
 /// Routes anyone may call.
 pub(crate) fn public_router(doc: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
     Router::new()
+        .merge(crate::tlog::public_router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route(
@@ -106,6 +108,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let mut body = serde_json::json!({"member": state.node.member()});
     if let Some(m) = &membership {
         body["trust_list"] = serde_json::to_value(m).unwrap_or_default();
+        // Where the witnessing of the transparency log stands; an inconsistency the
+        // authority found is reported, the node still serves.
+        body["transparency"] = serde_json::to_value(state.node.witness_state()).unwrap_or_default();
     }
     let problem = match state.node.ready().await {
         Err(e) => Some(e.to_string()),
@@ -437,7 +442,7 @@ async fn list_accesses(
     Extension(caller): Extension<Caller>,
     ApiQuery(params): ApiQuery<AccessParams>,
 ) -> Result<Json<Vec<AccessView>>, ApiError> {
-    caller.require(ApiRole::Admin)?;
+    caller.require(ApiRole::Auditor)?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -48,3 +48,26 @@ CREATE TABLE tlog_checkpoints (
     note        TEXT NOT NULL,
     made_at     TEXT NOT NULL
 );
+
+-- A checkpoint as the authority cosigned it (the note with its cosignature), once it has.
+ALTER TABLE tlog_checkpoints ADD COLUMN witnessed_note TEXT;
+
+-- On an authority: the latest checkpoint of each member's log that it witnessed (checked
+-- consistent with the one before), and every inconsistency it detected.
+CREATE TABLE witnessed_logs (
+    member_id       TEXT PRIMARY KEY,
+    origin          TEXT NOT NULL,
+    size            BIGINT NOT NULL,
+    root            TEXT NOT NULL,
+    note            TEXT NOT NULL,
+    witnessed_at    TEXT NOT NULL
+);
+
+CREATE TABLE witness_alerts (
+    id              TEXT PRIMARY KEY,
+    member_id       TEXT NOT NULL,
+    detected_at     TEXT NOT NULL,
+    witnessed_size  BIGINT NOT NULL,
+    claimed_size    BIGINT NOT NULL,
+    reason          TEXT NOT NULL
+);

@@ -14,6 +14,7 @@ mod security;
 mod tlog;
 mod tokens;
 mod users;
+mod witness;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -33,9 +34,10 @@ pub use exchange::OfferSource;
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchFilter, SearchScope, tokenize};
 pub use security::SecurityEvent;
-pub use tlog::{EntryFilter, LoggedEntry, StoredCheckpoint};
+pub use tlog::{StoredCheckpoint, split_bundle};
 pub use tokens::{Authenticated, NewToken, TokenInfo};
 pub use users::{NewSession, UserInfo, WebSession};
+pub use witness::{WitnessAlert, Witnessed};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

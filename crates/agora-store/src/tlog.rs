@@ -15,7 +15,7 @@
 
 use sqlx::{AnyConnection, Connection, Row};
 
-use agora_model::{AuditEntry, AuditKind, ExchangeEnd, ExchangeStart};
+use agora_model::{AuditEntry, AuditKind, EntryFilter, ExchangeEnd, ExchangeStart, LoggedEntry};
 use agora_trust::tlog::{self, Hash, TileHashes, TileKey};
 
 use crate::journal::Reply;
@@ -43,39 +43,15 @@ pub(crate) struct Edge {
     loaded: bool,
 }
 
-/// An entry as the log holds it, with its place.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoggedEntry {
-    pub index: u64,
-    pub entry: AuditEntry,
-}
-
-/// What an auditor asks of the log's entries; every field is optional.
-#[derive(Debug, Clone, Default)]
-pub struct EntryFilter {
-    pub kind: Option<String>,
-    pub peer: Option<String>,
-    /// Matches a product named among the entry's products.
-    pub product: Option<String>,
-    pub agreement: Option<String>,
-    pub purpose: Option<String>,
-    /// Matches outcomes that start with it (`refused` matches `refused: …`).
-    pub outcome: Option<String>,
-    pub from: Option<chrono::DateTime<chrono::Utc>>,
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
-    /// The record the entry is about (`exchange:42`, …).
-    pub reference: Option<String>,
-    /// Entries with an index below it (for paging backwards).
-    pub before: Option<u64>,
-    pub limit: u32,
-}
-
 /// A signed checkpoint as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
     pub size: u64,
+    /// Signed by the node.
     pub note: String,
     pub made_at: chrono::DateTime<chrono::Utc>,
+    /// The same checkpoint with the authority's cosignature, once it has witnessed it.
+    pub witnessed: Option<String>,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -661,13 +637,13 @@ impl Store {
         let row =
             match covering {
                 None => sqlx::query(
-                    "SELECT size, note, made_at FROM tlog_checkpoints ORDER BY size DESC LIMIT 1",
+                    "SELECT size, note, made_at, witnessed_note FROM tlog_checkpoints ORDER BY size DESC LIMIT 1",
                 )
                 .fetch_optional(&self.pool)
                 .await?,
                 Some(n) => {
                     sqlx::query(
-                        "SELECT size, note, made_at FROM tlog_checkpoints WHERE size >= $1 \
+                        "SELECT size, note, made_at, witnessed_note FROM tlog_checkpoints WHERE size >= $1 \
                      ORDER BY size LIMIT 1",
                     )
                     .bind(i64_of(n))
@@ -680,6 +656,7 @@ impl Store {
                 size: r.try_get::<i64, _>(0)? as u64,
                 note: r.try_get(1)?,
                 made_at: parse_ts(&r.try_get::<String, _>(2)?, "checkpoint")?,
+                witnessed: r.try_get(3)?,
             })
         })
         .transpose()

@@ -315,6 +315,86 @@ impl HashStore for TileHashes {
 /// The size of a hash, in bytes.
 pub const HASH_SIZE: usize = tlog_tiles::HASH_SIZE;
 
+/// What a C2SP `tlog-tiles` path (after `tile/`) names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TilePath {
+    /// A tile of hashes: `L/N[.p/W]`.
+    Hashes { level: u8, index: u64, width: u32 },
+    /// An entry bundle: `entries/N[.p/W]`.
+    Entries { index: u64, width: u32 },
+}
+
+/// Parses the part of a tile path after `tile/` (`0/x001/234.p/5`, `entries/000`). The
+/// width of a full tile is 256.
+pub fn parse_tile_path(rest: &str) -> Result<TilePath, TlogError> {
+    let bad = |why: &str| TlogError::Read(format!("{rest:?} is not a tile path: {why}"));
+    let (head, tail) = rest.split_once('/').ok_or_else(|| bad("no index"))?;
+    let (digits, width) = match tail.split_once(".p/") {
+        Some((d, w)) => {
+            let n: u32 = w
+                .parse()
+                .ok()
+                .filter(|n| (1..256).contains(n) && !w.starts_with('0'))
+                .ok_or_else(|| bad("a partial width is 1 to 255"))?;
+            let w = n;
+            (d, w)
+        }
+        None => (tail, 256),
+    };
+    let groups: Vec<&str> = digits.split('/').collect();
+    let mut index: u64 = 0;
+    for (i, g) in groups.iter().enumerate() {
+        let last = i + 1 == groups.len();
+        let d = if last {
+            *g
+        } else {
+            g.strip_prefix('x')
+                .ok_or_else(|| bad("index groups but the last start with x"))?
+        };
+        if d.len() != 3 || !d.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("an index group is three digits"));
+        }
+        index = index
+            .checked_mul(1000)
+            .and_then(|n| n.checked_add(d.parse::<u64>().expect("three digits")))
+            .ok_or_else(|| bad("the index is too large"))?;
+    }
+    if groups.len() > 7 {
+        return Err(bad("the index is too large"));
+    }
+    if head == "entries" {
+        return Ok(TilePath::Entries { index, width });
+    }
+    let level: u8 = head
+        .parse()
+        .ok()
+        .filter(|l: &u8| *l < 8 && (head == "0" || !head.starts_with('0')))
+        .ok_or_else(|| bad("the level is 0 to 7 or `entries`"))?;
+    Ok(TilePath::Hashes {
+        level,
+        index,
+        width,
+    })
+}
+
+/// The C2SP path (after `tile/`) of a tile or bundle at `index` of `width` (256: full).
+pub fn tile_path(level: Option<u8>, index: u64, width: u32) -> String {
+    let mut groups = vec![format!("{:03}", index % 1000)];
+    let mut n = index / 1000;
+    while n > 0 {
+        groups.push(format!("x{:03}", n % 1000));
+        n /= 1000;
+    }
+    groups.reverse();
+    let head = level.map_or_else(|| "entries".to_owned(), |l| l.to_string());
+    let partial = if width < 256 {
+        format!(".p/{width}")
+    } else {
+        String::new()
+    };
+    format!("{head}/{}{partial}", groups.join("/"))
+}
+
 /// Signs checkpoints as a signed note, with a member's Ed25519 key under the log's name
 /// (its origin, e.g. `agora-demo/tax-office`).
 struct KeySigner<'a> {
@@ -773,5 +853,61 @@ mod tests {
             check_cosignature(forged.as_bytes(), "agora/demo/authority", &witness.public())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tile_paths_are_parsed_as_c2sp_writes_them_and_others_refused() {
+        assert_eq!(
+            parse_tile_path("0/x001/234.p/5").unwrap(),
+            TilePath::Hashes {
+                level: 0,
+                index: 1234,
+                width: 5
+            }
+        );
+        assert_eq!(
+            parse_tile_path("entries/000").unwrap(),
+            TilePath::Entries {
+                index: 0,
+                width: 256
+            }
+        );
+        for (level, index, width) in [(Some(0), 0, 256), (Some(2), 1_234_067, 17), (None, 999, 1)] {
+            let p = tile_path(level, index, width);
+            let parsed = parse_tile_path(&p).unwrap();
+            let back = match parsed {
+                TilePath::Hashes {
+                    level,
+                    index,
+                    width,
+                } => tile_path(Some(level), index, width),
+                TilePath::Entries { index, width } => tile_path(None, index, width),
+            };
+            assert_eq!(back, p);
+        }
+        // The same paths as tlog_tiles writes them (less the height).
+        let t = Tile::new(8, 1, 1_234_067, 17, false);
+        assert_eq!(
+            format!("tile/{}", tile_path(Some(1), 1_234_067, 17)),
+            c2sp_tile_path(&t).unwrap()
+        );
+        for bad in [
+            "",
+            "0",
+            "0/1",
+            "0/0001",
+            "0/x1/000",
+            "0/001/002",
+            "9/000",
+            "00/000",
+            "0/000.p/0",
+            "0/000.p/256",
+            "0/000.p/05",
+            "entries/abc",
+            "0/x001/x002/x003/x004/x005/x006/x007/000",
+            "../000",
+        ] {
+            assert!(parse_tile_path(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -478,6 +478,11 @@ async fn serve_members(
                 .await;
             Ok(())
         });
+        let (n, rx) = (node.clone(), stop_rx.clone());
+        servers.spawn(async move {
+            n.run_checkpoints(stopped(rx)).await;
+            Ok(())
+        });
         let config = ServerConfig {
             allowed_roots: vec![inbox.clone()],
             ..ServerConfig::default()

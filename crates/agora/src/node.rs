@@ -249,6 +249,11 @@ async fn start(
                 .await;
             Ok(())
         });
+        let (n, s) = (node.clone(), stopped());
+        tasks.spawn(async move {
+            n.run_checkpoints(s).await;
+            Ok(())
+        });
     }
     let (n, s) = (node.clone(), stopped());
     tasks.spawn(async move {

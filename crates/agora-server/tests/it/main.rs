@@ -3,6 +3,7 @@
 mod agreements;
 mod ecosystem;
 mod federation;
+mod transparency;
 mod web;
 
 use std::path::{Path, PathBuf};

@@ -1265,7 +1265,7 @@ async fn accesses_are_recorded_when_they_start_and_completed_when_they_end() {
         s.finish_access(&id, &access, "answered", 42).await.unwrap();
         // Each write has its entry in the transparency log, durable before it returned.
         let entries = s
-            .log_entries(&agora_store::EntryFilter {
+            .log_entries(&agora_model::EntryFilter {
                 kind: Some("access".into()),
                 limit: 10,
                 ..Default::default()

@@ -1,8 +1,9 @@
 //! The transparency log's storage: appends in groups and from two processes build the
 //! same tree as the reference in memory, and its proofs verify.
 
+use agora_model::EntryFilter;
 use agora_model::{AuditEntry, AuditKind};
-use agora_store::{EntryFilter, Store};
+use agora_store::Store;
 use agora_trust::tlog;
 
 fn entry(i: u64) -> AuditEntry {
