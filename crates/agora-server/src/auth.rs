@@ -59,6 +59,32 @@ pub async fn require_token(
             tracing::warn!(path = %req.uri().path(), "request with unknown or revoked token");
             ApiError::unauthenticated("the token is unknown or has been revoked")
         })?;
+    if !role_may_call(info.token.role, req.method(), req.uri().path()) {
+        tracing::warn!(token = %info.token.id, path = %req.uri().path(), "auditor's token refused outside the records");
+        return Err(ApiError::forbidden(
+            "an auditor's token reads this node's records (the transparency log, accesses, policy decisions and agreements) and no data",
+        ));
+    }
     req.extensions_mut().insert(Caller(info));
     Ok(next.run(req).await)
+}
+
+/// Whether a token of `role` may make this call at all: an auditor's reads only the
+/// records (deny by default: a route added later is closed to auditors until listed
+/// here); every other role may call every route, each checking the role it needs.
+///
+/// A query (`/api/v1/query`), the catalog, products and every change are not records.
+pub(crate) fn role_may_call(role: ApiRole, method: &axum::http::Method, path: &str) -> bool {
+    if role != ApiRole::Auditor {
+        return true;
+    }
+    let records = path == "/api/v1/node"
+        || path == "/api/v1/accesses"
+        || path == "/api/v1/policy-decisions"
+        || path.starts_with("/api/v1/tlog/")
+        || path.starts_with("/api/v1/audit/")
+        || path == "/api/v1/negotiations"
+        || (path.starts_with("/api/v1/negotiations/")
+            && (path.matches('/').count() == 4 || path.ends_with("/odrl")));
+    method == axum::http::Method::GET && records
 }

@@ -31,6 +31,7 @@ use crate::{ApiError, AppState};
         description = "Data products, catalog and SQL of one Agora node. Every route under /api/v1 (except this document) needs `Authorization: Bearer <token>`.",
         license(name = "Apache-2.0")
     ),
+    paths(crate::tlog::tile),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(ErrorBody))

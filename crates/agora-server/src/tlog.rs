@@ -36,9 +36,11 @@ pub(crate) fn public_router() -> Router<AppState> {
 
 /// The log's routes for auditors (the auth layer is added by `app`).
 pub(crate) fn api_router() -> OpenApiRouter<AppState> {
+    // A tile's path has several segments (`0/x001/234.p/5`): the route takes them all,
+    // and the document names the operation once (see `routes::ApiDoc`).
     OpenApiRouter::new()
         .routes(routes!(checkpoint))
-        .routes(routes!(tile))
+        .route("/api/v1/tlog/tile/{*path}", get(tile))
         .routes(routes!(entry_proof))
         .routes(routes!(audit_entries))
 }
@@ -132,7 +134,7 @@ async fn checkpoint(
 #[utoipa::path(get, path = "/api/v1/tlog/tile/{path}", tag = "transparency",
     params(("path" = String, Path, description = "the tile's path after `tile/`, e.g. `0/x001/234.p/5` or `entries/000`")),
     responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
-async fn tile(
+pub(crate) async fn tile(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(path): Path<String>,

@@ -34,7 +34,7 @@ pub use exchange::OfferSource;
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchFilter, SearchScope, tokenize};
 pub use security::SecurityEvent;
-pub use tlog::{StoredCheckpoint, split_bundle};
+pub use tlog::StoredCheckpoint;
 pub use tokens::{Authenticated, NewToken, TokenInfo};
 pub use users::{NewSession, UserInfo, WebSession};
 pub use witness::{WitnessAlert, Witnessed};

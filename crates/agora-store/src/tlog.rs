@@ -338,21 +338,8 @@ async fn insert_chunks(
 }
 
 /// The entries of a chunk's (or a bundle's) data.
-pub fn split_bundle(data: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        if rest.len() < 2 {
-            return Err(corrupt("an entry's length is cut off"));
-        }
-        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-        if rest.len() < 2 + len {
-            return Err(corrupt("an entry is cut off"));
-        }
-        out.push(&rest[2..2 + len]);
-        rest = &rest[2 + len..];
-    }
-    Ok(out)
+fn split_bundle(data: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+    tlog::split_bundle(data).map_err(corrupt)
 }
 
 type Chunk = (u64, Vec<u8>);

@@ -128,6 +128,15 @@ impl FromRequestParts<Web> for Viewer {
             return Err(to_sign_in(parts));
         };
         match web.node.web_session(secret).await {
+            Ok(Some((session, _))) if !role_may_open(session.user.role, parts.uri.path()) => {
+                Err(crate::pages::problem(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "Auditors read records, not data",
+                    "As an auditor you read this node's records of what happened — its \
+                     transparency log, accesses, decisions and agreements — and none of its \
+                     data. This page is not one of them.",
+                ))
+            }
             Ok(Some((session, caller))) => Ok(Viewer {
                 session,
                 caller,
@@ -144,6 +153,16 @@ impl FromRequestParts<Web> for Viewer {
             }
         }
     }
+}
+
+/// Whether a signed-in person of `role` may open `path`: an auditor opens only the pages
+/// of records (deny by default: a page added later is closed to auditors until it is
+/// listed here); every other role, every page (each checks what it needs).
+pub(crate) fn role_may_open(role: agora_node::ApiRole, path: &str) -> bool {
+    if role != agora_node::ApiRole::Auditor {
+        return true;
+    }
+    path == "/" || path == "/sign-out" || path == "/audit" || path.starts_with("/audit/")
 }
 
 /// The viewer when signed in, `None` otherwise (for pages anyone may see).

@@ -15,7 +15,7 @@ pub enum TokenCmd {
     Create {
         #[arg(long)]
         label: String,
-        /// analyst, steward or admin.
+        /// analyst, steward, admin or auditor (reads the logs, no data).
         #[arg(long, default_value = "analyst")]
         role: String,
         #[command(flatten)]
@@ -71,7 +71,7 @@ pub enum UserCmd {
         /// The person's name as shown on the pages.
         #[arg(long)]
         name: String,
-        /// analyst, steward or admin.
+        /// analyst, steward, admin or auditor (reads the logs, no data).
         #[arg(long, default_value = "analyst")]
         role: String,
         #[command(flatten)]

@@ -6,6 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod access;
 mod agreement;
+mod audit;
 mod authority;
 mod catalog;
 mod cmd;
@@ -95,6 +96,9 @@ enum Command {
     /// Create and run an ecosystem authority: root, members, certificates, trust list.
     #[command(subcommand)]
     Authority(authority::AuthorityCmd),
+    /// Check a node's transparency log and list what it records.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Print a shell completion script: `agora completions bash > /etc/bash_completion.d/agora`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -176,6 +180,7 @@ fn main() -> std::process::ExitCode {
             Command::DemoData(a) => demo_data::demo_data(a),
             Command::Demo(a) => demo::run(a).await,
             Command::Authority(c) => authority::run(c).await,
+            Command::Audit(c) => audit::run(c).await,
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(

@@ -829,3 +829,65 @@ async fn graceful_shutdown_finishes_and_frees_the_port() {
     n.stop().await;
     assert!(reqwest::get(format!("{url}/healthz")).await.is_err());
 }
+
+/// Regression: an auditor's token reads the node's records and nothing else — no query,
+/// no product, no change, and no route added later unless it is listed as a record.
+#[tokio::test]
+async fn an_auditors_token_reads_records_and_no_data() {
+    let n = TestNode::start().await;
+    let created: Value = n
+        .post(
+            "/api/v1/tokens",
+            json!({"label": "audit office", "role": "auditor"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let as_auditor = |m: reqwest::Method, path: &str| {
+        n.http
+            .request(m, format!("{}{path}", n.url))
+            .bearer_auth(&secret)
+    };
+    use reqwest::Method as M;
+    for path in [
+        "/api/v1/audit/entries",
+        "/api/v1/accesses",
+        "/api/v1/policy-decisions",
+        "/api/v1/negotiations",
+        "/api/v1/node",
+    ] {
+        let r = as_auditor(M::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // The token issue is itself in the log, and the auditor sees it.
+    let entries: Value = as_auditor(M::GET, "/api/v1/audit/entries?kind=token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(entries.to_string().contains("audit office"), "{entries}");
+    for (m, path) in [
+        (M::POST, "/api/v1/query"),
+        (M::GET, "/api/v1/products"),
+        (M::GET, "/api/v1/products/odrl"),
+        (M::GET, "/api/v1/catalog/search?q=x"),
+        (M::GET, "/api/v1/tokens"),
+        (M::POST, "/api/v1/negotiations"),
+        (M::GET, "/api/v1/not-a-route-yet"),
+    ] {
+        let r = as_auditor(m.clone(), path)
+            .json(&json!({"sql": "SELECT 1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{m} {path}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("auditor"), "{body}");
+    }
+}

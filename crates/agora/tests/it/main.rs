@@ -8,6 +8,7 @@ use serde_json::Value;
 
 mod api;
 mod architecture;
+mod audit;
 mod resilience;
 mod truthful;
 mod unix;
@@ -863,6 +864,9 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
     // What the command line says about access is true.
     truthful::the_cli_tells_the_truth_about_access(&eco);
 
+    // Every member's transparency log verifies; an auditor sees who read what, and why.
+    audit::every_log_verifies_and_an_auditor_sees_who_read_what(&eco);
+
     // Every journey of the web interface in Debian's headless Chromium, with axe-core
     // checks on every page (tests/browser).
     browser_journeys(&eco_path);
@@ -946,4 +950,7 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
         !ids.contains(&"tax-office") && ids.contains(&"employment-agency"),
         "{ids:?}"
     );
+
+    // A log altered behind the node's back no longer verifies.
+    audit::an_altered_log_fails_verification(&eco3);
 }

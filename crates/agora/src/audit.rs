@@ -1,0 +1,368 @@
+//! `agora audit`: check a node's transparency log, and list what it records.
+//!
+//! `agora audit verify` reads the whole log — from a running node's API (an auditor's
+//! token) or from a data directory — hashes every entry again into a tree, and checks
+//! that the tree's root is the one the node signed and the authority cosigned, and that
+//! every tile the node serves is the tile computed. See docs/transparency.md.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use agora_model::{AuditEntry, EntryFilter};
+use agora_node::Node;
+use agora_trust::tlog::{self, LogVerifier, TileHashes, TileKey};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+
+use crate::NodeDir;
+use crate::cmd::open;
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Check a node's whole transparency log against its signed, witnessed checkpoint.
+    Verify(VerifyArgs),
+    /// List the log's entries, newest first (filters combine).
+    Entries(EntriesArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// A running node's API, e.g. http://127.0.0.1:8080 (with an auditor's --token and
+    /// the ecosystem's --root); without it, the node in --data-dir.
+    #[arg(long)]
+    node: Option<String>,
+    /// An API token with the auditor (or admin) role.
+    #[arg(long, env = "AGORA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The ecosystem's root certificate (PEM), whose key cosigns witnessed checkpoints.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    #[command(flatten)]
+    dir: NodeDir,
+}
+
+#[derive(Args)]
+pub struct EntriesArgs {
+    /// exchange, access, decision, negotiation, signature, revocation, token, user, consent.
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    peer: Option<String>,
+    #[arg(long)]
+    product: Option<String>,
+    #[arg(long)]
+    agreement: Option<String>,
+    #[arg(long)]
+    purpose: Option<String>,
+    /// Outcomes starting with this (`refused` matches `refused: …`).
+    #[arg(long)]
+    outcome: Option<String>,
+    /// RFC 3339 time: entries at or after it.
+    #[arg(long)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// RFC 3339 time: entries before it.
+    #[arg(long)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    dir: NodeDir,
+}
+
+pub async fn run(cmd: AuditCmd) -> Result<()> {
+    match cmd {
+        AuditCmd::Verify(a) => verify(a).await,
+        AuditCmd::Entries(a) => entries(a).await,
+    }
+}
+
+/// Where the log is read from.
+enum Source {
+    Dir(Node),
+    Api {
+        base: String,
+        token: String,
+        http: reqwest::Client,
+    },
+}
+
+impl Source {
+    async fn get(&self, path: &str) -> Result<Vec<u8>> {
+        match self {
+            Source::Dir(_) => unreachable!("a data directory is read through the node"),
+            Source::Api { base, token, http } => {
+                let url = format!("{base}/api/v1/tlog/{path}");
+                let resp = http
+                    .get(&url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach {url}"))?;
+                let status = resp.status();
+                let body = resp.bytes().await?.to_vec();
+                if !status.is_success() {
+                    bail!(
+                        "{url} answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    );
+                }
+                Ok(body)
+            }
+        }
+    }
+
+    async fn checkpoint(&self) -> Result<String> {
+        match self {
+            Source::Dir(n) => n
+                .log_checkpoint()
+                .await?
+                .ok_or_else(|| anyhow!("the node has signed no checkpoint of its log yet")),
+            Source::Api { .. } => Ok(String::from_utf8(self.get("checkpoint").await?)?),
+        }
+    }
+
+    async fn bundle(&self, index: u64, width: u32) -> Result<Vec<u8>> {
+        match self {
+            Source::Dir(n) => n
+                .log_bundle(index, width)
+                .await?
+                .ok_or_else(|| anyhow!("entry bundle {index} is missing")),
+            Source::Api { .. } => {
+                self.get(&format!("tile/{}", tlog::tile_path(None, index, width)))
+                    .await
+            }
+        }
+    }
+
+    async fn tile(&self, (level, index): TileKey, width: u32) -> Result<Vec<u8>> {
+        match self {
+            Source::Dir(n) => n
+                .log_tile(level, index, width)
+                .await?
+                .ok_or_else(|| anyhow!("tile {level}/{index} is missing or too narrow")),
+            Source::Api { .. } => {
+                self.get(&format!(
+                    "tile/{}",
+                    tlog::tile_path(Some(level), index, width)
+                ))
+                .await
+            }
+        }
+    }
+}
+
+/// The keys a checkpoint is checked with: the node's own (when known) and the root's.
+struct Keys {
+    node: Option<[u8; 32]>,
+    root: Option<[u8; 32]>,
+}
+
+async fn verify(a: VerifyArgs) -> Result<()> {
+    let (source, keys) = match &a.node {
+        Some(url) => {
+            let token = a.token.clone().ok_or_else(|| {
+                anyhow!("give an auditor's API token with --token (or AGORA_TOKEN)")
+            })?;
+            let root = match &a.root {
+                Some(p) => Some(root_key(p)?),
+                None => None,
+            };
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()?;
+            let base = url.trim_end_matches('/').to_owned();
+            (Source::Api { base, token, http }, Keys { node: None, root })
+        }
+        None => {
+            let node = open(&a.dir).await?;
+            let trust = node.trust().ok_or_else(|| {
+                anyhow!("the node has not joined an ecosystem, so its log has no signed checkpoint")
+            })?;
+            let m = trust.material();
+            let keys = Keys {
+                node: Some(m.key.public()),
+                root: Some(m.root_info.public_key),
+            };
+            (Source::Dir(node), keys)
+        }
+    };
+    let report = check(&source, &keys).await?;
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn root_key(path: &PathBuf) -> Result<[u8; 32]> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the root certificate {}", path.display()))?;
+    let certs = agora_trust::pki::certs_from_pem(&pem)?;
+    let cert = certs
+        .first()
+        .ok_or_else(|| anyhow!("{} holds no certificate", path.display()))?;
+    Ok(agora_trust::inspect(cert)?.public_key)
+}
+
+/// Checks the log; the lines of the report, or the first problem found.
+async fn check(source: &Source, keys: &Keys) -> Result<Vec<String>> {
+    let note = source.checkpoint().await?;
+    let claimed = tlog::read_checkpoint(note.as_bytes())?;
+    let origin = claimed.origin().to_owned();
+    let (ecosystem, member) = origin
+        .strip_prefix("agora/")
+        .and_then(|r| r.rsplit_once('/'))
+        .ok_or_else(|| anyhow!("{origin:?} is not the name of an Agora member's log"))?;
+    let mut report = vec![format!(
+        "Checkpoint of {origin}: {} entries, root {}",
+        claimed.size(),
+        hex::encode(claimed.hash().0)
+    )];
+    match keys.node {
+        Some(k) => {
+            tlog::open_checkpoint(note.as_bytes(), &origin, &k)
+                .context("the checkpoint is not signed by the node's key")?;
+            report.push(format!("  signed by {member}'s node key: yes"));
+        }
+        None => report.push(format!(
+            "  signed by {member}'s node key: not checked here (the authority checked it before cosigning)"
+        )),
+    }
+    let witness = agora_model::witness_name(ecosystem);
+    let root = keys.root.ok_or_else(|| {
+        anyhow!("give the ecosystem's root certificate with --root to check who signed the log")
+    })?;
+    match tlog::check_cosignature(note.as_bytes(), &witness, &root) {
+        Ok(t) => report.push(format!(
+            "  witnessed: cosigned by the authority ({witness}) at {}",
+            chrono::DateTime::from_timestamp(t as i64, 0)
+                .map_or_else(|| t.to_string(), |d| d.to_rfc3339())
+        )),
+        // The node's own signature was checked: a checkpoint not yet witnessed is
+        // still the node's word.
+        Err(_) if keys.node.is_some() => report
+            .push("  witnessed: not yet (the authority has not cosigned this checkpoint)".into()),
+        Err(e) => bail!("the checkpoint carries no valid cosignature of the authority: {e}"),
+    }
+    let (entries, kinds) = rebuild(source, claimed.size(), *claimed.hash()).await?;
+    report.push(format!(
+        "  all {entries} entries hash to the checkpoint's root; every tile matches"
+    ));
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    if !kinds.is_empty() {
+        report.push(format!("  entries: {}", kinds.join(", ")));
+    }
+    report.push("The log verifies.".into());
+    Ok(report)
+}
+
+/// Reads every bundle, hashes the entries into a tree, compares each full tile with the
+/// one served as it completes and the right edge at the end, and the root.
+async fn rebuild(
+    source: &Source,
+    size: u64,
+    root: tlog::Hash,
+) -> Result<(u64, BTreeMap<String, u64>)> {
+    let mut v = LogVerifier::new(size);
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut partial: HashMap<TileKey, Vec<u8>> = HashMap::new();
+    let full = 256 * tlog::HASH_SIZE;
+    while let Some((index, width)) = v.next_bundle() {
+        let data = source.bundle(index, width).await?;
+        for (k, e) in v.add_bundle(&data)?.into_iter().enumerate() {
+            let at = index * 256 + k as u64;
+            let entry = AuditEntry::decode(e).with_context(|| format!("entry {at}"))?;
+            *kinds.entry(entry.kind.to_string()).or_default() += 1;
+        }
+        for (key, computed) in v.take_tiles() {
+            if computed.len() < full {
+                partial.insert(key, computed);
+                continue;
+            }
+            partial.remove(&key);
+            compare(source, key, &computed).await?;
+        }
+    }
+    for (key, width) in TileHashes::right_edge(size) {
+        let computed = partial
+            .get(&key)
+            .ok_or_else(|| anyhow!("tile {key:?} of the right edge was not computed"))?;
+        debug_assert_eq!(computed.len(), width * tlog::HASH_SIZE);
+        compare(source, key, computed).await?;
+    }
+    let computed = v.root()?;
+    if computed != root {
+        bail!(
+            "the entries hash to root {}, not to the checkpoint's {}: the log was changed after it was signed",
+            hex::encode(computed.0),
+            hex::encode(root.0)
+        );
+    }
+    Ok((size, kinds))
+}
+
+async fn compare(source: &Source, key: TileKey, computed: &[u8]) -> Result<()> {
+    let width = (computed.len() / tlog::HASH_SIZE) as u32;
+    let served = source.tile(key, width).await?;
+    if served != computed {
+        bail!(
+            "the entries do not hash to tile {} that the node serves: an entry or the tile was altered after it was logged",
+            tlog::tile_path(Some(key.0), key.1, width)
+        );
+    }
+    Ok(())
+}
+
+async fn entries(a: EntriesArgs) -> Result<()> {
+    let node = open(&a.dir).await?;
+    if let Some(k) = &a.kind
+        && agora_model::AuditKind::parse(k).is_none()
+    {
+        bail!(
+            "unknown kind {k:?}: use exchange, access, decision, negotiation, signature, revocation, token, user or consent"
+        );
+    }
+    let found = node
+        .audit_entries(&EntryFilter {
+            kind: a.kind,
+            peer: a.peer,
+            product: a.product,
+            agreement: a.agreement,
+            purpose: a.purpose,
+            outcome: a.outcome,
+            from: a.from,
+            until: a.until,
+            reference: None,
+            before: None,
+            limit: a.limit.clamp(1, 10_000),
+        })
+        .await?;
+    for e in &found {
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"index": e.index, "entry": e.entry})
+            );
+        } else {
+            let x = &e.entry;
+            println!(
+                "{:>8}  {}  {:<11}  {:<28}  {:<18}  {}",
+                e.index,
+                x.at.format("%Y-%m-%d %H:%M:%S"),
+                x.kind,
+                x.actor,
+                x.purpose.as_deref().unwrap_or("-"),
+                x.outcome
+            );
+        }
+    }
+    if found.is_empty() && !a.json {
+        println!("No entries match.");
+    }
+    Ok(())
+}

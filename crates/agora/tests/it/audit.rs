@@ -1,0 +1,135 @@
+//! `agora audit` against the running demo: every member's transparency log verifies from
+//! its data directory and — with an auditor's token and the ecosystem's root — from its
+//! API; an auditor lists who read what for which purpose; a log altered behind the node's
+//! back fails verification.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{fails, ok};
+
+fn member<'a>(eco: &'a Value, id: &str) -> &'a Value {
+    eco["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("{id} in ecosystem.json"))
+}
+
+/// Waits until the node's latest checkpoint is witnessed (it signs one a second).
+fn verified_and_witnessed(dir: &str) -> String {
+    for _ in 0..100 {
+        let out = ok(&["audit", "verify", "--data-dir", dir]);
+        if out.contains("cosigned by the authority") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{dir}: no witnessed checkpoint after 10 s");
+}
+
+/// While the demo runs.
+pub fn every_log_verifies_and_an_auditor_sees_who_read_what(eco: &Value) {
+    for m in eco["members"].as_array().unwrap() {
+        let out = verified_and_witnessed(m["data_dir"].as_str().unwrap());
+        assert!(out.contains("The log verifies."), "{out}");
+        assert!(out.contains("every tile matches"), "{out}");
+    }
+
+    // Over the API, with an auditor's token and the ecosystem's root certificate.
+    let tax = member(eco, "tax-office");
+    let dir = tax["data_dir"].as_str().unwrap();
+    let created = ok(&[
+        "token",
+        "create",
+        "--label",
+        "auditor",
+        "--role",
+        "auditor",
+        "--data-dir",
+        dir,
+    ]);
+    let secret = created.lines().nth(1).unwrap().trim().to_owned();
+    let url = tax["base_url"].as_str().unwrap();
+    let root = eco["root_certificate"].as_str().unwrap();
+    let out = ok(&[
+        "audit", "verify", "--node", url, "--token", &secret, "--root", root,
+    ]);
+    assert!(
+        out.contains("The log verifies.") && out.contains("cosigned"),
+        "{out}"
+    );
+    // Without the root, who signed cannot be checked: refused, and said why.
+    let err = fails(&["audit", "verify", "--node", url, "--token", &secret]);
+    assert!(err.contains("--root"), "{err}");
+    // The auditor's token reads no data.
+    let (status, body) = crate::post_query(url, &secret, "SELECT 1");
+    assert_eq!(status, 403, "{body}");
+    // Who read the tax office's incomes, for which purpose and under which agreement:
+    // the owner's log says, from its own side of each exchange.
+    let entries = crate::get(
+        &format!("{url}/api/v1/audit/entries?kind=exchange&product=annual_income&limit=1000"),
+        &secret,
+    );
+    let entries = entries.as_array().unwrap();
+    assert!(!entries.is_empty());
+    for e in entries {
+        assert_eq!(e["entry"]["peer"], "employment-agency", "{e}");
+        assert!(
+            e["entry"]["agreement"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty()),
+            "{e}"
+        );
+        assert!(e["entry"]["purpose"].as_str().is_some(), "{e}");
+    }
+    let listed = ok(&[
+        "audit",
+        "entries",
+        "--kind",
+        "exchange",
+        "--product",
+        "annual_income",
+        "--data-dir",
+        dir,
+    ]);
+    assert!(listed.contains("employment-agency"), "{listed}");
+}
+
+/// After the demo stopped: an entry rewritten in the store fails verification.
+pub fn an_altered_log_fails_verification(eco: &Value) {
+    let dir = member(eco, "city-hospital")["data_dir"].as_str().unwrap();
+    ok(&["audit", "verify", "--data-dir", dir]);
+    let python = std::env::var("AGORA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let db = Path::new(dir).join("agora.db");
+    // The operator rewrites one outcome in the first chunk (same length, so the bundle
+    // still parses).
+    let edit = format!(
+        "import sqlite3\n\
+         db = sqlite3.connect({db:?})\n\
+         (first, data) = db.execute('SELECT first, data FROM tlog_chunks ORDER BY first LIMIT 1').fetchone()\n\
+         data = bytes(data)\n\
+         assert b'\"outcome\":\"' in data\n\
+         i = data.index(b'\"outcome\":\"') + len(b'\"outcome\":\"')\n\
+         data = data[:i] + (b'X' if data[i:i+1] != b'X' else b'Y') + data[i+1:]\n\
+         db.execute('UPDATE tlog_chunks SET data = ? WHERE first = ?', (data, first))\n\
+         db.commit()\n",
+        db = db.display().to_string(),
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-c", &edit])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = fails(&["audit", "verify", "--data-dir", dir]);
+    assert!(
+        err.contains("was changed after it was signed") || err.contains("was altered"),
+        "{err}"
+    );
+}
