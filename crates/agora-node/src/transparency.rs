@@ -59,12 +59,23 @@ impl Node {
         if size == 0 {
             return Ok(None);
         }
+        let key = trust.material().key.clone();
         let latest = self.store().checkpoint(None).await?;
-        if latest.as_ref().is_none_or(|c| c.size < size) {
-            let note = tlog::sign_checkpoint(&origin, size, root, &trust.material().key)
+        // A new checkpoint when the log grew; the same one signed again when the node's
+        // key was renewed since (the authority witnesses it again with the new key).
+        let stale = latest.as_ref().is_some_and(|c| {
+            c.size == size
+                && tlog::open_checkpoint(c.note.as_bytes(), &origin, &key.public()).is_err()
+        });
+        if latest.as_ref().is_none_or(|c| c.size < size) || stale {
+            let note = tlog::sign_checkpoint(&origin, size, root, &key)
                 .map_err(|e| NodeError::Transparency(e.to_string()))?;
             let note = String::from_utf8(note).expect("a note is text");
-            self.store().put_checkpoint(size, &note).await?;
+            if stale {
+                self.store().replace_checkpoint(size, &note).await?;
+            } else {
+                self.store().put_checkpoint(size, &note).await?;
+            }
         }
         let Some(latest) = self.store().checkpoint(None).await? else {
             return Ok(None);

@@ -324,7 +324,7 @@ async fn policy_decisions(
     Extension(caller): Extension<Caller>,
     ApiQuery(p): ApiQuery<Limit>,
 ) -> Result<Json<Vec<DecisionView>>, ApiError> {
-    caller.require(ApiRole::Steward)?;
+    caller.require_one_of(&[ApiRole::Steward, ApiRole::Auditor])?;
     let limit = list_limit(p.limit)?;
     Ok(Json(
         state

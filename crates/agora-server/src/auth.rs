@@ -28,6 +28,16 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Refuses the request unless the caller's role includes one of `roles`.
+    pub fn require_one_of(&self, roles: &[ApiRole]) -> Result<(), ApiError> {
+        match roles.iter().find(|r| self.0.token.role.allows(**r)) {
+            Some(_) => Ok(()),
+            None => self.require(roles[0]),
+        }
+    }
+}
+
 pub async fn require_token(
     State(state): State<AppState>,
     mut req: Request,

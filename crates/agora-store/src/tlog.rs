@@ -616,6 +616,21 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the checkpoint of `size` with the same checkpoint signed again (after the
+    /// node's key was renewed); it awaits the authority's cosignature again.
+    pub async fn replace_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tlog_checkpoints SET note = $1, witnessed_note = NULL, made_at = $2 \
+             WHERE size = $3",
+        )
+        .bind(note)
+        .bind(crate::now())
+        .bind(i64_of(size))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The latest checkpoint, or the first that covers at least `size` entries.
     pub async fn checkpoint(
         &self,

@@ -223,21 +223,29 @@ async fn check(source: &Source, keys: &Keys) -> Result<Vec<String>> {
         claimed.size(),
         hex::encode(claimed.hash().0)
     )];
-    match keys.node {
-        Some(k) => {
-            tlog::open_checkpoint(note.as_bytes(), &origin, &k)
-                .context("the checkpoint is not signed by the node's key")?;
-            report.push(format!("  signed by {member}'s node key: yes"));
-        }
-        None => report.push(format!(
-            "  signed by {member}'s node key: not checked here (the authority checked it before cosigning)"
-        )),
-    }
+    let by_node = keys
+        .node
+        .map(|k| tlog::open_checkpoint(note.as_bytes(), &origin, &k).is_ok());
     let witness = agora_model::witness_name(ecosystem);
     let root = keys.root.ok_or_else(|| {
         anyhow!("give the ecosystem's root certificate with --root to check who signed the log")
     })?;
-    match tlog::check_cosignature(note.as_bytes(), &witness, &root) {
+    let witnessed = tlog::check_cosignature(note.as_bytes(), &witness, &root);
+    match (by_node, &witnessed) {
+        (Some(true), _) => report.push(format!("  signed by {member}'s node key: yes")),
+        // The authority checked the signature with the certificate the node presented
+        // before it cosigned: a key since renewed is vouched for by the cosignature.
+        (Some(false), Ok(_)) => report.push(format!(
+            "  signed by an earlier key of {member}'s node (renewed since), which the authority checked before cosigning"
+        )),
+        (Some(false), Err(_)) => {
+            bail!("the checkpoint is signed neither by the node's key nor cosigned by the authority")
+        }
+        (None, _) => report.push(format!(
+            "  signed by {member}'s node key: checked by the authority before cosigning"
+        )),
+    }
+    match witnessed {
         Ok(t) => report.push(format!(
             "  witnessed: cosigned by the authority ({witness}) at {}",
             chrono::DateTime::from_timestamp(t as i64, 0)
@@ -245,7 +253,7 @@ async fn check(source: &Source, keys: &Keys) -> Result<Vec<String>> {
         )),
         // The node's own signature was checked: a checkpoint not yet witnessed is
         // still the node's word.
-        Err(_) if keys.node.is_some() => report
+        Err(_) if by_node == Some(true) => report
             .push("  witnessed: not yet (the authority has not cosigned this checkpoint)".into()),
         Err(e) => bail!("the checkpoint carries no valid cosignature of the authority: {e}"),
     }

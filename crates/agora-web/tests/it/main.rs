@@ -43,6 +43,7 @@ async fn site() -> Site {
         ("analyst", ApiRole::Analyst),
         ("steward", ApiRole::Steward),
         ("admin", ApiRole::Admin),
+        ("auditor", ApiRole::Auditor),
     ] {
         node.create_user(name, &format!("Test {name}"), role, PASSWORD)
             .await
@@ -303,7 +304,7 @@ async fn session_cookies_are_http_only_and_strict() {
     assert!(session.starts_with("agora_s_"));
     // The store knows only a hash of it.
     let users = s.node.users().await.unwrap();
-    assert_eq!(users.len(), 3);
+    assert_eq!(users.len(), 4);
 }
 
 #[tokio::test]
@@ -934,6 +935,36 @@ async fn every_route_gives_each_role_what_the_api_would() {
                     ));
                 }
             }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Regression: a signed-in auditor opens no page of data or of changes (deny by default:
+/// the session lets an auditor through to the pages of records only).
+#[tokio::test]
+async fn an_auditor_opens_no_page_of_data() {
+    let s = site().await;
+    let session = s.sign_in("auditor", PASSWORD).await.unwrap();
+    let mut wrong = Vec::new();
+    for (method, path, form, _) in ROUTES {
+        if ["/", "/sign-in", "/sign-out", "/assets/agora.css", "/no-such-page"].contains(path) {
+            continue;
+        }
+        let url = format!("{}{path}", s.url);
+        let r = match *method {
+            "GET" => s.http.get(&url),
+            _ => s.http.post(&url).form(form),
+        };
+        let r = r
+            .header("cookie", format!("{}={session}", agora_web::SESSION_COOKIE))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let page = r.text().await.unwrap();
+        if status != 403 || !page.contains("Auditors read records, not data") {
+            wrong.push(format!("{method} {path}: {status}"));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
