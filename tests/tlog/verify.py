@@ -5,10 +5,22 @@ It uses only the standard library (hashlib, json) and none of Agora's code: give
 JSON cases the Rust test writes, it recomputes every inclusion proof (RFC 9162, 2.1.3.2)
 and consistency proof (2.1.4.2) and prints "ok" when all hold and every case marked
 "bad" fails. Usage: verify.py CASES.json
+
+An inclusion case may give, instead of "root", the "checkpoint" a node serves with its
+proofs (GET /api/v1/tlog/entries/N/proof): a C2SP signed note whose text is the log's
+origin, its size and its root hash in base64, one per line; the root and the size are
+read from it. (Its signatures are not checked here: `agora audit verify` does.)
 """
+import base64
 import hashlib
 import json
 import sys
+
+
+def read_checkpoint(note: str):
+    """The size and root hash a C2SP checkpoint states."""
+    lines = note.split("\n")
+    return int(lines[1]), base64.b64decode(lines[2])
 
 
 def leaf_hash(entry: bytes) -> bytes:
@@ -82,8 +94,13 @@ def main():
     for c in cases:
         h = lambda x: bytes.fromhex(x)
         if c["kind"] == "inclusion":
-            holds = verify_inclusion(c["index"], c["size"], leaf_hash(c["entry"].encode()),
-                                     [h(p) for p in c["proof"]], h(c["root"]))
+            size, root = c.get("size"), None
+            if "checkpoint" in c:
+                size, root = read_checkpoint(c["checkpoint"])
+            else:
+                root = h(c["root"])
+            holds = verify_inclusion(c["index"], size, leaf_hash(c["entry"].encode()),
+                                     [h(p) for p in c["proof"]], root)
         else:
             holds = verify_consistency(c["old_size"], c["new_size"], [h(p) for p in c["proof"]],
                                        h(c["old_root"]), h(c["new_root"]))

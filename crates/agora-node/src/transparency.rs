@@ -202,6 +202,11 @@ pub struct InclusionProof {
 }
 
 impl Node {
+    /// The log's size and root as the store last committed them (unsigned).
+    pub async fn log_head(&self) -> Result<(u64, tlog::Hash), NodeError> {
+        Ok(self.store().log_head().await?)
+    }
+
     /// The latest checkpoint, with the authority's cosignature once it has one.
     pub async fn log_checkpoint(&self) -> Result<Option<String>, NodeError> {
         Ok(self

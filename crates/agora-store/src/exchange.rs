@@ -102,12 +102,34 @@ impl Store {
     /// Marks every record still pending with `outcome` (at start-up: exchanges a stopped
     /// process never finished). Returns how many there were.
     pub async fn interrupt_pending(&self, outcome: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE exchange_log SET outcome = $1 WHERE outcome = $2")
-            .bind(outcome)
-            .bind(PENDING)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        let done = sqlx::query(
+            "UPDATE exchange_log SET outcome = $1 WHERE outcome = $2 \
+             RETURNING seq, direction, peer",
+        )
+        .bind(outcome)
+        .bind(PENDING)
+        .fetch_all(&self.pool)
+        .await?;
+        // Each record's end is in the transparency log too.
+        let end = ExchangeEnd {
+            outcome: outcome.to_owned(),
+            ..Default::default()
+        };
+        let entries = done
+            .iter()
+            .map(|r| {
+                Ok(crate::tlog::completion_entry(
+                    r.try_get(0)?,
+                    &r.try_get::<String, _>(1)?,
+                    &r.try_get::<String, _>(2)?,
+                    &end,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if !entries.is_empty() {
+            self.log_append(entries).await?;
+        }
+        Ok(done.len() as u64)
     }
 
     /// Completes a pending exchange record.

@@ -181,9 +181,14 @@ async fn verify(a: VerifyArgs) -> Result<()> {
         }
         None => {
             let node = open(&a.dir).await?;
-            let trust = node.trust().ok_or_else(|| {
-                anyhow!("the node has not joined an ecosystem, so its log has no signed checkpoint")
-            })?;
+            let Some(trust) = node.trust() else {
+                // Not enrolled: no key has signed the log; its tree is checked against
+                // the root the store committed.
+                for line in unsigned(&node).await? {
+                    println!("{line}");
+                }
+                return Ok(());
+            };
             let m = trust.material();
             let keys = Keys {
                 node: Some(m.key.public()),
@@ -267,6 +272,31 @@ async fn check(source: &Source, keys: &Keys) -> Result<Vec<String>> {
     }
     report.push("The log verifies.".into());
     Ok(report)
+}
+
+/// A node not enrolled: its log checked against the root its store committed.
+async fn unsigned(node: &Node) -> Result<Vec<String>> {
+    let (size, root) = node.log_head().await?;
+    let source = Source::Dir(node.clone());
+    let (entries, kinds) = rebuild(&source, size, root).await?;
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    Ok(vec![
+        format!(
+            "Log of {}: {size} entries, root {} (not signed: the node has not joined an ecosystem)",
+            node.member(),
+            hex::encode(root.0)
+        ),
+        format!("  all {entries} entries hash to the root the store committed; every tile matches"),
+        format!(
+            "  entries: {}",
+            if kinds.is_empty() {
+                "none".into()
+            } else {
+                kinds.join(", ")
+            }
+        ),
+        "The log verifies (unsigned).".into(),
+    ])
 }
 
 /// Reads every bundle, hashes the entries into a tree, compares each full tile with the

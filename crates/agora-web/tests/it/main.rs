@@ -948,7 +948,15 @@ async fn an_auditor_opens_no_page_of_data() {
     let session = s.sign_in("auditor", PASSWORD).await.unwrap();
     let mut wrong = Vec::new();
     for (method, path, form, _) in ROUTES {
-        if ["/", "/sign-in", "/sign-out", "/assets/agora.css", "/no-such-page"].contains(path) {
+        if [
+            "/",
+            "/sign-in",
+            "/sign-out",
+            "/assets/agora.css",
+            "/no-such-page",
+        ]
+        .contains(path)
+        {
             continue;
         }
         let url = format!("{}{path}", s.url);

@@ -334,6 +334,44 @@ fn a_node_killed_during_cross_member_load_reconciles_every_record_after_restart(
             })
         })
         .collect();
+    // Meanwhile the agency's administrator issues tokens as fast as the node answers:
+    // each one acknowledged (201) must be in the transparency log after the kill.
+    let agency_member = member("employment-agency");
+    let (agency_url, agency_token) = (
+        agency_member["base_url"].as_str().unwrap().to_owned(),
+        agency_member["token"].as_str().unwrap().to_owned(),
+    );
+    let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let issuers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, token, stop, issued) = (
+                agency_url.clone(),
+                agency_token.clone(),
+                stop.clone(),
+                issued.clone(),
+            );
+            std::thread::spawn(move || {
+                super::block_on(async move {
+                    let http = reqwest::Client::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let r = http
+                            .post(format!("{url}/api/v1/tokens"))
+                            .bearer_auth(&token)
+                            .json(&serde_json::json!({"label": "load", "role": "analyst"}))
+                            .send()
+                            .await;
+                        let Ok(r) = r else { break };
+                        if r.status().as_u16() == 201
+                            && let Ok(v) = r.json::<Value>().await
+                        {
+                            let id = v["info"]["id"].as_str().unwrap_or_default().to_owned();
+                            issued.lock().unwrap().push(id);
+                        }
+                    }
+                })
+            })
+        })
+        .collect();
     let started = Instant::now();
     while answered.load(std::sync::atomic::Ordering::Relaxed) < 4
         && started.elapsed() < Duration::from_secs(60)
@@ -344,10 +382,12 @@ fn a_node_killed_during_cross_member_load_reconciles_every_record_after_restart(
     demo.child.kill().unwrap();
     demo.child.wait().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in clients {
+    for c in clients.into_iter().chain(issuers) {
         c.join().unwrap();
     }
     assert!(answered.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    let issued = issued.lock().unwrap().clone();
+    assert!(issued.len() >= 10, "only {} tokens issued", issued.len());
 
     // Restart: the exchange listeners reconcile what the kill left pending.
     std::fs::remove_file(&eco_path).unwrap();
@@ -386,6 +426,36 @@ fn a_node_killed_during_cross_member_load_reconciles_every_record_after_restart(
             "{o}"
         );
     }
+    // Every log verifies after the kill and the restart, and every token the agency
+    // acknowledged before the kill is in its log.
+    for id in ["employment-agency", "city-hospital", "tax-office"] {
+        let out = ok(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            s(&dir.join("nodes").join(id)),
+        ]);
+        assert!(out.contains("The log verifies."), "{id}: {out}");
+    }
+    let logged = ok(&[
+        "audit",
+        "entries",
+        "--kind",
+        "token",
+        "--limit",
+        "10000",
+        "--json",
+        "--data-dir",
+        s(&agency),
+    ]);
+    let missing: Vec<&String> = issued
+        .iter()
+        .filter(|id| !logged.contains(&format!("\"token:{id}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not logged: {missing:?}"
+    );
     eprintln!(
         "{} records; {} marked interrupted, {} cancelled",
         records.len(),
