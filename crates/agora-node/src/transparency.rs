@@ -207,6 +207,11 @@ impl Node {
         Ok(self.store().log_head().await?)
     }
 
+    /// The latest checkpoint as stored (signed, and cosigned once witnessed).
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, NodeError> {
+        Ok(self.store().checkpoint(None).await?)
+    }
+
     /// The latest checkpoint, with the authority's cosignature once it has one.
     pub async fn log_checkpoint(&self) -> Result<Option<String>, NodeError> {
         Ok(self

@@ -51,6 +51,14 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
         Ok(a) => a,
         Err(e) => return crate::pages::node_error(&e),
     };
+    let (log_size, checkpoint) = match (
+        web.node.log_head().await,
+        web.node.latest_checkpoint().await,
+    ) {
+        (Ok((size, _)), Ok(c)) => (size, c),
+        (Err(e), _) | (_, Err(e)) => return crate::pages::node_error(&e),
+    };
+    let witness = web.node.witness_state();
     let frame = Frame {
         organisation: web.node.name(),
         viewer: Some(&viewer),
@@ -150,6 +158,31 @@ pub(crate) async fn overview(State(web): State<Web>, viewer: Viewer) -> Response
                     }
                 }
             }
+        }
+        h2 { "Transparency log" }
+        p.hint { "Every exchange, data access, decision, agreement step and token or user change is an entry; the authority witnesses each checkpoint. Check the whole log with " code { "agora audit verify" } "." }
+        dl.summary {
+            div { dt { "Entries" } dd { (log_size) } }
+            div { dt { "Latest checkpoint" } dd {
+                @match &checkpoint {
+                    Some(c) => { (c.size) " entries, signed " (when(c.made_at)) }
+                    None => "none yet (the node signs one every second once enrolled)",
+                }
+            } }
+            div { dt { "Witnessed by the authority" } dd {
+                @if let Some(why) = &witness.inconsistent {
+                    strong.tag.tag--state { "refused" } " — " (why)
+                } @else if let (Some(n), Some(t)) = (witness.witnessed_size, witness.witnessed_at) {
+                    strong.tag.tag--state { "yes" } " — " (n) " entries, " (when(t))
+                } @else if checkpoint.as_ref().is_some_and(|c| c.witnessed.is_some()) {
+                    strong.tag.tag--state { "yes" }
+                } @else {
+                    strong.tag.tag--state { "not yet" }
+                }
+                @if let Some(problem) = &witness.problem {
+                    " (last attempt: " (problem) ")"
+                }
+            } }
         }
         h2 { "Recent data accesses by this organisation" }
         p.hint { "Queries of your own people and tools that read data products. Other members' queries are in the exchange log (" code { "agora node exchanges" } "); the whole access log is in " code { "agora node accesses" } " and " code { "GET /api/v1/accesses" } "." }

@@ -40,6 +40,24 @@ pub fn every_log_verifies_and_an_auditor_sees_who_read_what(eco: &Value) {
 
     // Over the API, with an auditor's token and the ecosystem's root certificate.
     let tax = member(eco, "tax-office");
+    // The administration page says the log is witnessed.
+    let admin = tax["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "admin")
+        .unwrap();
+    let page = crate::web_page(
+        tax["base_url"].as_str().unwrap(),
+        "admin",
+        admin["password"].as_str().unwrap(),
+        "/admin",
+    );
+    assert!(
+        page.contains("Transparency log") && page.contains("Witnessed by the authority"),
+        "{page}"
+    );
+    assert!(!page.contains(">refused</strong>"), "{page}");
     let dir = tax["data_dir"].as_str().unwrap();
     let created = ok(&[
         "token",
