@@ -182,6 +182,30 @@ async fn append(
     edge: &mut Edge,
     ops: &[LogOp],
 ) -> Result<u64, StoreError> {
+    let items: Vec<&Pending> = ops.iter().flat_map(|op| &op.entries).collect();
+    if edge.loaded {
+        // The usual case: this writer appended last. Moving the size on from the one it
+        // knows is the transaction's first statement (it takes the write lock); no row
+        // changed means another process appended meanwhile, and the edge is read again.
+        let (work, n, root) = extend(edge, &items)?;
+        let mut tx = conn.begin().await?;
+        let moved =
+            sqlx::query("UPDATE tlog_state SET size = $1, root = $2 WHERE id = 1 AND size = $3")
+                .bind(i64_of(n))
+                .bind(hex::encode(root.0))
+                .bind(i64_of(edge.size))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if moved == 1 {
+            let first = edge.size;
+            write_appended(&mut tx, first, &items, work.clone()).await?;
+            tx.commit().await?;
+            settle(edge, work, n);
+            return Ok(first);
+        }
+        tx.rollback().await?;
+    }
     let mut tx = conn.begin().await?;
     // Taking the write lock first: no other writer can append until this commits.
     let size: i64 = sqlx::query("UPDATE tlog_state SET size = size WHERE id = 1 RETURNING size")
@@ -189,19 +213,39 @@ async fn append(
         .await?
         .try_get(0)?;
     let size = u64::try_from(size).map_err(|_| corrupt("a negative size"))?;
-    if !edge.loaded || edge.size != size {
-        *edge = load_edge(&mut tx, size).await?;
-    }
-    let first = size;
+    *edge = load_edge(&mut tx, size).await?;
+    let (work, n, root) = extend(edge, &items)?;
+    sqlx::query("UPDATE tlog_state SET size = $1, root = $2 WHERE id = 1")
+        .bind(i64_of(n))
+        .bind(hex::encode(root.0))
+        .execute(&mut *tx)
+        .await?;
+    write_appended(&mut tx, size, &items, work.clone()).await?;
+    tx.commit().await?;
+    settle(edge, work, n);
+    Ok(size)
+}
+
+/// The edge with the entries appended: its tiles, the new size and root.
+fn extend(edge: &Edge, items: &[&Pending]) -> Result<(TileHashes, u64, Hash), StoreError> {
     let mut work = edge.tiles.clone();
-    let mut n = size;
-    for p in ops.iter().flat_map(|op| &op.entries) {
+    let mut n = edge.size;
+    for p in items {
         work.append(n, &p.data).map_err(corrupt)?;
         n += 1;
     }
     let root = tlog::root(n, &work).map_err(corrupt)?;
-    let items: Vec<&Pending> = ops.iter().flat_map(|op| &op.entries).collect();
-    insert_chunks(&mut tx, first, &items).await?;
+    Ok((work, n, root))
+}
+
+/// Writes the entries' chunks and the tiles they changed.
+async fn write_appended(
+    conn: &mut AnyConnection,
+    first: u64,
+    items: &[&Pending],
+    mut work: TileHashes,
+) -> Result<(), StoreError> {
+    insert_chunks(conn, first, items).await?;
     for ((level, idx), data) in work.take_changed() {
         sqlx::query(
             "INSERT INTO tlog_tiles (level, idx, data) VALUES ($1, $2, $3) \
@@ -210,22 +254,20 @@ async fn append(
         .bind(i32::from(level))
         .bind(i64_of(idx))
         .bind(data)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     }
-    sqlx::query("UPDATE tlog_state SET size = $1, root = $2 WHERE id = 1")
-        .bind(i64_of(n))
-        .bind(hex::encode(root.0))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    Ok(())
+}
+
+/// The edge after a committed append.
+fn settle(edge: &mut Edge, mut work: TileHashes, n: u64) {
     work.keep_right_edge(n);
     *edge = Edge {
         size: n,
         tiles: work,
         loaded: true,
     };
-    Ok(first)
 }
 
 async fn load_edge(conn: &mut AnyConnection, size: u64) -> Result<Edge, StoreError> {
