@@ -66,8 +66,11 @@ pub struct EntriesArgs {
     #[arg(long, default_value_t = 100)]
     limit: u32,
     /// One JSON object per line instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "csv")]
     json: bool,
+    /// CSV with a header row instead of a table (for a spreadsheet).
+    #[arg(long)]
+    csv: bool,
     #[command(flatten)]
     dir: NodeDir,
 }
@@ -380,6 +383,9 @@ async fn entries(a: EntriesArgs) -> Result<()> {
             limit: a.limit.clamp(1, 10_000),
         })
         .await?;
+    if a.csv {
+        return write_csv(&found);
+    }
     for e in &found {
         if a.json {
             println!(
@@ -402,5 +408,43 @@ async fn entries(a: EntriesArgs) -> Result<()> {
     if found.is_empty() && !a.json {
         println!("No entries match.");
     }
+    Ok(())
+}
+
+/// The entries as CSV: one row each, the fields an auditor filters on, and the whole
+/// entry as JSON in the last column.
+fn write_csv(found: &[agora_model::LoggedEntry]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    w.write_record([
+        "index",
+        "at",
+        "kind",
+        "reference",
+        "actor",
+        "peer",
+        "product",
+        "agreement",
+        "purpose",
+        "outcome",
+        "entry",
+    ])?;
+    for e in found {
+        let x = &e.entry;
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        w.write_record([
+            e.index.to_string(),
+            x.at.to_rfc3339(),
+            x.kind.to_string(),
+            x.reference.clone(),
+            x.actor.clone(),
+            opt(&x.peer),
+            opt(&x.product),
+            opt(&x.agreement),
+            opt(&x.purpose),
+            x.outcome.clone(),
+            serde_json::to_string(x)?,
+        ])?;
+    }
+    w.flush()?;
     Ok(())
 }

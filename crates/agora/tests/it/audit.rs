@@ -147,6 +147,28 @@ pub fn every_log_verifies_and_an_auditor_sees_who_read_what(eco: &Value) {
         dir,
     ]);
     assert!(listed.contains("employment-agency"), "{listed}");
+    // For a spreadsheet: CSV with a header, one row per entry.
+    let csv = ok(&[
+        "audit",
+        "entries",
+        "--kind",
+        "exchange",
+        "--product",
+        "annual_income",
+        "--csv",
+        "--data-dir",
+        dir,
+    ]);
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().starts_with(
+            "index,at,kind,reference,actor,peer,product,agreement,purpose,outcome,entry"
+        )
+    );
+    assert!(
+        lines.all(|l| l.contains(",exchange,") && l.contains("employment-agency")),
+        "{csv}"
+    );
 }
 
 /// After the demo stopped: an entry rewritten in the store fails verification.
