@@ -212,13 +212,14 @@ impl Node {
         Ok(self.store().checkpoint(None).await?)
     }
 
-    /// The latest checkpoint, with the authority's cosignature once it has one.
+    /// The checkpoint to publish: the latest the authority cosigned (anyone holding the
+    /// ecosystem's root can check it; the log has grown from it by at most a second's
+    /// entries), or the latest the node signed while none is witnessed.
     pub async fn log_checkpoint(&self) -> Result<Option<String>, NodeError> {
-        Ok(self
-            .store()
-            .checkpoint(None)
-            .await?
-            .map(|c| c.witnessed.unwrap_or(c.note)))
+        if let Some((_, note)) = self.store().last_witnessed_checkpoint().await? {
+            return Ok(Some(note));
+        }
+        Ok(self.store().checkpoint(None).await?.map(|c| c.note))
     }
 
     /// The first `width` hashes of a tile (`None` when the log has not that many).
