@@ -123,18 +123,8 @@ pub fn every_log_verifies_and_an_auditor_sees_who_read_what(eco: &Value) {
     let file = Path::new(dir).join("proof-cases.json");
     std::fs::write(&file, serde_json::to_vec(&cases).unwrap()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/tlog/verify.py");
-    let python = std::env::var("AGORA_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&file)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6 cases ok");
+    let out = crate::python(&[script.to_str().unwrap(), file.to_str().unwrap()]);
+    assert_eq!(out.trim(), "6 cases ok");
 
     let listed = ok(&[
         "audit",
@@ -175,7 +165,6 @@ pub fn every_log_verifies_and_an_auditor_sees_who_read_what(eco: &Value) {
 pub fn an_altered_log_fails_verification(eco: &Value) {
     let dir = member(eco, "city-hospital")["data_dir"].as_str().unwrap();
     ok(&["audit", "verify", "--data-dir", dir]);
-    let python = std::env::var("AGORA_PYTHON").unwrap_or_else(|_| "python3".into());
     let db = Path::new(dir).join("agora.db");
     // The operator rewrites one outcome in the first chunk (same length, so the bundle
     // still parses).
@@ -191,15 +180,7 @@ pub fn an_altered_log_fails_verification(eco: &Value) {
          db.commit()\n",
         db = db.display().to_string(),
     );
-    let out = std::process::Command::new(&python)
-        .args(["-c", &edit])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python(&["-c", &edit]);
     let err = fails(&["audit", "verify", "--data-dir", dir]);
     assert!(
         err.contains("was changed after it was signed") || err.contains("was altered"),

@@ -86,6 +86,22 @@ fn init_node(dir: &Path) -> String {
     out.lines().last().unwrap().trim().to_owned()
 }
 
+/// Runs Python (`AGORA_PYTHON`, else `python3`) with these arguments; its standard output,
+/// once it succeeded.
+fn python(args: &[&str]) -> String {
+    let python = std::env::var("AGORA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "{python} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -153,7 +153,6 @@ pub fn an_edited_agreement_is_shown_as_not_in_force(eco: &Value) {
     let income = agreement_of(ea, "annual_income");
     let show = ok(&["agreement", "show", &income, "--data-dir", tax]);
     assert!(show.contains("status: in force until"), "{show}");
-    let python = std::env::var("AGORA_PYTHON").unwrap_or_else(|_| "python3".into());
     let db = Path::new(tax).join("agora.db");
     let edit = format!(
         "import sqlite3, json\n\
@@ -165,15 +164,7 @@ pub fn an_edited_agreement_is_shown_as_not_in_force(eco: &Value) {
          db.commit()\n",
         db = db.display().to_string(),
     );
-    let out = std::process::Command::new(&python)
-        .args(["-c", &edit])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python(&["-c", &edit]);
     let show = ok(&["agreement", "show", &income, "--data-dir", tax]);
     assert!(
         show.contains("status: NOT in force") && show.contains("altered"),
