@@ -179,3 +179,86 @@ async fn a_truncated_log_is_caught_by_the_authority() {
     let alerts = a.authority.witness_alerts(10).await.unwrap();
     assert!(alerts[0].claimed_size < c.size);
 }
+
+/// What a hostile or broken member may send the witness: a checkpoint signed by another
+/// key, one of another member's log, an oversized note, a proof too long or not hex, a
+/// proof from a size never witnessed. Each is refused with a clear reason, and nothing
+/// is cosigned or recorded as witnessed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_witness_refuses_forged_foreign_oversized_and_malformed_checkpoints() {
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tax = member(&a, dir.path(), "tax-office").await;
+    let ea = member(&a, dir.path(), "employment-agency").await;
+    ea.node.refresh_offers().await.unwrap();
+    let presented = tax.node.trust().unwrap().material().info.clone();
+    let origin = tax.node.log_origin().unwrap();
+    let (size, root) = tax.node.log_head().await.unwrap();
+    let key = tax.node.trust().unwrap().material().key.clone();
+    let note = |origin: &str, key: &agora_trust::MemberKey| {
+        String::from_utf8(tlog::sign_checkpoint(origin, size, root, key).unwrap()).unwrap()
+    };
+    let req =
+        |checkpoint: String, old_size: u64, consistency: Vec<String>| agora_model::WitnessRequest {
+            checkpoint,
+            old_size,
+            consistency,
+        };
+    let refused = |r: Result<agora_model::WitnessReply, agora_authority::AuthorityError>| {
+        r.expect_err("refused").to_string()
+    };
+    let other = agora_trust::MemberKey::generate().unwrap();
+    let why = refused(
+        a.authority
+            .witness(&presented, &req(note(&origin, &other), 0, vec![]))
+            .await,
+    );
+    assert!(why.contains("signature does not verify"), "{why}");
+    let foreign = "agora/test-ecosystem/employment-agency";
+    let why = refused(
+        a.authority
+            .witness(&presented, &req(note(foreign, &key), 0, vec![]))
+            .await,
+    );
+    assert!(why.contains("tax-office"), "{why}");
+    let huge = format!("{}{}", note(&origin, &key), "x".repeat(5000));
+    let why = refused(a.authority.witness(&presented, &req(huge, 0, vec![])).await);
+    assert!(why.contains("at most 4096 bytes"), "{why}");
+    // First sight must start from nothing; then a proof must be hashes, and not too many.
+    let why = refused(
+        a.authority
+            .witness(&presented, &req(note(&origin, &key), 7, vec![]))
+            .await,
+    );
+    assert!(why.contains("witnessed 0 entries"), "{why}");
+    a.authority
+        .witness(&presented, &req(note(&origin, &key), 0, vec![]))
+        .await
+        .unwrap();
+    let why = refused(
+        a.authority
+            .witness(
+                &presented,
+                &req(note(&origin, &key), size, vec!["zz".into()]),
+            )
+            .await,
+    );
+    assert!(why.contains("not a hex SHA-256 hash"), "{why}");
+    let long = vec!["00".repeat(32); 200];
+    let why = refused(
+        a.authority
+            .witness(&presented, &req(note(&origin, &key), size, long))
+            .await,
+    );
+    assert!(why.contains("at most 130 hashes"), "{why}");
+    // Only the one honest checkpoint was witnessed; nothing was flagged.
+    let seen = a
+        .authority
+        .store()
+        .witnessed("tax-office")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.size, size);
+    assert!(a.authority.witness_alerts(10).await.unwrap().is_empty());
+}
