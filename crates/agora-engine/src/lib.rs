@@ -35,7 +35,10 @@ pub use arrow::array::RecordBatch;
 pub use arrow::datatypes::SchemaRef;
 use catalog::{ProductSchema, TableCache};
 pub use encode::{EncodedStream, OutputFormat, TextPage};
-pub use enforce::{CellKeySecret, EnforcedTable, Enforcement, LinkageKey, Pseudonymizer};
+pub use enforce::{
+    AccessLedger, CellKeySecret, EnforcedTable, Enforcement, Groups, LinkageKey, MAX_SUBJECTS,
+    Pseudonymizer, SubjectDigest, subject_digest,
+};
 pub use limits::{
     MEMORY as LIMIT_MEMORY, QueryLimits, TIME as LIMIT_TIME, WORKER_STACK, last_memory_stop,
 };
@@ -245,6 +248,8 @@ pub struct QueryResult {
     /// The tables the query reads, as its plan names them: `(member, table)` for another
     /// member's product (`"member".table`), `(None, table)` for this node's own.
     pub tables: Vec<(Option<String>, String)>,
+    /// What the query read under agreements (complete once the stream has ended).
+    pub ledger: Arc<AccessLedger>,
     stream: SendableRecordBatchStream,
 }
 
@@ -524,6 +529,7 @@ impl Catalog {
                 return Ok(QueryResult {
                     columns,
                     tables,
+                    ledger: AccessLedger::new(),
                     stream,
                 });
             }
@@ -589,9 +595,11 @@ impl Catalog {
     /// the query's memory and time.
     async fn start(
         &self,
-        state: SessionState,
+        mut state: SessionState,
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<QueryResult, EngineError> {
+        let ledger = AccessLedger::new();
+        state.config_mut().set_extension(Arc::clone(&ledger));
         let row_limit = enforce::row_limit(&plan);
         let tables = tables_read(&plan);
         let budget = self.budget.bounded(enforce::query_bounds(&plan));
@@ -610,6 +618,7 @@ impl Catalog {
         Ok(QueryResult {
             columns,
             tables,
+            ledger,
             stream,
         })
     }
@@ -690,6 +699,7 @@ impl QueryResult {
         Self {
             columns: self.columns,
             tables: self.tables,
+            ledger: self.ledger,
             stream: Box::pin(
                 datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(target, stream),
             ),
@@ -702,6 +712,7 @@ impl QueryResult {
         Self {
             columns: self.columns,
             tables: self.tables,
+            ledger: self.ledger,
             stream: Box::pin(observe::Observed::new(self.stream, on_end)),
         }
     }

@@ -414,8 +414,9 @@ fn tabulate(agg: &Aggregate, flat: Flat) -> Result<LogicalPlan> {
             )));
         }
     };
+    let groups = super::GroupSizes::new(&agreement);
     let mut granted_scan = flat.scan.clone();
-    granted_scan.source = provider_as_source(Arc::new(table.granted()));
+    granted_scan.source = provider_as_source(Arc::new(table.granted(Arc::clone(&groups))));
     let scan = LogicalPlan::TableScan(granted_scan);
     let surface = Surface {
         table,
@@ -488,6 +489,7 @@ fn tabulate(agg: &Aggregate, flat: Flat) -> Result<LogicalPlan> {
         secret,
         inputs: input_types,
         outputs,
+        groups,
     };
     let udaf = AggregateUDF::new_from_impl(TabulateUdaf::new(protection));
     let cell_call = udaf.call(args).alias("__agora_cell");

@@ -8,9 +8,14 @@ use datafusion::common::Statistics;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
 use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use super::ledger::AccessLedger;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+};
 
 /// Passes its input through unchanged and lets nothing of the plan above it in: the
 /// consumer's filters (static ones, and the dynamic filters of joins and top-k sorts) and
@@ -19,21 +24,57 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 /// it takes could reveal them.) [`ExecutionPlan`]'s defaults refuse every pushdown; this
 /// type only has to keep them. (Conditions that cannot fail reach the scan another way,
 /// chosen by the enforced table itself: see the `enforce` module.)
+///
+/// When it accounts for a query ([`AccessLedger`]), its input's last column is the
+/// product's subject column: it notes each batch's subjects in the ledger and passes the
+/// batch on without that column.
 #[derive(Debug)]
 pub(crate) struct EnforcementBoundaryExec {
     agreement: String,
     input: Arc<dyn ExecutionPlan>,
+    ledger: Option<Arc<AccessLedger>>,
+    /// The input's properties, or without the subject column when accounting.
+    properties: Arc<PlanProperties>,
 }
 
 impl EnforcementBoundaryExec {
-    pub(crate) fn new(agreement: String, input: Arc<dyn ExecutionPlan>) -> Self {
-        Self { agreement, input }
+    pub(crate) fn new(
+        agreement: String,
+        input: Arc<dyn ExecutionPlan>,
+        ledger: Option<Arc<AccessLedger>>,
+    ) -> Result<Self> {
+        let properties = match &ledger {
+            None => Arc::clone(input.properties()),
+            Some(_) => {
+                let schema = input.schema();
+                let kept: Vec<usize> = (0..schema.fields().len().saturating_sub(1)).collect();
+                let schema = Arc::new(schema.project(&kept)?);
+                Arc::new(PlanProperties::new(
+                    EquivalenceProperties::new(schema),
+                    Partitioning::UnknownPartitioning(
+                        input.output_partitioning().partition_count(),
+                    ),
+                    input.pipeline_behavior(),
+                    input.boundedness(),
+                ))
+            }
+        };
+        Ok(Self {
+            agreement,
+            input,
+            ledger,
+            properties,
+        })
     }
 }
 
 impl DisplayAs for EnforcementBoundaryExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EnforcementBoundaryExec: agreement={}", self.agreement)
+        write!(f, "EnforcementBoundaryExec: agreement={}", self.agreement)?;
+        if self.ledger.is_some() {
+            write!(f, ", accounts=subjects")?;
+        }
+        Ok(())
     }
 }
 
@@ -43,7 +84,7 @@ impl ExecutionPlan for EnforcementBoundaryExec {
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
+        &self.properties
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -62,10 +103,11 @@ impl ExecutionPlan for EnforcementBoundaryExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self {
-                agreement: self.agreement.clone(),
+            (Some(input), true) => Ok(Arc::new(Self::new(
+                self.agreement.clone(),
                 input,
-            })),
+                self.ledger.clone(),
+            )?)),
             _ => Err(DataFusionError::Internal(
                 "EnforcementBoundaryExec has exactly one child".into(),
             )),
@@ -99,6 +141,19 @@ impl ExecutionPlan for EnforcementBoundaryExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        let stream = self.input.execute(partition, context)?;
+        let Some(ledger) = self.ledger.clone() else {
+            return Ok(stream);
+        };
+        let schema = self.schema();
+        let agreement = self.agreement.clone();
+        let kept: Vec<usize> = (0..schema.fields().len()).collect();
+        let accounted = stream.map(move |batch| {
+            let batch = batch?;
+            let subjects = batch.column(batch.num_columns() - 1);
+            ledger.note_subjects(&agreement, subjects)?;
+            Ok(batch.project(&kept)?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, accounted)))
     }
 }

@@ -53,6 +53,7 @@ use crate::EngineError;
 mod aggregate;
 mod boundary;
 mod dates;
+mod ledger;
 mod linkage;
 mod pseudonym;
 mod release;
@@ -61,6 +62,8 @@ mod total;
 
 pub(crate) use aggregate::AggregateAgreements;
 use boundary::EnforcementBoundaryExec;
+use ledger::GroupSizes;
+pub use ledger::{AccessLedger, Groups, MAX_SUBJECTS, SubjectDigest, subject_digest};
 pub(crate) use linkage::LinkageJoins;
 use pseudonym::PseudonymUdf;
 pub use pseudonym::{LinkageKey, Pseudonymizer};
@@ -92,6 +95,12 @@ pub struct EnforcedTable {
     /// The subject-identifier column, by its name in this table (aggregate mode counts
     /// groups in distinct subjects).
     subject: Option<String>,
+    /// The product's subject column, whether agreed or not: record-level modes account for
+    /// the subjects whose rows they pass (see [`AccessLedger`]).
+    accounted: Option<String>,
+    /// Aggregate mode, on the copy the aggregate rewrite grants: where its aggregate notes
+    /// the sizes of the groups it releases.
+    groups: Option<Arc<GroupSizes>>,
     min_group_size: u32,
     /// Aggregate mode: the columns that may only be aggregated.
     measures: Vec<String>,
@@ -264,6 +273,11 @@ impl EnforcedTable {
                 .subject
                 .clone()
                 .filter(|s| terms.columns.iter().any(|c| &c.name == s)),
+            accounted: enforcement
+                .subject
+                .clone()
+                .filter(|s| raw.field_with_name(s).is_ok()),
+            groups: None,
             min_group_size: terms.min_group_size,
             measures: terms.measures.clone(),
             disclosure: terms.disclosure.clone(),
@@ -407,9 +421,10 @@ impl EnforcedTable {
     }
 
     /// The copy whose scan feeds an aggregation that suppresses small groups.
-    fn granted(&self) -> Self {
+    fn granted(&self, groups: Arc<GroupSizes>) -> Self {
         Self {
             aggregation_granted: true,
+            groups: Some(groups),
             ..self.clone()
         }
     }
@@ -481,6 +496,17 @@ impl TableProvider for EnforcedTable {
                 )),
             )));
         }
+        let ledger = state.config().get_extension::<AccessLedger>();
+        if let (Some(ledger), Some(groups)) = (&ledger, &self.groups) {
+            ledger.attach(Arc::clone(groups));
+        }
+        // Record-level modes account for the subjects of the rows they pass.
+        let accounting = match (ledger, &self.accounted) {
+            (Some(ledger), Some(subject)) if self.mode != AccessMode::Aggregate => {
+                Some((ledger, subject.clone()))
+            }
+            _ => None,
+        };
         let wanted: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.columns.len()).collect(),
@@ -511,6 +537,9 @@ impl TableProvider for EnforcedTable {
             for c in expr.column_refs() {
                 needed.insert(raw.index_of(&c.name)?);
             }
+        }
+        if let Some((_, subject)) = &accounting {
+            needed.insert(raw.index_of(subject)?);
         }
         let needed: Vec<usize> = needed.into_iter().collect();
         // The product's scan may use the consumer's conditions to skip files and row groups
@@ -545,7 +574,7 @@ impl TableProvider for EnforcedTable {
             let predicate = state.create_physical_expr(p, &input_schema)?;
             input = Arc::new(FilterExec::try_new(predicate, input)?);
         }
-        let exprs = wanted
+        let mut exprs = wanted
             .iter()
             .map(|&i| {
                 let (name, expr) = &self.columns[i];
@@ -555,10 +584,21 @@ impl TableProvider for EnforcedTable {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        // The subject column, unmasked, last: the boundary notes it and drops it.
+        if let Some((_, subject)) = &accounting {
+            exprs.push((
+                state.create_physical_expr(
+                    col(datafusion::common::Column::new_unqualified(subject)),
+                    &input_schema,
+                )?,
+                "__agora_subject".to_owned(),
+            ));
+        }
         Ok(Arc::new(EnforcementBoundaryExec::new(
             self.agreement.clone(),
             Arc::new(ProjectionExec::try_new(exprs, input)?),
-        )))
+            accounting.map(|(ledger, _)| ledger),
+        )?))
     }
 }
 

@@ -194,6 +194,7 @@ pub(crate) fn release(p: &Protection, cells: &[Cell]) -> Result<ArrayRef> {
     let mut columns: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(cells.len()); p.outputs.len()];
     for cell in cells {
         let visible = cell.keys.len() as u64 >= p.min_contributors;
+        p.groups.note(cell.keys.len() as u64, visible);
         shown.push(visible);
         let figures = Figures {
             p,

@@ -91,7 +91,7 @@ pub(crate) enum Output {
 }
 
 /// Everything one protected aggregate needs, fixed at planning.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Protection {
     pub agreement: String,
     pub min_contributors: u64,
@@ -100,6 +100,20 @@ pub(crate) struct Protection {
     /// The input columns' names (noise labels) and whether their sums are whole numbers.
     pub inputs: Vec<(String, bool)>,
     pub outputs: Vec<Output>,
+    /// Where released and withheld groups' sizes are noted for the transparency log.
+    pub groups: Arc<super::GroupSizes>,
+}
+
+impl PartialEq for Protection {
+    fn eq(&self, other: &Self) -> bool {
+        self.agreement == other.agreement
+            && self.min_contributors == other.min_contributors
+            && self.control == other.control
+            && self.secret == other.secret
+            && self.inputs == other.inputs
+            && self.outputs == other.outputs
+            && Arc::ptr_eq(&self.groups, &other.groups)
+    }
 }
 
 impl std::hash::Hash for Protection {
@@ -626,6 +640,7 @@ mod tests {
             secret: CellKeySecret::new([7; 32]),
             inputs: vec![("income".into(), true)],
             outputs,
+            groups: crate::enforce::GroupSizes::new("a-1"),
         }
     }
 

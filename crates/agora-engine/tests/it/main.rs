@@ -1,5 +1,6 @@
 //! Integration tests of the query engine on real files.
 
+mod accounting;
 mod alloc;
 mod federation;
 mod limits;
