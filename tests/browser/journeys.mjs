@@ -411,6 +411,40 @@ await journey('administration: administrators see health, certificates and the t
   await accessible(analyst, 'page not found');
 });
 
+await journey('auditor: the audit log filtered by purpose, one entry with its proof, the list as CSV; no page of data', async () => {
+  const { page } = await person();
+  await signIn(page, EA, 'auditor', '/');
+  assert.match(page.url(), /\/audit$/);
+  await page.getByLabel('Kind').selectOption('exchange');
+  await page.getByLabel('Purpose').fill('job_matching');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForLoadState();
+  const rows = page.locator('table tbody tr');
+  assert.ok((await rows.count()) > 0, 'the job-matching exchanges are listed');
+  assert.match(await rows.first().innerText(), /job_matching/);
+  await accessible(page, 'audit log');
+  await screenshot(page, 'audit');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('link', { name: 'Download these entries as CSV' }).click(),
+  ]);
+  const csv = fs.readFileSync(await download.path(), 'utf8');
+  assert.match(csv, /^index,at,kind,reference,actor/);
+  assert.match(csv, /job_matching/);
+  await rows.first().getByRole('link').click();
+  await page.waitForLoadState();
+  const text = await page.locator('main').innerText();
+  assert.match(text, /Proof that it is in the log/);
+  assert.match(text, /agora\/[a-z0-9-]+\/employment-agency/);
+  await accessible(page, 'audit entry');
+  const r = await page.goto(`${EA.base_url}/catalog`);
+  assert.equal(r.status(), 403);
+  await accessible(page, 'a page of data refused to an auditor');
+  const bad = await page.goto(`${EA.base_url}/audit?from=2026-02-30`);
+  assert.equal(bad.status(), 422);
+  await accessible(page, 'audit filter error');
+});
+
 await journey('publishing: a steward publishes a CSV file from the inbox, fixing what the form refuses', async () => {
   // A ;-separated file in the folder the demo's nodes accept from their stewards.
   const file = path.join(eco.inbox, `openings-${Date.now()}.csv`);

@@ -275,9 +275,92 @@ impl AuditEntry {
     }
 }
 
+/// The columns of [`entries_csv`].
+pub const CSV_COLUMNS: [&str; 13] = [
+    "index",
+    "at",
+    "kind",
+    "reference",
+    "actor",
+    "peer",
+    "product",
+    "agreement",
+    "purpose",
+    "legal_basis",
+    "outcome",
+    "subjects",
+    "entry",
+];
+
+/// Entries as CSV (RFC 4180) for a spreadsheet: one row each, the fields an auditor filters
+/// on, and the whole entry as JSON in the last column. A cell that a spreadsheet would take
+/// for a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return — texts a
+/// peer or a consumer's query chose can end up in an outcome) is prefixed with `'`.
+pub fn entries_csv(entries: &[LoggedEntry]) -> String {
+    fn cell(text: &str) -> String {
+        match text.chars().next() {
+            Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+            _ => text.to_owned(),
+        }
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut write = |row: Vec<String>| {
+        // Writing to memory cannot fail.
+        w.write_record(&row)
+            .expect("a CSV row is written to memory");
+    };
+    write(CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect());
+    for e in entries {
+        let x = &e.entry;
+        let opt = |v: &Option<String>| cell(v.as_deref().unwrap_or_default());
+        let legal = x
+            .detail
+            .get("legal_basis")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        write(vec![
+            e.index.to_string(),
+            x.at.to_rfc3339(),
+            x.kind.to_string(),
+            cell(&x.reference),
+            cell(&x.actor),
+            opt(&x.peer),
+            opt(&x.product),
+            opt(&x.agreement),
+            opt(&x.purpose),
+            cell(legal),
+            cell(&x.outcome),
+            x.subjects
+                .as_ref()
+                .map(|s| s.count.to_string())
+                .unwrap_or_default(),
+            cell(&serde_json::to_string(x).unwrap_or_default()),
+        ]);
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised() {
+        let e = AuditEntry::new(AuditKind::Exchange, "exchange:7", "tax-office")
+            .peer("social-benefits")
+            .outcome("=HYPERLINK(\"http://evil\",\"x\")")
+            .with("legal_basis", "+cmd");
+        let csv = entries_csv(&[LoggedEntry { index: 3, entry: e }]);
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        assert_eq!(r.headers().unwrap().len(), CSV_COLUMNS.len());
+        let row = r.records().next().unwrap().unwrap();
+        assert_eq!(&row[0], "3");
+        assert_eq!(&row[5], "social-benefits");
+        assert_eq!(&row[9], "'+cmd");
+        assert_eq!(&row[10], "'=HYPERLINK(\"http://evil\",\"x\")");
+        assert!(row[12].starts_with("{\"kind\":\"exchange\""));
+    }
 
     #[test]
     fn an_entry_round_trips_and_encodes_the_same_each_time() {

@@ -542,13 +542,23 @@ impl Node {
                 catalog_version: a.catalog_version,
             }))
     }
-    pub async fn create_token(&self, label: &str, role: ApiRole) -> Result<NewToken, NodeError> {
-        Ok(self.inner.store.create_token(label, role).await?)
+    /// Issues an API token; `by` is who issued it (its log entry names them).
+    pub async fn create_token(
+        &self,
+        label: &str,
+        role: ApiRole,
+        by: &Accessor,
+    ) -> Result<NewToken, NodeError> {
+        Ok(self
+            .inner
+            .store
+            .create_token(label, role, &by.principal)
+            .await?)
     }
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, NodeError> {
         Ok(self.inner.store.list_tokens().await?)
     }
-    pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, NodeError> {
-        Ok(self.inner.store.revoke_token(id).await?)
+    pub async fn revoke_token(&self, id: &str, by: &Accessor) -> Result<TokenInfo, NodeError> {
+        Ok(self.inner.store.revoke_token(id, &by.principal).await?)
     }
 }

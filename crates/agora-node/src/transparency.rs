@@ -251,6 +251,18 @@ impl Node {
         Ok(Some(self.store().log_bundle(index, end).await?))
     }
 
+    /// Entry `index` as the log holds it (JSON text), if the log has it.
+    pub async fn log_entry(&self, index: u64) -> Result<Option<String>, NodeError> {
+        let (size, _) = self.store().log_head().await?;
+        if index >= size {
+            return Ok(None);
+        }
+        let mut data = self.store().log_entry_data(index, index + 1).await?;
+        Ok(data
+            .pop()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
     /// The proof that entry `index` is in the log, against the latest checkpoint that
     /// holds it (signing one when the entry is newer than every checkpoint).
     pub async fn log_inclusion(&self, index: u64) -> Result<InclusionProof, NodeError> {

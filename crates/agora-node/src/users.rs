@@ -65,13 +65,15 @@ impl Caller {
 }
 
 impl Node {
-    /// Adds a user who signs in to the web interface with `password`.
+    /// Adds a user who signs in to the web interface with `password`; `by` is who added
+    /// them (the log entry names them).
     pub async fn create_user(
         &self,
         username: &str,
         display_name: &str,
         role: ApiRole,
         password: &str,
+        by: &crate::Accessor,
     ) -> Result<UserInfo, NodeError> {
         check_username(username)?;
         let display_name = display_name.trim();
@@ -83,7 +85,7 @@ impl Node {
         let hash = self.hash(password).await?;
         let user = self
             .store()
-            .create_user(username, display_name, role, &hash)
+            .create_user(username, display_name, role, &hash, &by.principal)
             .await?;
         tracing::info!(user = %user.username, role = %user.role, "user created");
         Ok(user)
@@ -94,16 +96,27 @@ impl Node {
     }
 
     /// Sets a new password for a user; their sessions end.
-    pub async fn set_password(&self, username: &str, password: &str) -> Result<(), NodeError> {
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: &str,
+        by: &crate::Accessor,
+    ) -> Result<(), NodeError> {
         let hash = self.hash(password).await?;
-        self.store().set_password(username, &hash).await?;
+        self.store()
+            .set_password(username, &hash, &by.principal)
+            .await?;
         tracing::info!(user = %username, "password changed");
         Ok(())
     }
 
     /// Disables a user; their sessions end.
-    pub async fn disable_user(&self, username: &str) -> Result<(), NodeError> {
-        self.store().disable_user(username).await?;
+    pub async fn disable_user(
+        &self,
+        username: &str,
+        by: &crate::Accessor,
+    ) -> Result<(), NodeError> {
+        self.store().disable_user(username, &by.principal).await?;
         tracing::info!(user = %username, "user disabled");
         Ok(())
     }

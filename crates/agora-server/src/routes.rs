@@ -496,7 +496,14 @@ async fn create_token(
             "the label must have 1 to 100 characters",
         ));
     }
-    let t = state.node.create_token(label, req.role).await?;
+    let t = state
+        .node
+        .create_token(
+            label,
+            req.role,
+            &agora_node::Accessor::token(&caller.0.token),
+        )
+        .await?;
     tracing::info!(token = %t.info.id, role = %t.info.role, by = %caller.0.token.id, "api token issued");
     Ok((
         StatusCode::CREATED,
@@ -517,7 +524,10 @@ async fn revoke_token(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenView>, ApiError> {
     caller.require(ApiRole::Admin)?;
-    let t = state.node.revoke_token(&id).await?;
+    let t = state
+        .node
+        .revoke_token(&id, &agora_node::Accessor::token(&caller.0.token))
+        .await?;
     tracing::info!(token = %t.id, by = %caller.0.token.id, "api token revoked");
     Ok(Json(t.into()))
 }

@@ -43,6 +43,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .route("/api/v1/tlog/tile/{*path}", get(tile))
         .routes(routes!(entry_proof))
         .routes(routes!(audit_entries))
+        .routes(routes!(audit_entries_csv))
 }
 
 async fn checkpoint_response(node: &Node) -> Result<Response, ApiError> {
@@ -241,6 +242,33 @@ impl AuditParams {
             limit,
         })
     }
+}
+
+/// The same entries as CSV for a spreadsheet: one row each with the fields an auditor
+/// filters on, and the whole entry as JSON in the last column.
+#[utoipa::path(get, path = "/api/v1/audit/entries.csv", tag = "transparency", params(AuditParams),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn audit_entries_csv(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(params): ApiQuery<AuditParams>,
+) -> Result<axum::response::Response, ApiError> {
+    caller.require(ApiRole::Auditor)?;
+    let entries = state.node.audit_entries(&params.filter()?).await?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present",
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit-entries.csv\"",
+            ),
+        ],
+        agora_model::entries_csv(&entries),
+    )
+        .into_response())
 }
 
 /// An entry of the log, with its index.

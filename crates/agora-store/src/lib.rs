@@ -516,12 +516,19 @@ impl Store {
 
     // ---- tokens ----
 
-    pub async fn create_token(&self, label: &str, role: ApiRole) -> Result<NewToken, StoreError> {
+    /// Issues a token; `actor` (who issued it, as the access log names people) goes into
+    /// its log entry.
+    pub async fn create_token(
+        &self,
+        label: &str,
+        role: ApiRole,
+        actor: &str,
+    ) -> Result<NewToken, StoreError> {
         let mut tx = self.pool.begin().await?;
         let t = tokens::insert_token(&mut tx, label, role).await?;
         tx.commit().await?;
         self.log_one(
-            AuditEntry::new(AuditKind::Token, format!("token:{}", t.info.id), "node")
+            AuditEntry::new(AuditKind::Token, format!("token:{}", t.info.id), actor)
                 .outcome("issued")
                 .with("label", label)
                 .with("role", role.as_str()),
@@ -539,10 +546,10 @@ impl Store {
         tokens::list(&self.pool).await
     }
 
-    pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo, StoreError> {
+    pub async fn revoke_token(&self, id: &str, actor: &str) -> Result<TokenInfo, StoreError> {
         let t = tokens::revoke(&self.pool, id).await?;
         self.log_one(
-            AuditEntry::new(AuditKind::Token, format!("token:{id}"), "node")
+            AuditEntry::new(AuditKind::Token, format!("token:{id}"), actor)
                 .outcome("revoked")
                 .with("label", t.label.clone())
                 .with("role", t.role.as_str()),

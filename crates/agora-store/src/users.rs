@@ -80,6 +80,7 @@ impl Store {
         display_name: &str,
         role: ApiRole,
         password_hash: &str,
+        actor: &str,
     ) -> Result<UserInfo, StoreError> {
         let id = uuid::Uuid::now_v7().simple().to_string()[..16].to_owned();
         let res = sqlx::query(
@@ -107,7 +108,7 @@ impl Store {
             .await?
             .map(|(u, _)| u)
             .ok_or_else(|| StoreError::UserNotFound(username.to_owned()))?;
-        self.log_user(username, "added", Some(role)).await?;
+        self.log_user(username, "added", Some(role), actor).await?;
         Ok(user)
     }
 
@@ -116,11 +117,12 @@ impl Store {
         username: &str,
         what: &str,
         role: Option<ApiRole>,
+        actor: &str,
     ) -> Result<(), StoreError> {
         let mut e = agora_model::AuditEntry::new(
             agora_model::AuditKind::User,
             format!("user:{username}"),
-            "node",
+            actor,
         )
         .outcome(what);
         if let Some(r) = role {
@@ -155,6 +157,7 @@ impl Store {
         &self,
         username: &str,
         password_hash: &str,
+        actor: &str,
     ) -> Result<(), StoreError> {
         self.change_user(
             "UPDATE users SET password_hash = $1 WHERE username = $2",
@@ -162,18 +165,19 @@ impl Store {
             username,
         )
         .await?;
-        self.log_user(username, "password changed", None).await
+        self.log_user(username, "password changed", None, actor)
+            .await
     }
 
     /// Disables a user (who can no longer sign in) and ends their sessions.
-    pub async fn disable_user(&self, username: &str) -> Result<(), StoreError> {
+    pub async fn disable_user(&self, username: &str, actor: &str) -> Result<(), StoreError> {
         self.change_user(
             "UPDATE users SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL",
             now(),
             username,
         )
         .await?;
-        self.log_user(username, "disabled", None).await
+        self.log_user(username, "disabled", None, actor).await
     }
 
     /// Runs `update` (binding `value` and the user name) and ends the user's sessions, in

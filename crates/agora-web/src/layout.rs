@@ -13,6 +13,7 @@ pub(crate) enum Section {
     Publish,
     Requests,
     Query,
+    Audit,
     Admin,
 }
 
@@ -32,6 +33,7 @@ pub(crate) fn page(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
         (Section::Publish, "/publish", "Publish data"),
         (Section::Requests, "/requests", "Access requests"),
         (Section::Query, "/query", "Query"),
+        (Section::Audit, "/audit", "Audit"),
         (Section::Admin, "/admin", "Administration"),
     ];
     html! {
@@ -65,7 +67,9 @@ pub(crate) fn page(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                     nav.nav aria-label="Main" {
                         ul {
                             @for (section, href, label) in nav {
-                                @if (*section != Section::Admin || v.can(agora_node::ApiRole::Admin))
+                                @if crate::session::role_may_open(v.role(), href)
+                                    && (*section != Section::Admin || v.can(agora_node::ApiRole::Admin))
+                                    && (*section != Section::Audit || v.can(agora_node::ApiRole::Auditor))
                                     && (*section != Section::Publish || v.can(agora_node::ApiRole::Steward)) {
                                     li {
                                         a href=(href) aria-current=[(frame.section == *section).then_some("page")] { (label) }

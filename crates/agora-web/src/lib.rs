@@ -110,6 +110,14 @@ pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
         )
         .route("/publish/{job}", get(pages::publish::progress))
         .route("/admin", get(pages::admin::overview))
+        .route("/audit", get(pages::audit::list))
+        .route("/audit/export.csv", get(pages::audit::export_csv))
+        .route("/audit/export.json", get(pages::audit::export_json))
+        .route("/audit/entries/{index}", get(pages::audit::entry))
+        .route(
+            "/audit/entries/{index}/proof.json",
+            get(pages::audit::proof_json),
+        )
         .route("/assets/agora.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)

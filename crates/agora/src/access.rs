@@ -42,7 +42,9 @@ pub async fn token(cmd: TokenCmd) -> Result<()> {
                 bail!("the label must not be empty");
             }
             let node = open(&dir).await?;
-            let t = node.create_token(label.trim(), role).await?;
+            let t = node
+                .create_token(label.trim(), role, &agora_node::Accessor::command_line())
+                .await?;
             println!("Token {} ({}), shown only now:", t.info.id, t.info.role);
             println!("  {}", t.secret);
             Ok(())
@@ -54,7 +56,9 @@ pub async fn token(cmd: TokenCmd) -> Result<()> {
         }
         TokenCmd::Revoke { id, dir } => {
             let node = open(&dir).await?;
-            let t = node.revoke_token(&id).await?;
+            let t = node
+                .revoke_token(&id, &agora_node::Accessor::command_line())
+                .await?;
             println!("Revoked token {} ({}).", t.id, t.label);
             Ok(())
         }
@@ -116,7 +120,15 @@ pub async fn user(cmd: UserCmd) -> Result<()> {
             let role: ApiRole = role.parse().map_err(anyhow::Error::msg)?;
             let node = open(&dir).await?;
             let (password, generated) = password_from_env();
-            let u = node.create_user(&username, &name, role, &password).await?;
+            let u = node
+                .create_user(
+                    &username,
+                    &name,
+                    role,
+                    &password,
+                    &agora_node::Accessor::command_line(),
+                )
+                .await?;
             println!("User {} ({}) added.", u.username, u.role);
             if generated {
                 println!(
@@ -135,7 +147,8 @@ pub async fn user(cmd: UserCmd) -> Result<()> {
         UserCmd::Passwd { username, dir } => {
             let node = open(&dir).await?;
             let (password, generated) = password_from_env();
-            node.set_password(&username, &password).await?;
+            node.set_password(&username, &password, &agora_node::Accessor::command_line())
+                .await?;
             println!("Password of {username} changed; their sessions have ended.");
             if generated {
                 println!("New password (shown only now):");
@@ -145,7 +158,8 @@ pub async fn user(cmd: UserCmd) -> Result<()> {
         }
         UserCmd::Disable { username, dir } => {
             let node = open(&dir).await?;
-            node.disable_user(&username).await?;
+            node.disable_user(&username, &agora_node::Accessor::command_line())
+                .await?;
             println!("User {username} disabled; their sessions have ended.");
             Ok(())
         }

@@ -411,40 +411,11 @@ async fn entries(a: EntriesArgs) -> Result<()> {
     Ok(())
 }
 
-/// The entries as CSV: one row each, the fields an auditor filters on, and the whole
-/// entry as JSON in the last column.
+/// The entries as CSV (the model's columns).
 fn write_csv(found: &[agora_model::LoggedEntry]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-    w.write_record([
-        "index",
-        "at",
-        "kind",
-        "reference",
-        "actor",
-        "peer",
-        "product",
-        "agreement",
-        "purpose",
-        "outcome",
-        "entry",
-    ])?;
-    for e in found {
-        let x = &e.entry;
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        w.write_record([
-            e.index.to_string(),
-            x.at.to_rfc3339(),
-            x.kind.to_string(),
-            x.reference.clone(),
-            x.actor.clone(),
-            opt(&x.peer),
-            opt(&x.product),
-            opt(&x.agreement),
-            opt(&x.purpose),
-            x.outcome.clone(),
-            serde_json::to_string(x)?,
-        ])?;
-    }
-    w.flush()?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(agora_model::entries_csv(found).as_bytes())?;
+    out.flush()?;
     Ok(())
 }

@@ -26,11 +26,12 @@ struct DemoUser {
     password: String,
 }
 
-/// The demo's users of every node: a steward, an analyst and an administrator.
+/// The demo's users of every node: a steward, an analyst, an administrator and an auditor.
 const DEMO_USERS: &[(&str, ApiRole, &str)] = &[
     ("steward", ApiRole::Steward, "Data steward"),
     ("analyst", ApiRole::Analyst, "Analyst"),
     ("admin", ApiRole::Admin, "Administrator"),
+    ("auditor", ApiRole::Auditor, "Auditor"),
 ];
 
 /// The node's demo users, made on first use with generated passwords kept in
@@ -43,6 +44,7 @@ async fn demo_users(node: &Node) -> Result<Vec<DemoUser>> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let existing = node.users().await?;
+    let by = agora_node::Accessor::command_line();
     let mut out = Vec::new();
     for (username, role, title) in DEMO_USERS {
         let exists = existing
@@ -54,9 +56,10 @@ async fn demo_users(node: &Node) -> Result<Vec<DemoUser>> {
                 let password = agora_trust::password::generate_password();
                 let name = format!("{title}, {}", node.name());
                 if existing.iter().any(|u| u.username == *username) {
-                    node.set_password(username, &password).await?;
+                    node.set_password(username, &password, &by).await?;
                 } else {
-                    node.create_user(username, &name, *role, &password).await?;
+                    node.create_user(username, &name, *role, &password, &by)
+                        .await?;
                 }
                 DemoUser {
                     username: (*username).to_owned(),
@@ -194,10 +197,17 @@ async fn member_node(
     // hashes are stored and the old secret cannot be shown again.
     for t in node.tokens().await? {
         if t.label == DEMO_TOKEN_LABEL && t.revoked_at.is_none() {
-            node.revoke_token(&t.id).await?;
+            node.revoke_token(&t.id, &agora_node::Accessor::command_line())
+                .await?;
         }
     }
-    let token = node.create_token(DEMO_TOKEN_LABEL, ApiRole::Admin).await?;
+    let token = node
+        .create_token(
+            DEMO_TOKEN_LABEL,
+            ApiRole::Admin,
+            &agora_node::Accessor::command_line(),
+        )
+        .await?;
     let users = demo_users(&node)
         .await
         .with_context(|| format!("cannot create the demo users of {id}"))?;

@@ -3,19 +3,19 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::ledger::AccessLedger;
 use datafusion::common::Result;
 use datafusion::common::Statistics;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
 use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
-use super::ledger::AccessLedger;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
+use futures::StreamExt;
 
 /// Passes its input through unchanged and lets nothing of the plan above it in: the
 /// consumer's filters (static ones, and the dynamic filters of joins and top-k sorts) and

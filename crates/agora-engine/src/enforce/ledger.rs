@@ -126,13 +126,13 @@ impl AccessLedger {
         }
         inner.subjects.extend(digests);
         if inner.subjects.len() > MAX_SUBJECTS {
-            return Err(DataFusionError::External(Box::new(EngineError::AccessDenied(
-                format!(
+            return Err(DataFusionError::External(Box::new(
+                EngineError::AccessDenied(format!(
                     "the query reads the rows of more than {MAX_SUBJECTS} subjects under \
                      agreement {agreement}, more than the node accounts for in one query; \
                      narrow it with a WHERE condition"
-                ),
-            ))));
+                )),
+            )));
         }
         Ok(())
     }

@@ -71,7 +71,11 @@ async fn a_record_level_query_accounts_for_exactly_the_subjects_it_read() {
     // The agreement does not show person_id, and the answer is a count: the rows read
     // are still the people's whose data was used.
     let residents = w.catalog_of("residents_masked_records");
-    let (_, r) = run(&residents, "SELECT sex, count(*) FROM residents GROUP BY sex").await;
+    let (_, r) = run(
+        &residents,
+        "SELECT sex, count(*) FROM residents GROUP BY sex",
+    )
+    .await;
     let expected = owner_subjects(
         &registry,
         "SELECT person_id FROM residents WHERE birth_date < DATE '1970-01-01'",
@@ -101,8 +105,8 @@ async fn a_record_level_query_accounts_for_exactly_the_subjects_it_read() {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert!(rows > 0 && !expected.is_empty());
     assert_eq!(r.subjects(), expected);
-    let shown = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Utf8)
-        .unwrap();
+    let shown =
+        arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Utf8).unwrap();
     let shown = shown
         .as_any()
         .downcast_ref::<arrow::array::StringArray>()

@@ -193,7 +193,11 @@ async fn api_read_under(
     sql: &str,
 ) -> (Option<String>, Option<String>, Option<String>, String) {
     let token = node
-        .create_token("test", agora_node::ApiRole::Analyst)
+        .create_token(
+            "test",
+            agora_node::ApiRole::Analyst,
+            &agora_node::Accessor::command_line(),
+        )
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -873,6 +873,28 @@ async fn an_auditors_token_reads_records_and_no_data() {
         .await
         .unwrap();
     assert!(entries.to_string().contains("audit office"), "{entries}");
+    // Who issued it is named: the administrator's token.
+    assert!(
+        entries[0]["entry"]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("token:"),
+        "{entries}"
+    );
+    let csv = as_auditor(M::GET, "/api/v1/audit/entries.csv?kind=token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("index,at,kind,"), "{csv}");
+    assert!(csv.contains("audit office"), "{csv}");
     for (m, path) in [
         (M::POST, "/api/v1/query"),
         (M::GET, "/api/v1/products"),

@@ -64,7 +64,15 @@ struct Page {
 
 impl Person {
     async fn sign_in(url: &str, node: &Node, user: &str, role: ApiRole) -> Self {
-        node.create_user(user, user, role, PASSWORD).await.unwrap();
+        node.create_user(
+            user,
+            user,
+            role,
+            PASSWORD,
+            &agora_node::Accessor::command_line(),
+        )
+        .await
+        .unwrap();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -171,7 +171,10 @@ async fn catalog_version_moves_with_every_catalog_change() {
         let v1 = s.catalog_version().await.unwrap();
         assert!(v1 > v0);
         // Authentication reads the same version in the same round trip.
-        let tok = s.create_token("reader", ApiRole::Analyst).await.unwrap();
+        let tok = s
+            .create_token("reader", ApiRole::Analyst, "cli:test")
+            .await
+            .unwrap();
         let auth = s.authenticate(&tok.secret).await.unwrap().unwrap();
         assert_eq!(auth.catalog_version, v1);
         // A failed change leaves it alone.
@@ -407,7 +410,10 @@ async fn removal_deletes_product_and_terms() {
 async fn tokens_authenticate_until_revoked() {
     for t in stores().await {
         let s = &t.store;
-        let tok = s.create_token("reporting", ApiRole::Analyst).await.unwrap();
+        let tok = s
+            .create_token("reporting", ApiRole::Analyst, "cli:test")
+            .await
+            .unwrap();
         let auth = s.authenticate(&tok.secret).await.unwrap().unwrap();
         assert_eq!(auth.token.role, ApiRole::Analyst);
         assert_eq!(auth.token.id, tok.info.id);
@@ -416,11 +422,11 @@ async fn tokens_authenticate_until_revoked() {
         let listed = s.list_tokens().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].last_used_at.is_some());
-        let revoked = s.revoke_token(&tok.info.id).await.unwrap();
+        let revoked = s.revoke_token(&tok.info.id, "cli:test").await.unwrap();
         assert!(revoked.revoked_at.is_some());
         assert!(s.authenticate(&tok.secret).await.unwrap().is_none());
         assert!(matches!(
-            s.revoke_token("missing").await.unwrap_err(),
+            s.revoke_token("missing", "cli:test").await.unwrap_err(),
             StoreError::TokenNotFound(_)
         ));
         t.drop_schema().await;
@@ -432,11 +438,17 @@ async fn web_sessions_last_until_expiry_sign_out_password_change_or_disabling() 
     for t in stores().await {
         let s = &t.store;
         let u = s
-            .create_user("jdoe", "Jane Doe", ApiRole::Steward, "$argon2id$stub")
+            .create_user(
+                "jdoe",
+                "Jane Doe",
+                ApiRole::Steward,
+                "$argon2id$stub",
+                "cli:test",
+            )
             .await
             .unwrap();
         assert!(matches!(
-            s.create_user("jdoe", "Other", ApiRole::Analyst, "x")
+            s.create_user("jdoe", "Other", ApiRole::Analyst, "x", "cli:test")
                 .await
                 .unwrap_err(),
             StoreError::DuplicateUser(_)
@@ -467,18 +479,20 @@ async fn web_sessions_last_until_expiry_sign_out_password_change_or_disabling() 
         s.end_session(&a.secret).await.unwrap();
         assert!(s.session(&a.secret).await.unwrap().is_none());
         assert!(s.session(&b.secret).await.unwrap().is_some());
-        s.set_password("jdoe", "$argon2id$new").await.unwrap();
+        s.set_password("jdoe", "$argon2id$new", "cli:test")
+            .await
+            .unwrap();
         assert!(s.session(&b.secret).await.unwrap().is_none());
         // Disabling ends sessions and is refused twice.
         let c = s.create_session(&u.id, later).await.unwrap();
-        s.disable_user("jdoe").await.unwrap();
+        s.disable_user("jdoe", "cli:test").await.unwrap();
         assert!(s.session(&c.secret).await.unwrap().is_none());
         assert!(matches!(
-            s.disable_user("jdoe").await.unwrap_err(),
+            s.disable_user("jdoe", "cli:test").await.unwrap_err(),
             StoreError::UserNotFound(_)
         ));
         assert!(matches!(
-            s.set_password("nobody", "x").await.unwrap_err(),
+            s.set_password("nobody", "x", "cli:test").await.unwrap_err(),
             StoreError::UserNotFound(_)
         ));
         assert_eq!(s.users().await.unwrap().len(), 1);

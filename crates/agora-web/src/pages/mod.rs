@@ -1,6 +1,7 @@
 //! The pages, one module per journey.
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod catalog;
 pub(crate) mod publish;
 pub(crate) mod query;
@@ -15,9 +16,11 @@ use maud::html;
 use crate::layout::{Frame, Section, page};
 use crate::session::MaybeViewer;
 
-/// The start page: the catalog for people signed in, the sign-in page for others.
+/// The start page: the audit log for auditors, the catalog for others signed in, the
+/// sign-in page for everyone else.
 pub(crate) async fn home(MaybeViewer(viewer): MaybeViewer) -> Redirect {
     match viewer {
+        Some(v) if v.role() == agora_node::ApiRole::Auditor => Redirect::to("/audit"),
         Some(_) => Redirect::to("/catalog"),
         None => Redirect::to("/sign-in"),
     }

@@ -34,7 +34,7 @@ fn safe_next(next: Option<&str>) -> &str {
         {
             n
         }
-        _ => "/catalog",
+        _ => "/",
     }
 }
 
@@ -149,11 +149,18 @@ pub(crate) async fn submit(
     }
     if errors.is_empty() {
         match web.node.sign_in(&username, &f.password, client).await {
-            Ok(Outcome::SignedIn(_, session)) => {
+            Ok(Outcome::SignedIn(user, session)) => {
                 let max_age = (session.expires_at - chrono::Utc::now())
                     .num_seconds()
                     .max(0);
-                let mut response = Redirect::to(&next).into_response();
+                // A page the role may not open (an auditor sent from a page of data) would
+                // only be refused: the start page instead, which knows where they belong.
+                let next = if crate::session::role_may_open(user.role, &next) {
+                    next.as_str()
+                } else {
+                    "/"
+                };
+                let mut response = Redirect::to(next).into_response();
                 let h = response.headers_mut();
                 h.append(
                     header::SET_COOKIE,
@@ -257,10 +264,10 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(safe_next(Some("/requests")), "/requests");
-        assert_eq!(safe_next(Some("//evil.example")), "/catalog");
-        assert_eq!(safe_next(Some("https://evil.example")), "/catalog");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/catalog");
-        assert_eq!(safe_next(None), "/catalog");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
         // Browsers drop tabs and line breaks, leaving `//evil.example/`.
         for bad in [
             "/\t/evil.example/",
@@ -269,7 +276,7 @@ mod tests {
             "/ /x",
             "/\u{a0}/x",
         ] {
-            assert_eq!(safe_next(Some(bad)), "/catalog", "{bad:?}");
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(
             safe_next(Some("/requests?state=open#x")),

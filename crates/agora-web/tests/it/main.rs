@@ -45,9 +45,15 @@ async fn site() -> Site {
         ("admin", ApiRole::Admin),
         ("auditor", ApiRole::Auditor),
     ] {
-        node.create_user(name, &format!("Test {name}"), role, PASSWORD)
-            .await
-            .unwrap();
+        node.create_user(
+            name,
+            &format!("Test {name}"),
+            role,
+            PASSWORD,
+            &agora_node::Accessor::command_line(),
+        )
+        .await
+        .unwrap();
     }
     // Stewards may publish from this folder (the operator's --allow-path).
     let inbox = dir.path().join("inbox");
@@ -396,7 +402,10 @@ async fn signing_out_needs_the_session_token_and_ends_the_session() {
 async fn a_disabled_user_is_signed_out_and_cannot_sign_in() {
     let s = site().await;
     let session = s.sign_in("analyst", PASSWORD).await.unwrap();
-    s.node.disable_user("analyst").await.unwrap();
+    s.node
+        .disable_user("analyst", &agora_node::Accessor::command_line())
+        .await
+        .unwrap();
     assert_eq!(
         s.get("/catalog", Some(&session)).await.status(),
         StatusCode::SEE_OTHER
@@ -760,6 +769,20 @@ const ROUTES: &[Route] = &[
         [303, 200, 200, 200],
     ),
     ("GET", "/admin", &[], [303, 403, 403, 200]),
+    // The audit pages are for auditors and administrators.
+    ("GET", "/audit", &[], [303, 403, 403, 200]),
+    (
+        "GET",
+        "/audit?kind=user&from=2020-01-01",
+        &[],
+        [303, 403, 403, 200],
+    ),
+    ("GET", "/audit?from=yesterday", &[], [303, 403, 403, 422]),
+    ("GET", "/audit/export.csv", &[], [303, 403, 403, 200]),
+    ("GET", "/audit/export.json", &[], [303, 403, 403, 200]),
+    ("GET", "/audit/entries/0", &[], [303, 403, 403, 200]),
+    ("GET", "/audit/entries/999999", &[], [303, 403, 403, 404]),
+    ("GET", "/audit/entries/x", &[], [303, 403, 403, 404]),
     // Publishing, like registering through the API, is for stewards and up.
     ("GET", "/publish", &[], [303, 403, 200, 200]),
     (
@@ -956,6 +979,7 @@ async fn an_auditor_opens_no_page_of_data() {
             "/no-such-page",
         ]
         .contains(path)
+            || path.starts_with("/audit")
         {
             continue;
         }
@@ -976,4 +1000,90 @@ async fn an_auditor_opens_no_page_of_data() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The auditor's journey: the start page is the audit log; it filters by kind and time
+/// (a date that is not one is told next to its field), opens an entry with what it records,
+/// and exports the same list as CSV and JSON, each entry naming who acted.
+#[tokio::test]
+async fn an_auditor_filters_the_log_opens_an_entry_and_exports_it() {
+    let s = site().await;
+    let session = s.sign_in("auditor", PASSWORD).await.unwrap();
+    let home = s.get("/", Some(&session)).await;
+    assert_eq!(home.status(), StatusCode::SEE_OTHER);
+    assert_eq!(home.headers()[LOCATION], "/audit");
+
+    let page = s.get("/audit?kind=user", Some(&session)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains(r#"href="/audit" aria-current="page""#),
+        "{page}"
+    );
+    assert!(
+        !page.contains(r#"href="/catalog""#) && !page.contains(r#"href="/query""#),
+        "an auditor's navigation offers no page of data"
+    );
+    for user in ["analyst", "steward", "admin", "auditor"] {
+        assert!(page.contains(&format!("user:{user}")), "{user} in {page}");
+    }
+    assert!(!page.contains("token:"), "the kind filter holds");
+    assert!(page.contains("cli:"), "user changes name who made them");
+
+    let bad = s.get("/audit?from=2026-02-30", Some(&session)).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = bad.text().await.unwrap();
+    assert!(bad.contains("<title>Error: Audit"));
+    assert!(bad.contains(r##"href="#from""##) && bad.contains("must be a real date"));
+
+    let future = s.get("/audit?from=2999-01-01", Some(&session)).await;
+    assert!(future.text().await.unwrap().contains("No entry matches."));
+
+    let link = page
+        .split(r#"href="/audit/entries/"#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let entry = s
+        .get(&format!("/audit/entries/{link}"), Some(&session))
+        .await;
+    assert_eq!(entry.status(), StatusCode::OK);
+    let entry = entry.text().await.unwrap();
+    assert!(
+        entry.contains(&format!("<h1>Log entry {link}</h1>")),
+        "{entry}"
+    );
+    assert!(
+        entry.contains("No checkpoint holds this entry yet"),
+        "unenrolled"
+    );
+
+    let csv = s.get("/audit/export.csv?kind=user", Some(&session)).await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = csv.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("index,at,kind,reference,actor")
+    );
+    assert_eq!(lines.count(), 4, "{csv}");
+
+    let json: Vec<serde_json::Value> = s
+        .get("/audit/export.json?kind=user", Some(&session))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json.len(), 4);
+    assert!(json.iter().all(|e| e["entry"]["kind"] == "user"
+        && e["entry"]["actor"].as_str().unwrap().starts_with("cli:")));
 }
