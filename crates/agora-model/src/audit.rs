@@ -99,6 +99,21 @@ pub struct AuditContext {
     /// The agreements' legal bases, comma-separated.
     pub legal_bases: String,
     pub subjects: Option<SubjectCommitment>,
+    /// Per aggregate agreement read: the sizes of the groups it released.
+    pub groups: Vec<GroupRelease>,
+}
+
+/// What an aggregate answer released under one agreement: its groups' sizes (in distinct
+/// subjects), never who is in them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRelease {
+    pub agreement: String,
+    /// The sizes of the groups shown, largest first (at most 10 000 of them).
+    pub sizes: Vec<u64>,
+    /// How many groups were shown.
+    pub shown: u64,
+    /// How many groups were withheld as too small.
+    pub withheld: u64,
 }
 
 impl AuditEntry {
@@ -111,6 +126,12 @@ impl AuditEntry {
         self.subjects = c.subjects.clone();
         if !c.legal_bases.is_empty() {
             self = self.with("legal_basis", c.legal_bases.clone());
+        }
+        if !c.groups.is_empty() {
+            self = self.with(
+                "groups",
+                serde_json::to_value(&c.groups).unwrap_or_default(),
+            );
         }
         self
     }

@@ -22,9 +22,9 @@ pub use agreement::{
     mask_fits,
 };
 pub use audit::{
-    AuditContext, AuditEntry, AuditEntryError, AuditKind, CSV_COLUMNS, EntryFilter, LoggedEntry,
-    MAX_ENTRY_BYTES, SubjectCommitment, WITNESSED_SIZE_HEADER, WitnessReply, WitnessRequest,
-    audit_origin, entries_csv, witness_name,
+    AuditContext, AuditEntry, AuditEntryError, AuditKind, CSV_COLUMNS, EntryFilter, GroupRelease,
+    LoggedEntry, MAX_ENTRY_BYTES, SubjectCommitment, WITNESSED_SIZE_HEADER, WitnessReply,
+    WitnessRequest, audit_origin, entries_csv, witness_name,
 };
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};

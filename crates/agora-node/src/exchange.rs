@@ -66,13 +66,20 @@ pub struct Inbound {
     guard: Unfinished,
     /// What the request read, for its log entry (set when a query is planned).
     read: std::sync::Mutex<agora_model::AuditContext>,
+    /// What its query read under agreements (complete once the answer has been sent).
+    ledger: std::sync::Mutex<Option<std::sync::Arc<agora_engine::AccessLedger>>>,
 }
 
 impl Inbound {
     /// Notes what the request reads (its products and the agreements they are served
     /// under), for the transparency log.
-    pub(crate) fn note_read(&self, context: agora_model::AuditContext) {
+    pub(crate) fn note_read(
+        &self,
+        context: agora_model::AuditContext,
+        ledger: std::sync::Arc<agora_engine::AccessLedger>,
+    ) {
         *self.read.lock().expect("lock") = context;
+        *self.ledger.lock().expect("lock") = Some(ledger);
     }
 }
 
@@ -238,6 +245,7 @@ impl Node {
                 ended: Default::default(),
             },
             read: Default::default(),
+            ledger: Default::default(),
         })
     }
 
@@ -320,13 +328,21 @@ impl Node {
         Ok((rsig.header(), record))
     }
 
-    /// Completes the log record of an inbound exchange.
+    /// Completes the log record of an inbound exchange, with whose records its answer
+    /// carried (see [`Node::account`]).
     pub async fn record_inbound_end(
         &self,
         inbound: &Inbound,
         end: &ExchangeEnd,
     ) -> Result<(), NodeError> {
-        self.store().finish_exchange(inbound.guard.seq, end).await?;
+        let ledger = inbound.ledger.lock().expect("lock").take();
+        let mut end = end.clone();
+        if let Some(ledger) = ledger {
+            self.account(&ledger, &mut end.context).await?;
+        }
+        self.store()
+            .finish_exchange(inbound.guard.seq, &end)
+            .await?;
         inbound
             .guard
             .ended

@@ -134,6 +134,7 @@ fn read_context(
         purposes: purposes.join(", "),
         legal_bases: bases.join(", "),
         subjects: None,
+        groups: Vec::new(),
     }
 }
 
@@ -377,7 +378,7 @@ impl Node {
         match &result {
             Ok(r) => {
                 tracing::info!(peer = %inbound.peer.id, tables = ?r.tables, "query from a member");
-                inbound.note_read(read_context(&r.tables, &bound));
+                inbound.note_read(read_context(&r.tables, &bound), Arc::clone(&r.ledger));
             }
             Err(e) => {
                 tracing::info!(peer = %inbound.peer.id, error = %e, "query from a member refused")

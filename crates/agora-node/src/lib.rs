@@ -112,6 +112,7 @@ struct Inner {
     flight_peers: federation::FlightPeers,
     /// The secret of aggregate agreements' record keys, once read.
     cell_key: std::sync::OnceLock<agora_engine::CellKeySecret>,
+    subject_key: std::sync::OnceLock<agora_trust::tlog::SubjectKey>,
     throttle: throttle::Throttle,
     hashing: throttle::Hashing,
     /// Where negotiation steps go instead of the exchange channel, if set.
@@ -175,6 +176,15 @@ impl Node {
         }
         let k = trust::cell_key(&self.inner.data_dir)?;
         Ok(self.inner.cell_key.get_or_init(|| k).clone())
+    }
+
+    /// The node's secret for subject tags (see [`trust::subject_key`]).
+    pub(crate) fn subject_key(&self) -> Result<agora_trust::tlog::SubjectKey, NodeError> {
+        if let Some(k) = self.inner.subject_key.get() {
+            return Ok(k.clone());
+        }
+        let k = trust::subject_key(&self.inner.data_dir)?;
+        Ok(self.inner.subject_key.get_or_init(|| k).clone())
     }
 
     /// Initialises a new node for `member`, returning it and its first administrator
@@ -255,6 +265,7 @@ impl Node {
                 outbox_lock: Default::default(),
                 flight_peers: Default::default(),
                 cell_key: Default::default(),
+                subject_key: Default::default(),
                 access_writes: Default::default(),
             }),
         })

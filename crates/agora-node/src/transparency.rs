@@ -251,6 +251,63 @@ impl Node {
         Ok(Some(self.store().log_bundle(index, end).await?))
     }
 
+    /// Puts into an answer's log context what its query read under agreements: under
+    /// record-level agreements, the count of the subjects whose rows it read and the Merkle
+    /// root over their tags (no identifier: see `agora_trust::tlog::SubjectSet`); under
+    /// aggregate agreements, the sizes of the groups released.
+    pub(crate) async fn account(
+        &self,
+        ledger: &agora_engine::AccessLedger,
+        context: &mut agora_model::AuditContext,
+    ) -> Result<(), NodeError> {
+        if !ledger.record_agreements().is_empty() {
+            let key = self.subject_key()?;
+            let digests = ledger.subjects();
+            let (count, root) = tokio::task::spawn_blocking(move || {
+                let set = tlog::SubjectSet::new(&key, &digests);
+                set.root().map(|root| (set.len(), root))
+            })
+            .await
+            .map_err(|e| NodeError::Transparency(format!("subject accounting stopped: {e}")))?
+            .map_err(|e| NodeError::Transparency(e.to_string()))?;
+            context.subjects = Some(agora_model::SubjectCommitment {
+                count,
+                root: hex::encode(root.0),
+            });
+        }
+        context.groups = ledger
+            .aggregates()
+            .into_iter()
+            .map(|(agreement, g)| agora_model::GroupRelease {
+                agreement,
+                sizes: g.shown,
+                shown: g.shown_count,
+                withheld: g.withheld,
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// What this node's log entries commit to for an answer that carried these subjects'
+    /// records (identifiers as the products hold them).
+    pub fn subject_commitment(
+        &self,
+        ids: &[&str],
+    ) -> Result<agora_model::SubjectCommitment, NodeError> {
+        let digests: Vec<_> = ids
+            .iter()
+            .map(|id| agora_engine::subject_digest(id))
+            .collect();
+        let set = tlog::SubjectSet::new(&self.subject_key()?, &digests);
+        let root = set
+            .root()
+            .map_err(|e| NodeError::Transparency(e.to_string()))?;
+        Ok(agora_model::SubjectCommitment {
+            count: set.len(),
+            root: hex::encode(root.0),
+        })
+    }
+
     /// Entry `index` as the log holds it (JSON text), if the log has it.
     pub async fn log_entry(&self, index: u64) -> Result<Option<String>, NodeError> {
         let (size, _) = self.store().log_head().await?;

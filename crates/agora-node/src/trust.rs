@@ -655,12 +655,34 @@ fn cell_key_path(data_dir: &Path) -> PathBuf {
 /// noise across queries, agreements and restarts. Another process that made one first
 /// wins: what is on disk after writing is what is used.
 pub(crate) fn cell_key(data_dir: &Path) -> Result<agora_engine::CellKeySecret, NodeError> {
-    let path = cell_key_path(data_dir);
     let damaged = "the cell-key secret is damaged; restore it from a backup (a new one would \
                    change every aggregate answer's noise)";
+    Ok(agora_engine::CellKeySecret::new(lasting_secret(
+        data_dir,
+        &cell_key_path(data_dir),
+        damaged,
+    )?))
+}
+
+/// The node's secret for the tags of the subjects whose records its answers carry
+/// (`trust/subject-key.secret`): made on first use and kept for good, like the cell key,
+/// so a subject has one tag in every entry of the log.
+pub(crate) fn subject_key(data_dir: &Path) -> Result<agora_trust::tlog::SubjectKey, NodeError> {
+    let damaged = "the subject-key secret is damaged; restore it from a backup (a new one \
+                   would give every subject new tags, and older log entries could no longer \
+                   be shown to the people they are about)";
+    let path = trust_dir(data_dir).join("subject-key.secret");
+    Ok(agora_trust::tlog::SubjectKey::new(lasting_secret(
+        data_dir, &path, damaged,
+    )?))
+}
+
+/// A 32-byte secret at `path` (hex, mode 0600), made on first use. Another process that
+/// made one first wins: what is on disk after writing is what is used.
+fn lasting_secret(data_dir: &Path, path: &Path, damaged: &str) -> Result<[u8; 32], NodeError> {
     let read = |path: &Path| read_hex_key(path, damaged);
-    if let Some(k) = read(&path)? {
-        return Ok(agora_engine::CellKeySecret::new(k));
+    if let Some(k) = read(path)? {
+        return Ok(k);
     }
     let dir = trust_dir(data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| NodeError::DataDirNotWritable {
@@ -669,16 +691,18 @@ pub(crate) fn cell_key(data_dir: &Path) -> Result<agora_engine::CellKeySecret, N
     })?;
     // Written only if still absent (a hard link fails on an existing file).
     let fresh = hex::encode(agora_trust::random_secret());
-    let tmp = dir.join(format!("cell-key.{}.tmp", std::process::id()));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("secret");
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
     agora_trust::write_private(&tmp, fresh.as_bytes())?;
-    let _ = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
-    read(&path)?
-        .map(agora_engine::CellKeySecret::new)
-        .ok_or_else(|| NodeError::BadLocation {
-            path: path.display().to_string(),
-            reason: "the cell-key secret could not be written".into(),
-        })
+    read(path)?.ok_or_else(|| NodeError::BadLocation {
+        path: path.display().to_string(),
+        reason: "the secret could not be written".into(),
+    })
 }
 
 fn read_linkage_key(

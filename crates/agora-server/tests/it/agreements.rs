@@ -164,6 +164,37 @@ async fn agreed(owner: &Node, consumer: &Node, r: AccessRequest) -> agora_model:
     .await
 }
 
+/// The owner's newest exchange entry that `wanted` accepts, once written (the end of an
+/// answer is recorded just after the answer is sent).
+async fn owner_entry(
+    owner: &Node,
+    wanted: impl Fn(&agora_model::AuditEntry) -> bool,
+) -> agora_model::AuditEntry {
+    for _ in 0..200 {
+        let found = owner
+            .audit_entries(&agora_model::EntryFilter {
+                kind: Some("exchange".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(e) = found.into_iter().find(|e| wanted(&e.entry)) {
+            return e.entry;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let found = owner
+        .audit_entries(&agora_model::EntryFilter {
+            kind: Some("exchange".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    panic!("the owner logged no such exchange entry: {found:#?}");
+}
+
 async fn rows(node: &Node, sql: &str) -> Vec<arrow::array::RecordBatch> {
     use futures::TryStreamExt;
     let r = node.query(sql).await.unwrap();
@@ -322,6 +353,27 @@ async fn a_request_is_negotiated_to_an_agreement_both_sign_and_the_owner_enforce
         .unwrap();
     let pseudonym = col.value(0).to_owned();
     assert_eq!(pseudonym.len(), 64, "{pseudonym}");
+    // The owner's log entry for that answer commits to exactly whose records the query
+    // read, as a count and a root over keyed tags — no identifier, no pseudonym. The
+    // condition on a banded income is evaluated over the banded rows, so all 40 people's
+    // rows were read to find the 10 sent.
+    let entry = owner_entry(tax, |e| {
+        e.subjects.is_some() && e.detail.get("rows").and_then(|r| r.as_i64()) == Some(10)
+    })
+    .await;
+    let all: Vec<String> = (10_000_000..10_000_040).map(|i| i.to_string()).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    assert_eq!(entry.subjects, Some(tax.subject_commitment(&all).unwrap()));
+    assert_ne!(
+        entry.subjects,
+        Some(tax.subject_commitment(&all[1..]).unwrap()),
+        "one person fewer is another commitment"
+    );
+    let text_of_entry = serde_json::to_string(&entry).unwrap();
+    assert!(
+        !text_of_entry.contains("10000000") && !text_of_entry.contains(&pseudonym),
+        "{text_of_entry}"
+    );
     // Columns outside the agreement do not exist for the consumer.
     assert!(
         text(ea, "SELECT year FROM \"tax-office\".annual_income")
@@ -450,6 +502,19 @@ async fn a_counter_offer_accepted_by_the_consumer_becomes_the_agreement() {
         .collect();
     assert_eq!(counts.len(), 3, "{out}");
     assert!(counts.iter().all(|n| (8..=12).contains(n)), "{out}");
+    // The owner's entry records the groups' sizes (10 people a year, exactly), not who.
+    let entry = owner_entry(tax, |e| e.detail.contains_key("groups")).await;
+    assert_eq!(entry.subjects, None, "{entry:?}");
+    let groups = &entry.detail["groups"][0];
+    assert_eq!(
+        groups["sizes"],
+        serde_json::json!([10, 10, 10]),
+        "{entry:?}"
+    );
+    assert_eq!(
+        (groups["shown"].as_u64(), groups["withheld"].as_u64()),
+        (Some(3), Some(0))
+    );
     // Groups of one or two people are all withheld: the answer is empty, and says why —
     // but not how many groups there were (that would tell whether small groups exist).
     let (_, agreements, disclosure, body) = api_read_under(

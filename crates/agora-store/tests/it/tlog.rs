@@ -241,7 +241,11 @@ async fn exchange_records_have_their_entries_and_a_replay_has_none() {
                 agreements: "agr-1".into(),
                 purposes: "fraud_prevention".into(),
                 legal_bases: "legal_obligation".into(),
-                subjects: None,
+                subjects: Some(agora_model::SubjectCommitment {
+                    count: 2,
+                    root: "ab".repeat(32),
+                }),
+                groups: vec![],
             },
             ..Default::default()
         };

@@ -103,6 +103,19 @@ pub fn every_log_verifies_and_an_auditor_sees_who_read_what(eco: &Value) {
         );
         assert!(e["entry"]["purpose"].as_str().is_some(), "{e}");
     }
+    // Answers under the linkage agreement commit to whose records they carried: a count
+    // and a root, nothing that names anyone.
+    let committed: Vec<&Value> = entries
+        .iter()
+        .filter_map(|e| e["entry"].get("subjects"))
+        .collect();
+    assert!(!committed.is_empty(), "{entries:?}");
+    for c in committed {
+        let fields: Vec<&String> = c.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["count", "root"], "{c}");
+        assert!(c["count"].as_u64().unwrap() > 0);
+        assert_eq!(c["root"].as_str().unwrap().len(), 64);
+    }
     // Served proofs check out with a verifier written from RFC 9162 and the C2SP formats
     // alone (tests/tlog/verify.py, Python's hashlib); an altered entry does not.
     let mut cases = Vec::new();
