@@ -1,24 +1,34 @@
 //! Whose records an answer carried, as a log entry commits to it without naming anyone.
 //!
 //! The query engine gives the owner a digest of each subject identifier whose rows an
-//! answer under a record-level agreement read. Here each digest becomes a **tag** — HMAC-SHA256
-//! under the node's subject key, which never leaves the node — and the entry's commitment is
-//! the number of tags and the RFC 6962 Merkle root over them in ascending order (each tag's
-//! 32 bytes one leaf). The log's readers see a count and a root: no identifier, and nothing
+//! answer under a record-level agreement read. Here each digest becomes a **tag**: the
+//! RFC 9497 verifiable OPRF (`ristretto255-SHA512`, through the `voprf` crate) of the digest
+//! under the node's subject key, which never leaves the node. The entry's commitment is the
+//! number of tags and the RFC 6962 Merkle root over them in ascending order (each tag's 64
+//! bytes one leaf). The log's readers see a count and a root: no identifier, and nothing
 //! that links one entry's subjects to another's. Whoever holds a subject's tag can be shown
-//! that it is (or, with its neighbours, that it is not) among an entry's leaves.
+//! that it is among an entry's leaves.
+//!
+//! An OPRF rather than a plain keyed hash, so that someone who knows the identifier (a
+//! resident, through the portal of their ecosystem) can obtain its tag from the node
+//! without the node learning the identifier (the digest is sent blinded), and check with
+//! the node's public subject key that the tag is the node's real one.
 
 use super::{Hash, MemoryHashes, TlogError, hashes_to_store, prove_inclusion, root};
 
 /// The digest of a subject identifier the engine notes (see `agora-engine`'s ledger).
 pub type SubjectDigest = [u8; 16];
 
-/// A subject's tag at one node.
-pub type SubjectTag = [u8; 32];
+/// A subject's tag at one node (the OPRF's output).
+pub type SubjectTag = [u8; 64];
 
-/// The node's secret for subject tags (32 bytes, kept 0600 beside its keys).
+/// The cipher suite of subject tags.
+type Suite = voprf::Ristretto255;
+
+/// The node's subject key: a VOPRF key derived (RFC 9497 `DeriveKeyPair`) from a 32-byte
+/// secret kept 0600 beside the node's keys.
 #[derive(Clone)]
-pub struct SubjectKey([u8; 32]);
+pub struct SubjectKey(voprf::VoprfServer<Suite>);
 
 impl std::fmt::Debug for SubjectKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -26,17 +36,34 @@ impl std::fmt::Debug for SubjectKey {
     }
 }
 
+/// The `info` of the key's derivation: a new version derives a new key.
+const KEY_INFO: &[u8] = b"agora subject tags v1";
+
 impl SubjectKey {
-    pub fn new(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+    /// The key derived from the node's 32-byte secret.
+    pub fn new(secret: [u8; 32]) -> Self {
+        // Derivation fails only with a negligible probability for a given secret (the
+        // RFC's 256 tries all landing on zero).
+        Self(
+            voprf::VoprfServer::new_from_seed(&secret, KEY_INFO)
+                .expect("RFC 9497 key derivation succeeds"),
+        )
     }
 
     /// The tag of one subject.
     pub fn tag(&self, digest: &SubjectDigest) -> SubjectTag {
-        let mut message = Vec::with_capacity(24 + digest.len());
-        message.extend_from_slice(b"agora subject tag v1\0");
-        message.extend_from_slice(digest);
-        crate::secrets::hmac_sha256(&self.0, &message)
+        let out = self
+            .0
+            .evaluate(digest)
+            .expect("a 16-byte digest hashes to a group element other than the identity");
+        let mut tag = [0u8; 64];
+        tag.copy_from_slice(&out);
+        tag
+    }
+
+    /// The public half, with which a tag obtained blindly is checked (32 bytes).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.0.get_public_key().compress().to_bytes()
     }
 }
 
@@ -124,6 +151,7 @@ mod tests {
             let (i, proof) = set.prove(&tag).unwrap().unwrap();
             assert!(check_subject(37, root, i, &tag, &proof));
             let other = key().tag(&[201; 16]);
+            assert_ne!(key().public_key(), SubjectKey::new([8; 32]).public_key());
             assert!(!check_subject(37, root, i, &other, &proof), "another tag");
             assert!(
                 !check_subject(37, Hash([0; 32]), i, &tag, &proof),

@@ -113,6 +113,11 @@ const ALLOWED: &[(&str, &[&str], &str)] = &[
         "signed checkpoints are cryptography: they live in agora-trust",
     ),
     (
+        "voprf",
+        &["agora-trust"],
+        "subject tags (an OPRF) are cryptography: they live in agora-trust",
+    ),
+    (
         "sha2",
         &["agora-trust", "agora-engine"],
         "cryptography lives in agora-trust (the engine's per-row pseudonyms are the documented exception)",
