@@ -101,6 +101,9 @@ pub struct AuditContext {
     pub subjects: Option<SubjectCommitment>,
     /// Per aggregate agreement read: the sizes of the groups it released.
     pub groups: Vec<GroupRelease>,
+    /// The tags `subjects` commits to, concatenated in ascending order (64 bytes each):
+    /// kept by the owner beside the entry, never in it.
+    pub subject_tags: Vec<u8>,
 }
 
 /// What an aggregate answer released under one agreement: its groups' sizes (in distinct

@@ -135,6 +135,7 @@ fn read_context(
         legal_bases: bases.join(", "),
         subjects: None,
         groups: Vec::new(),
+        subject_tags: Vec::new(),
     }
 }
 

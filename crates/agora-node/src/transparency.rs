@@ -263,9 +263,10 @@ impl Node {
         if !ledger.record_agreements().is_empty() {
             let key = self.subject_key()?;
             let digests = ledger.subjects();
-            let (count, root) = tokio::task::spawn_blocking(move || {
+            let (count, root, tags) = tokio::task::spawn_blocking(move || {
                 let set = tlog::SubjectSet::new(&key, &digests);
-                set.root().map(|root| (set.len(), root))
+                set.root()
+                    .map(|root| (set.len(), root, set.tags().concat()))
             })
             .await
             .map_err(|e| NodeError::Transparency(format!("subject accounting stopped: {e}")))?
@@ -274,6 +275,7 @@ impl Node {
                 count,
                 root: hex::encode(root.0),
             });
+            context.subject_tags = tags;
         }
         context.groups = ledger
             .aggregates()
@@ -306,6 +308,28 @@ impl Node {
             count: set.len(),
             root: hex::encode(root.0),
         })
+    }
+
+    /// The subjects entry `index` commits to (their tags, kept beside the log), if any.
+    pub async fn log_subjects(&self, index: u64) -> Result<Option<tlog::SubjectSet>, NodeError> {
+        let Some(bytes) = self.store().log_subject_tags(index).await? else {
+            return Ok(None);
+        };
+        if bytes.len() % 64 != 0 {
+            return Err(NodeError::Transparency(format!(
+                "the subject tags of entry {index} are damaged ({} bytes)",
+                bytes.len()
+            )));
+        }
+        let tags = bytes
+            .chunks_exact(64)
+            .map(|c| {
+                let mut t = [0u8; 64];
+                t.copy_from_slice(c);
+                t
+            })
+            .collect();
+        Ok(Some(tlog::SubjectSet::from_tags(tags)))
     }
 
     /// Entry `index` as the log holds it (JSON text), if the log has it.

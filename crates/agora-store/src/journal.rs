@@ -340,7 +340,7 @@ async fn write(conn: &mut AnyConnection, edge: &mut crate::tlog::Edge, batch: Ve
     let mut accesses = Vec::new();
     let mut logs = Vec::new();
     let mut held: Vec<Held> = Vec::new();
-    let mut entries: Vec<agora_model::AuditEntry> = Vec::new();
+    let mut entries: Vec<(agora_model::AuditEntry, Vec<u8>)> = Vec::new();
     let mut waiting_appends = Vec::new();
     let mut waiting_completes = Vec::new();
     let mut waiting_accesses = Vec::new();
@@ -388,7 +388,7 @@ async fn write(conn: &mut AnyConnection, edge: &mut crate::tlog::Edge, batch: Ve
     for (start, end, w) in waiting_appends {
         let (seen, h) = w.settle();
         if let Ok((seq, _)) = seen {
-            entries.push(crate::tlog::exchange_entry(seq, &start, &end));
+            entries.push((crate::tlog::exchange_entry(seq, &start, &end), Vec::new()));
         }
         held.push(h);
     }
@@ -396,14 +396,17 @@ async fn write(conn: &mut AnyConnection, edge: &mut crate::tlog::Edge, batch: Ve
         let (seen, h) = w.settle();
         // Only a record that was still pending is completed (and logged).
         if let (Ok(()), Some((direction, peer))) = (seen, completed.get(&seq)) {
-            entries.push(crate::tlog::completion_entry(seq, direction, peer, &end));
+            entries.push((
+                crate::tlog::completion_entry(seq, direction, peer, &end),
+                end.context.subject_tags.clone(),
+            ));
         }
         held.push(h);
     }
     for (entry, w) in waiting_accesses {
         let (seen, h) = w.settle();
         if seen.is_ok() {
-            entries.push(entry);
+            entries.push((entry, Vec::new()));
         }
         held.push(h);
     }

@@ -27,6 +27,8 @@ pub(crate) struct Pending {
     entry: AuditEntry,
     /// The entry's bytes, as hashed.
     data: Vec<u8>,
+    /// The tags its subject commitment is over (see `AuditContext::subject_tags`), if any.
+    tags: Vec<u8>,
 }
 
 /// Entries queued for the log, answered with the index of the first.
@@ -117,9 +119,9 @@ pub(crate) fn completion_entry(
 
 /// An entry's bytes; an entry too large to log keeps what says what it was, and says it
 /// was cut.
-fn encode_or_cut(entry: AuditEntry) -> Pending {
+fn encode_or_cut((entry, tags): (AuditEntry, Vec<u8>)) -> Pending {
     match entry.encode() {
-        Ok(data) => Pending { entry, data },
+        Ok(data) => Pending { entry, data, tags },
         Err(e) => {
             let mut cut = AuditEntry::new(entry.kind, entry.reference.clone(), entry.actor.clone())
                 .outcome(entry.outcome.chars().take(1000).collect::<String>())
@@ -127,7 +129,11 @@ fn encode_or_cut(entry: AuditEntry) -> Pending {
             cut.at = entry.at;
             cut.peer = entry.peer;
             let data = cut.encode().unwrap_or_default();
-            Pending { entry: cut, data }
+            Pending {
+                entry: cut,
+                data,
+                tags: Vec::new(),
+            }
         }
     }
 }
@@ -138,7 +144,7 @@ fn encode_or_cut(entry: AuditEntry) -> Pending {
 pub(crate) async fn write_with(
     conn: &mut AnyConnection,
     edge: &mut Edge,
-    records: Vec<AuditEntry>,
+    records: Vec<(AuditEntry, Vec<u8>)>,
     mut ops: Vec<LogOp>,
 ) -> (bool, Option<String>) {
     if records.is_empty() && ops.is_empty() {
@@ -246,6 +252,15 @@ async fn write_appended(
     mut work: TileHashes,
 ) -> Result<(), StoreError> {
     insert_chunks(conn, first, items).await?;
+    for (i, item) in items.iter().enumerate() {
+        if !item.tags.is_empty() {
+            sqlx::query("INSERT INTO tlog_subjects (entry, tags) VALUES ($1, $2)")
+                .bind(i64_of(first + i as u64))
+                .bind(item.tags.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
     for ((level, idx), data) in work.take_changed() {
         sqlx::query(
             "INSERT INTO tlog_tiles (level, idx, data) VALUES ($1, $2, $3) \
@@ -520,10 +535,24 @@ impl Store {
                 let data = entry
                     .encode()
                     .map_err(|e| StoreError::TransparencyLog(e.to_string()))?;
-                Ok(Pending { entry, data })
+                Ok(Pending {
+                    entry,
+                    data,
+                    tags: Vec::new(),
+                })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.journal.log(entries).await
+    }
+
+    /// The subject tags entry `index` commits to (concatenated, 64 bytes each), if it
+    /// commits to any.
+    pub async fn log_subject_tags(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT tags FROM tlog_subjects WHERE entry = $1")
+            .bind(i64_of(index))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
     }
 
     /// Appends one entry for a record this store has just written.

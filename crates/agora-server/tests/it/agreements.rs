@@ -169,7 +169,7 @@ async fn agreed(owner: &Node, consumer: &Node, r: AccessRequest) -> agora_model:
 async fn owner_entry(
     owner: &Node,
     wanted: impl Fn(&agora_model::AuditEntry) -> bool,
-) -> agora_model::AuditEntry {
+) -> agora_model::LoggedEntry {
     for _ in 0..200 {
         let found = owner
             .audit_entries(&agora_model::EntryFilter {
@@ -180,7 +180,7 @@ async fn owner_entry(
             .await
             .unwrap();
         if let Some(e) = found.into_iter().find(|e| wanted(&e.entry)) {
-            return e.entry;
+            return e;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
@@ -357,10 +357,11 @@ async fn a_request_is_negotiated_to_an_agreement_both_sign_and_the_owner_enforce
     // read, as a count and a root over keyed tags — no identifier, no pseudonym. The
     // condition on a banded income is evaluated over the banded rows, so all 40 people's
     // rows were read to find the 10 sent.
-    let entry = owner_entry(tax, |e| {
+    let logged = owner_entry(tax, |e| {
         e.subjects.is_some() && e.detail.get("rows").and_then(|r| r.as_i64()) == Some(10)
     })
     .await;
+    let entry = logged.entry;
     let all: Vec<String> = (10_000_000..10_000_040).map(|i| i.to_string()).collect();
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     assert_eq!(entry.subjects, Some(tax.subject_commitment(&all).unwrap()));
@@ -368,6 +369,13 @@ async fn a_request_is_negotiated_to_an_agreement_both_sign_and_the_owner_enforce
         entry.subjects,
         Some(tax.subject_commitment(&all[1..]).unwrap()),
         "one person fewer is another commitment"
+    );
+    // The owner keeps the tags beside the entry, and they are what it committed to.
+    let kept = tax.log_subjects(logged.index).await.unwrap().unwrap();
+    assert_eq!(kept.len(), 40);
+    assert_eq!(
+        hex::encode(kept.root().unwrap().0),
+        entry.subjects.as_ref().unwrap().root
     );
     let text_of_entry = serde_json::to_string(&entry).unwrap();
     assert!(
@@ -503,7 +511,9 @@ async fn a_counter_offer_accepted_by_the_consumer_becomes_the_agreement() {
     assert_eq!(counts.len(), 3, "{out}");
     assert!(counts.iter().all(|n| (8..=12).contains(n)), "{out}");
     // The owner's entry records the groups' sizes (10 people a year, exactly), not who.
-    let entry = owner_entry(tax, |e| e.detail.contains_key("groups")).await;
+    let entry = owner_entry(tax, |e| e.detail.contains_key("groups"))
+        .await
+        .entry;
     assert_eq!(entry.subjects, None, "{entry:?}");
     let groups = &entry.detail["groups"][0];
     assert_eq!(

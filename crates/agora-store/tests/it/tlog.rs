@@ -246,6 +246,7 @@ async fn exchange_records_have_their_entries_and_a_replay_has_none() {
                     root: "ab".repeat(32),
                 }),
                 groups: vec![],
+                subject_tags: vec![7; 128],
             },
             ..Default::default()
         };
@@ -268,6 +269,14 @@ async fn exchange_records_have_their_entries_and_a_replay_has_none() {
         assert_eq!(done.actor, "tax-office");
         assert_eq!(done.agreement.as_deref(), Some("agr-1"));
         assert_eq!(done.detail["legal_basis"], "legal_obligation");
+        // The tags the entry commits to are kept beside it, never in it.
+        assert_eq!(done.subjects.as_ref().map(|c| c.count), Some(2));
+        assert!(!serde_json::to_string(done).unwrap().contains("0707"));
+        assert_eq!(
+            s.log_subject_tags(entries[0].index).await.unwrap(),
+            Some(vec![7; 128])
+        );
+        assert_eq!(s.log_subject_tags(entries[1].index).await.unwrap(), None);
         let by_purpose = s
             .log_entries(&EntryFilter {
                 purpose: Some("fraud_prevention".into()),
