@@ -171,7 +171,7 @@ mod verify;
 pub use notes::{
     check_cosignature, cosign_checkpoint, open_checkpoint, read_checkpoint, sign_checkpoint,
 };
-pub use subjects::{SubjectDigest, SubjectKey, SubjectSet, SubjectTag, check_subject};
+pub use subjects::{SubjectDigest, SubjectKey, SubjectSet, SubjectTag, TagRequest, check_subject};
 pub use tiles::{HASH_SIZE, TileHashes, TileKey, TilePath, parse_tile_path, tile_path};
 pub use verify::{LogVerifier, split_bundle};
 

@@ -65,6 +65,68 @@ impl SubjectKey {
     pub fn public_key(&self) -> [u8; 32] {
         self.0.get_public_key().compress().to_bytes()
     }
+
+    /// Evaluates a blinded digest sent by someone asking for a subject's tag (see
+    /// [`TagRequest`]), without learning the digest: the evaluated element (32 bytes) and
+    /// the proof (64 bytes) that this node's key made it.
+    pub fn blind_evaluate(&self, blinded: &[u8]) -> Result<(Vec<u8>, Vec<u8>), TlogError> {
+        let blinded = voprf::BlindedElement::<Suite>::deserialize(blinded).map_err(|_| {
+            TlogError::Proof("the blinded element is not a ristretto255 point".into())
+        })?;
+        let result = self.0.blind_evaluate(&mut rand_core_06::OsRng, &blinded);
+        Ok((
+            result.message.serialize().to_vec(),
+            result.proof.serialize().to_vec(),
+        ))
+    }
+}
+
+/// A subject's tag at a node, asked for by someone who knows the subject's identifier
+/// (a resident, through their portal) without the node learning it: the digest is sent
+/// blinded, the node evaluates it ([`SubjectKey::blind_evaluate`]), and the answer is
+/// unblinded and checked against the node's public subject key (RFC 9497, verifiable mode).
+pub struct TagRequest {
+    state: voprf::VoprfClient<Suite>,
+    digest: SubjectDigest,
+}
+
+impl TagRequest {
+    /// A request for the tag of `digest`, and the blinded element to send (32 bytes).
+    pub fn new(digest: SubjectDigest) -> Result<(Self, Vec<u8>), TlogError> {
+        let blind = voprf::VoprfClient::<Suite>::blind(&digest, &mut rand_core_06::OsRng)
+            .map_err(|e| TlogError::Proof(format!("the digest cannot be blinded: {e:?}")))?;
+        Ok((
+            Self {
+                state: blind.state,
+                digest,
+            },
+            blind.message.serialize().to_vec(),
+        ))
+    }
+
+    /// The tag, from the node's answer, once its proof holds for `public_key`.
+    pub fn finish(
+        self,
+        evaluation: &[u8],
+        proof: &[u8],
+        public_key: &[u8],
+    ) -> Result<SubjectTag, TlogError> {
+        use voprf::Group;
+        let refused = |what: &str| TlogError::Proof(format!("the node's answer {what}"));
+        let evaluation = voprf::EvaluationElement::<Suite>::deserialize(evaluation)
+            .map_err(|_| refused("is not a ristretto255 point"))?;
+        let proof =
+            voprf::Proof::<Suite>::deserialize(proof).map_err(|_| refused("has no valid proof"))?;
+        let key = voprf::Ristretto255::deserialize_elem(public_key)
+            .map_err(|_| refused("names no valid public key"))?;
+        let out = self
+            .state
+            .finalize(&self.digest, &evaluation, &proof, key)
+            .map_err(|_| refused("was not made with the node's subject key"))?;
+        let mut tag = [0u8; 64];
+        tag.copy_from_slice(&out);
+        Ok(tag)
+    }
 }
 
 /// The subjects of one answer: distinct tags in ascending order.
@@ -163,6 +225,38 @@ mod tests {
         let other = SubjectSet::new(&SubjectKey::new([8; 32]), &digests);
         assert_ne!(other.root().unwrap(), root);
         assert_eq!(SubjectSet::from_tags(set.tags().to_vec()), set);
+    }
+
+    #[test]
+    fn a_tag_asked_blindly_is_the_nodes_and_another_keys_answer_is_refused() {
+        let node = key();
+        let digest = [42u8; 16];
+        let (request, blinded) = TagRequest::new(digest).unwrap();
+        assert_ne!(
+            &blinded[..16],
+            &digest[..],
+            "the node is not sent the digest"
+        );
+        let (evaluation, proof) = node.blind_evaluate(&blinded).unwrap();
+        let tag = request
+            .finish(&evaluation, &proof, &node.public_key())
+            .unwrap();
+        assert_eq!(tag, node.tag(&digest));
+
+        // A node that answers with another key (to show a resident other tags) is caught.
+        let other = SubjectKey::new([8; 32]);
+        let (request, blinded) = TagRequest::new(digest).unwrap();
+        let (evaluation, proof) = other.blind_evaluate(&blinded).unwrap();
+        assert!(
+            request
+                .finish(&evaluation, &proof, &node.public_key())
+                .is_err()
+        );
+        // Garbage is refused with a clear error, not a panic.
+        assert!(node.blind_evaluate(&[0xff; 32]).is_err());
+        assert!(node.blind_evaluate(&[1; 3]).is_err());
+        let (request, _) = TagRequest::new(digest).unwrap();
+        assert!(request.finish(&[1; 32], &[2; 64], &[3; 32]).is_err());
     }
 
     #[test]
