@@ -170,8 +170,9 @@ async fn owner_entry(
     owner: &Node,
     wanted: impl Fn(&agora_model::AuditEntry) -> bool,
 ) -> agora_model::LoggedEntry {
+    let mut found = Vec::new();
     for _ in 0..200 {
-        let found = owner
+        found = owner
             .audit_entries(&agora_model::EntryFilter {
                 kind: Some("exchange".into()),
                 limit: 100,
@@ -179,19 +180,11 @@ async fn owner_entry(
             })
             .await
             .unwrap();
-        if let Some(e) = found.into_iter().find(|e| wanted(&e.entry)) {
-            return e;
+        if let Some(i) = found.iter().position(|e| wanted(&e.entry)) {
+            return found.swap_remove(i);
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let found = owner
-        .audit_entries(&agora_model::EntryFilter {
-            kind: Some("exchange".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     panic!("the owner logged no such exchange entry: {found:#?}");
 }
 
