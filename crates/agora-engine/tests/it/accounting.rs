@@ -87,6 +87,17 @@ async fn a_record_level_query_accounts_for_exactly_the_subjects_it_read() {
         r.record_agreements(),
         vec!["residents_masked_records".to_owned()]
     );
+    // A count reads no column of the agreement, and still reads everyone's rows.
+    let (batches, r) = run(&residents, "SELECT count(*) FROM residents").await;
+    let counted =
+        arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::UInt64).unwrap();
+    let counted = counted
+        .as_any()
+        .downcast_ref::<arrow::array::UInt64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(counted as usize, expected.len(), "the count is unchanged");
+    assert_eq!(r.subjects(), expected);
 
     // A condition evaluated below the boundary narrows what is read; the pseudonymised
     // subject column is accounted as the identifiers it masks.
