@@ -113,6 +113,9 @@ struct Inner {
     /// The secret of aggregate agreements' record keys, once read.
     cell_key: std::sync::OnceLock<agora_engine::CellKeySecret>,
     subject_key: std::sync::OnceLock<agora_trust::tlog::SubjectKey>,
+    /// One answer's record-level accounting at a time: however many answers end at once,
+    /// tagging their subjects takes at most one core.
+    accounting: tokio::sync::Semaphore,
     throttle: throttle::Throttle,
     hashing: throttle::Hashing,
     /// Where negotiation steps go instead of the exchange channel, if set.
@@ -266,6 +269,7 @@ impl Node {
                 flight_peers: Default::default(),
                 cell_key: Default::default(),
                 subject_key: Default::default(),
+                accounting: tokio::sync::Semaphore::new(1),
                 access_writes: Default::default(),
             }),
         })

@@ -261,6 +261,10 @@ impl Node {
         context: &mut agora_model::AuditContext,
     ) -> Result<(), NodeError> {
         if !ledger.record_agreements().is_empty() {
+            let _turn =
+                self.inner.accounting.acquire().await.map_err(|e| {
+                    NodeError::Transparency(format!("subject accounting stopped: {e}"))
+                })?;
             let key = self.subject_key()?;
             let digests = ledger.subjects();
             let (count, root, tags) = tokio::task::spawn_blocking(move || {
