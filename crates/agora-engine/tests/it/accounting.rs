@@ -38,25 +38,52 @@ async fn run(catalog: &Catalog, sql: &str) -> (Vec<RecordBatch>, Arc<AccessLedge
     (batches, ledger)
 }
 
-/// The digests of the first column's values of the owner's own query.
-async fn owner_subjects(catalog: &Catalog, sql: &str) -> Vec<SubjectDigest> {
-    let batches: Vec<RecordBatch> = catalog
+/// The owner's own answer to `sql`.
+async fn owner_batches(catalog: &Catalog, sql: &str) -> Vec<RecordBatch> {
+    catalog
         .query(sql)
         .await
         .unwrap()
         .into_batches()
         .try_collect()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Column `i` of the batches as text (nulls left out).
+fn texts(batches: &[RecordBatch], i: usize) -> Vec<String> {
     let mut out = Vec::new();
-    for b in &batches {
-        let ids = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
-        let ids = ids
+    for b in batches {
+        let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).unwrap();
+        let c = c
             .as_any()
             .downcast_ref::<arrow::array::StringArray>()
             .unwrap();
-        out.extend(ids.iter().flatten().map(subject_digest));
+        out.extend(c.iter().flatten().map(str::to_owned));
     }
+    out
+}
+
+/// Column `i` of the batches as counts.
+fn counts(batches: &[RecordBatch], i: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::UInt64).unwrap();
+        let c = c
+            .as_any()
+            .downcast_ref::<arrow::array::UInt64Array>()
+            .unwrap();
+        out.extend(c.iter().flatten());
+    }
+    out
+}
+
+/// The digests of the first column's values of the owner's own query.
+async fn owner_subjects(catalog: &Catalog, sql: &str) -> Vec<SubjectDigest> {
+    let mut out: Vec<SubjectDigest> = texts(&owner_batches(catalog, sql).await, 0)
+        .iter()
+        .map(|id| subject_digest(id))
+        .collect();
     out.sort_unstable();
     out.dedup();
     out
@@ -89,14 +116,11 @@ async fn a_record_level_query_accounts_for_exactly_the_subjects_it_read() {
     );
     // A count reads no column of the agreement, and still reads everyone's rows.
     let (batches, r) = run(&residents, "SELECT count(*) FROM residents").await;
-    let counted =
-        arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::UInt64).unwrap();
-    let counted = counted
-        .as_any()
-        .downcast_ref::<arrow::array::UInt64Array>()
-        .unwrap()
-        .value(0);
-    assert_eq!(counted as usize, expected.len(), "the count is unchanged");
+    assert_eq!(
+        counts(&batches, 0),
+        [expected.len() as u64],
+        "the count is unchanged"
+    );
     assert_eq!(r.subjects(), expected);
 
     // A condition evaluated below the boundary narrows what is read; the pseudonymised
@@ -116,14 +140,9 @@ async fn a_record_level_query_accounts_for_exactly_the_subjects_it_read() {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert!(rows > 0 && !expected.is_empty());
     assert_eq!(r.subjects(), expected);
-    let shown =
-        arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::Utf8).unwrap();
-    let shown = shown
-        .as_any()
-        .downcast_ref::<arrow::array::StringArray>()
-        .unwrap();
+    let shown = texts(&batches, 0);
     assert!(
-        !r.subjects().contains(&subject_digest(shown.value(0))),
+        !r.subjects().contains(&subject_digest(&shown[0])),
         "the ledger holds identifiers, not the pseudonyms the consumer saw"
     );
 
@@ -149,31 +168,19 @@ async fn an_aggregate_query_accounts_for_group_sizes_not_subjects() {
     assert!(r.subjects().is_empty(), "aggregates note no subject");
     let groups = r.aggregates();
     let g = &groups["statistics_aggregate"];
-    let batches: Vec<RecordBatch> = agency
-        .query(
+    let per_group = counts(
+        &owner_batches(
+            &agency,
             "SELECT municipality, count(DISTINCT person_id) AS n FROM job_seekers \
              GROUP BY municipality",
         )
-        .await
-        .unwrap()
-        .into_batches()
-        .try_collect()
-        .await
-        .unwrap();
+        .await,
+        1,
+    );
+    let groups_in_all = per_group.len() as u64;
     let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut groups_in_all = 0;
-    for b in &batches {
-        let n = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::UInt64).unwrap();
-        let n = n
-            .as_any()
-            .downcast_ref::<arrow::array::UInt64Array>()
-            .unwrap();
-        for i in 0..n.len() {
-            groups_in_all += 1;
-            if n.value(i) >= 5 {
-                *sizes.entry(n.value(i)).or_default() += 1;
-            }
-        }
+    for n in per_group.into_iter().filter(|&n| n >= 5) {
+        *sizes.entry(n).or_default() += 1;
     }
     let mut shown: BTreeMap<u64, u64> = BTreeMap::new();
     for s in &g.shown {
