@@ -82,6 +82,10 @@ impl Authority {
             if req.old_size != w.size {
                 return Err(AuthorityError::WitnessConflict { witnessed: w.size });
             }
+            if let Some(reason) = subject_line_changed(&member, &w.note, &checkpoint, size, w.size)
+            {
+                return Err(self.inconsistent(alert(w.size, reason)).await);
+            }
             let old_root = parse_hashes(std::slice::from_ref(&w.root))?[0];
             let proof = parse_hashes(&req.consistency)?;
             if let Err(e) = tlog::check_consistency(&proof, size, root, w.size, old_root) {
@@ -139,4 +143,36 @@ impl Authority {
     pub async fn witness_alerts(&self, limit: u32) -> Result<Vec<WitnessAlert>, AuthorityError> {
         Ok(self.store().witness_alerts(limit).await?)
     }
+}
+
+/// Why a checkpoint's subject line contradicts the one witnessed before, if it does: at
+/// the same size it must state the same index (no two indexes of one log), and the subject
+/// key never changes once stated (or every subject's tags would).
+fn subject_line_changed(
+    member: &agora_model::MemberId,
+    witnessed_note: &str,
+    new: &tlog::Checkpoint,
+    size: u64,
+    witnessed: u64,
+) -> Option<String> {
+    let old = tlog::read_checkpoint(witnessed_note.as_bytes()).ok()?;
+    let old_line = tlog::SubjectLine::from_extension(old.extension()).ok()??;
+    let Ok(Some(new_line)) = tlog::SubjectLine::from_extension(new.extension()) else {
+        return Some(format!(
+            "the checkpoint of {member} no longer states its subject index"
+        ));
+    };
+    if new_line.key != old_line.key {
+        return Some(format!(
+            "the log of {member} states another subject key than the one this authority \
+             witnessed: every subject's tags would change"
+        ));
+    }
+    if size == witnessed && new_line.index != old_line.index {
+        return Some(format!(
+            "the log of {member} at {size} entries states another subject index than the one \
+             this authority witnessed: it was forked"
+        ));
+    }
+    None
 }

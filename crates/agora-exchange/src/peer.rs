@@ -30,11 +30,17 @@ pub struct PeerClient {
     journal: Arc<dyn ExchangeJournal>,
 }
 
+/// The largest answer read from a peer.
+const MAX_ANSWER: usize = 64 << 20;
+
 /// A verified answer from a peer.
 #[derive(Debug)]
 pub struct PeerResponse {
     pub status: u16,
     pub body: Bytes,
+    /// The public key of the certificate the peer answered with (which its signature on
+    /// the answer was checked with).
+    pub key: [u8; 32],
 }
 
 impl PeerClient {
@@ -205,10 +211,22 @@ impl PeerClient {
             .get(RESPONSE_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp
-            .bytes()
+        let mut resp = resp;
+        let mut read = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| ExchangeError::unreachable(&who, "reading the answer", &e))?;
+            .map_err(|e| ExchangeError::unreachable(&who, "reading the answer", &e))?
+        {
+            if read.len() + chunk.len() > MAX_ANSWER {
+                return Err(ExchangeError::Protocol {
+                    peer: who,
+                    reason: format!("its answer is larger than {MAX_ANSWER} bytes"),
+                });
+            }
+            read.extend_from_slice(&chunk);
+        }
+        let body = Bytes::from(read);
         let rsig_header = rsig_header.ok_or_else(|| ExchangeError::Protocol {
             peer: who.clone(),
             reason: format!("the answer (status {status}) is not signed"),
@@ -232,7 +250,11 @@ impl PeerClient {
             });
         }
         Ok((
-            PeerResponse { status, body },
+            PeerResponse {
+                status,
+                body,
+                key: cert.public_key,
+            },
             cert.fingerprint,
             rsig.signature_b64(),
         ))

@@ -6,6 +6,7 @@
 
 mod agreement;
 mod audit;
+mod citizen;
 mod disclosure;
 mod ids;
 mod metadata;
@@ -25,6 +26,10 @@ pub use audit::{
     AuditContext, AuditEntry, AuditEntryError, AuditKind, CSV_COLUMNS, EntryFilter, GroupRelease,
     LoggedEntry, MAX_ENTRY_BYTES, SubjectCommitment, WITNESSED_SIZE_HEADER, WitnessReply,
     WitnessRequest, audit_origin, entries_csv, witness_name,
+};
+pub use citizen::{
+    BucketElement, ProvenEntry, SubjectHistoryAnswer, SubjectHistoryRequest, SubjectTagAnswer,
+    SubjectTagRequest,
 };
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};

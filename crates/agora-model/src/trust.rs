@@ -402,6 +402,12 @@ pub mod paths {
     pub const OFFERS: &str = "/exchange/v1/offers";
     /// Node exchange listener: `POST` a [`crate::NegotiationMessage`] (signed).
     pub const NEGOTIATIONS: &str = "/exchange/v1/negotiations";
+    /// Node exchange listener: `POST` a [`crate::SubjectTagRequest`] (signed; citizen
+    /// portals the node answers only): the blind evaluation of a subject's tag.
+    pub const SUBJECT_TAG: &str = "/exchange/v1/subjects/tag";
+    /// Node exchange listener: `POST` a [`crate::SubjectHistoryRequest`] (signed; citizen
+    /// portals the node answers only): one bucket of the subject index, with its proofs.
+    pub const SUBJECT_HISTORY: &str = "/exchange/v1/subjects/history";
     /// Node exchange listener: Arrow Flight `DoGet` with a [`super::FlightTicket`]; the
     /// request signature covers this path and the ticket's SHA-256.
     pub const FLIGHT_DO_GET: &str = "/arrow.flight.protocol.FlightService/DoGet";

@@ -78,6 +78,12 @@ pub enum NodeError {
     /// The caller may not do this here (the text says who can).
     #[error("{0}")]
     Forbidden(String),
+    /// Something the caller sent is not what it should be (the text says what).
+    #[error("{0}")]
+    BadInput(String),
+    /// The caller asked too often (the text says when it may ask again).
+    #[error("{0}")]
+    RateLimited(String),
 }
 
 impl NodeError {
@@ -106,7 +112,9 @@ impl NodeError {
             | Self::ForeignOwner { .. }
             | Self::OutsideAllowedFolders(_)
             | Self::NotFound(_)
-            | Self::Forbidden(_) => true,
+            | Self::Forbidden(_)
+            | Self::BadInput(_)
+            | Self::RateLimited(_) => true,
             Self::Trust(_) | Self::NotEnrolled | Self::PeerRefused { .. } => true,
             Self::NotInitialised(_)
             | Self::DataDirNotWritable { .. }
@@ -160,6 +168,8 @@ pub enum ErrorKind {
     TrustListExpired,
     /// The node has not joined an ecosystem.
     NotEnrolled,
+    /// The caller asked too often; it may ask again later.
+    RateLimited,
     /// The node failed for reasons of its own.
     Internal,
 }
@@ -186,6 +196,7 @@ impl ErrorKind {
             Self::UnsupportedFormat => "unsupported_format",
             Self::TrustListExpired => "trust_list_expired",
             Self::NotEnrolled => "not_enrolled",
+            Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
         }
     }
@@ -216,6 +227,7 @@ impl NodeError {
             Self::TrustListExpired { .. } => K::TrustListExpired,
             Self::NotEnrolled => K::NotEnrolled,
             Self::NotFound(_) => K::NotFound,
+            Self::RateLimited(_) => K::RateLimited,
             _ if self.is_user_error() => K::BadRequest,
             _ => K::Internal,
         }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod agreements;
 mod binding;
+pub mod citizen;
 mod error;
 pub mod exchange;
 mod federation;
@@ -14,6 +15,7 @@ pub mod member_error;
 pub use location::LocationPolicy;
 pub mod register;
 pub mod settings;
+mod subjects;
 mod throttle;
 pub mod transparency;
 pub mod trust;
@@ -68,6 +70,8 @@ pub struct NodeConfig {
     pub locations: LocationPolicy,
     /// How sign-in withstands guessing.
     pub sign_in: settings::SignInLimits,
+    /// Which citizen portals the node answers (`node.toml` may change it).
+    pub citizens: settings::CitizenSettings,
 }
 
 impl NodeConfig {
@@ -79,6 +83,7 @@ impl NodeConfig {
             trust: trust::TrustSettings::default(),
             locations: LocationPolicy::default(),
             sign_in: settings::SignInLimits::default(),
+            citizens: settings::CitizenSettings::default(),
         }
     }
 }
@@ -116,6 +121,10 @@ struct Inner {
     /// One answer's record-level accounting at a time: however many answers end at once,
     /// tagging their subjects takes at most one core.
     accounting: tokio::sync::Semaphore,
+    /// Subject tags and indexes kept between answers, and portals' lookups.
+    subjects: subjects::Subjects,
+    /// Which citizen portals the node answers.
+    citizens: settings::CitizenSettings,
     throttle: throttle::Throttle,
     hashing: throttle::Hashing,
     /// Where negotiation steps go instead of the exchange channel, if set.
@@ -240,6 +249,7 @@ impl Node {
             settings::Settings {
                 queries: cfg.engine.limits.clone(),
                 sign_in: cfg.sign_in.clone(),
+                citizens: cfg.citizens.clone(),
             },
         )?;
         let trust = trust::NodeTrust::load(&cfg.data_dir, &identity.member_id, cfg.trust.clone())?
@@ -270,6 +280,8 @@ impl Node {
                 cell_key: Default::default(),
                 subject_key: Default::default(),
                 accounting: tokio::sync::Semaphore::new(1),
+                subjects: Default::default(),
+                citizens: settings.citizens,
                 access_writes: Default::default(),
             }),
         })

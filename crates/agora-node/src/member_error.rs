@@ -58,6 +58,7 @@ pub enum MemberFault {
 pub fn for_member(e: &NodeError) -> (MemberFault, String) {
     use MemberFault::*;
     match e {
+        NodeError::BadInput(_) | NodeError::RateLimited(_) => (Invalid, e.to_string()),
         NodeError::Negotiation(_) | NodeError::Terms(_) | NodeError::Id(_) => {
             (Invalid, e.to_string())
         }

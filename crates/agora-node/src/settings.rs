@@ -37,6 +37,35 @@ struct File {
     queries: Queries,
     #[serde(default)]
     sign_in: SignInFile,
+    #[serde(default)]
+    citizens: CitizensFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CitizensFile {
+    portals: Option<Vec<String>>,
+    lookups_per_minute: Option<u64>,
+}
+
+/// Which citizen portals this node answers about the people its records are about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CitizenSettings {
+    /// The members that run a citizen portal for the ecosystem: only they may ask this
+    /// node for subject tags and its subject index (none by default). A portal can ask
+    /// about anyone whose identifier it knows, so it is named here, by the owner.
+    pub portals: Vec<agora_model::MemberId>,
+    /// Lookups (tag evaluations and history pages) one portal may ask per minute.
+    pub lookups_per_minute: u32,
+}
+
+impl Default for CitizenSettings {
+    fn default() -> Self {
+        Self {
+            portals: Vec::new(),
+            lookups_per_minute: 600,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +119,7 @@ impl Default for SignInLimits {
 pub struct Settings {
     pub queries: QueryLimits,
     pub sign_in: SignInLimits,
+    pub citizens: CitizenSettings,
 }
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> NodeError {
@@ -170,6 +200,24 @@ impl Settings {
         }
         if let Some(v) = limit("sign_in.hashing_queue", i.hashing_queue, 0, 10_000)? {
             s.sign_in.hashing_queue = v as usize;
+        }
+        let c = &file.citizens;
+        if let Some(portals) = &c.portals {
+            s.citizens.portals = portals
+                .iter()
+                .map(|p| {
+                    agora_model::MemberId::parse(p)
+                        .map_err(|e| bad(path, format!("citizens.portals names {p:?}: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = limit(
+            "citizens.lookups_per_minute",
+            c.lookups_per_minute,
+            1,
+            100_000,
+        )? {
+            s.citizens.lookups_per_minute = v as u32;
         }
         Ok(s)
     }

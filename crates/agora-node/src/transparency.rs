@@ -68,7 +68,8 @@ impl Node {
                 && tlog::open_checkpoint(c.note.as_bytes(), &origin, &key.public()).is_err()
         });
         if latest.as_ref().is_none_or(|c| c.size < size) || stale {
-            let note = tlog::sign_checkpoint(&origin, size, root, &key)
+            let line = self.subject_line(size).await?;
+            let note = tlog::sign_checkpoint_with(&origin, size, root, &line.to_extension(), &key)
                 .map_err(|e| NodeError::Transparency(e.to_string()))?;
             let note = String::from_utf8(note).expect("a note is text");
             if stale {
@@ -249,91 +250,6 @@ impl Node {
             return Ok(None);
         }
         Ok(Some(self.store().log_bundle(index, end).await?))
-    }
-
-    /// Puts into an answer's log context what its query read under agreements: under
-    /// record-level agreements, the count of the subjects whose rows it read and the Merkle
-    /// root over their tags (no identifier: see `agora_trust::tlog::SubjectSet`); under
-    /// aggregate agreements, the sizes of the groups released.
-    pub(crate) async fn account(
-        &self,
-        ledger: &agora_engine::AccessLedger,
-        context: &mut agora_model::AuditContext,
-    ) -> Result<(), NodeError> {
-        if !ledger.record_agreements().is_empty() {
-            let _turn =
-                self.inner.accounting.acquire().await.map_err(|e| {
-                    NodeError::Transparency(format!("subject accounting stopped: {e}"))
-                })?;
-            let key = self.subject_key()?;
-            let digests = ledger.subjects();
-            let (count, root, tags) = tokio::task::spawn_blocking(move || {
-                let set = tlog::SubjectSet::new(&key, &digests);
-                set.root()
-                    .map(|root| (set.len(), root, set.tags().concat()))
-            })
-            .await
-            .map_err(|e| NodeError::Transparency(format!("subject accounting stopped: {e}")))?
-            .map_err(|e| NodeError::Transparency(e.to_string()))?;
-            context.subjects = Some(agora_model::SubjectCommitment {
-                count,
-                root: hex::encode(root.0),
-            });
-            context.subject_tags = tags;
-        }
-        context.groups = ledger
-            .aggregates()
-            .into_iter()
-            .map(|(agreement, g)| agora_model::GroupRelease {
-                agreement,
-                sizes: g.shown,
-                shown: g.shown_count,
-                withheld: g.withheld,
-            })
-            .collect();
-        Ok(())
-    }
-
-    /// What this node's log entries commit to for an answer that carried these subjects'
-    /// records (identifiers as the products hold them).
-    pub fn subject_commitment(
-        &self,
-        ids: &[&str],
-    ) -> Result<agora_model::SubjectCommitment, NodeError> {
-        let digests: Vec<_> = ids
-            .iter()
-            .map(|id| agora_engine::subject_digest(id))
-            .collect();
-        let set = tlog::SubjectSet::new(&self.subject_key()?, &digests);
-        let root = set
-            .root()
-            .map_err(|e| NodeError::Transparency(e.to_string()))?;
-        Ok(agora_model::SubjectCommitment {
-            count: set.len(),
-            root: hex::encode(root.0),
-        })
-    }
-
-    /// The subjects entry `index` commits to (their tags, kept beside the log), if any.
-    pub async fn log_subjects(&self, index: u64) -> Result<Option<tlog::SubjectSet>, NodeError> {
-        let Some(bytes) = self.store().log_subject_tags(index).await? else {
-            return Ok(None);
-        };
-        if bytes.len() % 64 != 0 {
-            return Err(NodeError::Transparency(format!(
-                "the subject tags of entry {index} are damaged ({} bytes)",
-                bytes.len()
-            )));
-        }
-        let tags = bytes
-            .chunks_exact(64)
-            .map(|c| {
-                let mut t = [0u8; 64];
-                t.copy_from_slice(c);
-                t
-            })
-            .collect();
-        Ok(Some(tlog::SubjectSet::from_tags(tags)))
     }
 
     /// Entry `index` as the log holds it (JSON text), if the log has it.

@@ -127,6 +127,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         K::ReadOnly | K::AccessDenied | K::PeerRefused | K::Forbidden => StatusCode::FORBIDDEN,
         K::PeerFailed => StatusCode::BAD_GATEWAY,
         K::TrustListExpired | K::NotEnrolled => StatusCode::SERVICE_UNAVAILABLE,
+        K::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -36,6 +36,8 @@ pub fn exchange_app(node: Node) -> Router {
     let signed = Router::new()
         .route(paths::OFFERS, get(offers))
         .route(paths::NEGOTIATIONS, axum::routing::post(negotiation_step))
+        .route(paths::SUBJECT_TAG, axum::routing::post(subject_tag))
+        .route(paths::SUBJECT_HISTORY, axum::routing::post(subject_history))
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), signed));
     Router::new()
         .merge(signed)
@@ -70,6 +72,38 @@ async fn negotiation_step(
         .await
         .map_err(|e| ApiError::for_member(&e))?;
     Ok(Json(reply).into_response())
+}
+
+/// A citizen portal asks for a subject's tag, blinded.
+async fn subject_tag(
+    State(node): State<Node>,
+    Extension(peer): Extension<PeerMember>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let req: agora_model::SubjectTagRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("not a subject tag request: {e}")))?;
+    tracing::info!(peer = %peer.0.id, "subject tag evaluated");
+    let answer = node
+        .evaluate_subject_tag(&peer.0.id, &req)
+        .await
+        .map_err(|e| ApiError::for_member(&e))?;
+    Ok(Json(answer).into_response())
+}
+
+/// A citizen portal asks for one bucket of the subject index.
+async fn subject_history(
+    State(node): State<Node>,
+    Extension(peer): Extension<PeerMember>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let req: agora_model::SubjectHistoryRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("not a subject history request: {e}")))?;
+    tracing::info!(peer = %peer.0.id, bucket = req.bucket, "subject index bucket asked for");
+    let answer = node
+        .subject_history(&peer.0.id, &req)
+        .await
+        .map_err(|e| ApiError::for_member(&e))?;
+    Ok(Json(answer).into_response())
 }
 
 fn with_signature(mut resp: Response, header: Option<String>) -> Response {

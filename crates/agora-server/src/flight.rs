@@ -346,6 +346,7 @@ fn tool_status(e: &NodeError) -> Status {
         | ErrorKind::ReadOnly
         | ErrorKind::Forbidden => Code::PermissionDenied,
         ErrorKind::PeerFailed => Code::Unavailable,
+        ErrorKind::RateLimited => Code::ResourceExhausted,
         _ if e.is_user_error() => Code::InvalidArgument,
         _ => Code::Internal,
     };

@@ -834,3 +834,142 @@ async fn aggregate_attacks_are_refused_alike_through_the_node_and_straight_to_th
     .await;
     assert_eq!(a, b);
 }
+
+/// Waits until the authority has witnessed a checkpoint of `node`'s log that holds entry
+/// `index`.
+async fn witnessed_past(node: &Node, index: u64) {
+    for _ in 0..200 {
+        let c = node.checkpoint().await.unwrap();
+        if c.is_some_and(|c| c.size > index && c.witnessed.is_some()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no witnessed checkpoint holds entry {index}");
+}
+
+#[tokio::test]
+async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_omission_is_caught() {
+    // The tax office answers the employment agency's citizen portal, six lookups a minute.
+    let a = start_authority(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tax-office")).unwrap();
+    std::fs::write(
+        dir.path().join("tax-office/node.toml"),
+        "[citizens]\nportals = [\"employment-agency\"]\nlookups_per_minute = 6\n",
+    )
+    .unwrap();
+    let w = World {
+        tax: member(&a, dir.path(), "tax-office").await,
+        ea: member(&a, dir.path(), "employment-agency").await,
+        dir,
+        _a: a,
+    };
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    tax.trust().unwrap().refresh().await.unwrap();
+    register(
+        tax,
+        w.dir.path(),
+        "annual_income",
+        "personal",
+        &["fraud_prevention"],
+    )
+    .await;
+    ea.refresh_offers().await.unwrap();
+    agreed(
+        tax,
+        ea,
+        request(
+            "annual_income",
+            "fraud_prevention",
+            "person_id=pseudonym,income=band:10000",
+            AccessMode::Records,
+        ),
+    )
+    .await;
+    ea.refresh_offers().await.unwrap();
+    rows(
+        ea,
+        "SELECT person_id FROM \"tax-office\".annual_income WHERE income = 20000",
+    )
+    .await;
+    let logged = owner_entry(tax, |e| e.subjects.is_some()).await;
+    witnessed_past(tax, logged.index).await;
+    witnessed_past(ea, 0).await;
+
+    // A resident whose row the query read: the tax office's log holds that one access,
+    // proven in its witnessed log and complete up to the checkpoint; the agency's own log
+    // holds none.
+    let history = ea.citizen_history("10000003").await.unwrap();
+    let part = |h: &agora_node::citizen::CitizenHistory, m: &str| {
+        h.members
+            .iter()
+            .find(|p| p.member.as_str() == m)
+            .unwrap()
+            .outcome
+            .clone()
+    };
+    let at_tax = part(&history, "tax-office").unwrap();
+    assert_eq!(
+        at_tax
+            .accesses
+            .iter()
+            .map(|a| (a.index, a.entry.purpose.as_deref()))
+            .collect::<Vec<_>>(),
+        [(logged.index, Some("fraud_prevention"))]
+    );
+    assert_eq!(
+        at_tax.accesses[0].entry.peer.as_deref(),
+        Some("employment-agency")
+    );
+    assert!(at_tax.size > logged.index);
+    assert!(
+        part(&history, "employment-agency")
+            .unwrap()
+            .accesses
+            .is_empty()
+    );
+    // Someone the tax office holds nothing on: provably no access.
+    let nobody = ea.citizen_history("99999999").await.unwrap();
+    assert!(part(&nobody, "tax-office").unwrap().accesses.is_empty());
+
+    // The tax office leaves the access out of its answer: the portal's check fails.
+    let tag = tax.subject_tag("10000003").unwrap();
+    let mut answer = tax
+        .subject_history(
+            ea.member(),
+            &agora_model::SubjectHistoryRequest {
+                bucket: tag[0],
+                size: Some(at_tax.size),
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    let trust = tax.trust().unwrap();
+    let material = trust.material();
+    let keys = agora_node::citizen::LogKeys {
+        origin: agora_model::audit_origin(&trust.list().ecosystem, tax.member()),
+        node: material.key.public(),
+        witness: agora_model::witness_name(&trust.list().ecosystem),
+        root: &material.root_info.public_key,
+    };
+    let key = tax.subject_public_key().unwrap();
+    agora_node::citizen::verify_history(&keys, &tag, &key, std::slice::from_ref(&answer)).unwrap();
+    let mine = hex::encode(tag);
+    let element = answer.elements.iter_mut().find(|e| e.tag == mine).unwrap();
+    element.entries.retain(|n| *n != logged.index);
+    if element.entries.is_empty() {
+        answer.elements.retain(|e| e.tag != mine);
+    }
+    let caught = agora_node::citizen::verify_history(&keys, &tag, &key, &[answer]).unwrap_err();
+    assert!(caught.contains("left out"), "{caught}");
+
+    // The tax office answers only the portals its owner named, and only so often.
+    let refused = tax.citizen_history("10000003").await.unwrap();
+    let e = part(&refused, "employment-agency").unwrap_err();
+    assert!(e.contains("not a citizen portal"), "{e}");
+    let limited = ea.citizen_history("10000003").await.unwrap();
+    let e = part(&limited, "tax-office").unwrap_err();
+    assert!(e.contains("a minute"), "{e}");
+}

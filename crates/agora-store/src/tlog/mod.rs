@@ -249,6 +249,30 @@ fn extend(edge: &Edge, items: &[&Pending]) -> Result<(TileHashes, u64, Hash), St
     Ok((work, n, root))
 }
 
+/// Tags per statement when the subject index is written (two parameters each).
+const INDEX_ROWS_PER_STATEMENT: usize = 500;
+
+/// Adds an entry's tags (64 bytes each, concatenated) to the subject index.
+async fn insert_index(conn: &mut AnyConnection, entry: i64, tags: &[u8]) -> Result<(), StoreError> {
+    for batch in tags.chunks(64 * INDEX_ROWS_PER_STATEMENT) {
+        let rows = batch.len() / 64;
+        let mut sql = String::from("INSERT INTO tlog_subject_entries (tag, entry) VALUES ");
+        for r in 0..rows {
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, ${})", 2 * r + 1, 2 * r + 2));
+        }
+        // Only placeholders are formatted into the text; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for tag in batch.chunks_exact(64) {
+            q = q.bind(tag.to_vec()).bind(entry);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Writes the entries' chunks and the tiles they changed.
 async fn write_appended(
     conn: &mut AnyConnection,
@@ -259,11 +283,13 @@ async fn write_appended(
     insert_chunks(conn, first, items).await?;
     for (i, item) in items.iter().enumerate() {
         if !item.tags.is_empty() {
+            let entry = i64_of(first + i as u64);
             sqlx::query("INSERT INTO tlog_subjects (entry, tags) VALUES ($1, $2)")
-                .bind(i64_of(first + i as u64))
+                .bind(entry)
                 .bind(item.tags.clone())
                 .execute(&mut *conn)
                 .await?;
+            insert_index(conn, entry, &item.tags).await?;
         }
     }
     for ((level, idx), data) in work.take_changed() {
@@ -466,6 +492,63 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get::<Vec<u8>, _>(0)).transpose()?)
+    }
+
+    /// The index buckets (first bytes of tags) that entries `from..to` added to.
+    pub async fn log_subject_buckets(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::BTreeSet<u8>, StoreError> {
+        let rows = sqlx::query("SELECT tags FROM tlog_subjects WHERE entry >= $1 AND entry < $2")
+            .bind(i64_of(from))
+            .bind(i64_of(to))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut buckets = std::collections::BTreeSet::new();
+        for r in rows {
+            let tags: Vec<u8> = r.try_get(0)?;
+            buckets.extend(tags.chunks_exact(64).map(|t| t[0]));
+        }
+        Ok(buckets)
+    }
+
+    /// One bucket of the subject index over the log's first `size` entries: each tag whose
+    /// first byte is `bucket`, with the entries that carried it, ascending by tag, then
+    /// entry.
+    pub async fn log_subject_bucket(
+        &self,
+        bucket: u8,
+        size: u64,
+    ) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
+        let lo = vec![bucket];
+        let rows = if bucket == u8::MAX {
+            sqlx::query(
+                "SELECT tag, entry FROM tlog_subject_entries WHERE tag >= $1 AND entry < $2 \
+                 ORDER BY tag, entry",
+            )
+            .bind(lo)
+            .bind(i64_of(size))
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            sqlx::query(
+                "SELECT tag, entry FROM tlog_subject_entries \
+                 WHERE tag >= $1 AND tag < $2 AND entry < $3 ORDER BY tag, entry",
+            )
+            .bind(lo)
+            .bind(vec![bucket + 1])
+            .bind(i64_of(size))
+            .fetch_all(&self.pool)
+            .await?
+        };
+        rows.into_iter()
+            .map(|r| {
+                let entry = u64::try_from(r.try_get::<i64, _>(1)?)
+                    .map_err(|_| corrupt("a negative entry index"))?;
+                Ok((r.try_get::<Vec<u8>, _>(0)?, entry))
+            })
+            .collect()
     }
 
     /// Appends one entry for a record this store has just written.

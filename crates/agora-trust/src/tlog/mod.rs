@@ -163,13 +163,18 @@ pub fn c2sp_tile_path(tile: &Tile) -> Option<String> {
         .map(|rest| format!("tile/{rest}"))
 }
 
+mod index;
 mod notes;
 mod subjects;
 mod tiles;
 mod verify;
 
+pub use index::{
+    INDEX_BUCKETS, IndexElement, SubjectIndex, SubjectLine, bucket_hash, bucket_of, check_bucket,
+};
 pub use notes::{
     check_cosignature, cosign_checkpoint, open_checkpoint, read_checkpoint, sign_checkpoint,
+    sign_checkpoint_with,
 };
 pub use subjects::{SubjectDigest, SubjectKey, SubjectSet, SubjectTag, TagRequest, check_subject};
 pub use tiles::{HASH_SIZE, TileHashes, TileKey, TilePath, parse_tile_path, tile_path};

@@ -58,8 +58,23 @@ pub fn sign_checkpoint(
     root: Hash,
     key: &MemberKey,
 ) -> Result<Vec<u8>, TlogError> {
-    let checkpoint = Checkpoint::new(origin, size, root, "")
-        .map_err(|_| TlogError::Checkpoint(format!("{origin:?} is not a usable log name")))?;
+    sign_checkpoint_with(origin, size, root, "", key)
+}
+
+/// The signed note of a checkpoint with extension lines (`extension`: each line ending in
+/// a newline, such as [`super::SubjectLine::to_extension`]).
+pub fn sign_checkpoint_with(
+    origin: &str,
+    size: u64,
+    root: Hash,
+    extension: &str,
+    key: &MemberKey,
+) -> Result<Vec<u8>, TlogError> {
+    let checkpoint = Checkpoint::new(origin, size, root, extension).map_err(|_| {
+        TlogError::Checkpoint(format!(
+            "{origin:?} is not a usable log name, or its extension lines are malformed"
+        ))
+    })?;
     let mut note =
         Note::new(&checkpoint.to_bytes(), &[]).map_err(|e| TlogError::Checkpoint(e.to_string()))?;
     note.add_sigs(&[&KeySigner { name: origin, key }])
