@@ -14,6 +14,7 @@ pub mod location;
 pub mod member_error;
 pub use location::LocationPolicy;
 pub mod register;
+pub mod residents;
 pub mod settings;
 mod subjects;
 mod throttle;
@@ -36,7 +37,8 @@ pub use agora_engine::{
 };
 pub use agora_model::ApiRole;
 pub use agora_store::{
-    AccessRecord, NewSession, NewToken, SearchFilter, StoreError, TokenInfo, UserInfo, WebSession,
+    AccessRecord, CitizenSession, NewSession, NewToken, SearchFilter, StoreError, TokenInfo,
+    UserInfo, WebSession,
 };
 pub use agora_trust::EnrolmentToken;
 pub use error::{ErrorKind, NodeError};

@@ -210,7 +210,13 @@ impl Node {
 
     /// Records a security event; a store that cannot record it is logged, not fatal to
     /// the refusal it records.
-    async fn security_event(&self, kind: &str, account: &str, client: &str, detail: &str) {
+    pub(crate) async fn security_event(
+        &self,
+        kind: &str,
+        account: &str,
+        client: &str,
+        detail: &str,
+    ) {
         if let Err(e) = self
             .store()
             .record_security_event(kind, account, client, detail)

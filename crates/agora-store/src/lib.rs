@@ -6,6 +6,7 @@
 
 mod access;
 mod authority;
+mod citizens;
 mod exchange;
 mod journal;
 mod negotiations;
@@ -30,6 +31,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use access::{AccessRecord, AccessStart};
 pub use authority::{AdmittedMember, AuthorityRecord, IssuedCertificate};
+pub use citizens::CitizenSession;
 pub use exchange::OfferSource;
 pub use negotiations::{OutboxMessage, PolicyDecisionRecord};
 pub use search::{SearchFilter, SearchScope, tokenize};

@@ -11,6 +11,20 @@ pub fn random_hex() -> String {
     hex::encode(crate::random_secret())
 }
 
+/// A one-time code of `n` decimal digits, each uniform (random bytes of 250 and above are
+/// drawn again, so that `byte % 10` favours no digit).
+pub fn random_digits(n: usize) -> String {
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        for b in crate::random_secret() {
+            if b < 250 && out.len() < n {
+                out.push(char::from(b'0' + b % 10));
+            }
+        }
+    }
+    out
+}
+
 /// The SHA-256 of a high-entropy secret (an API token, a session or enrolment secret), as
 /// hex: what the store keeps instead of the secret. Passwords are not high-entropy and
 /// go through `password` (Argon2id) instead.
@@ -33,6 +47,14 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_digits_of_the_length_asked_and_fresh() {
+        let (a, b) = (random_digits(8), random_digits(8));
+        assert!(a.len() == 8 && a.bytes().all(|c| c.is_ascii_digit()), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(random_digits(40).len(), 40);
+    }
 
     #[test]
     fn random_secrets_are_long_and_fresh() {

@@ -118,6 +118,12 @@ pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
             "/audit/entries/{index}/proof.json",
             get(pages::audit::proof_json),
         )
+        .route("/citizen", get(pages::citizen::history))
+        .route(
+            "/citizen/sign-in",
+            get(pages::citizen::sign_in_form).post(pages::citizen::sign_in),
+        )
+        .route("/citizen/sign-out", post(pages::citizen::sign_out))
         .route("/assets/agora.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)

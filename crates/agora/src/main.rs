@@ -9,6 +9,7 @@ mod agreement;
 mod audit;
 mod authority;
 mod catalog;
+mod citizen;
 mod cmd;
 mod demo;
 mod demo_data;
@@ -99,6 +100,9 @@ enum Command {
     /// Check a node's transparency log and list what it records.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Issue one-time codes for residents signing in to the citizen portal.
+    #[command(subcommand)]
+    Citizen(citizen::CitizenCmd),
     /// Print a shell completion script: `agora completions bash > /etc/bash_completion.d/agora`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -181,6 +185,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(a) => demo::run(a).await,
             Command::Authority(c) => authority::run(c).await,
             Command::Audit(c) => audit::run(c).await,
+            Command::Citizen(c) => citizen::run(c).await,
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(

@@ -23,15 +23,23 @@ async fn register(
     classification: &str,
     purposes: &[&str],
 ) {
+    let ids: Vec<String> = (0..40).map(|i| (10_000_000 + i).to_string()).collect();
+    register_people(node, dir, name, classification, purposes, &ids).await;
+}
+
+/// [`register`] with these people's identifiers (one row each).
+pub(crate) async fn register_people(
+    node: &Node,
+    dir: &std::path::Path,
+    name: &str,
+    classification: &str,
+    purposes: &[&str],
+    ids: &[String],
+) {
     let path = dir.join(format!("{name}.csv"));
     let mut csv = String::from("person_id,year,income\n");
-    for i in 0..40 {
-        csv.push_str(&format!(
-            "{},{},{}\n",
-            10_000_000 + i,
-            2020 + i % 4,
-            20_000 + i * 1_000
-        ));
+    for (i, id) in ids.iter().enumerate() {
+        csv.push_str(&format!("{id},{},{}\n", 2020 + i % 4, 20_000 + i * 1_000));
     }
     std::fs::write(&path, csv).unwrap();
     let patch: agora_model::MetadataPatch = serde_json::from_value(serde_json::json!({
@@ -138,7 +146,11 @@ pub(crate) async fn reaches(
 
 /// Requests `r` from `owner`, has the owner's steward approve it, and returns the owner's
 /// record once both sides hold the finalized agreement.
-async fn agreed(owner: &Node, consumer: &Node, r: AccessRequest) -> agora_model::Negotiation {
+pub(crate) async fn agreed(
+    owner: &Node,
+    consumer: &Node,
+    r: AccessRequest,
+) -> agora_model::Negotiation {
     let n = consumer.request_access(r).await.unwrap();
     reaches(
         owner,
@@ -166,7 +178,7 @@ async fn agreed(owner: &Node, consumer: &Node, r: AccessRequest) -> agora_model:
 
 /// The owner's newest exchange entry that `wanted` accepts, once written (the end of an
 /// answer is recorded just after the answer is sent).
-async fn owner_entry(
+pub(crate) async fn owner_entry(
     owner: &Node,
     wanted: impl Fn(&agora_model::AuditEntry) -> bool,
 ) -> agora_model::LoggedEntry {
@@ -188,7 +200,7 @@ async fn owner_entry(
     panic!("the owner logged no such exchange entry: {found:#?}");
 }
 
-async fn rows(node: &Node, sql: &str) -> Vec<arrow::array::RecordBatch> {
+pub(crate) async fn rows(node: &Node, sql: &str) -> Vec<arrow::array::RecordBatch> {
     use futures::TryStreamExt;
     let r = node.query(sql).await.unwrap();
     r.into_batches().try_collect().await.unwrap()
@@ -837,7 +849,7 @@ async fn aggregate_attacks_are_refused_alike_through_the_node_and_straight_to_th
 
 /// Waits until the authority has witnessed a checkpoint of `node`'s log that holds entry
 /// `index`.
-async fn witnessed_past(node: &Node, index: u64) {
+pub(crate) async fn witnessed_past(node: &Node, index: u64) {
     for _ in 0..200 {
         let c = node.checkpoint().await.unwrap();
         if c.is_some_and(|c| c.size > index && c.witnessed.is_some()) {

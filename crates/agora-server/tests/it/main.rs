@@ -1,6 +1,7 @@
 //! Integration tests: a real node on an ephemeral loopback port, driven over HTTP.
 
 mod agreements;
+mod citizen;
 mod ecosystem;
 mod federation;
 mod transparency;

@@ -16,7 +16,7 @@ use crate::agreements::{reaches, world};
 const PASSWORD: &str = "a long enough password";
 
 /// The node's web interface on a port of its own.
-async fn web_site(node: &Node) -> String {
+pub(crate) async fn web_site(node: &Node) -> String {
     let app = agora_web::router(
         node.clone(),
         agora_web::WebConfig {
@@ -30,7 +30,7 @@ async fn web_site(node: &Node) -> String {
     url
 }
 
-fn cookie(r: &reqwest::Response, name: &str) -> String {
+pub(crate) fn cookie(r: &reqwest::Response, name: &str) -> String {
     r.headers()
         .get_all(SET_COOKIE)
         .iter()
@@ -42,7 +42,7 @@ fn cookie(r: &reqwest::Response, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} cookie"))
 }
 
-fn hidden(body: &str, name: &str) -> String {
+pub(crate) fn hidden(body: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = body.find(&marker).expect("a hidden field") + marker.len();
     body[start..].split('"').next().unwrap().to_owned()

@@ -254,10 +254,12 @@ const INDEX_ROWS_PER_STATEMENT: usize = 500;
 
 /// Adds an entry's tags (64 bytes each, concatenated) to the subject index.
 async fn insert_index(conn: &mut AnyConnection, entry: i64, tags: &[u8]) -> Result<(), StoreError> {
-    for batch in tags.chunks(64 * INDEX_ROWS_PER_STATEMENT) {
-        let rows = batch.len() / 64;
+    // Tags as committed are distinct; a repeated one is indexed once all the same.
+    let distinct: std::collections::BTreeSet<&[u8]> = tags.chunks_exact(64).collect();
+    let distinct: Vec<&[u8]> = distinct.into_iter().collect();
+    for batch in distinct.chunks(INDEX_ROWS_PER_STATEMENT) {
         let mut sql = String::from("INSERT INTO tlog_subject_entries (tag, entry) VALUES ");
-        for r in 0..rows {
+        for r in 0..batch.len() {
             if r > 0 {
                 sql.push_str(", ");
             }
@@ -265,7 +267,7 @@ async fn insert_index(conn: &mut AnyConnection, entry: i64, tags: &[u8]) -> Resu
         }
         // Only placeholders are formatted into the text; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for tag in batch.chunks_exact(64) {
+        for tag in batch {
             q = q.bind(tag.to_vec()).bind(entry);
         }
         q.execute(&mut *conn).await?;

@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod catalog;
+pub(crate) mod citizen;
 pub(crate) mod publish;
 pub(crate) mod query;
 pub(crate) mod requests;
