@@ -28,7 +28,7 @@ async fn register(
 }
 
 /// [`register`] with these people's identifiers (one row each).
-pub(crate) async fn register_people(
+async fn register_people(
     node: &Node,
     dir: &std::path::Path,
     name: &str,
@@ -146,11 +146,7 @@ pub(crate) async fn reaches(
 
 /// Requests `r` from `owner`, has the owner's steward approve it, and returns the owner's
 /// record once both sides hold the finalized agreement.
-pub(crate) async fn agreed(
-    owner: &Node,
-    consumer: &Node,
-    r: AccessRequest,
-) -> agora_model::Negotiation {
+async fn agreed(owner: &Node, consumer: &Node, r: AccessRequest) -> agora_model::Negotiation {
     let n = consumer.request_access(r).await.unwrap();
     reaches(
         owner,
@@ -178,7 +174,7 @@ pub(crate) async fn agreed(
 
 /// The owner's newest exchange entry that `wanted` accepts, once written (the end of an
 /// answer is recorded just after the answer is sent).
-pub(crate) async fn owner_entry(
+async fn owner_entry(
     owner: &Node,
     wanted: impl Fn(&agora_model::AuditEntry) -> bool,
 ) -> agora_model::LoggedEntry {
@@ -200,7 +196,7 @@ pub(crate) async fn owner_entry(
     panic!("the owner logged no such exchange entry: {found:#?}");
 }
 
-pub(crate) async fn rows(node: &Node, sql: &str) -> Vec<arrow::array::RecordBatch> {
+async fn rows(node: &Node, sql: &str) -> Vec<arrow::array::RecordBatch> {
     use futures::TryStreamExt;
     let r = node.query(sql).await.unwrap();
     r.into_batches().try_collect().await.unwrap()
@@ -849,7 +845,7 @@ async fn aggregate_attacks_are_refused_alike_through_the_node_and_straight_to_th
 
 /// Waits until the authority has witnessed a checkpoint of `node`'s log that holds entry
 /// `index`.
-pub(crate) async fn witnessed_past(node: &Node, index: u64) {
+async fn witnessed_past(node: &Node, index: u64) {
     for _ in 0..200 {
         let c = node.checkpoint().await.unwrap();
         if c.is_some_and(|c| c.size > index && c.witnessed.is_some()) {
@@ -860,15 +856,22 @@ pub(crate) async fn witnessed_past(node: &Node, index: u64) {
     panic!("no witnessed checkpoint holds entry {index}");
 }
 
-#[tokio::test]
-async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_omission_is_caught() {
-    // The tax office answers the employment agency's citizen portal, six lookups a minute.
+/// The tax office answering the employment agency's citizen portal (`citizens`: the
+/// `[citizens]` table of its `node.toml`), with `ids` in its `annual_income`, an agreement
+/// for `columns` in records mode, and the agency's query `sql` answered, logged and
+/// witnessed on both sides. Returns the world and the tax office's entry for the answer.
+pub(crate) async fn portal_world(
+    citizens: &str,
+    ids: &[String],
+    columns: &str,
+    sql: &str,
+) -> (World, agora_model::LoggedEntry) {
     let a = start_authority(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tax-office")).unwrap();
     std::fs::write(
         dir.path().join("tax-office/node.toml"),
-        "[citizens]\nportals = [\"employment-agency\"]\nlookups_per_minute = 6\n",
+        format!("[citizens]\n{citizens}"),
     )
     .unwrap();
     let w = World {
@@ -879,12 +882,13 @@ async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_om
     };
     let (tax, ea) = (&w.tax.node, &w.ea.node);
     tax.trust().unwrap().refresh().await.unwrap();
-    register(
+    register_people(
         tax,
         w.dir.path(),
         "annual_income",
         "personal",
         &["fraud_prevention"],
+        ids,
     )
     .await;
     ea.refresh_offers().await.unwrap();
@@ -894,20 +898,31 @@ async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_om
         request(
             "annual_income",
             "fraud_prevention",
-            "person_id=pseudonym,income=band:10000",
+            columns,
             AccessMode::Records,
         ),
     )
     .await;
     ea.refresh_offers().await.unwrap();
-    rows(
-        ea,
-        "SELECT person_id FROM \"tax-office\".annual_income WHERE income = 20000",
-    )
-    .await;
+    rows(ea, sql).await;
     let logged = owner_entry(tax, |e| e.subjects.is_some()).await;
     witnessed_past(tax, logged.index).await;
     witnessed_past(ea, 0).await;
+    (w, logged)
+}
+
+#[tokio::test]
+async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_omission_is_caught() {
+    // The tax office answers the employment agency's citizen portal, six lookups a minute.
+    let ids: Vec<String> = (0..40).map(|i| (10_000_000 + i).to_string()).collect();
+    let (w, logged) = portal_world(
+        "portals = [\"employment-agency\"]\nlookups_per_minute = 6\n",
+        &ids,
+        "person_id=pseudonym,income=band:10000",
+        "SELECT person_id FROM \"tax-office\".annual_income WHERE income = 20000",
+    )
+    .await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
 
     // A resident whose row the query read: the tax office's log holds that one access,
     // proven in its witnessed log and complete up to the checkpoint; the agency's own log

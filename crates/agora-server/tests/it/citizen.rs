@@ -4,13 +4,11 @@
 //! access, proven. Wrong, replayed, expired and guessed codes are refused, and nothing in a
 //! URL or form shows anyone else's history.
 
-use agora_model::AccessMode;
 use agora_node::Node;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 
-use crate::agreements::{agreed, owner_entry, register_people, request, rows, witnessed_past};
-use crate::ecosystem::{member, start_authority};
+use crate::agreements::portal_world;
 use crate::web::{cookie, hidden, web_site};
 
 /// A valid national identifier (11 digits with the check digit) from a 10-digit stem.
@@ -75,51 +73,17 @@ async fn code_for(node: &Node, id: &str) -> String {
 
 #[tokio::test]
 async fn a_resident_signs_in_with_a_one_time_code_and_sees_only_their_own_proven_history() {
-    let a = start_authority(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tax-office")).unwrap();
-    std::fs::write(
-        dir.path().join("tax-office/node.toml"),
-        "[citizens]\nportals = [\"employment-agency\"]\n",
-    )
-    .unwrap();
-    let tax = member(&a, dir.path(), "tax-office").await;
-    let ea = member(&a, dir.path(), "employment-agency").await;
-    let (tax, ea) = (&tax.node, &ea.node);
-    tax.trust().unwrap().refresh().await.unwrap();
-    let ids: Vec<String> = (0..40).map(|i| national_id(1_234_500_000 + i)).collect();
-    register_people(
-        tax,
-        dir.path(),
-        "annual_income",
-        "personal",
-        &["fraud_prevention"],
-        &ids,
-    )
-    .await;
-    ea.refresh_offers().await.unwrap();
-    agreed(
-        tax,
-        ea,
-        request(
-            "annual_income",
-            "fraud_prevention",
-            "person_id=pseudonym,income",
-            AccessMode::Records,
-        ),
-    )
-    .await;
-    ea.refresh_offers().await.unwrap();
     // The agency reads the rows of the first three people only.
-    rows(
-        ea,
+    let ids: Vec<String> = (0..40).map(|i| national_id(1_234_500_000 + i)).collect();
+    let (w, logged) = portal_world(
+        "portals = [\"employment-agency\"]\n",
+        &ids,
+        "person_id=pseudonym,income",
         "SELECT person_id FROM \"tax-office\".annual_income WHERE income < 23000",
     )
     .await;
-    let logged = owner_entry(tax, |e| e.subjects.is_some()).await;
     assert_eq!(logged.entry.subjects.as_ref().unwrap().count, 3);
-    witnessed_past(tax, logged.index).await;
-    witnessed_past(ea, 0).await;
+    let ea = &w.ea.node;
 
     let portal = Portal {
         url: web_site(ea).await,
