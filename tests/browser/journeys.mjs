@@ -445,6 +445,44 @@ await journey('auditor: the audit log filtered by purpose, one entry with its pr
   await accessible(page, 'audit filter error');
 });
 
+await journey('citizen: a resident signs in with a one-time code and sees who used their data, proven complete; the code works once', async () => {
+  const c = eco.citizen;
+  assert.ok(c, 'the demo issued a resident a one-time code');
+  const portal = member(c.portal);
+  const { page } = await person();
+  await page.goto(`${portal.base_url}/citizen`);
+  assert.match(page.url(), /\/citizen\/sign-in$/);
+  await accessible(page, 'citizen sign-in');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('.error-summary').waitFor();
+  assert.match(await page.locator('.error-summary').innerText(), /national identification number/);
+  await accessible(page, 'citizen sign-in errors');
+  await page.getByLabel('National identification number').fill(c.person_id);
+  await page.getByLabel('One-time code').fill(c.code);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/citizen$/);
+  const text = await page.locator('main').innerText();
+  assert.match(text, /Who used your data/);
+  assert.match(text, /fraud_prevention/);
+  assert.match(text, /\(proven\)/);
+  assert.match(text, /complete up to entry/);
+  assert.doesNotMatch(text, /could not be checked/i);
+  await accessible(page, 'citizen history');
+  await screenshot(page, 'citizen');
+  // Another resident's number in the address changes nothing: the session says whose.
+  await page.goto(`${portal.base_url}/citizen?person_id=00000000000`);
+  assert.match(await page.locator('main').innerText(), new RegExp(`ending in ${c.person_id.slice(-3)}\\.`));
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/citizen\/sign-in$/);
+  // The code worked once.
+  await page.getByLabel('National identification number').fill(c.person_id);
+  await page.getByLabel('One-time code').fill(c.code);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('.error-summary').waitFor();
+  assert.match(await page.locator('.error-summary').innerText(), /not right/);
+  await accessible(page, 'citizen code refused');
+});
+
 await journey('publishing: a steward publishes a CSV file from the inbox, fixing what the form refuses', async () => {
   // A ;-separated file in the folder the demo's nodes accept from their stewards.
   const file = path.join(eco.inbox, `openings-${Date.now()}.csv`);

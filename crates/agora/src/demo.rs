@@ -135,7 +135,14 @@ struct Ecosystem {
     /// the API (each node's `--allow-path`).
     inbox: String,
     members: Vec<EcosystemMember>,
+    /// The resident of the citizen-transparency scenario and their one-time code (valid
+    /// for 10 minutes after the demo started, good once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    citizen: Option<crate::scenarios::DemoCitizen>,
 }
+
+/// The member that runs the citizen portal for the demo's country.
+const CITIZEN_PORTAL: &str = "population-registry";
 
 /// The demo ecosystem's id.
 const ECOSYSTEM: &str = "agora-demo";
@@ -170,7 +177,9 @@ async fn member_node(
     name: &str,
 ) -> Result<(Node, String, Vec<DemoUser>)> {
     let member = MemberId::parse(id)?;
-    let cfg = NodeConfig::new(data_dir.join("nodes").join(id));
+    let mut cfg = NodeConfig::new(data_dir.join("nodes").join(id));
+    // Every member answers the population registry's citizen portal.
+    cfg.citizens.portals = vec![MemberId::parse(CITIZEN_PORTAL)?];
     if id == "employment-agency" {
         crate::scenarios::install_policies(&cfg.data_dir)?;
     }
@@ -283,7 +292,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         &client_files,
         users,
     )?;
-    let eco = Ecosystem {
+    let mut eco = Ecosystem {
         scale: args.scale,
         seed: args.seed,
         authority_url: authority_url.clone(),
@@ -294,6 +303,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .to_string(),
         inbox: inbox.display().to_string(),
         members,
+        citizen: None,
     };
     let eco_path = data_dir.join("ecosystem.json");
 
@@ -305,7 +315,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             exchange_listeners,
             inbox: inbox.clone(),
         };
-        serve_members(nodes, served, &mut servers, &stop_rx).await?;
+        eco.citizen = serve_members(nodes, served, &mut servers, &stop_rx).await?;
     }
     write_private_json(&eco_path, &eco)?;
     print_guide(
@@ -452,7 +462,7 @@ async fn serve_members(
     served: Served,
     servers: &mut tokio::task::JoinSet<Result<()>>,
     stop_rx: &tokio::sync::watch::Receiver<bool>,
-) -> Result<()> {
+) -> Result<Option<crate::scenarios::DemoCitizen>> {
     let Served {
         listeners,
         exchange_listeners,
@@ -472,7 +482,7 @@ async fn serve_members(
     }
     // The scenarios, under real agreements negotiated between the running nodes.
     let running: Vec<Node> = nodes.iter().map(|(n, _)| n.clone()).collect();
-    crate::scenarios::play(&running)
+    let citizen = crate::scenarios::play(&running)
         .await
         .context("a demo scenario failed")?;
     for ((node, _), l) in nodes.into_iter().zip(listeners) {
@@ -502,7 +512,7 @@ async fn serve_members(
                 .map(|r| r.context("a node's API failed")),
         );
     }
-    Ok(())
+    Ok(citizen)
 }
 
 /// Opens the demo authority, creating it on first use, published at `url` (the port may
@@ -723,6 +733,20 @@ fn print_guide(eco: &Ecosystem, eco_path: &Path, secs: f64, no_serve: bool) {
             m.client_certificate
         );
         println!("(key {}, root {}).", m.client_key, eco.root_certificate);
+    }
+    if let Some(c) = &eco.citizen
+        && let Some(portal) = eco.members.iter().find(|m| m.id == c.portal)
+    {
+        println!();
+        println!(
+            "Citizen portal: sign in at {}/citizen/sign-in as resident {} with the one-time code {}",
+            portal.base_url, c.person_id, c.code
+        );
+        println!(
+            "(valid 10 minutes, good once; another: {agora} citizen code {} --data-dir {}).",
+            c.person_id,
+            shell_word(&portal.data_dir)
+        );
     }
     if !no_serve {
         println!();

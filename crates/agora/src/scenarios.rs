@@ -10,6 +10,12 @@
 //!   show who received unemployment benefit while declaring a high income, without the
 //!   agency ever seeing an identifier; the tax office re-identifies the flagged cases.
 //!
+//! - **Citizen transparency**: a resident whose records both scenarios read asks the
+//!   population registry's citizen portal who used their data; every member is asked over
+//!   the signed exchange channel, and each answer is checked to be complete against the
+//!   member's witnessed log. The demo issues the resident a one-time code to see it in the
+//!   browser.
+//!
 //! Each run reuses the agreements in force from an earlier run.
 
 use std::time::Duration;
@@ -241,7 +247,16 @@ fn indent(s: &str) -> String {
 }
 
 /// Plays both scenarios and prints what each party saw.
-pub async fn play(nodes: &[Node]) -> Result<()> {
+/// A resident the demo issued a one-time code for, to sign in to the citizen portal.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoCitizen {
+    pub portal: String,
+    pub person_id: String,
+    pub code: String,
+}
+
+/// Plays the scenarios; returns the resident of the citizen-transparency scenario.
+pub async fn play(nodes: &[Node]) -> Result<Option<DemoCitizen>> {
     let hospital = find(nodes, "city-hospital");
     let agency = find(nodes, "employment-agency");
     let tax = find(nodes, "tax-office");
@@ -251,11 +266,114 @@ pub async fn play(nodes: &[Node]) -> Result<()> {
         (Err(e), _) | (_, Err(e)) => println!("Scenario 1 — job matching: skipped, {e:#}"),
     }
     println!();
-    match (agency, tax) {
+    let flagged = match (agency, tax) {
         (Ok(agency), Ok(tax)) => fraud_prevention(agency, tax).await?,
-        (Err(e), _) | (_, Err(e)) => println!("Scenario 2 — fraud prevention: skipped, {e:#}"),
+        (Err(e), _) | (_, Err(e)) => {
+            println!("Scenario 2 — fraud prevention: skipped, {e:#}");
+            Vec::new()
+        }
+    };
+    println!();
+    match find(nodes, "population-registry") {
+        Ok(registry) if !flagged.is_empty() => {
+            Ok(Some(citizen_transparency(nodes, registry, &flagged).await?))
+        }
+        Ok(_) => {
+            println!("Scenario 6 — citizen transparency: skipped, no resident was flagged");
+            Ok(None)
+        }
+        Err(e) => {
+            println!("Scenario 6 — citizen transparency: skipped, {e:#}");
+            Ok(None)
+        }
     }
-    Ok(())
+}
+
+/// How many members' logs hold accesses to the resident's records in `history`.
+fn members_with_accesses(history: &agora_node::citizen::CitizenHistory) -> usize {
+    history
+        .members
+        .iter()
+        .filter(|m| m.outcome.as_ref().is_ok_and(|h| !h.accesses.is_empty()))
+        .count()
+}
+
+/// A flagged resident asks the population registry's portal who used their data.
+async fn citizen_transparency(
+    nodes: &[Node],
+    registry: &Node,
+    flagged: &[String],
+) -> Result<DemoCitizen> {
+    println!("Scenario 6 — citizen transparency");
+    println!(
+        "  A resident whose records the scenarios read asks the population registry's citizen"
+    );
+    println!("  portal who used their data. The portal asks every member over the signed exchange");
+    println!(
+        "  channel and checks each answer against the member's witnessed log: every access is"
+    );
+    println!("  in the log, and the list is complete up to the checkpoint.");
+    // The answers' log entries are written as their streams end; each member signs a
+    // checkpoint of them and has the authority witness it.
+    let mut chosen = None;
+    for _ in 0..50 {
+        for n in nodes {
+            n.checkpoint().await?;
+        }
+        let mut best = None;
+        for person in flagged {
+            let h = registry.citizen_history(person).await?;
+            let n = members_with_accesses(&h);
+            if best.as_ref().is_none_or(|(_, _, m)| n > *m) {
+                best = Some((person.clone(), h, n));
+            }
+        }
+        // Both scenarios' owners hold accesses to the best resident once their entries
+        // are witnessed.
+        if best.as_ref().is_some_and(|(_, _, n)| *n >= 2) {
+            chosen = best;
+            break;
+        }
+        chosen = best;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (person, history, _) = chosen.context("no resident to show")?;
+    println!("  What the portal shows resident {person}:");
+    for m in &history.members {
+        match &m.outcome {
+            Ok(h) if h.accesses.is_empty() => println!(
+                "    {:<20} no access; proven complete up to entry {}",
+                m.member.as_str(),
+                h.size
+            ),
+            Ok(h) => {
+                println!(
+                    "    {:<20} {} access{}; proven complete up to entry {}",
+                    m.member.as_str(),
+                    h.accesses.len(),
+                    if h.accesses.len() == 1 { "" } else { "es" },
+                    h.size
+                );
+                for a in &h.accesses {
+                    println!(
+                        "      {} read for {} under agreement {}",
+                        a.entry.peer.as_deref().unwrap_or("?"),
+                        a.entry.purpose.as_deref().unwrap_or("?"),
+                        a.entry.agreement.as_deref().map(short).unwrap_or_default()
+                    );
+                }
+            }
+            Err(e) => println!("    {:<20} could not be checked: {e}", m.member.as_str()),
+        }
+    }
+    let code = registry
+        .issue_citizen_code(&person, &agora_node::Accessor::command_line())
+        .await?;
+    Ok(DemoCitizen {
+        portal: registry.member().to_string(),
+        person_id: person,
+        code: code.code,
+    })
 }
 
 /// The hospital finds job seekers for its vacancies; the agency re-identifies matches.
@@ -309,7 +427,7 @@ async fn job_matching(hospital: &Node, agency: &Node) -> Result<()> {
 }
 
 /// The agency links benefits with declared income; the tax office re-identifies.
-async fn fraud_prevention(agency: &Node, tax: &Node) -> Result<()> {
+async fn fraud_prevention(agency: &Node, tax: &Node) -> Result<Vec<String>> {
     println!("Scenario 2 — fraud prevention");
     println!("  The employment agency pays unemployment allowances and asks the tax office for");
     println!("  benefit payments and declared incomes, linked person by person but without names,");
@@ -359,12 +477,14 @@ async fn fraud_prevention(agency: &Node, tax: &Node) -> Result<()> {
     println!(
         "  What the tax office sees when it re-identifies the flagged cases for investigation:"
     );
+    let mut people = Vec::new();
     for (p, who) in tax.reidentify(&income.id, &flagged).await? {
         println!(
             "    {}  →  person {}",
             short(&p),
             who.as_deref().unwrap_or("(unknown)")
         );
+        people.extend(who);
     }
     let agora = crate::demo::agora_command();
     println!("  Neither request reached data without an agreement; every step is in each node's");
@@ -377,7 +497,7 @@ async fn fraud_prevention(agency: &Node, tax: &Node) -> Result<()> {
         "    {agora} agreement decisions --data-dir {}",
         crate::demo::shell_word(&tax.data_dir().display().to_string())
     );
-    Ok(())
+    Ok(people)
 }
 
 /// Writes the employment agency's demo policy into its node's policy directory.

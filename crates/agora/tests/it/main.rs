@@ -903,6 +903,22 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
         "{printed}"
     );
     truthful::the_guide_can_be_followed(&printed);
+    // Scenario 6: the resident's history was asked of every member and checked complete;
+    // the owners of both scenarios hold accesses to their records.
+    let citizen = printed
+        .split("Scenario 6 — citizen transparency")
+        .nth(1)
+        .unwrap_or_else(|| panic!("scenario 6 in the guide:\n{printed}"));
+    assert!(!citizen.contains("could not be checked"), "{citizen}");
+    for owner in ["employment-agency", "tax-office"] {
+        assert!(
+            citizen.lines().any(|l| l.trim_start().starts_with(owner)
+                && l.contains("access")
+                && !l.contains("no access")),
+            "{owner} holds no access in:\n{citizen}"
+        );
+    }
+    assert!(citizen.contains("Citizen portal: sign in at"), "{citizen}");
 
     // A second start reuses the data and the registrations.
     let out = run(&[
