@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -42,6 +42,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(checkpoint))
         .route("/api/v1/tlog/tile/{*path}", get(tile))
         .routes(routes!(entry_proof))
+        .routes(routes!(entry_subjects))
         .routes(routes!(audit_entries))
         .routes(routes!(audit_entries_csv))
 }
@@ -185,6 +186,40 @@ async fn entry_proof(
         ApiError::bad_request(format!("{index:?} is not an entry index (0, 1, 2, …)"))
     })?;
     Ok(Json(state.node.log_inclusion(index).await?.into()))
+}
+
+/// The subject tags an entry commits to, for an auditor to recompute its commitment and the
+/// log's subject index (see docs/citizens.md). Tags are the node's VOPRF outputs: they name
+/// nobody, but show which entries carried the same subject.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SubjectsView {
+    index: u64,
+    /// Hex, 64 bytes each, ascending.
+    tags: Vec<String>,
+}
+
+/// The subject tags entry `index` commits to (404 when it commits to none).
+#[utoipa::path(get, path = "/api/v1/tlog/entries/{index}/subjects", tag = "transparency",
+    params(("index" = u64, Path, description = "the entry's index, from 0")),
+    responses((status = 200, body = SubjectsView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn entry_subjects(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(index): Path<String>,
+) -> Result<Json<SubjectsView>, ApiError> {
+    caller.require(ApiRole::Auditor)?;
+    let index: u64 = index.parse().map_err(|_| {
+        ApiError::bad_request(format!("{index:?} is not an entry index (0, 1, 2, …)"))
+    })?;
+    let set = state
+        .node
+        .log_subjects(index)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("entry {index} commits to no subjects")))?;
+    Ok(Json(SubjectsView {
+        index,
+        tags: set.tags().iter().map(hex::encode).collect(),
+    }))
 }
 
 /// The largest entry index a request may name (10^18: more than a log ever holds).

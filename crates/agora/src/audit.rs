@@ -130,6 +130,39 @@ impl Source {
         }
     }
 
+    /// The subject tags entry `index` commits to.
+    async fn subject_tags(&self, index: u64) -> Result<Vec<tlog::SubjectTag>> {
+        let tags = match self {
+            Source::Dir(n) => n
+                .log_subjects(index)
+                .await?
+                .map(|s| s.tags().to_vec())
+                .ok_or_else(|| anyhow!("the node keeps no subject tags for entry {index}"))?,
+            Source::Api { .. } => {
+                let body = self.get(&format!("entries/{index}/subjects")).await?;
+                let v: serde_json::Value = serde_json::from_slice(&body)?;
+                v["tags"]
+                    .as_array()
+                    .ok_or_else(|| {
+                        anyhow!("the node's subject tags of entry {index} are not a list")
+                    })?
+                    .iter()
+                    .map(|t| {
+                        t.as_str()
+                            .and_then(|t| hex::decode(t).ok())
+                            .and_then(|b| tlog::SubjectTag::try_from(b).ok())
+                            .ok_or_else(|| {
+                                anyhow!(
+                                    "entry {index} has a subject tag that is not 64 bytes in hex"
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?
+            }
+        };
+        Ok(tags)
+    }
+
     async fn bundle(&self, index: u64, width: u32) -> Result<Vec<u8>> {
         match self {
             Source::Dir(n) => n
@@ -265,10 +298,18 @@ async fn check(source: &Source, keys: &Keys) -> Result<Vec<String>> {
             .push("  witnessed: not yet (the authority has not cosigned this checkpoint)".into()),
         Err(e) => bail!("the checkpoint carries no valid cosignature of the authority: {e}"),
     }
-    let (entries, kinds) = rebuild(source, claimed.size(), *claimed.hash()).await?;
+    let Rebuilt {
+        entries,
+        kinds,
+        subjects,
+    } = rebuild(source, claimed.size(), *claimed.hash()).await?;
     report.push(format!(
         "  all {entries} entries hash to the checkpoint's root; every tile matches"
     ));
+    match tlog::SubjectLine::from_extension(claimed.extension())? {
+        Some(line) => report.push(check_subject_index(source, &line, &subjects).await?),
+        None => report.push("  subject index: the checkpoint states none".into()),
+    }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
     if !kinds.is_empty() {
         report.push(format!("  entries: {}", kinds.join(", ")));
@@ -281,7 +322,7 @@ async fn check(source: &Source, keys: &Keys) -> Result<Vec<String>> {
 async fn unsigned(node: &Node) -> Result<Vec<String>> {
     let (size, root) = node.log_head().await?;
     let source = Source::Dir(node.clone());
-    let (entries, kinds) = rebuild(&source, size, root).await?;
+    let Rebuilt { entries, kinds, .. } = rebuild(&source, size, root).await?;
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
     Ok(vec![
         format!(
@@ -302,15 +343,57 @@ async fn unsigned(node: &Node) -> Result<Vec<String>> {
     ])
 }
 
+/// What rebuilding a log found.
+struct Rebuilt {
+    entries: u64,
+    /// Entries per kind.
+    kinds: BTreeMap<String, u64>,
+    /// The entries that commit to subjects, with their commitments.
+    subjects: Vec<(u64, agora_model::SubjectCommitment)>,
+}
+
+/// Checks each entry's subject commitment against the tags the node keeps for it, and the
+/// subject index the checkpoint states against the index of those tags; the report line.
+async fn check_subject_index(
+    source: &Source,
+    line: &tlog::SubjectLine,
+    subjects: &[(u64, agora_model::SubjectCommitment)],
+) -> Result<String> {
+    let mut all = Vec::with_capacity(subjects.len());
+    let mut distinct = std::collections::HashSet::new();
+    for (at, c) in subjects {
+        let set = tlog::SubjectSet::from_tags(source.subject_tags(*at).await?);
+        let root = hex::encode(set.root()?.0);
+        if set.len() != c.count || root != c.root {
+            bail!(
+                "entry {at} commits to {} subjects with root {}, but the tags the node keeps for it are {} with root {root}: they were altered",
+                c.count,
+                c.root,
+                set.len()
+            );
+        }
+        distinct.extend(set.tags().iter().copied());
+        all.push((*at, set));
+    }
+    let index = tlog::SubjectIndex::from_entries(all.iter().map(|(at, s)| (*at, s.tags())))?;
+    if index.root()? != line.index {
+        bail!(
+            "the subject index the checkpoint states is not the index of the entries' subjects: an access was left out of it or added"
+        );
+    }
+    Ok(format!(
+        "  subject index: {} entries carry records of {} subjects; the checkpoint's index is theirs",
+        subjects.len(),
+        distinct.len()
+    ))
+}
+
 /// Reads every bundle, hashes the entries into a tree, compares each full tile with the
 /// one served as it completes and the right edge at the end, and the root.
-async fn rebuild(
-    source: &Source,
-    size: u64,
-    root: tlog::Hash,
-) -> Result<(u64, BTreeMap<String, u64>)> {
+async fn rebuild(source: &Source, size: u64, root: tlog::Hash) -> Result<Rebuilt> {
     let mut v = LogVerifier::new(size);
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut subjects = Vec::new();
     let mut partial: HashMap<TileKey, Vec<u8>> = HashMap::new();
     let full = 256 * tlog::HASH_SIZE;
     while let Some((index, width)) = v.next_bundle() {
@@ -319,6 +402,9 @@ async fn rebuild(
             let at = index * 256 + k as u64;
             let entry = AuditEntry::decode(e).with_context(|| format!("entry {at}"))?;
             *kinds.entry(entry.kind.to_string()).or_default() += 1;
+            if let Some(c) = entry.subjects {
+                subjects.push((at, c));
+            }
         }
         for (key, computed) in v.take_tiles() {
             if computed.len() < full {
@@ -344,7 +430,11 @@ async fn rebuild(
             hex::encode(root.0)
         );
     }
-    Ok((size, kinds))
+    Ok(Rebuilt {
+        entries: size,
+        kinds,
+        subjects,
+    })
 }
 
 async fn compare(source: &Source, key: TileKey, computed: &[u8]) -> Result<()> {

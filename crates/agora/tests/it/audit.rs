@@ -79,6 +79,17 @@ pub fn every_log_verifies_and_an_auditor_sees_who_read_what(eco: &Value) {
         out.contains("The log verifies.") && out.contains("cosigned"),
         "{out}"
     );
+    // The auditor recomputed the subject index the checkpoint states from the tags each
+    // entry commits to (the linkage answers of the fraud scenario carried subjects).
+    let index_line = out
+        .lines()
+        .find(|l| l.contains("subject index:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        index_line.contains("the checkpoint's index is theirs")
+            && !index_line.contains(": 0 entries"),
+        "{out}"
+    );
     // Without the root, who signed cannot be checked: refused, and said why.
     let err = fails(&["audit", "verify", "--node", url, "--token", &secret]);
     assert!(err.contains("--root"), "{err}");
@@ -176,6 +187,28 @@ pub fn every_log_verifies_and_an_auditor_sees_who_read_what(eco: &Value) {
 
 /// After the demo stopped: an entry rewritten in the store fails verification.
 pub fn an_altered_log_fails_verification(eco: &Value) {
+    // The tax office's operator swaps the kept tags of an answer that carried records:
+    // the entry's commitment no longer matches them.
+    // (The tax office left the ecosystem in this run; its node's folder is still there.)
+    let hospital = member(eco, "city-hospital")["data_dir"].as_str().unwrap();
+    let tax = Path::new(hospital).with_file_name("tax-office");
+    let tax = tax.to_str().unwrap();
+    ok(&["audit", "verify", "--data-dir", tax]);
+    let tax_db = Path::new(tax).join("agora.db");
+    let swap = format!(
+        "import sqlite3\n\
+         db = sqlite3.connect({db:?})\n\
+         (entry, tags) = db.execute('SELECT entry, tags FROM tlog_subjects ORDER BY entry LIMIT 1').fetchone()\n\
+         tags = bytes(tags)\n\
+         tags = bytes([tags[0] ^ 1]) + tags[1:]\n\
+         db.execute('UPDATE tlog_subjects SET tags = ? WHERE entry = ?', (tags, entry))\n\
+         db.commit()\n",
+        db = tax_db.display().to_string(),
+    );
+    crate::python(&["-c", &swap]);
+    let err = fails(&["audit", "verify", "--data-dir", tax]);
+    assert!(err.contains("they were altered"), "{err}");
+
     let dir = member(eco, "city-hospital")["data_dir"].as_str().unwrap();
     ok(&["audit", "verify", "--data-dir", dir]);
     let db = Path::new(dir).join("agora.db");
