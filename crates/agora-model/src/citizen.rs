@@ -67,3 +67,19 @@ pub struct SubjectHistoryAnswer {
     /// Whether more entries follow (ask again with `after` the last one's index).
     pub more: bool,
 }
+
+/// `POST` [`crate::paths::SUBJECT_CONSENT`]: a resident withdraws (or grants again) consent
+/// for a purpose, named by their tag at the member (hex), which the portal obtained blindly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectConsentRequest {
+    pub tag: String,
+    pub purpose: String,
+    pub withdrawn: bool,
+}
+
+/// Whether the member holds the resident (and so applied the change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectConsentAnswer {
+    pub held: bool,
+}

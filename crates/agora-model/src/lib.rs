@@ -28,8 +28,8 @@ pub use audit::{
     WitnessRequest, audit_origin, entries_csv, witness_name,
 };
 pub use citizen::{
-    BucketElement, ProvenEntry, SubjectHistoryAnswer, SubjectHistoryRequest, SubjectTagAnswer,
-    SubjectTagRequest,
+    BucketElement, ProvenEntry, SubjectConsentAnswer, SubjectConsentRequest, SubjectHistoryAnswer,
+    SubjectHistoryRequest, SubjectTagAnswer, SubjectTagRequest,
 };
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};

@@ -7,8 +7,9 @@
 //! no longer matches the checkpoint it signed and the authority cosigned.
 
 use agora_model::{
-    AuditEntry, MemberId, SubjectHistoryAnswer, SubjectHistoryRequest, SubjectTagAnswer,
-    SubjectTagRequest, TrustedMember, audit_origin, paths, witness_name,
+    AuditEntry, MemberId, SubjectConsentAnswer, SubjectConsentRequest, SubjectHistoryAnswer,
+    SubjectHistoryRequest, SubjectTagAnswer, SubjectTagRequest, TrustedMember, audit_origin, paths,
+    witness_name,
 };
 use agora_trust::tlog::{self, Hash, IndexElement, SubjectLine, SubjectTag, TagRequest};
 use chrono::{DateTime, Utc};
@@ -48,6 +49,25 @@ pub struct CitizenAccess {
     pub index: u64,
     pub entry: AuditEntry,
     pub proof: Vec<String>,
+}
+
+/// One member's answer to a resident's consent change.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberConsent {
+    pub member: MemberId,
+    pub name: String,
+    /// Whether the member holds the resident (and so applied the change), or why it could
+    /// not be asked.
+    pub outcome: Result<bool, String>,
+}
+
+fn check_subject_id(id: &str) -> Result<(), NodeError> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(NodeError::BadInput(
+            "a subject identifier has between 1 and 64 characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Pages of one history answer a portal reads at most (each holds up to
@@ -163,11 +183,7 @@ impl Node {
     /// of the ecosystem (this node included): which accesses each member's log holds to
     /// their records, proven complete up to a witnessed checkpoint.
     pub async fn citizen_history(&self, person_id: &str) -> Result<CitizenHistory, NodeError> {
-        if person_id.is_empty() || person_id.len() > 64 {
-            return Err(NodeError::BadInput(
-                "a subject identifier has between 1 and 64 characters".into(),
-            ));
-        }
+        check_subject_id(person_id)?;
         let trust = self.enrolled()?;
         let list = trust.ensure_usable(Utc::now())?;
         let digest = agora_engine::subject_digest(person_id);
@@ -190,22 +206,45 @@ impl Node {
     ) -> Result<VerifiedHistory, String> {
         let trust = self.enrolled().map_err(|e| e.to_string())?;
         let material = trust.material();
-        let ecosystem = &trust.list().ecosystem;
-        let mut keys = LogKeys {
+        let mut keys = self.log_keys(&trust.list().ecosystem, member, &material);
+        let (tag, key, size) = self.member_tag(member, digest, &mut keys).await?;
+        let remote = (&member.id != self.member()).then_some(member);
+        let pages = self.history_pages(remote, tag, size).await?;
+        verify_history(&keys, &tag, &key, &pages)
+    }
+
+    /// What a member's log is checked with, before it is asked anything.
+    fn log_keys<'a>(
+        &self,
+        ecosystem: &str,
+        member: &TrustedMember,
+        material: &'a crate::trust::Material,
+    ) -> LogKeys<'a> {
+        LogKeys {
             origin: audit_origin(ecosystem, &member.id),
             node: material.key.public(),
             witness: witness_name(ecosystem),
             root: &material.root_info.public_key,
-        };
+        }
+    }
+
+    /// The resident's tag at `member` (asked for blindly, and checked with the subject key
+    /// of the member's witnessed checkpoint), that key, and the checkpoint's size; `keys`
+    /// learns the key the member's node answered with.
+    async fn member_tag(
+        &self,
+        member: &TrustedMember,
+        digest: tlog::SubjectDigest,
+        keys: &mut LogKeys<'_>,
+    ) -> Result<(SubjectTag, [u8; 32], Option<u64>), String> {
         if &member.id == self.member() {
             let node = self.clone();
             let tag = tokio::task::spawn_blocking(move || node.tags_of(&[digest]))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?[0];
-            let key = self.subject_key().map_err(|e| e.to_string())?.public_key();
-            let pages = self.history_pages(None, tag, None).await?;
-            return verify_history(&keys, &tag, &key, &pages);
+            let key = self.subject_public_key().map_err(|e| e.to_string())?;
+            return Ok((tag, key, None));
         }
         let (request, blinded) = TagRequest::new(digest).map_err(|e| e.to_string())?;
         let body = SubjectTagRequest {
@@ -222,10 +261,57 @@ impl Node {
                 &line.key,
             )
             .map_err(|e| e.to_string())?;
-        let pages = self
-            .history_pages(Some(member), tag, Some(cp.size()))
-            .await?;
-        verify_history(&keys, &tag, &line.key, &pages)
+        Ok((tag, line.key, Some(cp.size())))
+    }
+
+    /// The resident with identifier `person_id` withdraws (or grants again) consent for
+    /// `purpose` at every member of the ecosystem; each member says whether it holds them
+    /// (and so applied it), or why it could not be asked.
+    pub async fn citizen_consent(
+        &self,
+        person_id: &str,
+        purpose: &str,
+        withdrawn: bool,
+    ) -> Result<Vec<MemberConsent>, NodeError> {
+        check_subject_id(person_id)?;
+        let trust = self.enrolled()?;
+        let list = trust.ensure_usable(Utc::now())?;
+        let digest = agora_engine::subject_digest(person_id);
+        let asks = list.members.iter().map(|m| async move {
+            let outcome = self.member_consent(m, digest, purpose, withdrawn).await;
+            MemberConsent {
+                member: m.id.clone(),
+                name: m.name.clone(),
+                outcome,
+            }
+        });
+        Ok(futures::future::join_all(asks).await)
+    }
+
+    async fn member_consent(
+        &self,
+        member: &TrustedMember,
+        digest: tlog::SubjectDigest,
+        purpose: &str,
+        withdrawn: bool,
+    ) -> Result<bool, String> {
+        let trust = self.enrolled().map_err(|e| e.to_string())?;
+        let material = trust.material();
+        let mut keys = self.log_keys(&trust.list().ecosystem, member, &material);
+        let (tag, _, _) = self.member_tag(member, digest, &mut keys).await?;
+        let req = SubjectConsentRequest {
+            tag: hex::encode(tag),
+            purpose: purpose.to_owned(),
+            withdrawn,
+        };
+        let answer: SubjectConsentAnswer = if &member.id == self.member() {
+            self.receive_consent(self.member(), &req)
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            self.ask(member, paths::SUBJECT_CONSENT, &req).await?.0
+        };
+        Ok(answer.held)
     }
 
     /// Every page of the bucket of `tag` at `member` (this node when `None`).

@@ -332,6 +332,12 @@ impl Node {
                 } else {
                     None
                 },
+                // An agreement that relies on consent reads no one who withdrew it.
+                excluded: if a.legal_basis == "consent" {
+                    self.store().consent_withdrawn(&a.purpose).await?
+                } else {
+                    Vec::new()
+                },
             };
             tracing::debug!(peer = %peer, product = %p.name, agreement = %a.id, mode = a.terms.mode.as_str(), "agreement bound");
             bound.insert(

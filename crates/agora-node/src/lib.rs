@@ -7,6 +7,7 @@ pub mod access;
 pub mod agreements;
 mod binding;
 pub mod citizen;
+mod consent;
 mod error;
 pub mod exchange;
 mod federation;

@@ -220,7 +220,7 @@ impl Node {
 
     /// Admits a lookup by `peer` when this node's owner named it a citizen portal and it
     /// has lookups left this minute.
-    fn admit_lookup(&self, peer: &MemberId) -> Result<(), NodeError> {
+    pub(crate) fn admit_lookup(&self, peer: &MemberId) -> Result<(), NodeError> {
         let settings = &self.inner.citizens;
         if peer == self.member() {
             return Ok(());

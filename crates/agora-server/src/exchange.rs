@@ -38,6 +38,7 @@ pub fn exchange_app(node: Node) -> Router {
         .route(paths::NEGOTIATIONS, axum::routing::post(negotiation_step))
         .route(paths::SUBJECT_TAG, axum::routing::post(subject_tag))
         .route(paths::SUBJECT_HISTORY, axum::routing::post(subject_history))
+        .route(paths::SUBJECT_CONSENT, axum::routing::post(subject_consent))
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), signed));
     Router::new()
         .merge(signed)
@@ -101,6 +102,22 @@ async fn subject_history(
     tracing::info!(peer = %peer.0.id, bucket = req.bucket, "subject index bucket asked for");
     let answer = node
         .subject_history(&peer.0.id, &req)
+        .await
+        .map_err(|e| ApiError::for_member(&e))?;
+    Ok(Json(answer).into_response())
+}
+
+/// A citizen portal passes on a resident's consent change.
+async fn subject_consent(
+    State(node): State<Node>,
+    Extension(peer): Extension<PeerMember>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let req: agora_model::SubjectConsentRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("not a consent change: {e}")))?;
+    tracing::info!(peer = %peer.0.id, purpose = %req.purpose, "consent change received");
+    let answer = node
+        .receive_consent(&peer.0.id, &req)
         .await
         .map_err(|e| ApiError::for_member(&e))?;
     Ok(Json(answer).into_response())

@@ -7,6 +7,7 @@
 mod access;
 mod authority;
 mod citizens;
+mod consent;
 mod exchange;
 mod journal;
 mod negotiations;

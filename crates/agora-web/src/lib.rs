@@ -124,6 +124,7 @@ pub fn router<S>(node: Node, config: WebConfig) -> Router<S> {
             get(pages::citizen::sign_in_form).post(pages::citizen::sign_in),
         )
         .route("/citizen/sign-out", post(pages::citizen::sign_out))
+        .route("/citizen/consent", post(pages::citizen::consent))
         .route("/assets/agora.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)

@@ -326,6 +326,7 @@ mod tests {
                 subject: Some("person_id".into()),
                 linkage_key: Some(LinkageKey::new([key; 32])),
                 cell_key: None,
+                excluded: Vec::new(),
             };
             let table = EnforcedTable::new(&ctx.state(), inner, &enforcement).unwrap();
             ctx.register_table(name, Arc::new(table)).unwrap();

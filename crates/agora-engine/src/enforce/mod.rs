@@ -83,6 +83,9 @@ pub struct Enforcement {
     pub linkage_key: Option<LinkageKey>,
     /// The owner's secret for record keys and cell noise (aggregate mode).
     pub cell_key: Option<CellKeySecret>,
+    /// The subjects (identifiers as the subject column holds them, in text) whose rows
+    /// this agreement may not read: those who withdrew the consent it relies on.
+    pub excluded: Vec<String>,
 }
 
 /// A product as one agreement lets its consumer see it.
@@ -121,6 +124,36 @@ pub struct EnforcedTable {
     /// The product's schema, for checking conditions rewritten over its row (made once).
     raw_schema: Arc<DFSchema>,
     schema: SchemaRef,
+}
+
+/// The row filter with the rows of excluded subjects left out (a row without a subject
+/// is no one's to exclude).
+fn with_exclusions(
+    row_filter: Option<Expr>,
+    enforcement: &Enforcement,
+    raw: &Schema,
+) -> Option<Expr> {
+    let subject = enforcement
+        .subject
+        .as_deref()
+        .filter(|s| raw.field_with_name(s).is_ok());
+    let (Some(subject), false) = (subject, enforcement.excluded.is_empty()) else {
+        return row_filter;
+    };
+    let column = Expr::Column(datafusion::common::Column::from_name(subject));
+    let list = enforcement
+        .excluded
+        .iter()
+        .map(|id| Expr::Literal(ScalarValue::Utf8(Some(id.clone())), None))
+        .collect();
+    let kept = column
+        .clone()
+        .is_null()
+        .or(datafusion::logical_expr::cast(column, DataType::Utf8).in_list(list, true));
+    Some(match row_filter {
+        Some(f) => f.and(kept),
+        None => kept,
+    })
 }
 
 fn refused(e: impl fmt::Display) -> EngineError {
@@ -233,6 +266,7 @@ impl EnforcedTable {
                 Some(expr)
             }
         };
+        let row_filter = with_exclusions(row_filter, enforcement, raw.as_ref());
         let mut columns = Vec::new();
         let mut masks = Vec::new();
         let mut fields = Vec::new();
@@ -637,6 +671,7 @@ mod tests {
             subject: Some("id".into()),
             linkage_key: Some(key(3)),
             cell_key: None,
+            excluded: Vec::new(),
         };
         EnforcedTable::new(&state, inner, &enforcement).unwrap()
     }

@@ -288,6 +288,7 @@ fn under_agreement(t: &TableBinding, bounds: agora_model::QueryBounds) -> TableB
         subject: None,
         linkage_key: None,
         cell_key: None,
+        excluded: Vec::new(),
     });
     t
 }

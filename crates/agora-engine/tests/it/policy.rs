@@ -133,6 +133,7 @@ impl World {
                         }),
                         // A fixed secret: the corpus's released figures are reproducible.
                         cell_key: Some(CellKeySecret::new(*b"agora-policy-corpus-cell-key-32b")),
+                        excluded: Vec::new(),
                     });
                 } else if class != "open" {
                     b.refusal = Some(format!(

@@ -165,6 +165,7 @@ impl Node {
                     subject: AgreementTerms::subject_column(&product.metadata).map(str::to_owned),
                     linkage_key: Some(LinkageKey::new([0; 32])),
                     cell_key: None,
+                    excluded: Vec::new(),
                 },
             )
             .await?;

@@ -202,7 +202,7 @@ async fn rows(node: &Node, sql: &str) -> Vec<arrow::array::RecordBatch> {
     r.into_batches().try_collect().await.unwrap()
 }
 
-async fn count(node: &Node, sql: &str) -> i64 {
+pub(crate) async fn count(node: &Node, sql: &str) -> i64 {
     let b = rows(node, sql).await;
     b[0].column(0)
         .as_any()
@@ -845,7 +845,7 @@ async fn aggregate_attacks_are_refused_alike_through_the_node_and_straight_to_th
 
 /// Waits until the authority has witnessed a checkpoint of `node`'s log that holds entry
 /// `index`.
-async fn witnessed_past(node: &Node, index: u64) {
+pub(crate) async fn witnessed_past(node: &Node, index: u64) {
     for _ in 0..200 {
         let c = node.checkpoint().await.unwrap();
         if c.is_some_and(|c| c.size > index && c.witnessed.is_some()) {
@@ -863,7 +863,7 @@ async fn witnessed_past(node: &Node, index: u64) {
 pub(crate) async fn portal_world(
     citizens: &str,
     ids: &[String],
-    columns: &str,
+    (columns, legal_basis): (&str, &str),
     sql: &str,
 ) -> (World, agora_model::LoggedEntry) {
     let a = start_authority(|_| {}).await;
@@ -892,17 +892,14 @@ pub(crate) async fn portal_world(
     )
     .await;
     ea.refresh_offers().await.unwrap();
-    agreed(
-        tax,
-        ea,
-        request(
-            "annual_income",
-            "fraud_prevention",
-            columns,
-            AccessMode::Records,
-        ),
-    )
-    .await;
+    let mut r = request(
+        "annual_income",
+        "fraud_prevention",
+        columns,
+        AccessMode::Records,
+    );
+    r.legal_basis = legal_basis.into();
+    agreed(tax, ea, r).await;
     ea.refresh_offers().await.unwrap();
     rows(ea, sql).await;
     let logged = owner_entry(tax, |e| e.subjects.is_some()).await;
@@ -918,7 +915,7 @@ async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_om
     let (w, logged) = portal_world(
         "portals = [\"employment-agency\"]\nlookups_per_minute = 6\n",
         &ids,
-        "person_id=pseudonym,income=band:10000",
+        ("person_id=pseudonym,income=band:10000", "public_task"),
         "SELECT person_id FROM \"tax-office\".annual_income WHERE income = 20000",
     )
     .await;

@@ -8,7 +8,7 @@ use agora_node::Node;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 
-use crate::agreements::portal_world;
+use crate::agreements::{count, portal_world};
 use crate::web::{cookie, hidden, web_site};
 
 /// A valid national identifier (11 digits with the check digit) from a 10-digit stem.
@@ -78,7 +78,7 @@ async fn a_resident_signs_in_with_a_one_time_code_and_sees_only_their_own_proven
     let (w, logged) = portal_world(
         "portals = [\"employment-agency\"]\n",
         &ids,
-        "person_id=pseudonym,income",
+        ("person_id=pseudonym,income", "public_task"),
         "SELECT person_id FROM \"tax-office\".annual_income WHERE income < 23000",
     )
     .await;
@@ -179,4 +179,164 @@ async fn a_resident_signs_in_with_a_one_time_code_and_sees_only_their_own_proven
         (status, location.as_str()),
         (StatusCode::SEE_OTHER, "/citizen/sign-in")
     );
+}
+
+#[tokio::test]
+async fn a_resident_who_withdraws_consent_is_left_out_of_the_next_query_at_every_owner() {
+    // The agency reads the tax office's incomes under an agreement that relies on consent.
+    let ids: Vec<String> = (0..40).map(|i| national_id(2_345_600_000 + i)).collect();
+    let (w, _) = portal_world(
+        "portals = [\"employment-agency\"]\n",
+        &ids,
+        ("person_id=pseudonym,income", "consent"),
+        "SELECT person_id FROM \"tax-office\".annual_income WHERE income < 23000",
+    )
+    .await;
+    let (tax, ea) = (&w.tax.node, &w.ea.node);
+    let all = "SELECT count(*) FROM \"tax-office\".annual_income";
+    assert_eq!(count(ea, all).await, 40);
+
+    // The resident withdraws consent at the portal: the tax office holds them and applies
+    // it; the agency holds no record of them.
+    let me = &ids[1];
+    let answers = ea
+        .citizen_consent(me, "fraud_prevention", true)
+        .await
+        .unwrap();
+    let mut held: Vec<(&str, bool)> = answers
+        .iter()
+        .map(|a| (a.member.as_str(), *a.outcome.as_ref().unwrap()))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        [("employment-agency", false), ("tax-office", true)],
+        "{answers:?}"
+    );
+    // The very next query leaves their row out, whatever it asks.
+    assert_eq!(count(ea, all).await, 39);
+    assert_eq!(
+        count(
+            ea,
+            "SELECT count(*) FROM \"tax-office\".annual_income WHERE income = 21000"
+        )
+        .await,
+        0
+    );
+    // Another purpose's consent, or someone the owner does not hold, changes nothing.
+    ea.citizen_consent(&ids[2], "job_matching", true)
+        .await
+        .unwrap();
+    assert_eq!(count(ea, all).await, 39);
+    let nobody = national_id(9_999_999_999);
+    let answers = ea
+        .citizen_consent(&nobody, "fraud_prevention", true)
+        .await
+        .unwrap();
+    assert!(
+        answers.iter().all(|a| a.outcome == Ok(false)),
+        "{answers:?}"
+    );
+    // Bad input is refused with a clear error.
+    let e = ea
+        .citizen_consent(me, "Fraud Prevention!", true)
+        .await
+        .unwrap();
+    assert!(
+        e.iter().any(|a| a
+            .outcome
+            .as_ref()
+            .is_err_and(|e| e.contains("not a purpose"))),
+        "{e:?}"
+    );
+
+    // The change is in the tax office's log, in the resident's history.
+    let logged = tax
+        .audit_entries(&agora_model::EntryFilter {
+            kind: Some("consent".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let entry = logged
+        .iter()
+        .find(|e| e.entry.purpose.as_deref() == Some("fraud_prevention"))
+        .unwrap();
+    assert_eq!(entry.entry.outcome, "withdrawn");
+    assert!(
+        !serde_json::to_string(&entry.entry)
+            .unwrap()
+            .contains(me.as_str())
+    );
+    crate::agreements::witnessed_past(tax, entry.index).await;
+    let history = ea.citizen_history(me).await.unwrap();
+    let at_tax = history
+        .members
+        .iter()
+        .find(|m| m.member.as_str() == "tax-office")
+        .unwrap()
+        .outcome
+        .as_ref()
+        .unwrap();
+    assert!(
+        at_tax
+            .accesses
+            .iter()
+            .any(|a| a.entry.kind == agora_model::AuditKind::Consent && a.index == entry.index),
+        "{at_tax:?}"
+    );
+
+    // In the portal's pages: the consent section offers to give it again, and doing so
+    // brings the row back at once.
+    let portal = Portal {
+        url: web_site(ea).await,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    };
+    let r = portal.sign_in(me, &code_for(ea, me).await).await;
+    let session = cookie(&r, "agora_citizen");
+    let (_, _, page) = portal.get("/citizen", &session).await;
+    assert!(page.contains("You withdrew your consent"), "{page}");
+    assert!(
+        page.contains("Give consent for fraud prevention again"),
+        "{page}"
+    );
+    let csrf = hidden(&page, "csrf");
+    let done = portal
+        .http
+        .post(format!("{}/citizen/consent", portal.url))
+        .header("cookie", format!("agora_citizen={session}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("purpose", "fraud_prevention"),
+            ("action", "grant"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    let text = done.text().await.unwrap();
+    assert!(
+        text.contains("Consent given again") && text.contains("done"),
+        "{text}"
+    );
+    assert_eq!(count(ea, all).await, 40);
+    // Without the session's form token nothing changes.
+    let forged = portal
+        .http
+        .post(format!("{}/citizen/consent", portal.url))
+        .header("cookie", format!("agora_citizen={session}"))
+        .form(&[
+            ("csrf", "0"),
+            ("purpose", "fraud_prevention"),
+            ("action", "withdraw"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count(ea, all).await, 40);
 }

@@ -36,6 +36,12 @@ pub(crate) struct Pending {
     tags: Vec<u8>,
 }
 
+impl Pending {
+    pub(crate) fn new(entry: AuditEntry, data: Vec<u8>, tags: Vec<u8>) -> Self {
+        Self { entry, data, tags }
+    }
+}
+
 /// Entries queued for the log, answered with the index of the first.
 pub(crate) struct LogOp {
     pub(crate) entries: Vec<Pending>,

@@ -13,8 +13,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use std::collections::BTreeMap;
+
+use agora_model::AuditKind;
 use agora_node::citizen::{CitizenHistory, MemberHistory};
 use agora_node::residents::CitizenSignIn;
+use chrono::{DateTime, Utc};
 
 use crate::Web;
 use crate::layout::{FieldError, Frame, Section, error_summary, field_error, number, page};
@@ -216,6 +220,7 @@ pub(crate) async fn history(State(web): State<Web>, headers: HeaderMap) -> Respo
             }
         }
         (summary(&history))
+        (consent_section(&history, &s.csrf_token))
         @for m in &history.members { (member_section(m, &history)) }
     };
     Html(page(&frame(&web), "Who used your data", body).into_string()).into_response()
@@ -235,6 +240,145 @@ fn summary(history: &CitizenHistory) -> Markup {
                 (checked) " of " (history.members.len()) " organisations, each proven complete." }
         }
     }
+}
+
+/// The purposes the resident's records are used for on the basis of their consent (from
+/// the accesses' legal bases), with their latest consent change, if any.
+fn consents(history: &CitizenHistory) -> BTreeMap<String, Option<(DateTime<Utc>, bool)>> {
+    let mut out: BTreeMap<String, Option<(DateTime<Utc>, bool)>> = BTreeMap::new();
+    for a in history
+        .members
+        .iter()
+        .filter_map(|m| m.outcome.as_ref().ok())
+        .flat_map(|h| h.accesses.iter())
+    {
+        let Some(purpose) = a.entry.purpose.clone() else {
+            continue;
+        };
+        if a.entry.kind == AuditKind::Consent {
+            let change = (a.entry.at, a.entry.outcome == "withdrawn");
+            let latest = out.entry(purpose).or_insert(None);
+            if latest.is_none_or(|(at, _)| at < change.0) {
+                *latest = Some(change);
+            }
+        } else if a
+            .entry
+            .detail
+            .get("legal_basis")
+            .and_then(|v| v.as_str())
+            .is_some_and(|b| b.contains("consent"))
+        {
+            out.entry(purpose).or_insert(None);
+        }
+    }
+    out
+}
+
+fn consent_section(history: &CitizenHistory, csrf: &str) -> Markup {
+    let consents = consents(history);
+    html! {
+        h2 { "Your consent" }
+        @if consents.is_empty() {
+            p { "No organisation uses records about you on the basis of your consent." }
+        } @else {
+            p { "These uses of records about you rely on your consent. You can withdraw it at any time: every organisation that holds records about you stops using them for that purpose before its next query." }
+            dl.summary {
+                @for (purpose, latest) in &consents {
+                    div {
+                        dt { (purpose.replace('_', " ")) }
+                        dd {
+                            @match latest {
+                                Some((at, true)) => { "You withdrew your consent on " (at.format("%-d %B %Y at %H:%M UTC")) "." }
+                                Some((at, false)) => { "You gave your consent again on " (at.format("%-d %B %Y at %H:%M UTC")) "." }
+                                None => { "You have not withdrawn your consent." }
+                            }
+                        }
+                        dd {
+                            form.inline-form method="post" action="/citizen/consent" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="purpose" value=(purpose);
+                                @if matches!(latest, Some((_, true))) {
+                                    input type="hidden" name="action" value="grant";
+                                    button.button--secondary type="submit" { "Give consent for " (purpose.replace('_', " ")) " again" }
+                                } @else {
+                                    input type="hidden" name="action" value="withdraw";
+                                    button.button--warning type="submit" { "Withdraw consent for " (purpose.replace('_', " ")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConsentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    action: String,
+}
+
+/// The resident withdraws or gives again their consent for a purpose, at every member.
+pub(crate) async fn consent(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Form(f): Form<ConsentForm>,
+) -> Response {
+    let Some((_, s)) = session(&web, &headers).await else {
+        return Redirect::to("/citizen/sign-in").into_response();
+    };
+    if !same_secret(&s.csrf_token, &f.csrf) {
+        return expired_form();
+    }
+    let withdrawn = match f.action.as_str() {
+        "withdraw" => true,
+        "grant" => false,
+        _ => {
+            return crate::pages::problem(
+                StatusCode::BAD_REQUEST,
+                "That did not work",
+                "Choose to withdraw or to give your consent, from your page.",
+            );
+        }
+    };
+    let answers = match web
+        .node
+        .citizen_consent(&s.person_id, &f.purpose, withdrawn)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return crate::pages::node_error(&e),
+    };
+    let title = if withdrawn {
+        "Consent withdrawn"
+    } else {
+        "Consent given again"
+    };
+    let purpose = f.purpose.replace('_', " ");
+    let body = html! {
+        div.notice.notice--success role="status" {
+            h1 { (title) }
+            p { "For " (purpose) ", at every organisation that holds records about you." }
+        }
+        ul {
+            @for a in &answers {
+                li { strong { (a.name) } ": "
+                    @match &a.outcome {
+                        Ok(true) => { "done; it applies from its next query." }
+                        Ok(false) => { "holds no records about you." }
+                        Err(e) => { "could not be asked (" (e) "). Try again later." }
+                    }
+                }
+            }
+        }
+        p { a href="/citizen" { "Back to who used your data" } }
+    };
+    Html(page(&frame(&web), title, body).into_string()).into_response()
 }
 
 fn member_section(m: &MemberHistory, all: &CitizenHistory) -> Markup {
@@ -259,6 +403,7 @@ fn member_section(m: &MemberHistory, all: &CitizenHistory) -> Markup {
                                 caption.visually-hidden { "Accesses to your records at " (m.name) }
                                 thead { tr {
                                     th scope="col" { "When" }
+                                    th scope="col" { "What" }
                                     th scope="col" { "Who" }
                                     th scope="col" { "Purpose" }
                                     th scope="col" { "Legal basis" }
@@ -269,6 +414,7 @@ fn member_section(m: &MemberHistory, all: &CitizenHistory) -> Markup {
                                     @for a in &h.accesses {
                                         tr {
                                             td { (a.entry.at.format("%-d %b %Y %H:%M")) }
+                                            td { @if a.entry.kind == AuditKind::Consent { "Your consent " (a.entry.outcome) } @else { "Read your records" } }
                                             td { (a.entry.peer.as_deref().map(&name_of).unwrap_or_default()) }
                                             td { (a.entry.purpose.as_deref().unwrap_or("")) }
                                             td { (a.entry.detail.get("legal_basis").and_then(|v| v.as_str()).unwrap_or("")) }
