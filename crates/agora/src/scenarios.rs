@@ -110,7 +110,14 @@ async fn agreement(
             owner: owner.member().clone(),
             product: ProductName::parse(product)?,
             purpose: purpose.into(),
-            legal_basis: "public_task".into(),
+            // Job seekers agree, when they register, to their profile being matched with
+            // vacancies; they may withdraw that consent in the citizen portal.
+            legal_basis: if purpose == "job_matching" {
+                "consent"
+            } else {
+                "public_task"
+            }
+            .into(),
             justification: justification.into(),
             terms,
             valid_from: now,
@@ -298,6 +305,48 @@ fn members_with_accesses(history: &agora_node::citizen::CitizenHistory) -> usize
         .count()
 }
 
+/// The resident withdraws their consent to job matching through the portal; the hospital's
+/// next query no longer reads their profile.
+async fn withdraw_job_matching(registry: &Node, hospital: &Node, person: &str) -> Result<()> {
+    let sql = "SELECT count(*) FROM \"employment-agency\".job_seekers";
+    let before = count(hospital, sql).await?;
+    let answers = registry
+        .citizen_consent(person, "job_matching", true)
+        .await?;
+    let applied: Vec<&str> = answers
+        .iter()
+        .filter(|a| a.outcome == Ok(true))
+        .map(|a| a.member.as_str())
+        .collect();
+    for a in answers.iter().filter(|a| a.outcome.is_err()) {
+        println!(
+            "    {:<20} could not be asked: {}",
+            a.member.as_str(),
+            a.outcome.as_ref().unwrap_err()
+        );
+    }
+    let after = count(hospital, sql).await?;
+    println!("  The resident withdraws their consent to job matching in the portal. Holding them:");
+    println!(
+        "  {}. The hospital's next query sees {after} job seekers instead of {before}.",
+        if applied.is_empty() {
+            "no member".to_owned()
+        } else {
+            applied.join(", ")
+        }
+    );
+    Ok(())
+}
+
+/// The single number a `SELECT count(*)` answers.
+async fn count(node: &Node, sql: &str) -> Result<String> {
+    let (_, rows) = rows(node, sql).await?;
+    rows.first()
+        .and_then(|r| r.first())
+        .cloned()
+        .context("a count answers one row")
+}
+
 /// A flagged resident asks the population registry's portal who used their data.
 async fn citizen_transparency(
     nodes: &[Node],
@@ -365,6 +414,9 @@ async fn citizen_transparency(
             }
             Err(e) => println!("    {:<20} could not be checked: {e}", m.member.as_str()),
         }
+    }
+    if let Ok(hospital) = find(nodes, "city-hospital") {
+        withdraw_job_matching(registry, hospital, &person).await?;
     }
     let code = registry
         .issue_citizen_code(&person, &agora_node::Accessor::command_line())

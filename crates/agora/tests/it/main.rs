@@ -919,6 +919,19 @@ fn demo_runs_every_member_with_its_products_and_restarts_warm() {
         );
     }
     assert!(citizen.contains("Citizen portal: sign in at"), "{citizen}");
+    // The resident withdrew consent to job matching: the agency applied it, and the
+    // hospital's next query saw one job seeker fewer.
+    let line = citizen
+        .lines()
+        .find(|l| l.contains("The hospital's next query sees"))
+        .unwrap_or_else(|| panic!("{citizen}"));
+    assert!(line.contains("employment-agency"), "{citizen}");
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches('.').parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert_eq!(numbers[0] + 1, numbers[1], "{line}");
 
     // A second start reuses the data and the registrations.
     let out = run(&[

@@ -185,7 +185,7 @@ pub fn the_guide_can_be_followed(printed: &str) {
         .and_then(|rest| rest.split("Scenario 2").next())
         .unwrap_or_else(|| panic!("scenario 1 in the guide:\n{printed}"));
     assert!(
-        job.contains("Purpose: job matching") && job.contains("Legal basis: public task"),
+        job.contains("Purpose: job matching") && job.contains("Legal basis: consent"),
         "{job}"
     );
     assert!(job.contains("replaced by a pseudonym"), "{job}");
