@@ -466,6 +466,7 @@ await journey('citizen: a resident signs in with a one-time code and sees who us
   assert.match(text, /fraud_prevention/);
   assert.match(text, /\(proven\)/);
   assert.match(text, /complete up to entry/);
+  assert.match(text, /Holds records about you in:/);
   assert.doesNotMatch(text, /could not be checked/i);
   await accessible(page, 'citizen history');
   await screenshot(page, 'citizen');

@@ -83,3 +83,26 @@ pub struct SubjectConsentRequest {
 pub struct SubjectConsentAnswer {
     pub held: bool,
 }
+
+/// `POST` [`crate::paths::SUBJECT_HOLDINGS`]: one bucket of the tags of the subjects each of
+/// the member's products holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectHoldingsRequest {
+    pub bucket: u8,
+}
+
+/// One product with a subject column, and the tags (hex) of its subjects in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldProduct {
+    pub product: String,
+    pub title: String,
+    pub tags: Vec<String>,
+}
+
+/// Every product of the member with a subject column, with its bucket of tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectHoldingsAnswer {
+    pub bucket: u8,
+    pub products: Vec<HeldProduct>,
+}

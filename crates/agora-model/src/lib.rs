@@ -28,8 +28,9 @@ pub use audit::{
     WitnessRequest, audit_origin, entries_csv, witness_name,
 };
 pub use citizen::{
-    BucketElement, ProvenEntry, SubjectConsentAnswer, SubjectConsentRequest, SubjectHistoryAnswer,
-    SubjectHistoryRequest, SubjectTagAnswer, SubjectTagRequest,
+    BucketElement, HeldProduct, ProvenEntry, SubjectConsentAnswer, SubjectConsentRequest,
+    SubjectHistoryAnswer, SubjectHistoryRequest, SubjectHoldingsAnswer, SubjectHoldingsRequest,
+    SubjectTagAnswer, SubjectTagRequest,
 };
 pub use disclosure::{CountNoise, DisclosureControl, Dominance, MAX_COUNT_NOISE, MagnitudeNoise};
 pub use ids::{IdError, MemberId, ProductName};

@@ -411,6 +411,9 @@ pub mod paths {
     /// Node exchange listener: `POST` a [`crate::SubjectConsentRequest`] (signed; citizen
     /// portals the node answers only): a resident's consent for a purpose, by their tag.
     pub const SUBJECT_CONSENT: &str = "/exchange/v1/subjects/consent";
+    /// Node exchange listener: `POST` a [`crate::SubjectHoldingsRequest`] (signed; citizen
+    /// portals the node answers only): one bucket of the tags its products' subjects have.
+    pub const SUBJECT_HOLDINGS: &str = "/exchange/v1/subjects/holdings";
     /// Node exchange listener: Arrow Flight `DoGet` with a [`super::FlightTicket`]; the
     /// request signature covers this path and the ticket's SHA-256.
     pub const FLIGHT_DO_GET: &str = "/arrow.flight.protocol.FlightService/DoGet";

@@ -8,8 +8,8 @@
 
 use agora_model::{
     AuditEntry, MemberId, SubjectConsentAnswer, SubjectConsentRequest, SubjectHistoryAnswer,
-    SubjectHistoryRequest, SubjectTagAnswer, SubjectTagRequest, TrustedMember, audit_origin, paths,
-    witness_name,
+    SubjectHistoryRequest, SubjectHoldingsAnswer, SubjectHoldingsRequest, SubjectTagAnswer,
+    SubjectTagRequest, TrustedMember, audit_origin, paths, witness_name,
 };
 use agora_trust::tlog::{self, Hash, IndexElement, SubjectLine, SubjectTag, TagRequest};
 use chrono::{DateTime, Utc};
@@ -27,6 +27,9 @@ pub struct CitizenHistory {
 pub struct MemberHistory {
     pub member: MemberId,
     pub name: String,
+    /// The titles of the member's products that hold records about the resident; or why
+    /// the member could not be asked.
+    pub holdings: Result<Vec<String>, String>,
     /// The accesses, verified; or why they could not be.
     pub outcome: Result<VerifiedHistory, String>,
 }
@@ -188,10 +191,14 @@ impl Node {
         let list = trust.ensure_usable(Utc::now())?;
         let digest = agora_engine::subject_digest(person_id);
         let asks = list.members.iter().map(|m| async move {
-            let outcome = self.member_history(m, digest).await;
+            let (holdings, outcome) = match self.member_history(m, digest).await {
+                Ok((holdings, history)) => (holdings, Ok(history)),
+                Err(e) => (Err(e.clone()), Err(e)),
+            };
             MemberHistory {
                 member: m.id.clone(),
                 name: m.name.clone(),
+                holdings,
                 outcome,
             }
         });
@@ -203,14 +210,43 @@ impl Node {
         &self,
         member: &TrustedMember,
         digest: tlog::SubjectDigest,
-    ) -> Result<VerifiedHistory, String> {
+    ) -> Result<(Result<Vec<String>, String>, VerifiedHistory), String> {
         let trust = self.enrolled().map_err(|e| e.to_string())?;
         let material = trust.material();
         let mut keys = self.log_keys(&trust.list().ecosystem, member, &material);
         let (tag, key, size) = self.member_tag(member, digest, &mut keys).await?;
         let remote = (&member.id != self.member()).then_some(member);
-        let pages = self.history_pages(remote, tag, size).await?;
-        verify_history(&keys, &tag, &key, &pages)
+        let (pages, holdings) = tokio::join!(
+            self.history_pages(remote, tag, size),
+            self.member_holdings(remote, &tag)
+        );
+        Ok((holdings, verify_history(&keys, &tag, &key, &pages?)?))
+    }
+
+    /// The titles of the products of `member` (this node when `None`) that hold the subject
+    /// with `tag`.
+    async fn member_holdings(
+        &self,
+        member: Option<&TrustedMember>,
+        tag: &SubjectTag,
+    ) -> Result<Vec<String>, String> {
+        let req = SubjectHoldingsRequest {
+            bucket: tlog::bucket_of(tag),
+        };
+        let answer: SubjectHoldingsAnswer = match member {
+            Some(m) => self.ask(m, paths::SUBJECT_HOLDINGS, &req).await?.0,
+            None => self
+                .subject_holdings(self.member(), &req)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let mine = hex::encode(tag);
+        Ok(answer
+            .products
+            .into_iter()
+            .filter(|p| p.tags.contains(&mine))
+            .map(|p| p.title)
+            .collect())
     }
 
     /// What a member's log is checked with, before it is asked anything.

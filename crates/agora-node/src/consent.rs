@@ -83,22 +83,9 @@ impl Node {
     /// The subject of this node's products whose tag is `tag`, if it holds one.
     async fn subject_with_tag(&self, tag: &SubjectTag) -> Result<Option<String>, NodeError> {
         for p in self.store().all_products().await? {
-            let Some(column) = agora_model::AgreementTerms::subject_column(&p.metadata) else {
+            let Some(ids) = self.subject_ids(&p).await? else {
                 continue;
             };
-            let sql = format!(
-                "SELECT DISTINCT CAST({} AS VARCHAR) FROM {} WHERE {} IS NOT NULL",
-                quoted(column),
-                quoted(p.name.as_str()),
-                quoted(column)
-            );
-            // Every subject the product holds (a page as large as the product).
-            let page = self.query(&sql).await?.text_page(0, usize::MAX - 1).await?;
-            let ids: Vec<String> = page
-                .rows
-                .into_iter()
-                .filter_map(|mut r| r.pop().flatten())
-                .collect();
             let digests: Vec<_> = ids
                 .iter()
                 .map(|id| agora_engine::subject_digest(id))
@@ -112,5 +99,29 @@ impl Node {
             }
         }
         Ok(None)
+    }
+
+    /// Every subject a product holds (identifiers as text), if it has a subject column.
+    pub(crate) async fn subject_ids(
+        &self,
+        p: &agora_model::Product,
+    ) -> Result<Option<Vec<String>>, NodeError> {
+        let Some(column) = agora_model::AgreementTerms::subject_column(&p.metadata) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT DISTINCT CAST({} AS VARCHAR) FROM {} WHERE {} IS NOT NULL",
+            quoted(column),
+            quoted(p.name.as_str()),
+            quoted(column)
+        );
+        // Every subject the product holds (a page as large as the product).
+        let page = self.query(&sql).await?.text_page(0, usize::MAX - 1).await?;
+        Ok(Some(
+            page.rows
+                .into_iter()
+                .filter_map(|mut r| r.pop().flatten())
+                .collect(),
+        ))
     }
 }

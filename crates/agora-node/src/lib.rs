@@ -11,6 +11,7 @@ mod consent;
 mod error;
 pub mod exchange;
 mod federation;
+mod holdings;
 pub mod location;
 pub mod member_error;
 pub use location::LocationPolicy;
@@ -126,6 +127,8 @@ struct Inner {
     accounting: tokio::sync::Semaphore,
     /// Subject tags and indexes kept between answers, and portals' lookups.
     subjects: subjects::Subjects,
+    /// Products' subject tags, for portals asking which products hold a resident.
+    holdings: holdings::Holdings,
     /// Which citizen portals the node answers.
     citizens: settings::CitizenSettings,
     throttle: throttle::Throttle,
@@ -284,6 +287,7 @@ impl Node {
                 subject_key: Default::default(),
                 accounting: tokio::sync::Semaphore::new(1),
                 subjects: Default::default(),
+                holdings: Default::default(),
                 citizens: settings.citizens,
                 access_writes: Default::default(),
             }),

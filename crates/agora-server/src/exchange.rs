@@ -39,6 +39,10 @@ pub fn exchange_app(node: Node) -> Router {
         .route(paths::SUBJECT_TAG, axum::routing::post(subject_tag))
         .route(paths::SUBJECT_HISTORY, axum::routing::post(subject_history))
         .route(paths::SUBJECT_CONSENT, axum::routing::post(subject_consent))
+        .route(
+            paths::SUBJECT_HOLDINGS,
+            axum::routing::post(subject_holdings),
+        )
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), signed));
     Router::new()
         .merge(signed)
@@ -102,6 +106,22 @@ async fn subject_history(
     tracing::info!(peer = %peer.0.id, bucket = req.bucket, "subject index bucket asked for");
     let answer = node
         .subject_history(&peer.0.id, &req)
+        .await
+        .map_err(|e| ApiError::for_member(&e))?;
+    Ok(Json(answer).into_response())
+}
+
+/// A citizen portal asks which products hold a resident, by one bucket of tags.
+async fn subject_holdings(
+    State(node): State<Node>,
+    Extension(peer): Extension<PeerMember>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let req: agora_model::SubjectHoldingsRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("not a holdings request: {e}")))?;
+    tracing::info!(peer = %peer.0.id, bucket = req.bucket, "subject holdings asked for");
+    let answer = node
+        .subject_holdings(&peer.0.id, &req)
         .await
         .map_err(|e| ApiError::for_member(&e))?;
     Ok(Json(answer).into_response())

@@ -910,10 +910,11 @@ pub(crate) async fn portal_world(
 
 #[tokio::test]
 async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_omission_is_caught() {
-    // The tax office answers the employment agency's citizen portal, six lookups a minute.
+    // The tax office answers the employment agency's citizen portal, eight lookups a minute
+    // (a resident's history costs three: the tag, the bucket, the holdings).
     let ids: Vec<String> = (0..40).map(|i| (10_000_000 + i).to_string()).collect();
     let (w, logged) = portal_world(
-        "portals = [\"employment-agency\"]\nlookups_per_minute = 6\n",
+        "portals = [\"employment-agency\"]\nlookups_per_minute = 8\n",
         &ids,
         ("person_id=pseudonym,income=band:10000", "public_task"),
         "SELECT person_id FROM \"tax-office\".annual_income WHERE income = 20000",
@@ -934,6 +935,18 @@ async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_om
             .clone()
     };
     let at_tax = part(&history, "tax-office").unwrap();
+    // Which products hold them, without the tax office learning whom the portal asked for.
+    let holds = |h: &agora_node::citizen::CitizenHistory, m: &str| {
+        h.members
+            .iter()
+            .find(|p| p.member.as_str() == m)
+            .unwrap()
+            .holdings
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(holds(&history, "tax-office"), ["Incomes annual_income"]);
+    assert!(holds(&history, "employment-agency").is_empty());
     assert_eq!(
         at_tax
             .accesses
@@ -956,6 +969,7 @@ async fn a_resident_sees_every_access_to_their_records_proven_complete_and_an_om
     // Someone the tax office holds nothing on: provably no access.
     let nobody = ea.citizen_history("99999999").await.unwrap();
     assert!(part(&nobody, "tax-office").unwrap().accesses.is_empty());
+    assert!(holds(&nobody, "tax-office").is_empty());
 
     // The tax office leaves the access out of its answer: the portal's check fails.
     let tag = tax.subject_tag("10000003").unwrap();

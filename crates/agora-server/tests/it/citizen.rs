@@ -116,6 +116,10 @@ async fn a_resident_signs_in_with_a_one_time_code_and_sees_only_their_own_proven
     let (status, _, page) = portal.get("/citizen", &session).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("1 access"), "{page}");
+    assert!(
+        page.contains("Holds records about you in: Incomes annual_income."),
+        "{page}"
+    );
     assert!(page.contains("fraud_prevention"), "{page}");
     assert!(
         page.contains(&format!("{} (proven)", logged.index)),
@@ -136,6 +140,7 @@ async fn a_resident_signs_in_with_a_one_time_code_and_sees_only_their_own_proven
     let theirs = cookie(&r, "agora_citizen");
     let (_, _, page) = portal.get("/citizen", &theirs).await;
     assert!(page.contains("0 accesses"), "{page}");
+    assert!(page.contains("Holds no records about you."), "{page}");
 
     // An expired code is refused.
     let stale = "24681357";

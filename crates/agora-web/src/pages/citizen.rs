@@ -391,6 +391,11 @@ fn member_section(m: &MemberHistory, all: &CitizenHistory) -> Markup {
     html! {
         section aria-labelledby=(format!("m-{}", m.member)) {
             h2 id=(format!("m-{}", m.member)) { (m.name) }
+            @match &m.holdings {
+                Ok(titles) if titles.is_empty() => p { "Holds no records about you." }
+                Ok(titles) => p { "Holds records about you in: " (titles.join(", ")) "." }
+                Err(_) => {}
+            }
             @match &m.outcome {
                 Ok(h) => {
                     p { "Checked: complete up to entry " (h.size) " of its log, witnessed by the ecosystem's authority on "
