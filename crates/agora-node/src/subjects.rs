@@ -177,6 +177,16 @@ impl Node {
         Ok(Some(tlog::SubjectSet::from_tags(tags)))
     }
 
+    /// This node's tags of the subjects with these identifiers, computed once per subject
+    /// and remembered (blocking: about 50 µs a subject the first time).
+    pub fn subject_tags(&self, ids: &[&str]) -> Result<Vec<SubjectTag>, NodeError> {
+        let digests: Vec<_> = ids
+            .iter()
+            .map(|id| agora_engine::subject_digest(id))
+            .collect();
+        self.tags_of(&digests)
+    }
+
     /// This node's tag of the subject with identifier `id` (what its entries commit to).
     pub fn subject_tag(&self, id: &str) -> Result<SubjectTag, NodeError> {
         Ok(self.subject_key()?.tag(&agora_engine::subject_digest(id)))

@@ -492,6 +492,25 @@ impl Store {
         self.journal.log(entries).await
     }
 
+    /// Appends entries with the subject tags each commits to (concatenated, 64 bytes each,
+    /// ascending; empty for none), as the journal writes answers' entries; returns the index
+    /// of the first.
+    pub async fn log_append_with_tags(
+        &self,
+        entries: Vec<(AuditEntry, Vec<u8>)>,
+    ) -> Result<u64, StoreError> {
+        let pending = entries
+            .into_iter()
+            .map(|(entry, tags)| {
+                let data = entry
+                    .encode()
+                    .map_err(|e| StoreError::TransparencyLog(e.to_string()))?;
+                Ok(Pending::new(entry, data, tags))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.journal.log(pending).await
+    }
+
     /// The subject tags entry `index` commits to (concatenated, 64 bytes each), if it
     /// commits to any.
     pub async fn log_subject_tags(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
