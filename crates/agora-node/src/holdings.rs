@@ -16,9 +16,16 @@ use crate::{Node, NodeError};
 /// How long a product's subject tags are kept before its data is read again.
 pub const HOLDINGS_KEPT_FOR: Duration = Duration::from_secs(600);
 
-/// Per product: its version, when its tags were computed, and the tags (ascending).
+/// A product's subject tags (ascending), for the version of it they were computed from.
+struct KeptTags {
+    version: i64,
+    at: Instant,
+    tags: Arc<Vec<SubjectTag>>,
+}
+
+/// Per product, its kept tags.
 #[derive(Default)]
-pub(crate) struct Holdings(std::sync::Mutex<HashMap<String, (i64, Instant, Arc<Vec<SubjectTag>>)>>);
+pub(crate) struct Holdings(std::sync::Mutex<HashMap<String, KeptTags>>);
 
 impl Node {
     /// The tags of the subjects `p` holds (ascending), if it has a subject column.
@@ -33,9 +40,8 @@ impl Node {
             .lock()
             .expect("lock")
             .get(p.name.as_str())
-            .and_then(|(v, at, tags)| {
-                (*v == p.version && at.elapsed() < HOLDINGS_KEPT_FOR).then(|| tags.clone())
-            });
+            .filter(|k| k.version == p.version && k.at.elapsed() < HOLDINGS_KEPT_FOR)
+            .map(|k| k.tags.clone());
         if kept.is_some() {
             return Ok(kept);
         }
@@ -55,7 +61,11 @@ impl Node {
         let tags = Arc::new(tags);
         self.inner.holdings.0.lock().expect("lock").insert(
             p.name.to_string(),
-            (p.version, Instant::now(), tags.clone()),
+            KeptTags {
+                version: p.version,
+                at: Instant::now(),
+                tags: tags.clone(),
+            },
         );
         Ok(Some(tags))
     }
