@@ -83,6 +83,16 @@ impl Node {
     /// The subject of this node's products whose tag is `tag`, if it holds one.
     async fn subject_with_tag(&self, tag: &SubjectTag) -> Result<Option<String>, NodeError> {
         for p in self.store().all_products().await? {
+            // The product's tags as its data is now (each subject's tag is computed once, so
+            // this costs a read of the product) tell whether it holds the subject; only then
+            // are its identifiers read again to find which.
+            if !self
+                .product_tags(&p, std::time::Duration::ZERO)
+                .await?
+                .is_some_and(|tags| tags.binary_search(tag).is_ok())
+            {
+                continue;
+            }
             let Some(ids) = self.subject_ids(&p).await? else {
                 continue;
             };

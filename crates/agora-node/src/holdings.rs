@@ -28,10 +28,12 @@ struct KeptTags {
 pub(crate) struct Holdings(std::sync::Mutex<HashMap<String, KeptTags>>);
 
 impl Node {
-    /// The tags of the subjects `p` holds (ascending), if it has a subject column.
-    async fn product_tags(
+    /// The tags of the subjects `p` holds (ascending), if it has a subject column; kept ones
+    /// when computed less than `max_age` ago.
+    pub(crate) async fn product_tags(
         &self,
         p: &agora_model::Product,
+        max_age: Duration,
     ) -> Result<Option<Arc<Vec<SubjectTag>>>, NodeError> {
         let kept = self
             .inner
@@ -40,7 +42,7 @@ impl Node {
             .lock()
             .expect("lock")
             .get(p.name.as_str())
-            .filter(|k| k.version == p.version && k.at.elapsed() < HOLDINGS_KEPT_FOR)
+            .filter(|k| k.version == p.version && k.at.elapsed() < max_age)
             .map(|k| k.tags.clone());
         if kept.is_some() {
             return Ok(kept);
@@ -79,7 +81,7 @@ impl Node {
         self.admit_lookup(peer)?;
         let mut products = Vec::new();
         for p in self.store().all_products().await? {
-            let Some(tags) = self.product_tags(&p).await? else {
+            let Some(tags) = self.product_tags(&p, HOLDINGS_KEPT_FOR).await? else {
                 continue;
             };
             let start = tags.partition_point(|t| bucket_of(t) < req.bucket);
