@@ -86,10 +86,10 @@ impl Node {
             // The product's tags as its data is now (each subject's tag is computed once, so
             // this costs a read of the product) tell whether it holds the subject; only then
             // are its identifiers read again to find which.
-            if !self
+            if self
                 .product_tags(&p, std::time::Duration::ZERO)
                 .await?
-                .is_some_and(|tags| tags.binary_search(tag).is_ok())
+                .is_none_or(|tags| tags.binary_search(tag).is_err())
             {
                 continue;
             }

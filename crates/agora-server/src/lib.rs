@@ -10,6 +10,7 @@ mod agreements;
 mod api_types;
 mod auth;
 mod authority;
+mod citizen;
 mod error;
 pub mod exchange;
 mod flight;
@@ -67,15 +68,33 @@ pub(crate) struct AppState {
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_parts().1
+    api_parts().doc
 }
 
 /// The API's routes and their OpenAPI document, with the statuses every operation can
 /// answer with documented.
-fn api_parts() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    let (api, mut doc) = routes::api_router().split_for_parts();
+/// The API's routes: those that need a staff token, those that need a resident's token,
+/// and the resident's sign-in; with the document of all of them.
+struct ApiParts {
+    staff: axum::Router<AppState>,
+    resident: axum::Router<AppState>,
+    public: axum::Router<AppState>,
+    doc: utoipa::openapi::OpenApi,
+}
+
+fn api_parts() -> ApiParts {
+    let (staff, mut doc) = routes::api_router().split_for_parts();
+    let (resident, resident_doc) = citizen::resident_router().split_for_parts();
+    let (public, public_doc) = citizen::public_router().split_for_parts();
+    doc.merge(resident_doc);
+    doc.merge(public_doc);
     openapi::document_common_responses(&mut doc);
-    (api, doc)
+    ApiParts {
+        staff,
+        resident,
+        public,
+        doc,
+    }
 }
 
 /// The complete HTTP application for a node.
@@ -91,14 +110,24 @@ pub fn app(node: Node, config: ServerConfig) -> Router {
         node,
         config: Arc::new(config),
     };
-    let (api, doc) = api_parts();
-    let doc = Arc::new(doc);
-    let api = api.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    let parts = api_parts();
+    let doc = Arc::new(parts.doc);
+    let api = parts
+        .staff
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let resident = parts
+        .resident
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            citizen::require_resident,
+        ));
     Router::new()
         .merge(api)
+        .merge(resident)
+        .merge(parts.public)
         .merge(routes::public_router(doc))
         .merge(web)
         .fallback(routes::not_found)

@@ -64,6 +64,21 @@ impl Portal {
     }
 }
 
+/// The node's whole HTTP application (API and pages) on a port of its own.
+async fn api_site(node: &Node) -> String {
+    let app = agora_server::app(node.clone(), agora_server::ServerConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    url
+}
+
 async fn code_for(node: &Node, id: &str) -> String {
     node.issue_citizen_code(id, &agora_node::Accessor::command_line())
         .await
@@ -166,6 +181,78 @@ async fn a_resident_signs_in_with_a_one_time_code_and_sees_only_their_own_proven
             .status();
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+
+    // The same through the API: a resident's token reads their history and nothing else.
+    let api = api_site(ea).await;
+    let http = reqwest::Client::new();
+    let session_of = |body: serde_json::Value| {
+        let http = http.clone();
+        let api = api.clone();
+        async move {
+            http.post(format!("{api}/api/v1/citizen/sessions"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let wrong = session_of(serde_json::json!({"person_id": me, "code": "00000000"})).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let ok = session_of(serde_json::json!({"person_id": me, "code": code_for(ea, me).await})).await;
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    let token = ok.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let history: serde_json::Value = http
+        .get(format!("{api}/api/v1/citizen/history"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tax = history["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["member"] == "tax-office")
+        .unwrap();
+    assert_eq!(
+        tax["verified"]["accesses"].as_array().unwrap().len(),
+        1,
+        "{tax}"
+    );
+    assert_eq!(tax["holdings"][0], "Incomes annual_income", "{tax}");
+    for (path, who) in [
+        ("/api/v1/products", Some(token.as_str())),
+        ("/api/v1/citizen/history", None),
+    ] {
+        let mut r = http.get(format!("{api}{path}"));
+        if let Some(t) = who {
+            r = r.bearer_auth(t);
+        }
+        assert_eq!(
+            r.send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    let out = http
+        .delete(format!("{api}/api/v1/citizen/sessions/current"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let after = http
+        .get(format!("{api}/api/v1/citizen/history"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
 
     // Signing out ends the session.
     let (_, _, page) = portal.get("/citizen", &session).await;

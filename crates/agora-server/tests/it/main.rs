@@ -211,6 +211,9 @@ async fn openapi_document_matches_the_routes() {
         "/api/v1/query",
         "/api/v1/tokens",
         "/api/v1/tokens/{id}",
+        "/api/v1/citizen/sessions",
+        "/api/v1/citizen/history",
+        "/api/v1/citizen/consent",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
