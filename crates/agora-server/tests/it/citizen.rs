@@ -24,6 +24,17 @@ struct Portal {
 }
 
 impl Portal {
+    /// The portal's pages of `node`, with a client that does not follow redirects.
+    async fn of(node: &Node) -> Self {
+        Self {
+            url: web_site(node).await,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
     /// Sends the sign-in form (with a fresh form token) and returns the answer.
     async fn sign_in(&self, person_id: &str, code: &str) -> reqwest::Response {
         let form = self
@@ -100,13 +111,7 @@ async fn a_resident_signs_in_with_a_one_time_code_and_sees_only_their_own_proven
     assert_eq!(logged.entry.subjects.as_ref().unwrap().count, 3);
     let ea = &w.ea.node;
 
-    let portal = Portal {
-        url: web_site(ea).await,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-    };
+    let portal = Portal::of(ea).await;
     let (me, other) = (&ids[1], &ids[30]);
     // Not signed in: the portal asks to sign in.
     let (status, location, _) = portal.get("/citizen", "").await;
@@ -381,13 +386,7 @@ async fn a_resident_who_withdraws_consent_is_left_out_of_the_next_query_at_every
 
     // In the portal's pages: the consent section offers to give it again, and doing so
     // brings the row back at once.
-    let portal = Portal {
-        url: web_site(ea).await,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-    };
+    let portal = Portal::of(ea).await;
     let r = portal.sign_in(me, &code_for(ea, me).await).await;
     let session = cookie(&r, "agora_citizen");
     let (_, _, page) = portal.get("/citizen", &session).await;
